@@ -1,0 +1,10 @@
+# Per-target defaults: warnings and the optional sanitizer set. Never global flags.
+function(ingest_target_defaults target)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+    if(INGEST_SANITIZE)
+      target_compile_options(${target} PRIVATE -fsanitize=${INGEST_SANITIZE} -fno-omit-frame-pointer)
+      target_link_options(${target} PUBLIC $<BUILD_INTERFACE:-fsanitize=${INGEST_SANITIZE}>)
+    endif()
+  endif()
+endfunction()

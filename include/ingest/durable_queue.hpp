@@ -1,0 +1,232 @@
+#pragma once
+/// @file
+/// The durable queue interface every backend implements, and its contract.
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ingest/detail/callback.hpp"
+#include "ingest/envelope.hpp"
+#include "ingest/error.hpp"
+
+namespace ingest {
+
+/// What a backend can promise; the conformance suite reads it to know what to test.
+struct queue_features {
+  bool durable = false;          ///< an acknowledged publish survives a process crash
+  bool native_dedup = false;     ///< the backend itself rejects a repeated idempotency key
+  bool fifo = false;             ///< deliveries come in publish order (absent redelivery)
+  bool delayed_retry = false;    ///< retry-after delays are honoured by the backend
+  bool lease_extension = false;  ///< leases can be extended while a batch is in hand
+  bool exact_stats = false;      ///< stats() counts are exact, not approximate
+};
+
+/// One message handed to a consumer, leased to it until settled or the lease expires.
+struct delivery {
+  envelope message;                ///< `message.attempts` counts this delivery
+  std::string token;               ///< opaque lease handle; pass it back to settle
+  time_point first_attempt_at{};   ///< when the message was first delivered
+};
+
+/// How a delivery ends.
+enum class settle_action {
+  ack,          ///< processed and committed: remove it
+  retry,        ///< redeliver after `delay`
+  dead_letter,  ///< park it in the dead-letter store with `reason`
+};
+
+/// A decision on one delivery.
+struct settlement {
+  std::string token;
+  settle_action action = settle_action::ack;
+  std::chrono::milliseconds delay{0};  ///< for retry
+  std::string reason;                  ///< for dead_letter: e.g. "max_attempts", "permanent_failure"
+  std::string last_error;              ///< for retry and dead_letter: the handler's error text
+};
+
+/// A message parked in the dead-letter store.
+struct dead_letter {
+  envelope message;
+  std::string reason;
+  std::string last_error;
+  std::uint32_t attempts = 0;
+  time_point first_attempt_at{};
+  time_point last_attempt_at{};
+  time_point dead_lettered_at{};
+};
+
+/// Per-state counts (guarantee 4). Every accepted message is in exactly one of
+/// processed, pending (waiting, leased, or waiting to be retried) and dead-lettered,
+/// unless an operator purged it from the dead-letter store.
+struct queue_stats {
+  std::uint64_t accepted = 0;       ///< distinct messages durably accepted (duplicates not counted)
+  std::uint64_t pending = 0;        ///< not yet processed: ready, leased or delayed
+  std::uint64_t leased = 0;         ///< of pending: held by a consumer right now
+  std::uint64_t retrying = 0;       ///< of pending: delivered at least once before
+  std::uint64_t processed = 0;      ///< acknowledged after commit
+  std::uint64_t dead_lettered = 0;  ///< in the dead-letter store now
+  std::uint64_t purged = 0;         ///< removed from the dead-letter store by an operator
+
+  /// The invariant of guarantee 4.
+  bool balanced() const noexcept { return accepted == pending + processed + dead_lettered + purged; }
+};
+
+/// A durable queue: the single point where the producer and the consumers meet.
+///
+/// **Delivery guarantee.** At least once. A message is redelivered until it is acked
+/// or dead-lettered; consumers make processing idempotent (idempotency_store.hpp).
+///
+/// **Publish.** Completes with a receipt only after the backend has made the message
+/// durable (for a non-durable backend: stored in memory; see `features().durable`).
+/// The backend stamps `accepted_at` (the durable-accept time) and keeps the
+/// idempotency key: a publish whose key was already accepted completes with the
+/// *original* receipt and `duplicate = true`, or with `errc::conflict` when the
+/// payload fingerprint differs. A full backend completes with `errc::queue_full`; a
+/// failed or unreachable one with an error: never with a receipt it cannot honour.
+///
+/// **Fetch.** Completes as soon as at least one message is deliverable (up to `max`),
+/// or with an empty batch once `wait` has elapsed. Each delivery is leased to the
+/// caller for the backend's visibility timeout; an unsettled delivery whose lease
+/// runs out becomes deliverable again with `attempts + 1`.
+///
+/// **Settle.** `ack` removes the message (call it only after the consumer's
+/// transaction committed: guarantee 2); `retry` makes it deliverable again after
+/// `delay`; `dead_letter` moves it, with reason, attempts and last error, to the
+/// dead-letter store. Settling with a lease that has expired completes with
+/// `errc::lease_expired` for the batch (the others are still settled) and leaves
+/// that message to its redelivery.
+///
+/// **Threading.** Every operation may be started from any thread, concurrently.
+/// Completion handlers run on their associated executor (by default the queue's),
+/// never inside the initiating call.
+///
+/// **Cancellation.** Per-operation cancellation is not supported. `close()` completes
+/// waiting fetches with an empty batch and `std::errc::operation_canceled`, and
+/// makes later publishes and fetches complete with `errc::shutting_down`. Settle,
+/// extend, stats and the dead-letter operations keep working after `close()`, so
+/// that consumers can finish and settle the batches they hold (guarantee 8).
+///
+/// **Completion signatures.** Every `async_*` function takes any Asio completion
+/// token (callback, `use_future`, `use_awaitable`, ...):
+/// - publish: `void(error_code, receipt)`
+/// - fetch: `void(error_code, std::vector<delivery>)`
+/// - settle, extend: `void(error_code)`
+/// - stats: `void(error_code, queue_stats)`
+/// - dead_letters: `void(error_code, std::vector<dead_letter>)`
+/// - replay, purge: `void(error_code, std::size_t)` (how many were moved/removed)
+///
+/// @code
+/// auto r = co_await queue.async_publish(std::move(env), asio::use_awaitable);
+/// @endcode
+class durable_queue {
+ public:
+  using executor_type = boost::asio::any_io_executor;
+  using duration = std::chrono::milliseconds;
+
+  virtual ~durable_queue() = default;
+
+  /// The executor on which completions run by default.
+  virtual executor_type get_executor() const = 0;
+  virtual queue_features features() const = 0;
+  /// Stops the queue: see "Cancellation". Idempotent, thread-safe.
+  virtual void close() = 0;
+
+  template <class Token>
+  auto async_publish(envelope message, Token&& token) {
+    return boost::asio::async_initiate<Token, void(error_code, receipt)>(
+        [this](auto handler, envelope m) {
+          do_publish(std::move(m), detail::to_callback<error_code, receipt>(std::move(handler), get_executor()));
+        },
+        token, std::move(message));
+  }
+
+  template <class Token>
+  auto async_fetch(std::size_t max, duration wait, Token&& token) {
+    return boost::asio::async_initiate<Token, void(error_code, std::vector<delivery>)>(
+        [this](auto handler, std::size_t n, duration w) {
+          do_fetch(n, w,
+                   detail::to_callback<error_code, std::vector<delivery>>(std::move(handler), get_executor()));
+        },
+        token, max, wait);
+  }
+
+  template <class Token>
+  auto async_settle(std::vector<settlement> decisions, Token&& token) {
+    return boost::asio::async_initiate<Token, void(error_code)>(
+        [this](auto handler, std::vector<settlement> d) {
+          do_settle(std::move(d), detail::to_callback<error_code>(std::move(handler), get_executor()));
+        },
+        token, std::move(decisions));
+  }
+
+  /// Extends the leases of deliveries still in hand by `by` from now.
+  template <class Token>
+  auto async_extend(std::vector<std::string> tokens, duration by, Token&& token) {
+    return boost::asio::async_initiate<Token, void(error_code)>(
+        [this](auto handler, std::vector<std::string> t, duration d) {
+          do_extend(std::move(t), d, detail::to_callback<error_code>(std::move(handler), get_executor()));
+        },
+        token, std::move(tokens), by);
+  }
+
+  template <class Token>
+  auto async_stats(Token&& token) {
+    return boost::asio::async_initiate<Token, void(error_code, queue_stats)>(
+        [this](auto handler) {
+          do_stats(detail::to_callback<error_code, queue_stats>(std::move(handler), get_executor()));
+        },
+        token);
+  }
+
+  /// Lists dead letters in receipt-id order, starting after `after_receipt_id` ("" for the start).
+  template <class Token>
+  auto async_dead_letters(std::string after_receipt_id, std::size_t limit, Token&& token) {
+    return boost::asio::async_initiate<Token, void(error_code, std::vector<dead_letter>)>(
+        [this](auto handler, std::string after, std::size_t n) {
+          do_dead_letters(std::move(after), n,
+                          detail::to_callback<error_code, std::vector<dead_letter>>(std::move(handler),
+                                                                                         get_executor()));
+        },
+        token, std::move(after_receipt_id), limit);
+  }
+
+  /// Moves dead letters back into the queue (attempts reset); empty list = all of them.
+  template <class Token>
+  auto async_replay(std::vector<std::string> receipt_ids, Token&& token) {
+    return boost::asio::async_initiate<Token, void(error_code, std::size_t)>(
+        [this](auto handler, std::vector<std::string> ids) {
+          do_replay(std::move(ids), detail::to_callback<error_code, std::size_t>(std::move(handler), get_executor()));
+        },
+        token, std::move(receipt_ids));
+  }
+
+  /// Deletes dead letters for good (counted as `purged`); empty list = all of them.
+  template <class Token>
+  auto async_purge(std::vector<std::string> receipt_ids, Token&& token) {
+    return boost::asio::async_initiate<Token, void(error_code, std::size_t)>(
+        [this](auto handler, std::vector<std::string> ids) {
+          do_purge(std::move(ids), detail::to_callback<error_code, std::size_t>(std::move(handler), get_executor()));
+        },
+        token, std::move(receipt_ids));
+  }
+
+ protected:
+  template <class... Args>
+  using callback = detail::callback<void(Args...)>;
+
+  virtual void do_publish(envelope message, callback<error_code, receipt> done) = 0;
+  virtual void do_fetch(std::size_t max, duration wait, callback<error_code, std::vector<delivery>> done) = 0;
+  virtual void do_settle(std::vector<settlement> decisions, callback<error_code> done) = 0;
+  virtual void do_extend(std::vector<std::string> tokens, duration by, callback<error_code> done) = 0;
+  virtual void do_stats(callback<error_code, queue_stats> done) = 0;
+  virtual void do_dead_letters(std::string after, std::size_t limit,
+                               callback<error_code, std::vector<dead_letter>> done) = 0;
+  virtual void do_replay(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) = 0;
+  virtual void do_purge(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) = 0;
+};
+
+}  // namespace ingest

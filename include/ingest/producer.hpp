@@ -1,0 +1,106 @@
+#pragma once
+/// @file
+/// The accept path: validate, fingerprint, publish, wait for the durable ack, return a receipt.
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "ingest/durable_queue.hpp"
+
+namespace ingest {
+
+/// One item to accept.
+struct submission {
+  std::string idempotency_key;  ///< client-chosen, reused on every retry of the same submission
+  std::string subject;          ///< empty: the producer's default subject
+  std::string payload;
+  header_list headers;
+};
+
+struct producer_options {
+  /// Publishes awaiting their durable ack at once; past it `async_submit` fails at
+  /// once with `errc::backpressure` (guarantee 6).
+  std::size_t max_in_flight = 1024;
+  /// Largest payload accepted (bytes).
+  std::size_t max_payload_bytes = 1 << 20;
+  /// Longest wait for the durable ack before answering `errc::publish_timeout`
+  /// (zero: wait for the backend). The publish may still complete later; a retry with
+  /// the same key then returns its receipt.
+  std::chrono::milliseconds publish_timeout{std::chrono::seconds(5)};
+  std::string default_subject = "ingest";
+
+  /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.
+  void validate() const;
+};
+
+/// Producer statistics (monotonic counters, plus the current in-flight count).
+struct producer_stats {
+  std::uint64_t accepted = 0;    ///< receipts for new messages
+  std::uint64_t duplicates = 0;  ///< original receipts returned for a repeated key
+  std::uint64_t rejected = 0;    ///< completed with an error
+  std::size_t in_flight = 0;
+};
+
+/// Accepts submissions into a `durable_queue`.
+///
+/// `async_submit` completes with a receipt only after the queue durably acknowledged
+/// the message (guarantee 1), stamped with the durable-accept time (guarantee 7). A
+/// repeated key completes with the original receipt; the same key with another
+/// payload with `errc::conflict`; a key whose first publish is still awaiting its ack
+/// with `errc::in_flight` (or `errc::conflict` when the payload differs). When
+/// `max_in_flight` publishes are outstanding, or the backend fails, it completes at
+/// once with an error for which `is_retry_later()` holds, never with a receipt.
+///
+/// Thread-safe. Completion handlers run on their associated executor (default: the
+/// queue's). `async_drain` stops accepting (later submits complete with
+/// `errc::shutting_down`) and completes once every in-flight publish has completed.
+/// The queue must outlive the producer.
+///
+/// Completion signatures: submit `void(error_code, receipt)`, drain
+/// `void(error_code)`.
+///
+/// @code
+/// ingest::producer producer(queue, {.max_in_flight = 4096});
+/// producer.async_submit({.idempotency_key = key, .payload = body},
+///     [](error_code ec, ingest::receipt r) { ... });
+/// @endcode
+class producer {
+ public:
+  using executor_type = durable_queue::executor_type;
+
+  explicit producer(durable_queue& queue, producer_options options = {});
+  ~producer();
+  producer(const producer&) = delete;
+  producer& operator=(const producer&) = delete;
+
+  executor_type get_executor() const;
+
+  template <class Token>
+  auto async_submit(submission item, Token&& token) {
+    return boost::asio::async_initiate<Token, void(error_code, receipt)>(
+        [this](auto handler, submission s) {
+          do_submit(std::move(s), detail::to_callback<error_code, receipt>(std::move(handler), get_executor()));
+        },
+        token, std::move(item));
+  }
+
+  template <class Token>
+  auto async_drain(Token&& token) {
+    return boost::asio::async_initiate<Token, void(error_code)>(
+        [this](auto handler) { do_drain(detail::to_callback<error_code>(std::move(handler), get_executor())); },
+        token);
+  }
+
+  producer_stats stats() const;
+
+ private:
+  void do_submit(submission item, detail::callback<void(error_code, receipt)> done);
+  void do_drain(detail::callback<void(error_code)> done);
+
+  struct state;
+  std::shared_ptr<state> state_;
+};
+
+}  // namespace ingest

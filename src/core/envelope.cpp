@@ -1,0 +1,134 @@
+#include "ingest/envelope.hpp"
+
+#include <array>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <random>
+
+#include "ingest/error.hpp"
+
+namespace ingest {
+namespace {
+
+std::uint64_t random_u64() {
+  thread_local std::mt19937_64 engine{[] {
+    std::random_device device;
+    std::seed_seq seed{device(), device(), device(), device()};
+    return std::mt19937_64(seed);
+  }()};
+  return engine();
+}
+
+// RFC 9562 method 1: a 12-bit counter in rand_a keeps ids monotonic within one
+// millisecond; when it runs out the timestamp is advanced by one millisecond.
+struct uuid7_clock {
+  std::mutex mutex;
+  std::uint64_t last_ms = 0;
+  std::uint32_t counter = 0;
+
+  std::pair<std::uint64_t, std::uint32_t> next() {
+    const auto now_ms = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(clock::now().time_since_epoch()).count());
+    std::lock_guard lock(mutex);
+    if (now_ms > last_ms) {
+      last_ms = now_ms;
+      counter = static_cast<std::uint32_t>(random_u64() & 0x3FF);  // leave room to count up
+    } else if (++counter > 0xFFF) {
+      ++last_ms;
+      counter = 0;
+    }
+    return {last_ms, counter};
+  }
+};
+
+}  // namespace
+
+std::string make_receipt_id() {
+  static uuid7_clock state;
+  const auto [ms, counter] = state.next();
+  const std::uint64_t tail = random_u64();
+
+  std::array<unsigned char, 16> b{};
+  for (int i = 0; i < 6; ++i) b[i] = static_cast<unsigned char>(ms >> (40 - 8 * i));
+  b[6] = static_cast<unsigned char>(0x70 | ((counter >> 8) & 0x0F));
+  b[7] = static_cast<unsigned char>(counter & 0xFF);
+  b[8] = static_cast<unsigned char>(0x80 | ((tail >> 56) & 0x3F));
+  for (int i = 9; i < 16; ++i) b[i] = static_cast<unsigned char>(tail >> (8 * (15 - i)));
+
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(36);
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+    out.push_back(hex[b[i] >> 4]);
+    out.push_back(hex[b[i] & 0x0F]);
+  }
+  return out;
+}
+
+std::string format_time(time_point t) {
+  const auto ms_total = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  auto secs = static_cast<std::time_t>(ms_total / 1000);
+  auto ms = static_cast<int>(ms_total % 1000);
+  if (ms < 0) {
+    ms += 1000;
+    --secs;
+  }
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+  return buf;
+}
+
+time_point parse_time(std::string_view text) {
+  auto fail = [&] { throw error(errc::invalid_config, "malformed RFC 3339 time: " + std::string(text)); };
+  auto digits = [&](std::size_t pos, std::size_t n) {
+    if (pos + n > text.size()) fail();
+    int v = 0;
+    for (std::size_t i = pos; i < pos + n; ++i) {
+      if (text[i] < '0' || text[i] > '9') fail();
+      v = v * 10 + (text[i] - '0');
+    }
+    return v;
+  };
+  auto expect = [&](std::size_t pos, char c) {
+    if (pos >= text.size() || (text[pos] != c && !(c == 'T' && text[pos] == 't'))) fail();
+  };
+  std::tm tm{};
+  tm.tm_year = digits(0, 4) - 1900;
+  expect(4, '-');
+  tm.tm_mon = digits(5, 2) - 1;
+  expect(7, '-');
+  tm.tm_mday = digits(8, 2);
+  expect(10, 'T');
+  tm.tm_hour = digits(11, 2);
+  expect(13, ':');
+  tm.tm_min = digits(14, 2);
+  expect(16, ':');
+  tm.tm_sec = digits(17, 2);
+  if (tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+    fail();
+  std::size_t pos = 19;
+  std::chrono::nanoseconds fraction{0};
+  if (pos < text.size() && text[pos] == '.') {
+    ++pos;
+    std::int64_t scale = 100000000, ns = 0;
+    std::size_t start = pos;
+    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+      if (pos - start >= 9) fail();
+      ns += (text[pos] - '0') * scale;
+      scale /= 10;
+      ++pos;
+    }
+    if (pos == start) fail();
+    fraction = std::chrono::nanoseconds(ns);
+  }
+  if (pos + 1 != text.size() || (text[pos] != 'Z' && text[pos] != 'z')) fail();
+  const std::time_t secs = timegm(&tm);
+  return time_point(std::chrono::duration_cast<clock::duration>(std::chrono::seconds(secs) + fraction));
+}
+
+}  // namespace ingest

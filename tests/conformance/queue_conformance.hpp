@@ -1,0 +1,330 @@
+#pragma once
+// The conformance suite every durable_queue backend runs.
+//
+// A backend joins by defining a factory type and applying the suite to it:
+//
+//   struct my_backend {
+//     static constexpr const char* name = "mine";
+//     explicit my_backend(boost::asio::any_io_executor ex);
+//     // Opens the queue; for a durable backend a second open reaches the same storage.
+//     std::unique_ptr<ingest::durable_queue> open(std::chrono::milliseconds visibility_timeout);
+//   };
+//   TEST_CASE_TEMPLATE_APPLY(ingest_queue_conformance, std::tuple<my_backend>);
+//
+// What a backend cannot do is read from its `features()`; every test that depends on
+// a feature checks it, so a backend is held to exactly what it claims.
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "ingest/error.hpp"
+#include "ingest/fingerprint.hpp"
+#include "support/test_support.hpp"
+
+namespace ingest::test {
+
+TEST_CASE_TEMPLATE_DEFINE("conformance", Backend, ingest_queue_conformance) {
+  io_thread io;
+  Backend backend(io.executor());
+  CAPTURE(Backend::name);
+
+  SUBCASE("publish returns a receipt stamped at accept time; fetch delivers the message whole") {
+    auto q = backend.open(30s);
+    auto e = message("k-1", R"({"a":1})");
+    e.headers = {{"x-trace", "abc"}};
+    const auto before = clock::now();
+    auto [ec, r] = publish(*q, e);
+    REQUIRE_FALSE(ec);
+    CHECK_FALSE(r.duplicate);
+    CHECK(r.idempotency_key == "k-1");
+    CHECK(r.id.size() == 36);
+    CHECK(r.accepted_at >= before - 1ms);
+    CHECK(r.accepted_at <= clock::now() + 1ms);
+
+    auto [fec, batch] = fetch(*q, 10, 1s);
+    REQUIRE_FALSE(fec);
+    REQUIRE(batch.size() == 1);
+    const auto& m = batch[0].message;
+    CHECK(m.receipt_id == r.id);
+    CHECK(m.idempotency_key == "k-1");
+    CHECK(m.subject == "test");
+    CHECK(m.payload == R"({"a":1})");
+    CHECK(m.fingerprint == fingerprint(R"({"a":1})"));
+    CHECK(m.headers == header_list{{"x-trace", "abc"}});
+    CHECK(m.attempts == 1);
+    CHECK(std::chrono::abs(m.accepted_at - r.accepted_at) < 1ms);
+    CHECK(!batch[0].token.empty());
+
+    REQUIRE_FALSE(ack(*q, batch));
+    auto st = stats(*q);
+    CHECK(st.accepted == 1);
+    CHECK(st.processed == 1);
+    CHECK(st.pending == 0);
+    CHECK(st.balanced());
+  }
+
+  SUBCASE("a repeated key returns the original receipt; another payload is a conflict") {
+    auto q = backend.open(30s);
+    auto [ec1, first] = publish(*q, message("dup", "same"));
+    REQUIRE_FALSE(ec1);
+    std::this_thread::sleep_for(5ms);
+    auto [ec2, again] = publish(*q, message("dup", "same"));
+    REQUIRE_FALSE(ec2);
+    CHECK(again.duplicate);
+    CHECK(again.id == first.id);
+    CHECK(std::chrono::abs(again.accepted_at - first.accepted_at) < 1ms);
+
+    auto [ec3, other] = publish(*q, message("dup", "different"));
+    CHECK(ec3 == errc::conflict);
+    CHECK(other.id.empty());
+
+    auto [fec, batch] = fetch(*q, 10, 200ms);
+    CHECK(batch.size() == 1);
+    // Still a duplicate after it was processed.
+    REQUIRE_FALSE(ack(*q, batch));
+    auto [ec4, later] = publish(*q, message("dup", "same"));
+    REQUIRE_FALSE(ec4);
+    CHECK(later.duplicate);
+    CHECK(later.id == first.id);
+    CHECK(stats(*q).accepted == 1);
+  }
+
+  SUBCASE("fetch returns at most max, waits when empty, and wakes on publish") {
+    auto q = backend.open(30s);
+    for (int i = 0; i < 10; ++i) REQUIRE_FALSE(publish(*q, message("m" + std::to_string(i))).first);
+    auto [ec, three] = fetch(*q, 3, 0ms);
+    REQUIRE_FALSE(ec);
+    CHECK(three.size() == 3);
+    auto [ec2, rest] = fetch(*q, 100, 200ms);
+    CHECK(rest.size() == 7);
+    REQUIRE_FALSE(ack(*q, three));
+    REQUIRE_FALSE(ack(*q, rest));
+
+    const auto t0 = std::chrono::steady_clock::now();
+    auto [ec3, none] = fetch(*q, 5, 150ms);
+    CHECK_FALSE(ec3);
+    CHECK(none.empty());
+    CHECK(std::chrono::steady_clock::now() - t0 >= 140ms);
+
+    capture<std::vector<delivery>> waiting;
+    q->async_fetch(5, 5s, waiting.handler());
+    std::this_thread::sleep_for(50ms);
+    const auto t1 = std::chrono::steady_clock::now();
+    REQUIRE_FALSE(publish(*q, message("late")).first);
+    auto [ec4, woke] = waiting.get();
+    CHECK_FALSE(ec4);
+    REQUIRE(woke.size() == 1);
+    CHECK(woke[0].message.idempotency_key == "late");
+    CHECK(std::chrono::steady_clock::now() - t1 < 2s);
+  }
+
+  SUBCASE("an unsettled delivery comes back after the visibility timeout; its old lease is void") {
+    auto q = backend.open(300ms);
+    REQUIRE_FALSE(publish(*q, message("lease")).first);
+    auto [ec, first] = fetch(*q, 1, 1s);
+    REQUIRE(first.size() == 1);
+    auto [ec2, hidden] = fetch(*q, 1, 0ms);
+    CHECK(hidden.empty());
+    CHECK(stats(*q).leased == 1);
+
+    auto [ec3, again] = fetch(*q, 1, 3s);
+    REQUIRE(again.size() == 1);
+    CHECK(again[0].message.receipt_id == first[0].message.receipt_id);
+    CHECK(again[0].message.attempts == 2);
+    CHECK(std::chrono::abs(again[0].first_attempt_at - first[0].first_attempt_at) < 1ms);
+
+    CHECK(ack(*q, first) == errc::lease_expired);
+    auto st = stats(*q);
+    CHECK(st.pending == 1);
+    CHECK(st.retrying == 1);
+    CHECK(st.processed == 0);
+    REQUIRE_FALSE(ack(*q, again));
+    CHECK(stats(*q).processed == 1);
+  }
+
+  SUBCASE("retry after a delay is not delivered before the delay") {
+    auto q = backend.open(30s);
+    if (!q->features().delayed_retry) return;
+    REQUIRE_FALSE(publish(*q, message("later")).first);
+    auto [ec, got] = fetch(*q, 1, 1s);
+    REQUIRE(got.size() == 1);
+    const auto t0 = std::chrono::steady_clock::now();
+    REQUIRE_FALSE(settle(*q, {{got[0].token, settle_action::retry, 400ms, {}, "db locked"}}));
+    auto [ec2, early] = fetch(*q, 1, 100ms);
+    CHECK(early.empty());
+    auto [ec3, redelivered] = fetch(*q, 1, 5s);
+    REQUIRE(redelivered.size() == 1);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 390ms);
+    CHECK(redelivered[0].message.attempts == 2);
+    auto st = stats(*q);
+    CHECK(st.retrying == 1);
+    CHECK(st.balanced());
+  }
+
+  SUBCASE("a lease can be extended while the batch is in hand") {
+    auto q = backend.open(400ms);
+    if (!q->features().lease_extension) return;
+    REQUIRE_FALSE(publish(*q, message("long")).first);
+    auto [ec, got] = fetch(*q, 1, 1s);
+    REQUIRE(got.size() == 1);
+    capture_ec ext;
+    q->async_extend({got[0].token}, 2s, ext.handler());
+    REQUIRE_FALSE(ext.get());
+    auto [ec2, none] = fetch(*q, 1, 700ms);
+    CHECK(none.empty());
+    CHECK_FALSE(ack(*q, got));
+  }
+
+  SUBCASE("dead letters keep reason, attempts and times; replay and purge keep the books balanced") {
+    auto q = backend.open(30s);
+    REQUIRE_FALSE(publish(*q, message("poison", "bad")).first);
+    REQUIRE_FALSE(publish(*q, message("fine", "good")).first);
+    auto [ec, got] = fetch(*q, 2, 1s);
+    REQUIRE(got.size() == 2);
+    const auto poison = got[0].message.idempotency_key == "poison" ? got[0] : got[1];
+    const auto fine = got[0].message.idempotency_key == "poison" ? got[1] : got[0];
+    REQUIRE_FALSE(settle(*q, {{poison.token, settle_action::dead_letter, {}, "permanent_failure", "bad answers"},
+                              {fine.token, settle_action::ack, {}, {}, {}}}));
+
+    auto letters = dead_letters(*q);
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].message.idempotency_key == "poison");
+    CHECK(letters[0].message.payload == "bad");
+    CHECK(letters[0].reason == "permanent_failure");
+    CHECK(letters[0].last_error == "bad answers");
+    CHECK(letters[0].attempts == 1);
+    CHECK(letters[0].first_attempt_at <= letters[0].last_attempt_at);
+    CHECK(letters[0].last_attempt_at <= letters[0].dead_lettered_at);
+    auto st = stats(*q);
+    CHECK(st.dead_lettered == 1);
+    CHECK(st.processed == 1);
+    CHECK(st.pending == 0);
+    CHECK(st.balanced());
+
+    // A dead-lettered key is still known: a client retry gets the original receipt.
+    auto [dec, dup] = publish(*q, message("poison", "bad"));
+    CHECK_FALSE(dec);
+    CHECK(dup.duplicate);
+
+    capture<std::size_t> replay;
+    q->async_replay({letters[0].message.receipt_id}, replay.handler());
+    CHECK(replay.get().second == 1);
+    CHECK(dead_letters(*q).empty());
+    auto [ec2, back] = fetch(*q, 1, 1s);
+    REQUIRE(back.size() == 1);
+    CHECK(back[0].message.receipt_id == letters[0].message.receipt_id);
+    CHECK(back[0].message.attempts == 1);
+    REQUIRE_FALSE(settle(*q, {{back[0].token, settle_action::dead_letter, {}, "max_attempts", "again"}}));
+
+    capture<std::size_t> purge;
+    q->async_purge({}, purge.handler());
+    CHECK(purge.get().second == 1);
+    st = stats(*q);
+    CHECK(st.dead_lettered == 0);
+    CHECK(st.purged == 1);
+    CHECK(st.balanced());
+  }
+
+  SUBCASE("messages come in publish order") {
+    auto q = backend.open(30s);
+    if (!q->features().fifo) return;
+    for (int i = 0; i < 20; ++i) REQUIRE_FALSE(publish(*q, message("o" + std::to_string(i))).first);
+    std::vector<std::string> order;
+    while (order.size() < 20) {
+      auto [ec, got] = fetch(*q, 7, 1s);
+      REQUIRE_FALSE(got.empty());
+      for (const auto& d : got) order.push_back(d.message.idempotency_key);
+      REQUIRE_FALSE(ack(*q, got));
+    }
+    for (int i = 0; i < 20; ++i) CHECK(order[static_cast<std::size_t>(i)] == "o" + std::to_string(i));
+  }
+
+  SUBCASE("concurrent publishers and consumers: every message processed once, books balanced") {
+    auto q = backend.open(30s);
+    constexpr int publishers = 4, per_publisher = 250;
+    std::atomic<int> published{0};
+    std::vector<std::thread> threads;
+    for (int p = 0; p < publishers; ++p)
+      threads.emplace_back([&, p] {
+        for (int i = 0; i < per_publisher; ++i) {
+          auto key = "c" + std::to_string(p) + "-" + std::to_string(i);
+          if (!publish(*q, message(key)).first) ++published;
+          if (i % 10 == 0) publish(*q, message(key));  // a double click
+        }
+      });
+    std::mutex seen_mutex;
+    std::multiset<std::string> seen;
+    std::atomic<bool> done{false};
+    std::vector<std::thread> consumers;
+    for (int c = 0; c < 2; ++c)
+      consumers.emplace_back([&] {
+        while (!done) {
+          auto [ec, got] = fetch(*q, 50, 50ms);
+          std::vector<settlement> s;
+          for (const auto& d : got) {
+            // Keys ending in 5 are sent back once on their first delivery.
+            if (d.message.attempts == 1 && d.message.idempotency_key.back() == '5') {
+              s.push_back({d.token, settle_action::retry, 0ms, {}, "transient"});
+            } else {
+              s.push_back({d.token, settle_action::ack, {}, {}, {}});
+              std::lock_guard lock(seen_mutex);
+              seen.insert(d.message.idempotency_key);
+            }
+          }
+          if (!s.empty()) CHECK_FALSE(settle(*q, std::move(s)));
+        }
+      });
+    for (auto& t : threads) t.join();
+    CHECK(published == publishers * per_publisher);
+    CHECK(eventually([&] { return stats(*q).processed == static_cast<std::uint64_t>(published.load()); }, 20s));
+    done = true;
+    for (auto& t : consumers) t.join();
+    auto st = stats(*q);
+    CHECK(st.accepted == static_cast<std::uint64_t>(publishers * per_publisher));
+    CHECK(st.pending == 0);
+    CHECK(st.balanced());
+    CHECK(seen.size() == static_cast<std::size_t>(publishers * per_publisher));
+    std::set<std::string> unique(seen.begin(), seen.end());
+    CHECK(unique.size() == seen.size());
+  }
+
+  SUBCASE("close ends waiting fetches and refuses new work; settling still works") {
+    auto q = backend.open(30s);
+    REQUIRE_FALSE(publish(*q, message("held")).first);
+    auto [ec, held] = fetch(*q, 1, 1s);
+    REQUIRE(held.size() == 1);
+    capture<std::vector<delivery>> waiting;
+    q->async_fetch(1, 10s, waiting.handler());
+    std::this_thread::sleep_for(50ms);
+    q->close();
+    auto [wec, none] = waiting.get();
+    CHECK(wec == std::errc::operation_canceled);
+    CHECK(none.empty());
+    CHECK(publish(*q, message("after")).first == errc::shutting_down);
+    CHECK(fetch(*q, 1).first == errc::shutting_down);
+    CHECK_FALSE(ack(*q, held));
+    CHECK(stats(*q).processed == 1);
+  }
+
+  SUBCASE("a durable backend keeps acknowledged messages across a reopen") {
+    auto q = backend.open(30s);
+    if (!q->features().durable) return;
+    auto [ec, r] = publish(*q, message("kept", "payload"));
+    REQUIRE_FALSE(ec);
+    q->close();
+    q.reset();
+    auto reopened = backend.open(30s);
+    auto [fec, got] = fetch(*reopened, 1, 1s);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].message.receipt_id == r.id);
+    CHECK(got[0].message.payload == "payload");
+    auto [dec, dup] = publish(*reopened, message("kept", "payload"));
+    CHECK(dup.duplicate);
+    CHECK(dup.id == r.id);
+  }
+}
+
+}  // namespace ingest::test

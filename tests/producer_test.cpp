@@ -1,0 +1,183 @@
+#include "ingest/producer.hpp"
+
+#include <doctest/doctest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "ingest/error.hpp"
+#include "ingest/memory_queue.hpp"
+#include "support/test_support.hpp"
+
+namespace ingest::test {
+
+namespace {
+
+submission item(std::string key, std::string payload = R"({"answers":{}})") {
+  return submission{.idempotency_key = std::move(key), .subject = {}, .payload = std::move(payload), .headers = {}};
+}
+
+std::pair<error_code, receipt> submit(producer& p, submission s) {
+  capture<receipt> c;
+  p.async_submit(std::move(s), c.handler());
+  return c.get();
+}
+
+}  // namespace
+
+TEST_CASE("guarantee 1: no receipt before the durable ack") {
+  io_thread io;
+  memory_queue q(io.executor(), {.quiet = true});
+  producer p(q, {.publish_timeout = 0ms});
+  q.hold_acks(true);
+  capture<receipt> c;
+  p.async_submit(item("k1"), c.handler());
+  CHECK(c.future.wait_for(200ms) == std::future_status::timeout);
+  CHECK(p.stats().in_flight == 1);
+  q.hold_acks(false);
+  auto [ec, r] = c.get();
+  REQUIRE_FALSE(ec);
+  CHECK_FALSE(r.duplicate);
+
+  // Guarantee 7: the receipt carries the time the backend stamped on the stored message.
+  auto [fec, got] = fetch(q, 1, 1s);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].message.receipt_id == r.id);
+  CHECK(got[0].message.accepted_at == r.accepted_at);
+  CHECK(got[0].message.subject == "ingest");
+}
+
+TEST_CASE("guarantee 3 at the producer: repeats, conflicts and in-flight repeats") {
+  io_thread io;
+  memory_queue q(io.executor(), {.quiet = true});
+  producer p(q);
+
+  auto [ec, first] = submit(p, item("same"));
+  REQUIRE_FALSE(ec);
+  auto [ec2, again] = submit(p, item("same"));
+  REQUIRE_FALSE(ec2);
+  CHECK(again.duplicate);
+  CHECK(again.id == first.id);
+  CHECK(again.accepted_at == first.accepted_at);
+  CHECK(submit(p, item("same", "other body")).first == errc::conflict);
+
+  q.hold_acks(true);
+  capture<receipt> slow;
+  p.async_submit(item("slow"), slow.handler());
+  CHECK(submit(p, item("slow")).first == errc::in_flight);
+  CHECK(submit(p, item("slow", "other body")).first == errc::conflict);
+  q.hold_acks(false);
+  auto [sec, slow_receipt] = slow.get();
+  REQUIRE_FALSE(sec);
+  auto [sec2, slow_again] = submit(p, item("slow"));
+  CHECK(slow_again.id == slow_receipt.id);
+
+  auto st = p.stats();
+  CHECK(st.accepted == 2);
+  CHECK(st.duplicates == 2);
+  CHECK(st.rejected == 3);
+}
+
+TEST_CASE("guarantee 6: the in-flight bound answers backpressure at once, without blocking") {
+  io_thread io;
+  memory_queue q(io.executor(), {.quiet = true});
+  producer p(q, {.max_in_flight = 4, .publish_timeout = 0ms});
+  q.hold_acks(true);
+  std::vector<capture<receipt>> held(4);
+  for (int i = 0; i < 4; ++i) p.async_submit(item("h" + std::to_string(i)), held[static_cast<std::size_t>(i)].handler());
+
+  // Acks are withheld, so an answer to the fifth can only be the bound's refusal.
+  capture<receipt> fifth;
+  p.async_submit(item("h4"), fifth.handler());
+  REQUIRE(fifth.future.wait_for(2s) == std::future_status::ready);
+  auto [ec, r] = fifth.get();
+  CHECK(ec == errc::backpressure);
+  CHECK(is_retry_later(ec));
+  CHECK(r.id.empty());
+
+  q.hold_acks(false);
+  for (auto& c : held) CHECK_FALSE(c.get().first);
+  CHECK_FALSE(submit(p, item("h4")).first);  // room again
+  CHECK(stats(q).accepted == 5);
+}
+
+TEST_CASE("guarantee 6: a failing or silent backend gives errors, never receipts") {
+  io_thread io;
+  memory_queue q(io.executor(), {.quiet = true});
+
+  SUBCASE("backend down") {
+    producer p(q);
+    q.fail_publishes(errc::backend_unavailable);
+    auto [ec, r] = submit(p, item("down"));
+    CHECK(ec == errc::backend_unavailable);
+    CHECK(r.id.empty());
+    CHECK(p.stats().in_flight == 0);
+  }
+
+  SUBCASE("backend slow: publish_timeout, and a retry with the same key finds the receipt") {
+    producer p(q, {.publish_timeout = 100ms});
+    q.hold_acks(true);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto [ec, r] = submit(p, item("slow"));
+    CHECK(ec == errc::publish_timeout);
+    CHECK(is_retry_later(ec));
+    CHECK(r.id.empty());
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+    q.hold_acks(false);
+    CHECK(eventually([&] { return p.stats().in_flight == 0; }));
+    auto [ec2, r2] = submit(p, item("slow"));
+    CHECK_FALSE(ec2);
+    CHECK(r2.duplicate);
+  }
+}
+
+TEST_CASE("bad input is refused before anything is published") {
+  io_thread io;
+  memory_queue q(io.executor(), {.quiet = true});
+  producer p(q, {.max_payload_bytes = 16});
+  CHECK(submit(p, item("")).first == errc::invalid_key);
+  CHECK(submit(p, item("bad key\n")).first == errc::invalid_key);
+  CHECK(submit(p, item(std::string(256, 'k'))).first == errc::invalid_key);
+  CHECK(submit(p, item("big", std::string(17, 'x'))).first == errc::payload_too_large);
+  CHECK(stats(q).accepted == 0);
+  CHECK_THROWS_AS(producer(q, {.max_in_flight = 0}), ingest::error);
+}
+
+TEST_CASE("guarantee 8: drain stops accepting and waits for in-flight publishes") {
+  io_thread io;
+  memory_queue q(io.executor(), {.quiet = true});
+  producer p(q, {.publish_timeout = 0ms});
+  q.hold_acks(true);
+  std::vector<capture<receipt>> held(3);
+  for (std::size_t i = 0; i < 3; ++i) p.async_submit(item("d" + std::to_string(i)), held[i].handler());
+
+  capture_ec drained;
+  p.async_drain(drained.handler());
+  CHECK(drained.future.wait_for(100ms) == std::future_status::timeout);
+  CHECK(submit(p, item("late")).first == errc::shutting_down);
+  q.hold_acks(false);
+  CHECK_FALSE(drained.get());
+  for (auto& c : held) CHECK_FALSE(c.get().first);
+}
+
+TEST_CASE("completion tokens: use_future and C++20 coroutines") {
+  io_thread io;
+  memory_queue q(io.executor(), {.quiet = true});
+  producer p(q);
+
+  auto future = p.async_submit(item("fut"), boost::asio::use_future);
+  CHECK_FALSE(future.get().id.empty());
+  CHECK_THROWS_AS(p.async_submit(item("fut", "other"), boost::asio::use_future).get(), boost::system::system_error);
+
+  std::promise<receipt> out;
+  boost::asio::co_spawn(
+      io.executor(),
+      [&]() -> boost::asio::awaitable<void> {
+        out.set_value(co_await p.async_submit(item("coro"), boost::asio::use_awaitable));
+      },
+      boost::asio::detached);
+  CHECK(out.get_future().get().idempotency_key == "coro");
+}
+
+}  // namespace ingest::test
