@@ -79,8 +79,8 @@ struct consumer_options {
   /// `lease_heartbeat` (zero: never). Keep the heartbeat below the backend's visibility timeout.
   std::chrono::milliseconds lease_heartbeat{std::chrono::seconds(10)};
   std::chrono::milliseconds lease_extension{std::chrono::seconds(30)};
-  retry_policy retry;
-  dead_letter_policy dead_letter;
+  retry_policy retry{};
+  dead_letter_policy dead_letter{};
 
   /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.
   void validate() const;

@@ -27,8 +27,8 @@ struct queue_features {
 
 /// One message handed to a consumer, leased to it until settled or the lease expires.
 struct delivery {
-  envelope message;                ///< `message.attempts` counts this delivery
-  std::string token;               ///< opaque lease handle; pass it back to settle
+  envelope message{};                ///< `message.attempts` counts this delivery
+  std::string token{};               ///< opaque lease handle; pass it back to settle
   time_point first_attempt_at{};   ///< when the message was first delivered
 };
 
@@ -41,18 +41,18 @@ enum class settle_action {
 
 /// A decision on one delivery.
 struct settlement {
-  std::string token;
+  std::string token{};
   settle_action action = settle_action::ack;
   std::chrono::milliseconds delay{0};  ///< for retry
-  std::string reason;                  ///< for dead_letter: e.g. "max_attempts", "permanent_failure"
-  std::string last_error;              ///< for retry and dead_letter: the handler's error text
+  std::string reason{};                  ///< for dead_letter: e.g. "max_attempts", "permanent_failure"
+  std::string last_error{};              ///< for retry and dead_letter: the handler's error text
 };
 
 /// A message parked in the dead-letter store.
 struct dead_letter {
-  envelope message;
-  std::string reason;
-  std::string last_error;
+  envelope message{};
+  std::string reason{};
+  std::string last_error{};
   std::uint32_t attempts = 0;
   time_point first_attempt_at{};
   time_point last_attempt_at{};

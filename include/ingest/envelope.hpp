@@ -22,20 +22,20 @@ using header_list = std::vector<std::pair<std::string, std::string>>;
 /// Plain value type. `receipt_id`, `fingerprint` and `accepted_at` are filled in by the
 /// producer and the backend; `attempts` by the backend on each delivery (1 on the first).
 struct envelope {
-  std::string receipt_id;       ///< time-ordered id (UUIDv7 text), unique per accepted item
-  std::string idempotency_key;  ///< the client's key; one accepted item per key
-  std::string subject;          ///< routing subject / topic
-  std::string payload;          ///< opaque bytes
-  header_list headers;          ///< application headers
-  std::string fingerprint;      ///< hex SHA-256 of the payload (see fingerprint.hpp)
+  std::string receipt_id{};       ///< time-ordered id (UUIDv7 text), unique per accepted item
+  std::string idempotency_key{};  ///< the client's key; one accepted item per key
+  std::string subject{};          ///< routing subject / topic
+  std::string payload{};          ///< opaque bytes
+  header_list headers{};          ///< application headers
+  std::string fingerprint{};      ///< hex SHA-256 of the payload (see fingerprint.hpp)
   time_point accepted_at{};     ///< when the backend durably accepted it (guarantee 7)
   std::uint32_t attempts = 0;   ///< deliveries so far, this one included
 };
 
 /// What a producer hands back once the backend durably acknowledged a message.
 struct receipt {
-  std::string id;             ///< the envelope's receipt_id
-  std::string idempotency_key;
+  std::string id{};             ///< the envelope's receipt_id
+  std::string idempotency_key{};
   time_point accepted_at{};   ///< durable-accept time; deadlines are judged against it
   bool duplicate = false;     ///< true when the key was already accepted: this is the original receipt
 };

@@ -23,14 +23,14 @@ enum class key_status {
 
 struct key_check {
   key_status status = key_status::fresh;
-  std::string result;  ///< the stored result when `completed`
+  std::string result{};  ///< the stored result when `completed`
 };
 
 struct idempotency_record {
-  std::string key;
-  std::string fingerprint;
+  std::string key{};
+  std::string fingerprint{};
   bool completed = false;
-  std::string result;
+  std::string result{};
   time_point created_at{};
   time_point completed_at{};
 };

@@ -13,10 +13,10 @@ namespace ingest {
 
 /// One item to accept.
 struct submission {
-  std::string idempotency_key;  ///< client-chosen, reused on every retry of the same submission
-  std::string subject;          ///< empty: the producer's default subject
-  std::string payload;
-  header_list headers;
+  std::string idempotency_key{};  ///< client-chosen, reused on every retry of the same submission
+  std::string subject{};          ///< empty: the producer's default subject
+  std::string payload{};
+  header_list headers{};
 };
 
 struct producer_options {

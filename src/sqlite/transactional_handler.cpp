@@ -1,0 +1,59 @@
+#include "ingest/sqlite/transactional_handler.hpp"
+
+#include "ingest/error.hpp"
+
+namespace ingest::sqlite {
+namespace {
+
+std::string describe(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+}  // namespace
+
+batch_handler transactional_handler(database& db, ingest::idempotency_store& keys, item_writer write,
+                                    transactional_handler_options options) {
+  if (!write) throw error(errc::invalid_config, "transactional_handler: write must be set");
+  return [&db, &keys, write = std::move(write), options = std::move(options)](batch& b) {
+    transaction tx(db);
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      if (b.outcome(i) != item_outcome::ok) continue;
+      const auto& d = b[i];
+      db.exec("SAVEPOINT ingest_item");
+      try {
+        const auto check = keys.record(d.message.idempotency_key, d.message.fingerprint, options.result(d));
+        switch (check.status) {
+          case key_status::fresh:
+            write(db, d);
+            break;
+          case key_status::completed:
+            break;  // committed by an earlier delivery: ack without writing again
+          case key_status::conflict:
+            b.fail(i, "idempotency key already used with a different payload");
+            break;
+          case key_status::in_progress:
+            b.retry(i, "idempotency key claimed by a request still in progress");
+            break;
+        }
+        db.exec("RELEASE ingest_item");
+      } catch (...) {
+        const auto failure = std::current_exception();
+        db.exec("ROLLBACK TO ingest_item");
+        db.exec("RELEASE ingest_item");
+        if (options.classify(failure) == failure_kind::permanent)
+          b.fail(i, describe(failure));
+        else
+          b.retry(i, describe(failure));
+      }
+    }
+    tx.commit();
+  };
+}
+
+}  // namespace ingest::sqlite
