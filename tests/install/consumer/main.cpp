@@ -1,0 +1,48 @@
+// Accepts a few submissions, drains them into an SQLite sink, and checks the books.
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include <ingest/ingest.hpp>
+#include <ingest/sqlite/transactional_handler.hpp>
+
+int main() {
+  namespace asio = boost::asio;
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  std::thread runner([&] { io.run(); });
+
+  const auto path = (std::filesystem::temp_directory_path() / "ingest_consumer_test.db").string();
+  std::filesystem::remove(path);
+  ingest::sqlite::database db(path);
+  db.exec("CREATE TABLE rows(receipt_id TEXT PRIMARY KEY)");
+  ingest::sqlite::idempotency_store keys(db);
+  ingest::sqlite::statement insert(db, "INSERT INTO rows VALUES (?1)");
+
+  ingest::memory_queue queue(io.get_executor(), {.quiet = true});
+  ingest::producer producer(queue);
+  ingest::batching_consumer consumer(
+      queue, ingest::sqlite::transactional_handler(db, keys, [&](auto&, const ingest::delivery& d) {
+        insert.bind(1, d.message.receipt_id);
+        insert.run();
+      }),
+      {.workers = 1});
+  consumer.start();
+  for (int i = 0; i < 100; ++i)
+    producer.async_submit({.idempotency_key = "k" + std::to_string(i % 50), .subject = {}, .payload = "p",
+                           .headers = {}},
+                          asio::use_future)
+        .get();
+  while (queue.async_stats(asio::use_future).get().processed < 50) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  consumer.drain();
+  const auto st = queue.async_stats(asio::use_future).get();
+  work.reset();
+  runner.join();
+  std::filesystem::remove(path);
+  std::printf("accepted %llu processed %llu\n", static_cast<unsigned long long>(st.accepted),
+              static_cast<unsigned long long>(st.processed));
+  return st.accepted == 50 && st.processed == 50 && st.balanced() ? 0 : 1;
+}
