@@ -4,10 +4,10 @@
 
 #include <benchmark/benchmark.h>
 
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
-#include <atomic>
 #include <latch>
 #include <thread>
 
@@ -28,7 +28,9 @@ struct io_runner {
   }
 };
 
-std::string key(std::int64_t run, std::int64_t i) { return std::to_string(run) + "-" + std::to_string(i); }
+std::string key(std::int64_t run, std::int64_t i) {
+  return std::to_string(run) + "-" + std::to_string(i);
+}
 
 // Producer -> memory queue: receipts per second with `window` submissions outstanding.
 void BM_memory_submit(benchmark::State& state) {
@@ -45,13 +47,13 @@ void BM_memory_submit(benchmark::State& state) {
     for (std::int64_t i = 0; i < n; ++i) {
       while (outstanding.load(std::memory_order_relaxed) >= window) std::this_thread::yield();
       ++outstanding;
-      producer.async_submit({.idempotency_key = key(run, i), .subject = {}, .payload = R"({"answers":{"q1":"B"}})",
-                             .headers = {}},
-                            [&](ingest::error_code ec, ingest::receipt) {
-                              if (ec) ++failed;
-                              --outstanding;
-                              done.count_down();
-                            });
+      producer.async_submit(
+          {.idempotency_key = key(run, i), .subject = {}, .payload = R"({"answers":{"q1":"B"}})", .headers = {}},
+          [&](ingest::error_code ec, ingest::receipt) {
+            if (ec) ++failed;
+            --outstanding;
+            done.count_down();
+          });
     }
     done.wait();
     if (failed) state.SkipWithError("a submit failed");
@@ -75,9 +77,8 @@ void BM_memory_drain(benchmark::State& state) {
       queue.async_publish(std::move(e), asio::use_future).get();
     }
     std::atomic<std::int64_t> seen{0};
-    ingest::batching_consumer consumer(
-        queue, [&](ingest::batch& b) { seen += static_cast<std::int64_t>(b.size()); },
-        {.workers = 2, .max_batch = batch, .linger = 0ms, .poll_wait = 5ms});
+    ingest::batching_consumer consumer(queue, [&](ingest::batch& b) { seen += static_cast<std::int64_t>(b.size()); },
+                                       {.workers = 2, .max_batch = batch, .linger = 0ms, .poll_wait = 5ms});
     state.ResumeTiming();
     consumer.start();
     while (queue.async_stats(asio::use_future).get().processed < static_cast<std::uint64_t>(n))

@@ -19,7 +19,7 @@ TEST_CASE("receipt ids are UUIDv7 text, unique and time-ordered") {
   REQUIRE(first.size() == 36);
   CHECK(first[8] == '-');
   CHECK(first[13] == '-');
-  CHECK(first[14] == '7');  // version
+  CHECK(first[14] == '7');                                          // version
   CHECK(std::string("89ab").find(first[19]) != std::string::npos);  // RFC 9562 variant
 
   // The first 12 hex digits are the Unix time in milliseconds.

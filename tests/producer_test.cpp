@@ -85,7 +85,8 @@ TEST_CASE("guarantee 6: the in-flight bound answers backpressure at once, withou
   producer p(q, {.max_in_flight = 4, .publish_timeout = 0ms});
   q.hold_acks(true);
   std::vector<capture<receipt>> held(4);
-  for (int i = 0; i < 4; ++i) p.async_submit(item("h" + std::to_string(i)), held[static_cast<std::size_t>(i)].handler());
+  for (int i = 0; i < 4; ++i)
+    p.async_submit(item("h" + std::to_string(i)), held[static_cast<std::size_t>(i)].handler());
 
   // Acks are withheld, so an answer to the fifth can only be the bound's refusal.
   capture<receipt> fifth;

@@ -30,9 +30,9 @@ TEST_CASE("backoff grows exponentially up to the cap, with full jitter below it"
     sum += static_cast<double>(d);
   }
   CHECK(low >= 0);
-  CHECK(low < 20);    // full jitter reaches down to zero
+  CHECK(low < 20);  // full jitter reaches down to zero
   CHECK(high <= 400);
-  CHECK(high > 380);  // and up to the ceiling
+  CHECK(high > 380);                                     // and up to the ceiling
   CHECK(sum / n == doctest::Approx(200).epsilon(0.05));  // uniform: mean is half the ceiling
 }
 
@@ -56,4 +56,10 @@ TEST_CASE("invalid policies are refused") {
   CHECK_THROWS_AS((retry_policy{.initial_backoff = 2s, .max_backoff = 1s}.validate()), ingest::error);
   CHECK_THROWS_AS((retry_policy{.multiplier = 0.5}.validate()), ingest::error);
   CHECK_NOTHROW(retry_policy{}.validate());
+}
+
+TEST_CASE("failure_message gives the exception's text") {
+  CHECK(failure_message(std::make_exception_ptr(std::runtime_error("disk full"))) == "disk full");
+  CHECK(failure_message(std::make_exception_ptr(7)) == "unknown exception");
+  CHECK(failure_message(nullptr) == "no error");
 }

@@ -5,10 +5,10 @@
 //   ingest_demo [--submissions 5000] [--rate 5000] [--db data/demo.db]
 
 #include <CLI/CLI.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/use_future.hpp>
 #include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <latch>
@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
   std::string db_path = "data/demo.db";
   CLI::App app{"ingest demo: producer -> in-memory queue -> batching consumer -> SQLite sink"};
   app.add_option("--submissions", submissions, "students submitting")->check(CLI::Range(1, 1000000));
-  app.add_option("--double-click-every", double_click_every, "every Nth student submits twice")->check(CLI::Range(1, 1000000));
+  app.add_option("--double-click-every", double_click_every, "every Nth student submits twice")
+      ->check(CLI::Range(1, 1000000));
   app.add_option("--rate", rate, "consumer write limit, rows/s")->check(CLI::PositiveNumber);
   app.add_option("--db", db_path, "sink database (recreated)");
   CLI11_PARSE(app, argc, argv);

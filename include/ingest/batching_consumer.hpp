@@ -64,8 +64,8 @@ class batch {
 using batch_handler = std::function<void(batch&)>;
 
 struct consumer_options {
-  std::size_t workers = 2;            ///< concurrent fetch loops (W)
-  std::size_t max_batch = 100;        ///< items per batch at most (N)
+  std::size_t workers = 2;                   ///< concurrent fetch loops (W)
+  std::size_t max_batch = 100;               ///< items per batch at most (N)
   std::chrono::milliseconds linger{10};      ///< how long a partial batch waits to fill (T)
   std::chrono::milliseconds poll_wait{250};  ///< how long one fetch waits when the queue is empty
   /// Items handed to the handler per second at most, whatever the backlog (0 = no limit).
@@ -141,8 +141,7 @@ class batching_consumer {
   template <class Token>
   auto async_drain(Token&& token) {
     return boost::asio::async_initiate<Token, void(error_code)>(
-        [this](auto handler) { do_drain(detail::to_callback<error_code>(std::move(handler), get_executor())); },
-        token);
+        [this](auto handler) { do_drain(detail::to_callback<error_code>(std::move(handler), get_executor())); }, token);
   }
 
   consumer_stats stats() const;

@@ -27,9 +27,9 @@ struct queue_features {
 
 /// One message handed to a consumer, leased to it until settled or the lease expires.
 struct delivery {
-  envelope message{};                ///< `message.attempts` counts this delivery
-  std::string token{};               ///< opaque lease handle; pass it back to settle
-  time_point first_attempt_at{};   ///< when the message was first delivered
+  envelope message{};             ///< `message.attempts` counts this delivery
+  std::string token{};            ///< opaque lease handle; pass it back to settle
+  time_point first_attempt_at{};  ///< when the message was first delivered
 };
 
 /// How a delivery ends.
@@ -44,8 +44,8 @@ struct settlement {
   std::string token{};
   settle_action action = settle_action::ack;
   std::chrono::milliseconds delay{0};  ///< for retry
-  std::string reason{};                  ///< for dead_letter: e.g. "max_attempts", "permanent_failure"
-  std::string last_error{};              ///< for retry and dead_letter: the handler's error text
+  std::string reason{};                ///< for dead_letter: e.g. "max_attempts", "permanent_failure"
+  std::string last_error{};            ///< for retry and dead_letter: the handler's error text
 };
 
 /// A message parked in the dead-letter store.
@@ -148,8 +148,7 @@ class durable_queue {
   auto async_fetch(std::size_t max, duration wait, Token&& token) {
     return boost::asio::async_initiate<Token, void(error_code, std::vector<delivery>)>(
         [this](auto handler, std::size_t n, duration w) {
-          do_fetch(n, w,
-                   detail::to_callback<error_code, std::vector<delivery>>(std::move(handler), get_executor()));
+          do_fetch(n, w, detail::to_callback<error_code, std::vector<delivery>>(std::move(handler), get_executor()));
         },
         token, max, wait);
   }
@@ -187,9 +186,9 @@ class durable_queue {
   auto async_dead_letters(std::string after_receipt_id, std::size_t limit, Token&& token) {
     return boost::asio::async_initiate<Token, void(error_code, std::vector<dead_letter>)>(
         [this](auto handler, std::string after, std::size_t n) {
-          do_dead_letters(std::move(after), n,
-                          detail::to_callback<error_code, std::vector<dead_letter>>(std::move(handler),
-                                                                                         get_executor()));
+          do_dead_letters(
+              std::move(after), n,
+              detail::to_callback<error_code, std::vector<dead_letter>>(std::move(handler), get_executor()));
         },
         token, std::move(after_receipt_id), limit);
   }

@@ -28,16 +28,16 @@ struct envelope {
   std::string payload{};          ///< opaque bytes
   header_list headers{};          ///< application headers
   std::string fingerprint{};      ///< hex SHA-256 of the payload (see fingerprint.hpp)
-  time_point accepted_at{};     ///< when the backend durably accepted it (guarantee 7)
-  std::uint32_t attempts = 0;   ///< deliveries so far, this one included
+  time_point accepted_at{};       ///< when the backend durably accepted it (guarantee 7)
+  std::uint32_t attempts = 0;     ///< deliveries so far, this one included
 };
 
 /// What a producer hands back once the backend durably acknowledged a message.
 struct receipt {
-  std::string id{};             ///< the envelope's receipt_id
+  std::string id{};  ///< the envelope's receipt_id
   std::string idempotency_key{};
-  time_point accepted_at{};   ///< durable-accept time; deadlines are judged against it
-  bool duplicate = false;     ///< true when the key was already accepted: this is the original receipt
+  time_point accepted_at{};  ///< durable-accept time; deadlines are judged against it
+  bool duplicate = false;    ///< true when the key was already accepted: this is the original receipt
 };
 
 /// A new time-ordered receipt id in UUIDv7 layout (48-bit Unix milliseconds, version 7,

@@ -19,19 +19,19 @@ using error_code = boost::system::error_code;
 /// Async operations complete with a `std::error_code` holding one of these (or a
 /// backend's own code); blocking helpers throw `ingest::error`.
 enum class errc {
-  invalid_key = 1,     ///< idempotency key empty, longer than 255 bytes, or not printable ASCII
-  payload_too_large,   ///< payload over the producer's limit
-  conflict,            ///< same idempotency key, different payload fingerprint
-  in_flight,           ///< same key already being published; retry to get its receipt
-  backpressure,        ///< producer in-flight bound reached: retry later
-  queue_full,          ///< the backend refuses new work (capacity reached): retry later
-  publish_timeout,     ///< no durable ack in time; outcome unknown, retry with the same key
-  shutting_down,       ///< the object is draining or closed and takes no new work
-  backend_unavailable, ///< the backend cannot be reached or failed: retry later
-  lease_expired,       ///< a settle came after the delivery's lease ran out (it will be redelivered)
-  not_found,           ///< no such message, dead letter or record
-  invalid_config,      ///< options failed validation
-  storage_error,       ///< the backend's storage failed (disk full, corrupt file, I/O error)
+  invalid_key = 1,      ///< idempotency key empty, longer than 255 bytes, or not printable ASCII
+  payload_too_large,    ///< payload over the producer's limit
+  conflict,             ///< same idempotency key, different payload fingerprint
+  in_flight,            ///< same key already being published; retry to get its receipt
+  backpressure,         ///< producer in-flight bound reached: retry later
+  queue_full,           ///< the backend refuses new work (capacity reached): retry later
+  publish_timeout,      ///< no durable ack in time; outcome unknown, retry with the same key
+  shutting_down,        ///< the object is draining or closed and takes no new work
+  backend_unavailable,  ///< the backend cannot be reached or failed: retry later
+  lease_expired,        ///< a settle came after the delivery's lease ran out (it will be redelivered)
+  not_found,            ///< no such message, dead letter or record
+  invalid_config,       ///< options failed validation
+  storage_error,        ///< the backend's storage failed (disk full, corrupt file, I/O error)
 };
 
 /// The category of `ingest::errc`; name "ingest".

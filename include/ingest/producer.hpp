@@ -89,8 +89,7 @@ class producer {
   template <class Token>
   auto async_drain(Token&& token) {
     return boost::asio::async_initiate<Token, void(error_code)>(
-        [this](auto handler) { do_drain(detail::to_callback<error_code>(std::move(handler), get_executor())); },
-        token);
+        [this](auto handler) { do_drain(detail::to_callback<error_code>(std::move(handler), get_executor())); }, token);
   }
 
   producer_stats stats() const;

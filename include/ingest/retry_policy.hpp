@@ -8,6 +8,7 @@
 #include <functional>
 #include <random>
 #include <stdexcept>
+#include <string>
 
 namespace ingest {
 
@@ -27,6 +28,10 @@ using failure_classifier = std::function<failure_kind(std::exception_ptr)>;
 
 /// `permanent_error` → permanent; anything else → transient.
 failure_kind default_classifier(std::exception_ptr error) noexcept;
+
+/// The text recorded as an item's last error: `what()` of a `std::exception`, else
+/// "unknown exception".
+std::string failure_message(std::exception_ptr error);
 
 /// Exponential backoff with full jitter and a cap, and a maximum number of attempts.
 ///

@@ -1,7 +1,7 @@
 #include "ingest/batching_consumer.hpp"
 
-#include <boost/asio/error.hpp>
 #include <atomic>
+#include <boost/asio/error.hpp>
 #include <condition_variable>
 #include <future>
 #include <map>
@@ -56,16 +56,6 @@ error_code wait_done(Start&& start) {
   return future.get();
 }
 
-std::string describe(std::exception_ptr error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "unknown exception";
-  }
-}
-
 bool queue_closed(error_code ec) {
   return ec == std::errc::operation_canceled || ec == make_error_code(errc::shutting_down);
 }
@@ -100,8 +90,7 @@ struct batching_consumer::state {
 
   std::mt19937_64 rng{std::random_device{}()};  // guarded by mutex
 
-  std::atomic<std::uint64_t> batches{0}, acked{0}, retried{0}, dead_lettered{0}, handler_errors{0},
-      settle_errors{0};
+  std::atomic<std::uint64_t> batches{0}, acked{0}, retried{0}, dead_lettered{0}, handler_errors{0}, settle_errors{0};
 
   bool should_stop() {
     std::lock_guard lock(mutex);
@@ -115,8 +104,8 @@ struct batching_consumer::state {
   }
 
   std::vector<delivery> fetch(std::size_t max, std::chrono::milliseconds wait, bool& closed) {
-    auto [ec, items] = wait_result<std::vector<delivery>>(
-        [&](auto done) { queue.async_fetch(max, wait, std::move(done)); });
+    auto [ec, items] =
+        wait_result<std::vector<delivery>>([&](auto done) { queue.async_fetch(max, wait, std::move(done)); });
     if (queue_closed(ec)) closed = true;
     if (ec && !closed) pause(std::min(options.poll_wait, std::chrono::milliseconds(1000)));
     return std::move(items);
@@ -130,8 +119,8 @@ struct batching_consumer::state {
       // Linger: let a partial batch fill up for a moment.
       const auto deadline = std::chrono::steady_clock::now() + options.linger;
       while (!closed && items.size() < options.max_batch) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
-                                                                                 std::chrono::steady_clock::now());
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         if (left <= std::chrono::milliseconds::zero()) break;
         auto more = fetch(options.max_batch - items.size(), left, closed);
         if (more.empty()) break;
@@ -174,7 +163,7 @@ struct batching_consumer::state {
 
   void mark_all(batch& b, std::exception_ptr failure) {
     const auto kind = options.retry.classify(failure);
-    const auto text = describe(failure);
+    const auto text = failure_message(failure);
     for (std::size_t i = 0; i < b.size(); ++i) {
       if (kind == failure_kind::permanent)
         b.fail(i, text);
@@ -208,8 +197,7 @@ struct batching_consumer::state {
         if (options.isolate_failures && work.size() > 1) {
           for (std::size_t i = 0; i < work.size(); ++i) {
             batch single({work[i]});
-            if (auto f = run(single))
-              mark_all(single, f);
+            if (auto f = run(single)) mark_all(single, f);
             work.results_[i] = single.results_[0];
           }
         } else {
@@ -242,9 +230,8 @@ struct batching_consumer::state {
             }
             bulk.push_back({d.token, settle_action::retry, delay, {}, r.error});
           } else {
-            letters.push_back({{d.token, settle_action::dead_letter, {}, std::string(dead_letter_reason::max_attempts),
-                                r.error},
-                               i});
+            letters.push_back(
+                {{d.token, settle_action::dead_letter, {}, std::string(dead_letter_reason::max_attempts), r.error}, i});
           }
           break;
         case item_outcome::fail:
@@ -270,8 +257,8 @@ struct batching_consumer::state {
 
     // Dead letters one by one, so that each alert follows its own confirmed write.
     for (auto& [decision, i] : letters) {
-      dead_letter letter{b[i].message,        decision.reason,     decision.last_error, b[i].message.attempts,
-                         b[i].first_attempt_at, attempted_at, clock::now()};
+      dead_letter letter{b[i].message,          decision.reason, decision.last_error, b[i].message.attempts,
+                         b[i].first_attempt_at, attempted_at,    clock::now()};
       auto ec = wait_done([&](auto done) { queue.async_settle({std::move(decision)}, std::move(done)); });
       if (ec) {
         ++settle_errors;
@@ -320,7 +307,9 @@ batching_consumer::~batching_consumer() {
   for (auto& t : drainers) t.join();
 }
 
-batching_consumer::executor_type batching_consumer::get_executor() const { return state_->queue.get_executor(); }
+batching_consumer::executor_type batching_consumer::get_executor() const {
+  return state_->queue.get_executor();
+}
 
 void batching_consumer::start() {
   auto& s = *state_;
@@ -361,8 +350,8 @@ void batching_consumer::do_drain(detail::callback<void(error_code)> done) {
 
 consumer_stats batching_consumer::stats() const {
   const auto& s = *state_;
-  return {s.batches.load(), s.acked.load(), s.retried.load(), s.dead_lettered.load(), s.handler_errors.load(),
-          s.settle_errors.load()};
+  return {s.batches.load(),       s.acked.load(),          s.retried.load(),
+          s.dead_lettered.load(), s.handler_errors.load(), s.settle_errors.load()};
 }
 
 }  // namespace ingest

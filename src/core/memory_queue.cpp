@@ -88,7 +88,7 @@ struct memory_queue::state : std::enable_shared_from_this<state> {
   std::uint64_t next_lease = 1;
   std::map<std::uint64_t, item> items;  // not yet processed, by publish order
   std::unordered_map<std::string, key_record> keys;
-  std::map<std::string, dead_letter> dead;  // by receipt id (time-ordered)
+  std::map<std::string, dead_letter> dead;                    // by receipt id (time-ordered)
   std::deque<std::pair<std::uint64_t, std::uint64_t>> ready;  // (seq, generation); stale entries skipped
   std::multimap<steady::time_point, std::pair<std::uint64_t, std::uint64_t>> timed;  // delays and lease expiries
   std::list<waiter> waiters;
@@ -136,8 +136,7 @@ struct memory_queue::state : std::enable_shared_from_this<state> {
       const auto [seq, generation] = ready.front();
       ready.pop_front();
       auto found = items.find(seq);
-      if (found == items.end() || found->second.generation != generation || found->second.at != place::ready)
-        continue;
+      if (found == items.end() || found->second.generation != generation || found->second.at != place::ready) continue;
       item& it = found->second;
       ++it.message.attempts;
       if (it.message.attempts == 1) it.first_attempt_at = wall;
@@ -224,9 +223,13 @@ memory_queue::memory_queue(executor_type ex, memory_queue_options options)
   if (!options.quiet) warn_not_durable();
 }
 
-memory_queue::~memory_queue() { close(); }
+memory_queue::~memory_queue() {
+  close();
+}
 
-durable_queue::executor_type memory_queue::get_executor() const { return state_->executor; }
+durable_queue::executor_type memory_queue::get_executor() const {
+  return state_->executor;
+}
 
 queue_features memory_queue::features() const {
   return {.durable = false,
@@ -277,18 +280,16 @@ void memory_queue::do_publish(envelope message, callback<error_code, receipt> do
 
   if (auto known = s.keys.find(message.idempotency_key); known != s.keys.end()) {
     if (known->second.fingerprint != message.fingerprint) return done(errc::conflict, receipt{});
-    return s.complete_publish(std::move(done), receipt{known->second.receipt_id, message.idempotency_key,
-                                                       known->second.accepted_at, true});
+    return s.complete_publish(
+        std::move(done), receipt{known->second.receipt_id, message.idempotency_key, known->second.accepted_at, true});
   }
-  if (s.options.max_messages != 0 && s.items.size() >= s.options.max_messages)
-    return done(errc::queue_full, receipt{});
+  if (s.options.max_messages != 0 && s.items.size() >= s.options.max_messages) return done(errc::queue_full, receipt{});
 
   if (message.receipt_id.empty()) message.receipt_id = make_receipt_id();
   message.accepted_at = clock::now();
   message.attempts = 0;
   receipt r{message.receipt_id, message.idempotency_key, message.accepted_at, false};
-  s.keys.emplace(message.idempotency_key,
-                 key_record{message.fingerprint, message.receipt_id, message.accepted_at});
+  s.keys.emplace(message.idempotency_key, key_record{message.fingerprint, message.receipt_id, message.accepted_at});
   const auto seq = s.next_seq++;
   auto& it = s.items.emplace(seq, item{}).first->second;
   it.message = std::move(message);
@@ -337,8 +338,9 @@ void memory_queue::do_settle(std::vector<settlement> decisions, callback<error_c
           s.make_ready(seq, *it);
         break;
       case settle_action::dead_letter: {
-        dead_letter letter{it->message,        std::move(d.reason),  std::move(d.last_error), it->message.attempts,
-                           it->first_attempt_at, it->last_attempt_at, clock::now()};
+        dead_letter letter{it->message,          std::move(d.reason),  std::move(d.last_error),
+                           it->message.attempts, it->first_attempt_at, it->last_attempt_at,
+                           clock::now()};
         s.dead.insert_or_assign(it->message.receipt_id, std::move(letter));
         --s.leased;
         s.items.erase(seq);

@@ -80,7 +80,9 @@ producer::producer(durable_queue& queue, producer_options options) {
 
 producer::~producer() = default;
 
-producer::executor_type producer::get_executor() const { return state_->queue.get_executor(); }
+producer::executor_type producer::get_executor() const {
+  return state_->queue.get_executor();
+}
 
 producer_stats producer::stats() const {
   std::lock_guard lock(state_->mutex);

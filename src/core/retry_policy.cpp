@@ -17,6 +17,17 @@ failure_kind default_classifier(std::exception_ptr error) noexcept {
   }
 }
 
+std::string failure_message(std::exception_ptr error) {
+  if (!error) return "no error";
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
 std::chrono::milliseconds retry_policy::ceiling(std::uint32_t attempts) const noexcept {
   const double exponent = attempts == 0 ? 0.0 : static_cast<double>(attempts - 1);
   const double ms = static_cast<double>(initial_backoff.count()) * std::pow(multiplier, exponent);

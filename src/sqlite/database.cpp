@@ -26,7 +26,9 @@ const std::error_category& sqlite_category() noexcept {
   return instance;
 }
 
-void database::closer::operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+void database::closer::operator()(sqlite3* db) const noexcept {
+  sqlite3_close_v2(db);
+}
 
 database::database(const std::string& path, database_options options) : path_(path) {
   int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
@@ -64,14 +66,18 @@ void database::exec(std::string_view sql) {
   }
 }
 
-std::int64_t database::changes() const noexcept { return sqlite3_changes64(db_.get()); }
+std::int64_t database::changes() const noexcept {
+  return sqlite3_changes64(db_.get());
+}
 
-void statement::finalizer::operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }
+void statement::finalizer::operator()(sqlite3_stmt* stmt) const noexcept {
+  sqlite3_finalize(stmt);
+}
 
 statement::statement(database& db, std::string_view sql) : db_(db.native_handle()) {
   sqlite3_stmt* raw = nullptr;
-  const int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &raw,
-                                    nullptr);
+  const int rc =
+      sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
   stmt_.reset(raw);
   if (rc != SQLITE_OK) fail(db_, rc, sql);
 }
@@ -99,8 +105,7 @@ statement& statement::bind(int index, std::string_view text) {
 
 statement& statement::bind_blob(int index, std::string_view bytes) {
   const char* data = bytes.data() ? bytes.data() : "";
-  if (int rc = sqlite3_bind_blob64(stmt_.get(), index, data, bytes.size(), SQLITE_TRANSIENT);
-      rc != SQLITE_OK)
+  if (int rc = sqlite3_bind_blob64(stmt_.get(), index, data, bytes.size(), SQLITE_TRANSIENT); rc != SQLITE_OK)
     fail(db_, rc, "bind");
   return *this;
 }
@@ -135,8 +140,12 @@ void statement::reset() noexcept {
   sqlite3_clear_bindings(stmt_.get());
 }
 
-std::int64_t statement::column_int(int index) const { return sqlite3_column_int64(stmt_.get(), index); }
-double statement::column_double(int index) const { return sqlite3_column_double(stmt_.get(), index); }
+std::int64_t statement::column_int(int index) const {
+  return sqlite3_column_int64(stmt_.get(), index);
+}
+double statement::column_double(int index) const {
+  return sqlite3_column_double(stmt_.get(), index);
+}
 
 std::string statement::column_text(int index) const {
   const auto* p = sqlite3_column_blob(stmt_.get(), index);
@@ -144,9 +153,13 @@ std::string statement::column_text(int index) const {
   return p ? std::string(static_cast<const char*>(p), static_cast<std::size_t>(n)) : std::string();
 }
 
-bool statement::column_is_null(int index) const { return sqlite3_column_type(stmt_.get(), index) == SQLITE_NULL; }
+bool statement::column_is_null(int index) const {
+  return sqlite3_column_type(stmt_.get(), index) == SQLITE_NULL;
+}
 
-transaction::transaction(database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+transaction::transaction(database& db) : db_(db) {
+  db_.exec("BEGIN IMMEDIATE");
+}
 
 transaction::~transaction() {
   if (open_) {

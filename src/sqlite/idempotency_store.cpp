@@ -13,7 +13,9 @@ std::int64_t to_ms(time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-time_point from_ms(std::int64_t ms) { return time_point(std::chrono::milliseconds(ms)); }
+time_point from_ms(std::int64_t ms) {
+  return time_point(std::chrono::milliseconds(ms));
+}
 
 constexpr std::int64_t in_progress = 0;
 constexpr std::int64_t completed = 1;
@@ -25,7 +27,8 @@ struct idempotency_store::statements {
       : insert(db, fmt::format("INSERT INTO {}(key, fingerprint, state, result, created_at, completed_at) "
                                "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(key) DO NOTHING",
                                t)),
-        lookup(db, fmt::format("SELECT fingerprint, state, result, created_at, completed_at FROM {} WHERE key = ?1", t)),
+        lookup(db,
+               fmt::format("SELECT fingerprint, state, result, created_at, completed_at FROM {} WHERE key = ?1", t)),
         complete(db, fmt::format("UPDATE {} SET state = 1, result = ?2, completed_at = ?3 WHERE key = ?1", t)),
         prune(db, fmt::format("DELETE FROM {} WHERE created_at < ?1 AND state = 1", t)) {}
   statement insert, lookup, complete, prune;
@@ -33,19 +36,19 @@ struct idempotency_store::statements {
 
 idempotency_store::idempotency_store(database& db, idempotency_store_options options) : db_(db) {
   const auto& t = options.table;
-  if (t.empty() || t.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") !=
-                       std::string::npos)
+  if (t.empty() ||
+      t.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != std::string::npos)
     throw error(errc::invalid_config, "idempotency_store: table name must be letters, digits and '_'");
-  db_.exec(fmt::format(
-      "CREATE TABLE IF NOT EXISTS {0}("
-      " key TEXT PRIMARY KEY NOT NULL,"
-      " fingerprint TEXT NOT NULL,"
-      " state INTEGER NOT NULL,"
-      " result TEXT NOT NULL DEFAULT '',"
-      " created_at INTEGER NOT NULL,"
-      " completed_at INTEGER) WITHOUT ROWID;"
-      "CREATE INDEX IF NOT EXISTS {0}_created ON {0}(created_at);",
-      t));
+  db_.exec(
+      fmt::format("CREATE TABLE IF NOT EXISTS {0}("
+                  " key TEXT PRIMARY KEY NOT NULL,"
+                  " fingerprint TEXT NOT NULL,"
+                  " state INTEGER NOT NULL,"
+                  " result TEXT NOT NULL DEFAULT '',"
+                  " created_at INTEGER NOT NULL,"
+                  " completed_at INTEGER) WITHOUT ROWID;"
+                  "CREATE INDEX IF NOT EXISTS {0}_created ON {0}(created_at);",
+                  t));
   stmts_ = std::make_unique<statements>(db_, t);
 }
 

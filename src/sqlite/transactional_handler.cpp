@@ -3,20 +3,6 @@
 #include "ingest/error.hpp"
 
 namespace ingest::sqlite {
-namespace {
-
-std::string describe(std::exception_ptr error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "unknown exception";
-  }
-}
-
-}  // namespace
-
 batch_handler transactional_handler(database& db, ingest::idempotency_store& keys, item_writer write,
                                     transactional_handler_options options) {
   if (!write) throw error(errc::invalid_config, "transactional_handler: write must be set");
@@ -47,9 +33,9 @@ batch_handler transactional_handler(database& db, ingest::idempotency_store& key
         db.exec("ROLLBACK TO ingest_item");
         db.exec("RELEASE ingest_item");
         if (options.classify(failure) == failure_kind::permanent)
-          b.fail(i, describe(failure));
+          b.fail(i, failure_message(failure));
         else
-          b.retry(i, describe(failure));
+          b.retry(i, failure_message(failure));
       }
     }
     tx.commit();

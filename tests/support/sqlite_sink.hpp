@@ -13,8 +13,7 @@ namespace ingest::test {
 
 class sqlite_sink {
  public:
-  explicit sqlite_sink(const std::string& path)
-      : db_(path), keys_(db_), insert_(prepare(db_)) {
+  explicit sqlite_sink(const std::string& path) : db_(path), keys_(db_), insert_(prepare(db_)) {
     handler_ = sqlite::transactional_handler(db_, keys_, [this](sqlite::database&, const delivery& d) {
       if (on_write) on_write(d);
       insert(d);

@@ -12,9 +12,9 @@
 #include <functional>
 #include <future>
 #include <ostream>
-#include <system_error>
 #include <random>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "ingest/durable_queue.hpp"
@@ -117,7 +117,7 @@ inline envelope message(std::string key, std::string payload = "{}") {
 }
 
 inline std::pair<error_code, std::vector<delivery>> fetch(durable_queue& q, std::size_t max,
-                                                               std::chrono::milliseconds wait = 0ms) {
+                                                          std::chrono::milliseconds wait = 0ms) {
   capture<std::vector<delivery>> c;
   q.async_fetch(max, wait, c.handler());
   return c.get();

@@ -23,8 +23,8 @@ class callback<void(Args...)> {
   callback() = default;
 
   template <class F>
-    requires(!std::is_same_v<std::decay_t<F>, callback>)
-  callback(F&& f) : impl_(std::make_unique<model<std::decay_t<F>>>(std::forward<F>(f))) {}
+  requires(!std::is_same_v<std::decay_t<F>, callback>) callback(F&& f)
+      : impl_(std::make_unique<model<std::decay_t<F>>>(std::forward<F>(f))) {}
 
   callback(callback&&) noexcept = default;
   callback& operator=(callback&&) noexcept = default;

@@ -17,9 +17,9 @@ struct sqlite3_stmt;
 namespace ingest::sqlite {
 
 struct database_options {
-  bool create = true;       ///< create the file if missing
+  bool create = true;  ///< create the file if missing
   bool read_only = false;
-  bool wal = true;          ///< journal_mode=WAL
+  bool wal = true;               ///< journal_mode=WAL
   bool synchronous_full = true;  ///< synchronous=FULL: a commit is on disk when it returns
   std::chrono::milliseconds busy_timeout{std::chrono::seconds(5)};
 };

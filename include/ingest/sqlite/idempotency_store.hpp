@@ -33,8 +33,7 @@ class idempotency_store final : public ingest::idempotency_store {
   key_check claim(std::string_view key, std::string_view fingerprint) override;
   void complete(std::string_view key, std::string_view result) override;
   key_check record(std::string_view key, std::string_view fingerprint, std::string_view result) override;
-  std::vector<key_check> record_many(const std::vector<std::string>& keys,
-                                     const std::vector<std::string>& fingerprints,
+  std::vector<key_check> record_many(const std::vector<std::string>& keys, const std::vector<std::string>& fingerprints,
                                      const std::vector<std::string>& results) override;
   std::optional<idempotency_record> find(std::string_view key) override;
   std::size_t prune(time_point cutoff) override;

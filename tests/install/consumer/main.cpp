@@ -24,19 +24,21 @@ int main() {
 
   ingest::memory_queue queue(io.get_executor(), {.quiet = true});
   ingest::producer producer(queue);
-  ingest::batching_consumer consumer(
-      queue, ingest::sqlite::transactional_handler(db, keys, [&](auto&, const ingest::delivery& d) {
-        insert.bind(1, d.message.receipt_id);
-        insert.run();
-      }),
-      {.workers = 1});
+  ingest::batching_consumer consumer(queue,
+                                     ingest::sqlite::transactional_handler(db, keys,
+                                                                           [&](auto&, const ingest::delivery& d) {
+                                                                             insert.bind(1, d.message.receipt_id);
+                                                                             insert.run();
+                                                                           }),
+                                     {.workers = 1});
   consumer.start();
   for (int i = 0; i < 100; ++i)
-    producer.async_submit({.idempotency_key = "k" + std::to_string(i % 50), .subject = {}, .payload = "p",
-                           .headers = {}},
-                          asio::use_future)
+    producer
+        .async_submit({.idempotency_key = "k" + std::to_string(i % 50), .subject = {}, .payload = "p", .headers = {}},
+                      asio::use_future)
         .get();
-  while (queue.async_stats(asio::use_future).get().processed < 50) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  while (queue.async_stats(asio::use_future).get().processed < 50)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   consumer.drain();
   const auto st = queue.async_stats(asio::use_future).get();
   work.reset();
