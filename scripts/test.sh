@@ -52,5 +52,5 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 echo "== tests: ThreadSanitizer (concurrency tests)"
 build "$here/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINGEST_SANITIZE=thread \
   -DINGEST_BUILD_EXAMPLES=OFF -DINGEST_BUILD_BENCHMARKS=OFF
-TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$here/tests/tsan.supp" \
   run_ctest "$here/build-tsan" -L concurrency

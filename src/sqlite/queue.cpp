@@ -1,0 +1,880 @@
+#include "ingest/sqlite/queue.hpp"
+
+#include <sqlite3.h>
+
+#include <charconv>
+#include <condition_variable>
+#include <deque>
+#include <list>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <variant>
+
+#include "header_codec.hpp"
+#include "ingest/error.hpp"
+#include "ingest/fingerprint.hpp"
+#include "ingest/sqlite/database.hpp"
+
+namespace ingest::sqlite {
+namespace {
+
+using steady = std::chrono::steady_clock;
+using micros = std::chrono::microseconds;
+
+// Message states. Rows in state ready or leased are "pending"; a leased row whose
+// lease ran out (visible_at <= now) is deliverable again.
+enum : std::int64_t { st_ready = 0, st_leased = 1, st_done = 2, st_dead = 3, st_purged = 4 };
+
+constexpr std::int64_t application_id = 0x696E7131;  // "inq1"
+constexpr std::int64_t schema_version = 1;
+
+std::int64_t to_us(time_point t) {
+  return std::chrono::duration_cast<micros>(t.time_since_epoch()).count();
+}
+time_point from_us(std::int64_t us) {
+  return time_point(std::chrono::duration_cast<clock::duration>(micros(us)));
+}
+std::int64_t now_us() {
+  return to_us(clock::now());
+}
+
+std::string make_token(std::int64_t seq, std::int64_t lease) {
+  return std::to_string(seq) + ':' + std::to_string(lease);
+}
+
+bool parse_token(const std::string& token, std::int64_t& seq, std::int64_t& lease) {
+  const auto colon = token.find(':');
+  if (colon == std::string::npos) return false;
+  const char* b = token.data();
+  return std::from_chars(b, b + colon, seq).ec == std::errc{} &&
+         std::from_chars(b + colon + 1, b + token.size(), lease).ec == std::errc{};
+}
+
+// An SQLite failure inside a transaction: busy (another process holds the lock) is
+// "unavailable, retry later"; anything else is a storage failure.
+error_code classify(const ingest::error& e) {
+  if (e.code().category() == sqlite_category()) {
+    const int primary = e.code().value() & 0xFF;
+    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) return errc::backend_unavailable;
+    return errc::storage_error;
+  }
+  return e.code();
+}
+
+const char* const schema_sql = R"sql(
+CREATE TABLE IF NOT EXISTS ingest_messages(
+  seq INTEGER PRIMARY KEY,
+  idempotency_key TEXT NOT NULL UNIQUE,
+  receipt_id TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  headers BLOB NOT NULL,
+  accepted_at INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  visible_at INTEGER NOT NULL,
+  lease INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  first_attempt_at INTEGER,
+  last_attempt_at INTEGER,
+  last_error TEXT,
+  done_at INTEGER);
+CREATE INDEX IF NOT EXISTS ingest_messages_due ON ingest_messages(visible_at, seq) WHERE state < 2;
+CREATE INDEX IF NOT EXISTS ingest_messages_finished ON ingest_messages(done_at) WHERE state IN (2, 4);
+CREATE TABLE IF NOT EXISTS ingest_dead_letters(
+  receipt_id TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL UNIQUE,
+  reason TEXT NOT NULL,
+  last_error TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  first_attempt_at INTEGER,
+  last_attempt_at INTEGER,
+  dead_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ingest_counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT OR IGNORE INTO ingest_counters VALUES ('accepted', 0), ('processed', 0), ('dead_lettered', 0), ('purged', 0);
+)sql";
+
+std::int64_t pragma_int(database& db, const char* sql) {
+  statement s(db, sql);
+  return s.step() ? s.column_int(0) : 0;
+}
+
+// Creates the schema in a new file, or checks that an existing file is ours.
+void prepare_file(database& db) {
+  transaction tx(db);
+  const auto app = pragma_int(db, "PRAGMA application_id");
+  const auto tables = pragma_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'");
+  if (app == 0 && tables == 0) {
+    db.exec(schema_sql);
+    db.exec("PRAGMA application_id = " + std::to_string(application_id));
+    db.exec("PRAGMA user_version = " + std::to_string(schema_version));
+  } else if (app != application_id) {
+    throw error(errc::invalid_config, db.path() + " is not an ingest queue file (it holds other data)");
+  } else if (const auto version = pragma_int(db, "PRAGMA user_version"); version != schema_version) {
+    throw error(errc::invalid_config, db.path() + " has queue schema version " + std::to_string(version) +
+                                          ", this library reads version " + std::to_string(schema_version));
+  }
+  tx.commit();
+}
+
+// ---- operations waiting for the writer thread -------------------------------------
+
+template <class... Args>
+using callback = ingest::detail::callback<void(Args...)>;
+
+struct publish_op {
+  envelope message;
+  callback<error_code, receipt> done;
+  error_code ec{};
+  receipt result{};
+};
+struct fetch_op {
+  std::size_t max;
+  steady::time_point deadline;
+  callback<error_code, std::vector<delivery>> done;
+  std::vector<delivery> result{};
+};
+struct settle_op {
+  std::vector<settlement> decisions;
+  callback<error_code> done;
+  error_code ec{};
+};
+struct extend_op {
+  std::vector<std::string> tokens;
+  std::chrono::milliseconds by;
+  callback<error_code> done;
+  error_code ec{};
+};
+struct stats_op {
+  callback<error_code, queue_stats> done;
+  queue_stats result{};
+};
+struct list_op {
+  std::string after;
+  std::size_t limit;
+  callback<error_code, std::vector<dead_letter>> done;
+  std::vector<dead_letter> result{};
+};
+struct replay_op {
+  std::vector<std::string> ids;
+  bool purge;  // purge instead of replay
+  callback<error_code, std::size_t> done;
+  std::size_t result = 0;
+};
+
+using operation = std::variant<publish_op, fetch_op, settle_op, extend_op, stats_op, list_op, replay_op>;
+
+}  // namespace
+
+void queue_options::validate() const {
+  auto bad = [](const std::string& what) { throw error(errc::invalid_config, "sqlite queue: " + what); };
+  if (path.empty()) bad("path must not be empty");
+  if (visibility_timeout <= std::chrono::milliseconds::zero()) bad("visibility_timeout must be positive");
+  if (commit_linger < micros::zero() || commit_linger > std::chrono::seconds(1))
+    bad("commit_linger must be between 0 and 1s");
+  if (max_ops_per_commit == 0) bad("max_ops_per_commit must be at least 1");
+  if (dedup_window < std::chrono::milliseconds::zero()) bad("dedup_window must not be negative");
+  if (compaction_interval <= std::chrono::milliseconds::zero()) bad("compaction_interval must be positive");
+  if (compaction_batch == 0) bad("compaction_batch must be at least 1");
+  if (poll_interval <= std::chrono::milliseconds::zero()) bad("poll_interval must be positive");
+  if (busy_timeout < std::chrono::milliseconds::zero()) bad("busy_timeout must not be negative");
+  if (max_page_count < 0) bad("max_page_count must not be negative");
+}
+
+namespace {
+
+template <class Duration>
+Duration parse_duration(std::string_view name, std::string_view text) {
+  auto fail = [&] {
+    throw error(errc::invalid_config, "sqlite queue URL: " + std::string(name) +
+                                          " must be a duration like 250ms, 30s, "
+                                          "5m, 24h or 500us, not '" +
+                                          std::string(text) + "'");
+  };
+  std::int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || value < 0) fail();
+  const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
+  micros us{};
+  if (unit == "us")
+    us = micros(value);
+  else if (unit == "ms")
+    us = std::chrono::milliseconds(value);
+  else if (unit == "s")
+    us = std::chrono::seconds(value);
+  else if (unit == "m")
+    us = std::chrono::minutes(value);
+  else if (unit == "h")
+    us = std::chrono::hours(value);
+  else
+    fail();
+  return std::chrono::duration_cast<Duration>(us);
+}
+
+std::int64_t parse_count(std::string_view name, std::string_view text) {
+  std::int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value < 0)
+    throw error(errc::invalid_config,
+                "sqlite queue URL: " + std::string(name) + " must be a whole number, not '" + std::string(text) + "'");
+  return value;
+}
+
+}  // namespace
+
+queue_options queue_options::from_url(std::string_view url) {
+  constexpr std::string_view scheme = "sqlite://";
+  if (url.substr(0, scheme.size()) != scheme)
+    throw error(errc::invalid_config, "not an sqlite:// URL: " + std::string(url));
+  auto rest = url.substr(scheme.size());
+  const auto q = rest.find('?');
+  queue_options o;
+  o.path = std::string(rest.substr(0, q));
+  if (o.path.empty()) throw error(errc::invalid_config, "sqlite queue URL without a file path: " + std::string(url));
+  auto query = q == std::string_view::npos ? std::string_view{} : rest.substr(q + 1);
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    const auto eq = pair.find('=');
+    if (eq == std::string_view::npos)
+      throw error(errc::invalid_config, "sqlite queue URL: parameter without a value: " + std::string(pair));
+    const auto name = pair.substr(0, eq), value = pair.substr(eq + 1);
+    if (name == "visibility_timeout")
+      o.visibility_timeout = parse_duration<std::chrono::milliseconds>(name, value);
+    else if (name == "commit_linger")
+      o.commit_linger = parse_duration<micros>(name, value);
+    else if (name == "max_messages")
+      o.max_messages = static_cast<std::size_t>(parse_count(name, value));
+    else if (name == "dedup_window")
+      o.dedup_window = parse_duration<std::chrono::milliseconds>(name, value);
+    else if (name == "poll_interval")
+      o.poll_interval = parse_duration<std::chrono::milliseconds>(name, value);
+    else if (name == "busy_timeout")
+      o.busy_timeout = parse_duration<std::chrono::milliseconds>(name, value);
+    else if (name == "max_page_count")
+      o.max_page_count = parse_count(name, value);
+    else
+      throw error(errc::invalid_config, "sqlite queue URL: unknown parameter " + std::string(name));
+  }
+  o.validate();
+  return o;
+}
+
+// ---- the engine: one connection, one writer thread --------------------------------
+
+struct queue::engine {
+  explicit engine(queue_options o)
+      : options(std::move(o)),
+        db(options.path, database_options{.busy_timeout = options.busy_timeout}),
+        rng(std::random_device{}()) {
+    if (options.max_page_count > 0) db.exec("PRAGMA max_page_count = " + std::to_string(options.max_page_count));
+    prepare_file(db);
+    prepare_statements();
+    next_compaction = steady::now() + options.compaction_interval;
+    writer = std::thread([this] { run(); });
+  }
+
+  ~engine() {
+    {
+      std::lock_guard lock(mutex);
+      closed = true;
+      stopping = true;
+    }
+    wake.notify_all();
+    writer.join();
+  }
+
+  queue_options options;
+  database db;
+  std::mt19937_64 rng;  // writer thread only
+
+  // Shared with the callers' threads.
+  mutable std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<operation> pending;
+  bool closed = false;
+  bool stopping = false;
+  std::string last_error;
+
+  // Writer thread only.
+  std::list<fetch_op> waiters;
+  steady::time_point next_compaction;
+  steady::time_point next_poll{};
+  bool deliverable_hint = false;  // something may have become deliverable
+  std::thread writer;
+
+  struct statements {
+    std::optional<statement> insert, lookup_key, lease, ack, retry, dead, dead_row, extend, any_due, next_due, counters,
+        add_counter, leased_count, retrying_count, list, dead_seq, replay, purge, drop_dead, all_dead, compact;
+  } sql;
+
+  void prepare_statements() {
+    sql.insert.emplace(
+        db,
+        "INSERT INTO ingest_messages(idempotency_key, receipt_id, fingerprint, subject, payload, headers,"
+        " accepted_at, state, visible_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?7)"
+        " ON CONFLICT(idempotency_key) DO NOTHING");
+    sql.lookup_key.emplace(
+        db, "SELECT receipt_id, fingerprint, accepted_at FROM ingest_messages WHERE idempotency_key = ?1");
+    sql.lease.emplace(
+        db,
+        "UPDATE ingest_messages SET state = 1, lease = ?3, visible_at = ?4, attempts = attempts + 1,"
+        " first_attempt_at = coalesce(first_attempt_at, ?1), last_attempt_at = ?1"
+        " WHERE seq IN (SELECT seq FROM ingest_messages WHERE state < 2 AND visible_at <= ?1"
+        " ORDER BY visible_at, seq LIMIT ?2)"
+        " RETURNING seq, receipt_id, idempotency_key, fingerprint, subject, payload, headers, accepted_at, attempts,"
+        " first_attempt_at");
+    const std::string held = " WHERE seq = ?1 AND lease = ?2 AND state = 1 AND visible_at > ?3";
+    sql.ack.emplace(db, "UPDATE ingest_messages SET state = 2, payload = x'', headers = x'', done_at = ?3" + held);
+    sql.retry.emplace(db, "UPDATE ingest_messages SET state = 0, visible_at = ?4, last_error = ?5" + held);
+    sql.dead.emplace(db, "UPDATE ingest_messages SET state = 3, last_error = ?4" + held);
+    sql.dead_row.emplace(db,
+                         "INSERT OR REPLACE INTO ingest_dead_letters(receipt_id, seq, reason, last_error, attempts,"
+                         " first_attempt_at, last_attempt_at, dead_at)"
+                         " SELECT receipt_id, seq, ?2, ?3, attempts, first_attempt_at, last_attempt_at, ?4"
+                         " FROM ingest_messages WHERE seq = ?1");
+    sql.extend.emplace(db, "UPDATE ingest_messages SET visible_at = ?4" + held);
+    sql.any_due.emplace(db, "SELECT 1 FROM ingest_messages WHERE state < 2 AND visible_at <= ?1 LIMIT 1");
+    sql.next_due.emplace(db, "SELECT min(visible_at) FROM ingest_messages WHERE state < 2");
+    sql.counters.emplace(db, "SELECT name, value FROM ingest_counters");
+    sql.add_counter.emplace(db, "UPDATE ingest_counters SET value = value + ?2 WHERE name = ?1");
+    sql.leased_count.emplace(db,
+                             "SELECT count(*) FROM ingest_messages WHERE state < 2 AND visible_at > ?1 AND state = 1");
+    sql.retrying_count.emplace(db, "SELECT count(*) FROM ingest_messages WHERE state < 2 AND attempts > 0");
+    sql.list.emplace(db,
+                     "SELECT d.receipt_id, d.reason, d.last_error, d.attempts, d.first_attempt_at, d.last_attempt_at,"
+                     " d.dead_at, m.idempotency_key, m.fingerprint, m.subject, m.payload, m.headers, m.accepted_at"
+                     " FROM ingest_dead_letters d JOIN ingest_messages m ON m.seq = d.seq"
+                     " WHERE d.receipt_id > ?1 ORDER BY d.receipt_id LIMIT ?2");
+    sql.dead_seq.emplace(db, "SELECT seq FROM ingest_dead_letters WHERE receipt_id = ?1");
+    sql.replay.emplace(db,
+                       "UPDATE ingest_messages SET state = 0, attempts = 0, lease = 0, visible_at = ?2,"
+                       " first_attempt_at = NULL, last_attempt_at = NULL WHERE seq = ?1 AND state = 3");
+    sql.purge.emplace(db,
+                      "UPDATE ingest_messages SET state = 4, payload = x'', headers = x'', done_at = ?2"
+                      " WHERE seq = ?1 AND state = 3");
+    sql.drop_dead.emplace(db, "DELETE FROM ingest_dead_letters WHERE receipt_id = ?1");
+    sql.all_dead.emplace(db, "SELECT receipt_id FROM ingest_dead_letters ORDER BY receipt_id");
+    sql.compact.emplace(db,
+                        "DELETE FROM ingest_messages WHERE seq IN (SELECT seq FROM ingest_messages"
+                        " WHERE state IN (2, 4) AND done_at < ?1 ORDER BY done_at LIMIT ?2)");
+  }
+
+  // ---- enqueue (any thread) ----
+
+  // Returns false (and leaves `op` alone) when the queue is closed.
+  bool enqueue(operation&& op, bool refused_when_closed) {
+    {
+      std::lock_guard lock(mutex);
+      if (closed && refused_when_closed) return false;
+      if (stopping) return false;
+      pending.push_back(std::move(op));
+    }
+    wake.notify_one();
+    return true;
+  }
+
+  // ---- the writer loop ----
+
+  void run() {
+    std::unique_lock lock(mutex);
+    while (true) {
+      if (closed && !waiters.empty()) {
+        auto cancelled = std::move(waiters);
+        waiters.clear();
+        lock.unlock();
+        for (auto& w : cancelled) w.done(std::make_error_code(std::errc::operation_canceled), std::vector<delivery>{});
+        lock.lock();
+      }
+      if (stopping && pending.empty()) break;
+      if (pending.empty()) {
+        wake.wait_until(lock, next_wake(),
+                        [&] { return stopping || !pending.empty() || (closed && !waiters.empty()); });
+        if (closed && !waiters.empty()) continue;
+      }
+      if (!pending.empty() && options.commit_linger > micros::zero() && pending.size() < options.max_ops_per_commit) {
+        wake.wait_for(lock, options.commit_linger,
+                      [&] { return stopping || pending.size() >= options.max_ops_per_commit; });
+      }
+      std::vector<operation> batch;
+      while (!pending.empty() && batch.size() < options.max_ops_per_commit) {
+        batch.push_back(std::move(pending.front()));
+        pending.pop_front();
+      }
+      lock.unlock();
+      step(batch);
+      lock.lock();
+    }
+  }
+
+  steady::time_point next_wake() const {
+    auto wake_at = next_compaction;
+    for (const auto& w : waiters) wake_at = std::min(wake_at, w.deadline);
+    if (!waiters.empty()) wake_at = std::min(wake_at, next_poll);
+    return wake_at;
+  }
+
+  // Counter changes made by the current transaction.
+  struct deltas {
+    std::int64_t accepted = 0, processed = 0, dead = 0, purged = 0;
+  };
+
+  void step(std::vector<operation>& batch) {
+    const auto now = steady::now();
+    bool serve = false;
+    if (!waiters.empty()) {
+      // Deliverable messages may have come from this process (hint), another process
+      // (the periodic poll), or a delay or lease running out (also the poll).
+      if (deliverable_hint || now >= next_poll) {
+        serve = any_due();
+        next_poll = now + options.poll_interval;
+      }
+    }
+    const bool compact = now >= next_compaction;
+    if (batch.empty() && !serve && !compact) {
+      expire_waiters(now);
+      return;
+    }
+
+    std::vector<fetch_op> served;
+    error_code failure;
+    try {
+      transaction tx(db);
+      deltas d;
+      std::int64_t pending_now = -1;
+      const auto t = now_us();
+      for (auto& op : batch) {
+        std::visit(
+            [&](auto& o) {
+              using T = std::decay_t<decltype(o)>;
+              if constexpr (std::is_same_v<T, publish_op>) {
+                if (options.max_messages != 0 && pending_now < 0) pending_now = pending_count();
+                apply_publish(o, t, d, pending_now);
+              } else if constexpr (std::is_same_v<T, settle_op>) {
+                apply_settle(o, t, d);
+              } else if constexpr (std::is_same_v<T, extend_op>) {
+                apply_extend(o, t);
+              } else if constexpr (std::is_same_v<T, replay_op>) {
+                apply_replay(o, t, d);
+              } else if constexpr (std::is_same_v<T, fetch_op>) {
+                lease(o, t);
+              }
+            },
+            op);
+      }
+      if (serve) {
+        for (auto it = waiters.begin(); it != waiters.end();) {
+          lease(*it, t);
+          if (it->result.empty()) {
+            ++it;
+          } else {
+            served.push_back(std::move(*it));
+            it = waiters.erase(it);
+          }
+        }
+      }
+      if (compact) compact_rows(t);
+      flush(d);
+      for (auto& op : batch) {
+        if (auto* s = std::get_if<stats_op>(&op)) read_stats(*s, t);
+        if (auto* l = std::get_if<list_op>(&op)) read_dead_letters(*l);
+      }
+      tx.commit();
+      deliverable_hint = d.accepted > 0 || std::any_of(batch.begin(), batch.end(), [](const operation& op) {
+                           return std::holds_alternative<settle_op>(op) || std::holds_alternative<replay_op>(op);
+                         });
+    } catch (const ingest::error& e) {
+      failure = classify(e);
+      std::lock_guard lock(mutex);
+      last_error = e.what();
+    }
+    if (compact) next_compaction = steady::now() + options.compaction_interval;
+
+    if (failure) {
+      // Rolled back: nothing of this transaction happened. Waiters keep waiting.
+      for (auto& w : served) {
+        w.result.clear();
+        waiters.push_back(std::move(w));
+      }
+      served.clear();
+    }
+    complete(batch, failure);
+    for (auto& w : served) w.done(error_code{}, std::move(w.result));
+    expire_waiters(steady::now());
+  }
+
+  void complete(std::vector<operation>& batch, error_code failure) {
+    for (auto& op : batch) {
+      std::visit(
+          [&](auto& o) {
+            using T = std::decay_t<decltype(o)>;
+            if constexpr (std::is_same_v<T, publish_op>) {
+              if (failure) return o.done(failure, receipt{});
+              o.done(o.ec, o.ec ? receipt{} : std::move(o.result));
+            } else if constexpr (std::is_same_v<T, fetch_op>) {
+              if (failure) return o.done(failure, std::vector<delivery>{});
+              if (!o.result.empty() || o.deadline <= steady::now()) return o.done(error_code{}, std::move(o.result));
+              waiters.push_back(std::move(o));  // nothing yet: wait (still owned by us)
+            } else if constexpr (std::is_same_v<T, settle_op> || std::is_same_v<T, extend_op>) {
+              o.done(failure ? failure : o.ec);
+            } else if constexpr (std::is_same_v<T, stats_op>) {
+              o.done(failure, failure ? queue_stats{} : o.result);
+            } else if constexpr (std::is_same_v<T, list_op>) {
+              o.done(failure, failure ? std::vector<dead_letter>{} : std::move(o.result));
+            } else if constexpr (std::is_same_v<T, replay_op>) {
+              o.done(failure, failure ? 0 : o.result);
+            }
+          },
+          op);
+    }
+  }
+
+  void expire_waiters(steady::time_point now) {
+    for (auto it = waiters.begin(); it != waiters.end();) {
+      if (it->deadline <= now) {
+        it->done(error_code{}, std::vector<delivery>{});
+        it = waiters.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // ---- operations inside the transaction ----
+
+  std::int64_t pending_count() {
+    auto& s = *sql.counters;
+    std::int64_t accepted = 0, done = 0;
+    while (s.step()) {
+      const auto name = s.column_text(0);
+      if (name == "accepted")
+        accepted = s.column_int(1);
+      else
+        done += s.column_int(1);
+    }
+    s.reset();
+    return accepted - done;
+  }
+
+  void apply_publish(publish_op& o, std::int64_t t, deltas& d, std::int64_t& pending_now) {
+    auto& m = o.message;
+    const bool full = options.max_messages != 0 && pending_now >= static_cast<std::int64_t>(options.max_messages);
+    if (!full) {
+      auto& ins = *sql.insert;
+      ins.bind(1, m.idempotency_key)
+          .bind(2, m.receipt_id)
+          .bind(3, m.fingerprint)
+          .bind(4, m.subject)
+          .bind_blob(5, m.payload)
+          .bind_blob(6, detail::encode_headers(m.headers))
+          .bind(7, t);
+      ins.run();
+      if (db.changes() == 1) {
+        o.result = receipt{m.receipt_id, m.idempotency_key, from_us(t), false};
+        ++d.accepted;
+        if (pending_now >= 0) ++pending_now;
+        return;
+      }
+    }
+    auto& look = *sql.lookup_key;
+    look.bind(1, m.idempotency_key);
+    if (look.step()) {
+      if (look.column_text(1) != m.fingerprint)
+        o.ec = errc::conflict;
+      else
+        o.result = receipt{look.column_text(0), m.idempotency_key, from_us(look.column_int(2)), true};
+    } else {
+      o.ec = errc::queue_full;
+    }
+    look.reset();
+  }
+
+  void lease(fetch_op& o, std::int64_t t) {
+    if (o.max == 0) return;
+    const auto lease_id = static_cast<std::int64_t>(rng() >> 1);
+    auto& s = *sql.lease;
+    s.bind(1, t)
+        .bind(2, static_cast<std::int64_t>(o.max))
+        .bind(3, lease_id)
+        .bind(4, t + std::chrono::duration_cast<micros>(options.visibility_timeout).count());
+    std::vector<std::pair<std::int64_t, delivery>> rows;
+    try {
+      while (s.step()) {
+        delivery d;
+        const auto seq = s.column_int(0);
+        d.message.receipt_id = s.column_text(1);
+        d.message.idempotency_key = s.column_text(2);
+        d.message.fingerprint = s.column_text(3);
+        d.message.subject = s.column_text(4);
+        d.message.payload = s.column_text(5);
+        d.message.headers = detail::decode_headers(s.column_text(6));
+        d.message.accepted_at = from_us(s.column_int(7));
+        d.message.attempts = static_cast<std::uint32_t>(s.column_int(8));
+        d.first_attempt_at = from_us(s.column_int(9));
+        d.token = make_token(seq, lease_id);
+        rows.emplace_back(seq, std::move(d));
+      }
+    } catch (...) {
+      s.reset();
+      throw;
+    }
+    s.reset();
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [seq, d] : rows) o.result.push_back(std::move(d));
+  }
+
+  // Runs `s` on the delivery named by `token` if its lease still holds; false if not.
+  bool on_lease(statement& s, const std::string& token, std::int64_t t) {
+    std::int64_t seq = 0, lease_id = 0;
+    if (!parse_token(token, seq, lease_id)) return false;
+    s.bind(1, seq).bind(2, lease_id).bind(3, t);
+    return true;
+  }
+
+  void apply_settle(settle_op& o, std::int64_t t, deltas& d) {
+    for (auto& decision : o.decisions) {
+      statement* s = nullptr;
+      switch (decision.action) {
+        case settle_action::ack:
+          s = &*sql.ack;
+          break;
+        case settle_action::retry:
+          s = &*sql.retry;
+          s->bind(4, t + std::chrono::duration_cast<micros>(decision.delay).count()).bind(5, decision.last_error);
+          break;
+        case settle_action::dead_letter:
+          s = &*sql.dead;
+          s->bind(4, decision.last_error);
+          break;
+      }
+      if (!on_lease(*s, decision.token, t)) {
+        s->reset();
+        o.ec = errc::lease_expired;
+        continue;
+      }
+      s->run();
+      if (db.changes() != 1) {
+        o.ec = errc::lease_expired;
+        continue;
+      }
+      if (decision.action == settle_action::ack) ++d.processed;
+      if (decision.action == settle_action::dead_letter) {
+        std::int64_t seq = 0, lease_id = 0;
+        parse_token(decision.token, seq, lease_id);
+        auto& row = *sql.dead_row;
+        row.bind(1, seq).bind(2, decision.reason).bind(3, decision.last_error).bind(4, t);
+        row.run();
+        ++d.dead;
+      }
+    }
+  }
+
+  void apply_extend(extend_op& o, std::int64_t t) {
+    auto& s = *sql.extend;
+    for (const auto& token : o.tokens) {
+      s.bind(4, t + std::chrono::duration_cast<micros>(o.by).count());
+      if (!on_lease(s, token, t)) {
+        s.reset();
+        o.ec = errc::lease_expired;
+        continue;
+      }
+      s.run();
+      if (db.changes() != 1) o.ec = errc::lease_expired;
+    }
+  }
+
+  void apply_replay(replay_op& o, std::int64_t t, deltas& d) {
+    if (o.ids.empty()) {
+      auto& all = *sql.all_dead;
+      while (all.step()) o.ids.push_back(all.column_text(0));
+      all.reset();
+    }
+    for (const auto& id : o.ids) {
+      auto& find = *sql.dead_seq;
+      find.bind(1, id);
+      const bool found = find.step();
+      const auto seq = found ? find.column_int(0) : 0;
+      find.reset();
+      if (!found) continue;
+      auto& move = o.purge ? *sql.purge : *sql.replay;
+      move.bind(1, seq).bind(2, t);
+      move.run();
+      if (db.changes() != 1) continue;
+      auto& drop = *sql.drop_dead;
+      drop.bind(1, id);
+      drop.run();
+      --d.dead;
+      if (o.purge) ++d.purged;
+      ++o.result;
+    }
+  }
+
+  void flush(const deltas& d) {
+    auto add = [&](const char* name, std::int64_t v) {
+      if (v == 0) return;
+      sql.add_counter->bind(1, std::string_view(name)).bind(2, v);
+      sql.add_counter->run();
+    };
+    add("accepted", d.accepted);
+    add("processed", d.processed);
+    add("dead_lettered", d.dead);
+    add("purged", d.purged);
+  }
+
+  void compact_rows(std::int64_t t) {
+    auto& s = *sql.compact;
+    s.bind(1, t - std::chrono::duration_cast<micros>(options.dedup_window).count())
+        .bind(2, static_cast<std::int64_t>(options.compaction_batch));
+    s.run();
+  }
+
+  bool any_due() {
+    auto& s = *sql.any_due;
+    s.bind(1, now_us());
+    bool due = false;
+    try {
+      due = s.step();
+    } catch (const ingest::error&) {
+      due = true;  // let the transaction report the failure
+    }
+    s.reset();
+    return due;
+  }
+
+  void read_stats(stats_op& o, std::int64_t t) {
+    auto& c = *sql.counters;
+    while (c.step()) {
+      const auto name = c.column_text(0);
+      const auto v = static_cast<std::uint64_t>(c.column_int(1));
+      if (name == "accepted") o.result.accepted = v;
+      if (name == "processed") o.result.processed = v;
+      if (name == "dead_lettered") o.result.dead_lettered = v;
+      if (name == "purged") o.result.purged = v;
+    }
+    c.reset();
+    o.result.pending = o.result.accepted - o.result.processed - o.result.dead_lettered - o.result.purged;
+    auto& l = *sql.leased_count;
+    l.bind(1, t);
+    l.step();
+    o.result.leased = static_cast<std::uint64_t>(l.column_int(0));
+    l.reset();
+    auto& r = *sql.retrying_count;
+    r.step();
+    o.result.retrying = static_cast<std::uint64_t>(r.column_int(0));
+    r.reset();
+  }
+
+  void read_dead_letters(list_op& o) {
+    auto& s = *sql.list;
+    s.bind(1, o.after).bind(2, static_cast<std::int64_t>(o.limit));
+    try {
+      while (s.step()) {
+        dead_letter l;
+        l.message.receipt_id = s.column_text(0);
+        l.reason = s.column_text(1);
+        l.last_error = s.column_text(2);
+        l.attempts = static_cast<std::uint32_t>(s.column_int(3));
+        l.first_attempt_at = from_us(s.column_int(4));
+        l.last_attempt_at = from_us(s.column_int(5));
+        l.dead_lettered_at = from_us(s.column_int(6));
+        l.message.idempotency_key = s.column_text(7);
+        l.message.fingerprint = s.column_text(8);
+        l.message.subject = s.column_text(9);
+        l.message.payload = s.column_text(10);
+        l.message.headers = detail::decode_headers(s.column_text(11));
+        l.message.accepted_at = from_us(s.column_int(12));
+        l.message.attempts = l.attempts;
+        o.result.push_back(std::move(l));
+      }
+    } catch (...) {
+      s.reset();
+      throw;
+    }
+    s.reset();
+  }
+};
+
+// ---- queue --------------------------------------------------------------------------
+
+queue::queue(executor_type ex, queue_options options) : executor_(ex) {
+  options.validate();
+  engine_ = std::make_unique<engine>(std::move(options));
+}
+
+queue::~queue() = default;
+
+durable_queue::executor_type queue::get_executor() const {
+  return executor_;
+}
+
+queue_features queue::features() const {
+  return {.durable = true,
+          .native_dedup = true,
+          .fifo = true,
+          .delayed_retry = true,
+          .lease_extension = true,
+          .exact_stats = true};
+}
+
+void queue::close() {
+  {
+    std::lock_guard lock(engine_->mutex);
+    engine_->closed = true;
+  }
+  engine_->wake.notify_all();
+}
+
+std::string queue::last_error() const {
+  std::lock_guard lock(engine_->mutex);
+  return engine_->last_error;
+}
+
+void queue::do_publish(envelope message, callback<error_code, receipt> done) {
+  if (!valid_idempotency_key(message.idempotency_key)) return done(errc::invalid_key, receipt{});
+  if (message.fingerprint.empty()) message.fingerprint = fingerprint(message.payload);
+  if (message.receipt_id.empty()) message.receipt_id = make_receipt_id();
+  message.attempts = 0;
+  publish_op op{std::move(message), std::move(done)};
+  operation wrapped(std::move(op));
+  if (!engine_->enqueue(std::move(wrapped), true)) std::get<publish_op>(wrapped).done(errc::shutting_down, receipt{});
+}
+
+void queue::do_fetch(std::size_t max, duration wait, callback<error_code, std::vector<delivery>> done) {
+  operation op(fetch_op{max, steady::now() + wait, std::move(done)});
+  if (!engine_->enqueue(std::move(op), true)) std::get<fetch_op>(op).done(errc::shutting_down, std::vector<delivery>{});
+}
+
+void queue::do_settle(std::vector<settlement> decisions, callback<error_code> done) {
+  operation op(settle_op{std::move(decisions), std::move(done)});
+  if (!engine_->enqueue(std::move(op), false)) std::get<settle_op>(op).done(errc::shutting_down);
+}
+
+void queue::do_extend(std::vector<std::string> tokens, duration by, callback<error_code> done) {
+  operation op(extend_op{std::move(tokens), by, std::move(done)});
+  if (!engine_->enqueue(std::move(op), false)) std::get<extend_op>(op).done(errc::shutting_down);
+}
+
+void queue::do_stats(callback<error_code, queue_stats> done) {
+  operation op(stats_op{std::move(done)});
+  if (!engine_->enqueue(std::move(op), false)) std::get<stats_op>(op).done(errc::shutting_down, queue_stats{});
+}
+
+void queue::do_dead_letters(std::string after, std::size_t limit, callback<error_code, std::vector<dead_letter>> done) {
+  operation op(list_op{std::move(after), limit, std::move(done)});
+  if (!engine_->enqueue(std::move(op), false))
+    std::get<list_op>(op).done(errc::shutting_down, std::vector<dead_letter>{});
+}
+
+void queue::do_replay(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) {
+  operation op(replay_op{std::move(receipt_ids), false, std::move(done)});
+  if (!engine_->enqueue(std::move(op), false)) std::get<replay_op>(op).done(errc::shutting_down, 0);
+}
+
+void queue::do_purge(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) {
+  operation op(replay_op{std::move(receipt_ids), true, std::move(done)});
+  if (!engine_->enqueue(std::move(op), false)) std::get<replay_op>(op).done(errc::shutting_down, 0);
+}
+
+}  // namespace ingest::sqlite

@@ -1,0 +1,320 @@
+#include "ingest/sqlite/queue.hpp"
+
+#include <doctest/doctest.h>
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "conformance/queue_conformance.hpp"
+#include "ingest/batching_consumer.hpp"
+#include "ingest/error.hpp"
+#include "ingest/sqlite/database.hpp"
+#include "support/child_process.hpp"
+#include "support/sqlite_sink.hpp"
+
+namespace ingest::test {
+
+struct sqlite_backend {
+  static constexpr const char* name = "sqlite";
+  explicit sqlite_backend(boost::asio::any_io_executor ex) : ex_(ex) {}
+  std::unique_ptr<durable_queue> open(std::chrono::milliseconds visibility) {
+    return std::make_unique<sqlite::queue>(
+        ex_, sqlite::queue_options{.path = dir_.file("queue.db"), .visibility_timeout = visibility});
+  }
+  boost::asio::any_io_executor ex_;
+  temp_dir dir_;
+};
+
+TEST_CASE_TEMPLATE_APPLY(ingest_queue_conformance, std::tuple<sqlite_backend>);
+
+namespace {
+
+std::int64_t count_rows(const std::string& path, const char* sql) {
+  sqlite::database db(path, {.create = false});
+  sqlite::statement s(db, sql);
+  s.step();
+  return s.column_int(0);
+}
+
+}  // namespace
+
+TEST_CASE("sqlite queue: concurrent publishes all complete durably and share commits") {
+  io_thread io;
+  temp_dir dir;
+  const auto path = dir.file("queue.db");
+  std::set<std::string> ids;
+  {
+    sqlite::queue q(io.executor(), {.path = path});
+    constexpr int n = 2000;
+    std::vector<capture<receipt>> results(n);
+    for (int i = 0; i < n; ++i)
+      q.async_publish(message("k" + std::to_string(i)), results[static_cast<std::size_t>(i)].handler());
+    for (auto& r : results) {
+      auto [ec, rec] = r.get();
+      REQUIRE_FALSE(ec);
+      ids.insert(rec.id);
+    }
+    CHECK(ids.size() == n);
+  }
+  // Everything is in the file after the queue is gone.
+  CHECK(count_rows(path, "SELECT count(*) FROM ingest_messages") == 2000);
+}
+
+TEST_CASE("sqlite queue: two connections to one file (a server and a worker) share the work") {
+  io_thread io;
+  temp_dir dir;
+  const auto path = dir.file("queue.db");
+  sqlite::queue server(io.executor(), {.path = path});
+  sqlite::queue worker(io.executor(), {.path = path, .poll_interval = 5ms});
+
+  // The worker waits; the server's publish reaches it through the file.
+  capture<std::vector<delivery>> waiting;
+  worker.async_fetch(10, 5s, waiting.handler());
+  std::this_thread::sleep_for(50ms);
+  auto [ec, r] = publish(server, message("cross", "from the server"));
+  REQUIRE_FALSE(ec);
+  auto [fec, got] = waiting.get();
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].message.receipt_id == r.id);
+  CHECK(got[0].message.payload == "from the server");
+
+  // Dedup holds across connections, and so do the books.
+  auto [dec, dup] = publish(worker, message("cross", "from the server"));
+  CHECK(dup.duplicate);
+  CHECK(dup.id == r.id);
+  REQUIRE_FALSE(ack(worker, got));
+  auto st = stats(server);
+  CHECK(st.accepted == 1);
+  CHECK(st.processed == 1);
+  CHECK(st.balanced());
+}
+
+TEST_CASE("sqlite queue: compaction removes finished rows after the dedup window") {
+  io_thread io;
+  temp_dir dir;
+  const auto path = dir.file("queue.db");
+  sqlite::queue q(io.executor(), {.path = path, .dedup_window = 100ms, .compaction_interval = 20ms});
+  for (int i = 0; i < 300; ++i) REQUIRE_FALSE(publish(q, message("c" + std::to_string(i))).first);
+  while (true) {
+    auto [ec, got] = fetch(q, 100, 100ms);
+    if (got.empty()) break;
+    REQUIRE_FALSE(ack(q, got));
+  }
+  CHECK(eventually([&] { return count_rows(path, "SELECT count(*) FROM ingest_messages") == 0; }));
+  auto st = stats(q);
+  CHECK(st.processed == 300);  // the books survive compaction
+  CHECK(st.balanced());
+  // Past the window a key is forgotten, as documented.
+  auto [ec, again] = publish(q, message("c1"));
+  CHECK_FALSE(ec);
+  CHECK_FALSE(again.duplicate);
+}
+
+TEST_CASE("sqlite queue: capacity refuses new work and keeps old work") {
+  io_thread io;
+  temp_dir dir;
+  sqlite::queue q(io.executor(), {.path = dir.file("queue.db"), .max_messages = 5});
+  for (int i = 0; i < 5; ++i) REQUIRE_FALSE(publish(q, message("m" + std::to_string(i))).first);
+  CHECK(publish(q, message("m5")).first == errc::queue_full);
+  auto [ec, dup] = publish(q, message("m0"));  // a repeat still gets its receipt
+  CHECK_FALSE(ec);
+  CHECK(dup.duplicate);
+  auto [fec, got] = fetch(q, 1);
+  REQUIRE_FALSE(ack(q, got));
+  CHECK_FALSE(publish(q, message("m5")).first);
+}
+
+TEST_CASE("sqlite queue: bad files and places give clear errors") {
+  io_thread io;
+  temp_dir dir;
+
+  SUBCASE("a file that is not a database") {
+    std::ofstream(dir.file("junk.db")) << std::string(8192, 'x');
+    try {
+      sqlite::queue q(io.executor(), {.path = dir.file("junk.db")});
+      FAIL("opened junk");
+    } catch (const ingest::error& e) {
+      CHECK(std::string(e.what()).find("not a database") != std::string::npos);
+    }
+  }
+
+  SUBCASE("an SQLite file of another application") {
+    {
+      sqlite::database other(dir.file("other.db"));
+      other.exec("CREATE TABLE grades(student TEXT, score INTEGER)");
+    }
+    try {
+      sqlite::queue q(io.executor(), {.path = dir.file("other.db")});
+      FAIL("opened a foreign database");
+    } catch (const ingest::error& e) {
+      CHECK(e.code() == errc::invalid_config);
+      CHECK(std::string(e.what()).find("not an ingest queue file") != std::string::npos);
+    }
+  }
+
+  SUBCASE("a read-only directory") {
+    // Root ignores permission bits, so as root the directory is made immutable instead.
+    const auto ro = dir.file("ro");
+    std::filesystem::create_directory(ro);
+    const bool root = geteuid() == 0;
+    const bool locked =
+        root ? std::system(("chattr +i " + ro + " 2>/dev/null").c_str()) == 0 : chmod(ro.c_str(), 0555) == 0;
+    REQUIRE_MESSAGE(locked, "could not make a directory read-only here");
+    try {
+      sqlite::queue q(io.executor(), {.path = ro + "/queue.db"});
+      FAIL("opened a queue in a read-only directory");
+    } catch (const ingest::error& e) {
+      CHECK(std::string(e.what()).find(ro) != std::string::npos);  // the message names the file
+    }
+    if (root)
+      CHECK(std::system(("chattr -i " + ro).c_str()) == 0);
+    else
+      chmod(ro.c_str(), 0755);
+  }
+
+  SUBCASE("invalid options and URLs") {
+    CHECK_THROWS_AS(sqlite::queue(io.executor(), {.path = ""}), ingest::error);
+    CHECK_THROWS_AS(sqlite::queue(io.executor(), {.path = dir.file("q.db"), .visibility_timeout = 0ms}), ingest::error);
+  }
+}
+
+TEST_CASE("sqlite queue: a full disk fails publishes with an error, loses nothing, and recovers") {
+  io_thread io;
+  temp_dir dir;
+  const auto path = dir.file("queue.db");
+  std::set<std::string> accepted;
+  {
+    sqlite::queue q(io.executor(), {.path = path, .max_page_count = 40});
+    const std::string big(2000, 'x');
+    error_code first_failure;
+    for (int i = 0; i < 500 && !first_failure; ++i) {
+      auto [ec, r] = publish(q, message("f" + std::to_string(i), big + std::to_string(i)));
+      if (ec) {
+        first_failure = ec;
+        CHECK(r.id.empty());  // never a receipt for what was not stored
+      } else {
+        accepted.insert(r.id);
+      }
+    }
+    REQUIRE(first_failure);
+    CHECK(first_failure == errc::storage_error);
+    CHECK(is_retry_later(first_failure));
+    CHECK(q.last_error().find("full") != std::string::npos);
+    REQUIRE(accepted.size() > 5);
+    auto st = stats(q);
+    CHECK(st.accepted == accepted.size());
+  }
+  // Space comes back (a bigger limit): everything accepted is there, and new work goes in.
+  sqlite::queue q(io.executor(), {.path = path});
+  std::set<std::string> found;
+  while (true) {
+    auto [ec, got] = fetch(q, 100, 0ms);
+    if (got.empty()) break;
+    for (const auto& d : got) found.insert(d.message.receipt_id);
+    REQUIRE_FALSE(ack(q, got));
+  }
+  CHECK(found == accepted);
+  CHECK_FALSE(publish(q, message("after", "fits")).first);
+}
+
+TEST_CASE("sqlite queue options from a URL") {
+  auto o = sqlite::queue_options::from_url("sqlite:///var/lib/exam/queue.db?visibility_timeout=45s&max_messages=1000");
+  CHECK(o.path == "/var/lib/exam/queue.db");
+  CHECK(o.visibility_timeout == std::chrono::seconds(45));
+  CHECK(o.max_messages == 1000);
+  auto rel = sqlite::queue_options::from_url("sqlite://data/queue.db?commit_linger=500us&dedup_window=2h");
+  CHECK(rel.path == "data/queue.db");
+  CHECK(rel.commit_linger == std::chrono::microseconds(500));
+  CHECK(rel.dedup_window == std::chrono::hours(2));
+  CHECK_THROWS_AS(sqlite::queue_options::from_url("nats://localhost"), ingest::error);
+  CHECK_THROWS_AS(sqlite::queue_options::from_url("sqlite://"), ingest::error);
+  CHECK_THROWS_AS(sqlite::queue_options::from_url("sqlite://q.db?visibility_timeout=soon"), ingest::error);
+  CHECK_THROWS_AS(sqlite::queue_options::from_url("sqlite://q.db?colour=blue"), ingest::error);
+}
+
+TEST_CASE("crash: a publisher SIGKILLed mid-flood loses no acknowledged publish and duplicates none") {
+  temp_dir dir;
+  const auto path = dir.file("queue.db");
+  std::map<std::string, std::string> acked;  // key -> receipt id, as the dead process was told
+  {
+    child_process child({INGEST_QUEUE_CHILD, "publish", path, "200000", "256"});
+    while (acked.size() < 3000) {
+      auto line = child.read_line();
+      REQUIRE(line);
+      REQUIRE(line->rfind("ok ", 0) == 0);
+      const auto space = line->find(' ', 3);
+      acked.emplace(line->substr(3, space - 3), line->substr(space + 1));
+    }
+    CHECK(child.kill() == SIGKILL);
+    // Receipts printed before the kill but not yet read are acknowledged too.
+    while (auto line = child.read_line(100ms)) {
+      if (line->rfind("ok ", 0) != 0) continue;
+      const auto space = line->find(' ', 3);
+      acked.emplace(line->substr(3, space - 3), line->substr(space + 1));
+    }
+  }
+  io_thread io;
+  sqlite::queue q(io.executor(), {.path = path});
+  std::map<std::string, std::string> stored;
+  std::size_t deliveries = 0;
+  while (true) {
+    auto [ec, got] = fetch(q, 1000, 0ms);
+    REQUIRE_FALSE(ec);
+    if (got.empty()) break;
+    deliveries += got.size();
+    for (const auto& d : got) stored.emplace(d.message.idempotency_key, d.message.receipt_id);
+    REQUIRE_FALSE(ack(q, got));
+  }
+  CHECK(deliveries == stored.size());  // no key twice
+  for (const auto& [key, id] : acked) {
+    auto found = stored.find(key);
+    REQUIRE(found != stored.end());
+    CHECK(found->second == id);
+  }
+  CHECK(stored.size() < 200000);  // it really died mid-flood
+  CHECK(stats(q).balanced());
+}
+
+TEST_CASE("crash: a consumer SIGKILLed mid-batch: its batch comes back, the sink holds each key once") {
+  temp_dir dir;
+  const auto path = dir.file("queue.db");
+  const auto sink_path = dir.file("sink.db");
+  constexpr int n = 3000;
+  {
+    io_thread io;
+    sqlite::queue q(io.executor(), {.path = path});
+    std::vector<capture<receipt>> results(n);
+    for (int i = 0; i < n; ++i)
+      q.async_publish(message("k" + std::to_string(i)), results[static_cast<std::size_t>(i)].handler());
+    for (auto& r : results) REQUIRE_FALSE(r.get().first);
+  }
+  {
+    child_process child({INGEST_QUEUE_CHILD, "consume", path, sink_path, "100", "1000"});
+    for (int batches = 0; batches < 5;) {
+      auto line = child.read_line();
+      REQUIRE(line);
+      if (line->rfind("committed", 0) == 0) ++batches;
+    }
+    CHECK(child.kill() == SIGKILL);  // during the pause between a commit and its ack
+  }
+  CHECK(count_rows(sink_path, "SELECT count(*) FROM rows") >= 500);
+
+  io_thread io;
+  sqlite::queue q(io.executor(), {.path = path, .visibility_timeout = 1s});
+  sqlite_sink sink(sink_path);
+  batching_consumer consumer(q, sink.handler(), {.workers = 1, .max_batch = 200, .linger = 0ms, .poll_wait = 50ms});
+  consumer.start();
+  REQUIRE(eventually([&] { return stats(q).processed == n; }, 30s));
+  consumer.drain();
+  CHECK(sink.rows() == n);
+  CHECK(sink.distinct_receipts() == n);
+  auto st = stats(q);
+  CHECK(st.retrying == 0);
+  CHECK(st.balanced());
+}
+
+}  // namespace ingest::test
