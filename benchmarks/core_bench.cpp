@@ -11,6 +11,7 @@
 #include <latch>
 #include <thread>
 
+#include "bench_support.hpp"
 #include "ingest/ingest.hpp"
 
 namespace asio = boost::asio;
@@ -18,15 +19,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct io_runner {
-  asio::io_context io;
-  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
-  std::thread thread{[this] { io.run(); }};
-  ~io_runner() {
-    work.reset();
-    thread.join();
-  }
-};
+using ingest::bench::io_runner;
 
 std::string key(std::int64_t run, std::int64_t i) {
   return std::to_string(run) + "-" + std::to_string(i);

@@ -8,29 +8,21 @@
 #include <filesystem>
 #include <random>
 
+#include "bench_support.hpp"
 #include "ingest/envelope.hpp"
 #include "ingest/sqlite/idempotency_store.hpp"
 
 namespace {
 
-std::string uuid_v4(std::mt19937_64& rng) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string s(36, '-');
-  for (std::size_t i = 0; i < 36; ++i)
-    if (i != 8 && i != 13 && i != 18 && i != 23) s[i] = hex[rng() & 15];
-  s[14] = '4';
-  return s;
-}
+using ingest::bench::uuid_v4;
 
 // state.range(0): keys per transaction; range(1): 1 = time-ordered, 0 = random.
 // Every iteration is one transaction on a table that keeps growing, as a sink's does.
 void BM_record_batch(benchmark::State& state) {
   const auto per_tx = static_cast<std::size_t>(state.range(0));
   const bool ordered = state.range(1) == 1;
-  const auto dir = std::filesystem::temp_directory_path() / ("ingest-bench-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  const auto file = (dir / "keys.db").string();
-  std::filesystem::remove(file);
+  ingest::bench::scratch_dir dir;
+  const auto file = dir.file("keys.db");
   {
     ingest::sqlite::database db(file);
     ingest::sqlite::idempotency_store keys(db);
@@ -50,7 +42,6 @@ void BM_record_batch(benchmark::State& state) {
     }
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * per_tx));
   }
-  std::filesystem::remove_all(dir);
 }
 BENCHMARK(BM_record_batch)
     ->ArgNames({"keys_per_tx", "time_ordered"})

@@ -1,8 +1,10 @@
-// A deadline flood in miniature: submissions go through the producer into a queue,
-// a rate-limited batching consumer writes them to an SQLite sink one transaction per
-// batch, and the per-state counts are printed at the end, with an audit of the sink.
+// A deadline flood in miniature: submissions go through the producer into a durable
+// queue (the embedded SQLite queue by default), a rate-limited batching consumer
+// writes them to an SQLite sink one transaction per batch, and the per-state counts
+// are printed at the end, with an audit of the sink.
 //
 //   ingest_demo [--submissions 5000] [--rate 5000] [--db data/demo.db]
+//               [--queue sqlite://data/demo-queue.db | --queue memory]
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -15,6 +17,7 @@
 #include <thread>
 
 #include "ingest/ingest.hpp"
+#include "ingest/sqlite/queue.hpp"
 #include "ingest/sqlite/transactional_handler.hpp"
 
 namespace asio = boost::asio;
@@ -25,18 +28,25 @@ int main(int argc, char** argv) {
   int double_click_every = 10;
   double rate = 5000;
   std::string db_path = "data/demo.db";
+  std::string queue_url = "sqlite://data/demo-queue.db";
   CLI::App app{"ingest demo: producer -> in-memory queue -> batching consumer -> SQLite sink"};
   app.add_option("--submissions", submissions, "students submitting")->check(CLI::Range(1, 1000000));
   app.add_option("--double-click-every", double_click_every, "every Nth student submits twice")
       ->check(CLI::Range(1, 1000000));
   app.add_option("--rate", rate, "consumer write limit, rows/s")->check(CLI::PositiveNumber);
   app.add_option("--db", db_path, "sink database (recreated)");
+  app.add_option("--queue", queue_url, "sqlite://FILE (recreated) or memory (not durable)");
   CLI11_PARSE(app, argc, argv);
 
+  // Every run starts from empty files.
+  auto fresh = [](const std::string& file) {
+    std::filesystem::path path(file);
+    if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(file + suffix);
+  };
+
   // The sink: one row per submission, keyed by receipt.
-  std::filesystem::path path(db_path);
-  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
-  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db_path + suffix);
+  fresh(db_path);
   ingest::sqlite::database db(db_path);
   db.exec(
       "CREATE TABLE submissions(receipt_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE,"
@@ -49,7 +59,23 @@ int main(int argc, char** argv) {
   auto work = asio::make_work_guard(io);
   std::thread io_thread([&] { io.run(); });
 
-  ingest::memory_queue queue(io.get_executor());
+  std::unique_ptr<ingest::durable_queue> queue_ptr;
+  try {
+    if (queue_url == "memory") {
+      queue_ptr = std::make_unique<ingest::memory_queue>(io.get_executor());
+    } else {
+      auto options = ingest::sqlite::queue_options::from_url(queue_url);
+      fresh(options.path);
+      queue_ptr = std::make_unique<ingest::sqlite::queue>(io.get_executor(), options);
+    }
+  } catch (const ingest::error& e) {
+    std::fprintf(stderr, "ingest_demo: %s\n", e.what());
+    work.reset();
+    io_thread.join();
+    return 2;
+  }
+  auto& queue = *queue_ptr;
+  std::printf("queue: %s\n", queue_url.c_str());
   ingest::producer producer(queue, {.max_in_flight = 512});
 
   std::atomic<int> alerts{0};
