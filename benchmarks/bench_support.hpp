@@ -1,13 +1,13 @@
 #pragma once
 // Shared pieces of the benchmark programs.
 
+#include <unistd.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <filesystem>
 #include <random>
 #include <string>
 #include <thread>
-#include <unistd.h>
 
 namespace ingest::bench {
 

@@ -5,8 +5,8 @@
 
 #include <benchmark/benchmark.h>
 
-#include <boost/asio/use_future.hpp>
 #include <atomic>
+#include <boost/asio/use_future.hpp>
 #include <latch>
 #include <semaphore>
 

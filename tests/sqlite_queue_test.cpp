@@ -236,6 +236,30 @@ TEST_CASE("sqlite queue options from a URL") {
   CHECK_THROWS_AS(sqlite::queue_options::from_url("sqlite://q.db?colour=blue"), ingest::error);
 }
 
+TEST_CASE("sqlite queue: a publishing process and a consuming process share one file") {
+  temp_dir dir;
+  const auto path = dir.file("queue.db");
+  constexpr int n = 5000;
+  io_thread io;
+  sqlite::queue q(io.executor(), {.path = path, .poll_interval = 5ms});  // creates the file first
+  sqlite_sink sink(dir.file("sink.db"));
+  batching_consumer consumer(q, sink.handler(), {.workers = 1, .max_batch = 200, .linger = 0ms, .poll_wait = 50ms});
+  consumer.start();
+  child_process child({INGEST_QUEUE_CHILD, "publish", path, std::to_string(n), "64"});
+  int receipts = 0;
+  while (auto line = child.read_line()) {
+    if (*line == "done") break;
+    ++receipts;
+  }
+  CHECK(child.wait_exit().first == 0);
+  CHECK(receipts == n);
+  REQUIRE(eventually([&] { return stats(q).processed == n; }, 30s));
+  consumer.drain();
+  CHECK(sink.rows() == n);
+  CHECK(sink.distinct_receipts() == n);
+  CHECK(stats(q).balanced());
+}
+
 TEST_CASE("crash: a publisher SIGKILLed mid-flood loses no acknowledged publish and duplicates none") {
   temp_dir dir;
   const auto path = dir.file("queue.db");

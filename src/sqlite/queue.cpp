@@ -326,7 +326,6 @@ struct queue::engine {
   std::list<fetch_op> waiters;
   steady::time_point next_compaction;
   steady::time_point next_poll{};
-  bool deliverable_hint = false;  // something may have become deliverable
   std::thread writer;
 
   struct statements {
@@ -335,9 +334,10 @@ struct queue::engine {
   } sql;
 
   void prepare_statements() {
-    sql.insert.emplace(db,
-                       "INSERT INTO ingest_messages(idempotency_key, receipt_id, fingerprint, subject, payload, headers,"
-                       " accepted_at, state, visible_at, key_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?7, ?8)");
+    sql.insert.emplace(
+        db,
+        "INSERT INTO ingest_messages(idempotency_key, receipt_id, fingerprint, subject, payload, headers,"
+        " accepted_at, state, visible_at, key_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?7, ?8)");
     sql.lookup_key.emplace(db,
                            "SELECT receipt_id, fingerprint, accepted_at FROM ingest_messages"
                            " WHERE key_hash = ?2 AND idempotency_key = ?1");
@@ -446,16 +446,25 @@ struct queue::engine {
     std::int64_t accepted = 0, processed = 0, dead = 0, purged = 0;
   };
 
+  // Whether an operation can make messages deliverable to a waiting fetch.
+  static bool feeds_waiters(const operation& op) {
+    return std::holds_alternative<publish_op>(op) || std::holds_alternative<settle_op>(op) ||
+           std::holds_alternative<replay_op>(op);
+  }
+
   void step(std::vector<operation>& batch) {
     const auto now = steady::now();
+    // Waiting fetches are served in the same transaction as the operations that may
+    // feed them (a publish here), and, every poll_interval, when another process may
+    // have published or a delay or lease ran out.
     bool serve = false;
     if (!waiters.empty()) {
-      // Deliverable messages may have come from this process (hint), another process
-      // (the periodic poll), or a delay or lease running out (also the poll).
-      if (deliverable_hint || now >= next_poll) {
+      const bool poll_due = now >= next_poll;
+      if (poll_due) next_poll = now + options.poll_interval;
+      if (std::any_of(batch.begin(), batch.end(), feeds_waiters))
+        serve = true;
+      else if (poll_due)
         serve = any_due();
-        next_poll = now + options.poll_interval;
-      }
     }
     const bool compact = now >= next_compaction;
     if (batch.empty() && !serve && !compact) {
@@ -507,9 +516,6 @@ struct queue::engine {
         if (auto* l = std::get_if<list_op>(&op)) read_dead_letters(*l);
       }
       tx.commit();
-      deliverable_hint = d.accepted > 0 || std::any_of(batch.begin(), batch.end(), [](const operation& op) {
-                           return std::holds_alternative<settle_op>(op) || std::holds_alternative<replay_op>(op);
-                         });
     } catch (const ingest::error& e) {
       failure = classify(e);
       std::lock_guard lock(mutex);
