@@ -22,6 +22,8 @@ struct memory_queue_options {
 
 /// Non-durable `durable_queue` with the full semantics: dedup by idempotency key,
 /// leases with visibility timeout, delayed retry, lease extension, dead letters, stats.
+/// Keys are remembered for the queue's lifetime (a few dozen bytes each), so the
+/// memory it holds grows with the number of distinct keys it has accepted.
 ///
 /// Thread-safe. Completion handlers run on their associated executor (default: the
 /// one given here); the executor also runs the queue's timers, so it must be running
