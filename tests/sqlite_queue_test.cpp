@@ -93,6 +93,27 @@ TEST_CASE("sqlite queue: two connections to one file (a server and a worker) sha
   CHECK(st.balanced());
 }
 
+TEST_CASE("sqlite queue: a key compacted away by another connection is forgotten by this one") {
+  io_thread io;
+  temp_dir dir;
+  const auto path = dir.file("queue.db");
+  sqlite::queue keeper(io.executor(), {.path = path});  // knows the key, never compacts in time
+  sqlite::queue compactor(io.executor(), {.path = path, .dedup_window = 50ms, .compaction_interval = 20ms});
+  auto [ec, first] = publish(keeper, message("gone", "v1"));
+  REQUIRE_FALSE(ec);
+  auto [fec, got] = fetch(compactor, 1, 1s);
+  REQUIRE_FALSE(ack(compactor, got));
+  REQUIRE(eventually([&] { return count_rows(path, "SELECT count(*) FROM ingest_messages") == 0; }));
+  // Past the window the key is new again, for both connections, with any payload.
+  auto [ec2, second] = publish(keeper, message("gone", "v2"));
+  CHECK_FALSE(ec2);
+  CHECK_FALSE(second.duplicate);
+  CHECK(second.id != first.id);
+  auto [ec3, third] = publish(compactor, message("gone", "v2"));
+  CHECK(third.duplicate);
+  CHECK(third.id == second.id);
+}
+
 TEST_CASE("sqlite queue: compaction removes finished rows after the dedup window") {
   io_thread io;
   temp_dir dir;
@@ -112,6 +133,27 @@ TEST_CASE("sqlite queue: compaction removes finished rows after the dedup window
   auto [ec, again] = publish(q, message("c1"));
   CHECK_FALSE(ec);
   CHECK_FALSE(again.duplicate);
+}
+
+TEST_CASE("sqlite queue: compaction never removes pending messages or dead letters") {
+  io_thread io;
+  temp_dir dir;
+  const auto path = dir.file("queue.db");
+  sqlite::queue q(io.executor(), {.path = path, .dedup_window = 10ms, .compaction_interval = 10ms});
+  for (const char* key : {"done", "dead", "waiting"}) REQUIRE_FALSE(publish(q, message(key)).first);
+  auto [ec, got] = fetch(q, 2, 1s);
+  REQUIRE(got.size() == 2);
+  REQUIRE_FALSE(settle(q, {{got[0].token, settle_action::ack, {}, {}, {}},
+                           {got[1].token, settle_action::dead_letter, {}, "permanent_failure", "bad"}}));
+  REQUIRE(eventually([&] { return count_rows(path, "SELECT count(*) FROM ingest_messages") == 2; }));
+  std::this_thread::sleep_for(200ms);  // many more compaction passes
+  CHECK(count_rows(path, "SELECT count(*) FROM ingest_messages") == 2);
+  CHECK(dead_letters(q).size() == 1);
+  auto [fec, rest] = fetch(q, 10, 1s);
+  REQUIRE(rest.size() == 1);
+  CHECK(rest[0].message.idempotency_key == "waiting");
+  auto [dec, dup] = publish(q, message("dead"));  // the dead letter's key is still known
+  CHECK(dup.duplicate);
 }
 
 TEST_CASE("sqlite queue: capacity refuses new work and keeps old work") {
@@ -202,6 +244,11 @@ TEST_CASE("sqlite queue: a full disk fails publishes with an error, loses nothin
     }
     REQUIRE(first_failure);
     CHECK(first_failure == errc::storage_error);
+    // The failed publish left nothing behind, not even its key: a retry fails again
+    // instead of getting a receipt for a message that does not exist.
+    auto [again_ec, again] = publish(q, message("f" + std::to_string(accepted.size()), big));
+    CHECK(again_ec == errc::storage_error);
+    CHECK_FALSE(again.duplicate);
     CHECK(is_retry_later(first_failure));
     CHECK(q.last_error().find("full") != std::string::npos);
     REQUIRE(accepted.size() > 5);
@@ -219,6 +266,9 @@ TEST_CASE("sqlite queue: a full disk fails publishes with an error, loses nothin
   }
   CHECK(found == accepted);
   CHECK_FALSE(publish(q, message("after", "fits")).first);
+  auto [retry_ec, retried] = publish(q, message("f" + std::to_string(accepted.size()), "now it fits"));
+  CHECK_FALSE(retry_ec);
+  CHECK_FALSE(retried.duplicate);
 }
 
 TEST_CASE("sqlite queue options from a URL") {

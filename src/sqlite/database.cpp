@@ -70,6 +70,10 @@ std::int64_t database::changes() const noexcept {
   return sqlite3_changes64(db_.get());
 }
 
+std::int64_t database::last_insert_rowid() const noexcept {
+  return sqlite3_last_insert_rowid(db_.get());
+}
+
 void statement::finalizer::operator()(sqlite3_stmt* stmt) const noexcept {
   sqlite3_finalize(stmt);
 }

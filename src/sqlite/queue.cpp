@@ -10,6 +10,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <unordered_map>
 #include <variant>
 
 #include "header_codec.hpp"
@@ -40,10 +41,11 @@ std::int64_t now_us() {
   return to_us(clock::now());
 }
 
-// Client keys are random (UUIDv4, mostly), so their index is written all over on every
-// commit. Indexing a 64-bit hash instead of the text keeps that index, and the pages
-// each commit dirties, about a third as large; the key in the row settles collisions.
-// FNV-1a: stable across processes and versions, which the file format needs.
+// Dedup looks keys up by a 64-bit hash kept in memory (see `engine::keys`), not by an
+// index in the file: client keys are random (UUIDv4, mostly), and an index of them is
+// written all over on every commit, which halved the publish rate. The hash is stored
+// in each row so that the map can be rebuilt, and the key text in the row settles
+// collisions. FNV-1a: stable across processes and versions, which the file needs.
 std::int64_t key_hash(std::string_view key) {
   std::uint64_t h = 14695981039346656037ull;
   for (unsigned char c : key) {
@@ -78,7 +80,7 @@ error_code classify(const ingest::error& e) {
 
 const char* const schema_sql = R"sql(
 CREATE TABLE IF NOT EXISTS ingest_messages(
-  seq INTEGER PRIMARY KEY,
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
   key_hash INTEGER NOT NULL,
   idempotency_key TEXT NOT NULL,
   receipt_id TEXT NOT NULL,
@@ -95,9 +97,7 @@ CREATE TABLE IF NOT EXISTS ingest_messages(
   last_attempt_at INTEGER,
   last_error TEXT,
   done_at INTEGER);
-CREATE INDEX IF NOT EXISTS ingest_messages_key ON ingest_messages(key_hash);
 CREATE INDEX IF NOT EXISTS ingest_messages_due ON ingest_messages(visible_at, seq) WHERE state < 2;
-CREATE INDEX IF NOT EXISTS ingest_messages_finished ON ingest_messages(done_at) WHERE state IN (2, 4);
 CREATE TABLE IF NOT EXISTS ingest_dead_letters(
   receipt_id TEXT PRIMARY KEY,
   seq INTEGER NOT NULL UNIQUE,
@@ -296,6 +296,11 @@ struct queue::engine {
     db.exec("PRAGMA journal_size_limit = 67108864");
     prepare_file(db);
     prepare_statements();
+    {
+      transaction tx(db);
+      catch_up();
+      tx.commit();
+    }
     next_compaction = steady::now() + options.compaction_interval;
     writer = std::thread([this] { run(); });
   }
@@ -324,13 +329,23 @@ struct queue::engine {
 
   // Writer thread only.
   std::list<fetch_op> waiters;
+  // Every key in the file, by hash: hash -> seq. Rows other processes insert are read
+  // in at the start of each write transaction (which holds the file's write lock).
+  std::unordered_multimap<std::int64_t, std::int64_t> keys;
+  std::int64_t last_seen_seq = 0;
+  std::vector<std::pair<std::int64_t, std::int64_t>> keys_added;    // by this transaction
+  std::vector<std::pair<std::int64_t, std::int64_t>> keys_removed;  // by this transaction's compaction
+  int compactions = 0;
+  bool compacted_full = false;   // the last compaction pass hit compaction_batch
+  std::int64_t sweep_below = 0;  // after commit: forget keys of rows below this seq
   steady::time_point next_compaction;
   steady::time_point next_poll{};
   std::thread writer;
 
   struct statements {
     std::optional<statement> insert, lookup_key, lease, ack, retry, dead, dead_row, extend, any_due, next_due, counters,
-        add_counter, leased_count, retrying_count, list, dead_seq, replay, purge, drop_dead, all_dead, compact;
+        add_counter, leased_count, retrying_count, list, dead_seq, replay, purge, drop_dead, all_dead, compact,
+        new_keys, min_seq, seq_bounds, accepted_at_or_after;
   } sql;
 
   void prepare_statements() {
@@ -339,8 +354,10 @@ struct queue::engine {
         "INSERT INTO ingest_messages(idempotency_key, receipt_id, fingerprint, subject, payload, headers,"
         " accepted_at, state, visible_at, key_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?7, ?8)");
     sql.lookup_key.emplace(db,
-                           "SELECT receipt_id, fingerprint, accepted_at FROM ingest_messages"
-                           " WHERE key_hash = ?2 AND idempotency_key = ?1");
+                           "SELECT receipt_id, fingerprint, accepted_at, idempotency_key FROM ingest_messages"
+                           " WHERE seq = ?1");
+    sql.new_keys.emplace(db, "SELECT seq, key_hash FROM ingest_messages WHERE seq > ?1 ORDER BY seq");
+    sql.min_seq.emplace(db, "SELECT coalesce(min(seq), 0) FROM ingest_messages");
     sql.lease.emplace(
         db,
         "UPDATE ingest_messages SET state = 1, lease = ?3, visible_at = ?4, attempts = attempts + 1,"
@@ -384,7 +401,10 @@ struct queue::engine {
     sql.all_dead.emplace(db, "SELECT receipt_id FROM ingest_dead_letters ORDER BY receipt_id");
     sql.compact.emplace(db,
                         "DELETE FROM ingest_messages WHERE seq IN (SELECT seq FROM ingest_messages"
-                        " WHERE state IN (2, 4) AND done_at < ?1 ORDER BY done_at LIMIT ?2)");
+                        " WHERE seq <= ?1 AND state IN (2, 4) ORDER BY seq LIMIT ?2) RETURNING seq, key_hash");
+    sql.seq_bounds.emplace(db, "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM ingest_messages");
+    sql.accepted_at_or_after.emplace(
+        db, "SELECT seq, accepted_at FROM ingest_messages WHERE seq >= ?1 ORDER BY seq LIMIT 1");
   }
 
   // ---- enqueue (any thread) ----
@@ -474,8 +494,11 @@ struct queue::engine {
 
     std::vector<fetch_op> served;
     error_code failure;
+    keys_added.clear();
+    keys_removed.clear();
     try {
       transaction tx(db);
+      catch_up();
       deltas d;
       std::int64_t pending_now = -1;
       const auto t = now_us();
@@ -521,16 +544,28 @@ struct queue::engine {
       std::lock_guard lock(mutex);
       last_error = e.what();
     }
-    if (compact) next_compaction = steady::now() + options.compaction_interval;
+    // A pass that removed a full batch has more to do: the next step runs another
+    // (between other work, so publishers are never held up by more than one pass).
+    if (compact)
+      next_compaction = !failure && compacted_full ? steady::now() : steady::now() + options.compaction_interval;
+    compacted_full = false;
 
     if (failure) {
-      // Rolled back: nothing of this transaction happened. Waiters keep waiting.
+      // Rolled back: nothing of this transaction happened, its keys included.
+      for (const auto& [hash, seq] : keys_added) erase_key(hash, seq);
+      if (!keys_added.empty()) last_seen_seq = keys_added.front().second - 1;
+      // Waiters keep waiting.
       for (auto& w : served) {
         w.result.clear();
         waiters.push_back(std::move(w));
       }
       served.clear();
+    } else {
+      for (const auto& [hash, seq] : keys_removed) erase_key(hash, seq);
+      if (sweep_below > 0)
+        for (auto it = keys.begin(); it != keys.end();) it = it->second < sweep_below ? keys.erase(it) : std::next(it);
     }
+    sweep_below = 0;
     complete(batch, failure);
     for (auto& w : served) w.done(error_code{}, std::move(w.result));
     expire_waiters(steady::now());
@@ -589,20 +624,50 @@ struct queue::engine {
     return accepted - done;
   }
 
+  void catch_up() {
+    auto& s = *sql.new_keys;
+    s.bind(1, last_seen_seq);
+    try {
+      while (s.step()) {
+        last_seen_seq = s.column_int(0);
+        keys.emplace(s.column_int(1), last_seen_seq);
+      }
+    } catch (...) {
+      s.reset();
+      throw;
+    }
+    s.reset();
+  }
+
+  void erase_key(std::int64_t hash, std::int64_t seq) {
+    auto [first, last] = keys.equal_range(hash);
+    for (auto it = first; it != last; ++it)
+      if (it->second == seq) {
+        keys.erase(it);
+        return;
+      }
+  }
+
   void apply_publish(publish_op& o, std::int64_t t, deltas& d, std::int64_t& pending_now) {
     auto& m = o.message;
     const auto hash = key_hash(m.idempotency_key);
-    auto& look = *sql.lookup_key;
-    look.bind(1, m.idempotency_key).bind(2, hash);
-    const bool known = look.step();
-    if (known) {
-      if (look.column_text(1) != m.fingerprint)
-        o.ec = errc::conflict;
-      else
-        o.result = receipt{look.column_text(0), m.idempotency_key, from_us(look.column_int(2)), true};
+    auto [first, last] = keys.equal_range(hash);
+    for (auto it = first; it != last;) {
+      auto& look = *sql.lookup_key;
+      look.bind(1, it->second);
+      const bool exists = look.step();
+      const bool same = exists && look.column_text(3) == m.idempotency_key;
+      if (same) {
+        if (look.column_text(1) != m.fingerprint)
+          o.ec = errc::conflict;
+        else
+          o.result = receipt{look.column_text(0), m.idempotency_key, from_us(look.column_int(2)), true};
+      }
+      look.reset();
+      if (same) return;
+      // A row compacted away by another process: forget it.
+      it = exists ? std::next(it) : keys.erase(it);
     }
-    look.reset();
-    if (known) return;
     if (options.max_messages != 0 && pending_now >= static_cast<std::int64_t>(options.max_messages)) {
       o.ec = errc::queue_full;
       return;
@@ -617,6 +682,10 @@ struct queue::engine {
         .bind(7, t)
         .bind(8, hash);
     ins.run();
+    const auto seq = db.last_insert_rowid();
+    keys.emplace(hash, seq);
+    keys_added.emplace_back(hash, seq);
+    last_seen_seq = seq;
     o.result = receipt{m.receipt_id, m.idempotency_key, from_us(t), false};
     ++d.accepted;
     if (pending_now >= 0) ++pending_now;
@@ -762,11 +831,61 @@ struct queue::engine {
     add("purged", d.purged);
   }
 
+  // The last seq accepted before `cutoff`, found by bisecting on seq (accepted_at
+  // grows with seq), or 0 when there is none. About 20 point lookups, no scan.
+  std::int64_t last_seq_before(std::int64_t cutoff) {
+    auto& b = *sql.seq_bounds;
+    b.step();
+    std::int64_t lo = b.column_int(0), hi = b.column_int(1);
+    b.reset();
+    std::int64_t found = 0;
+    auto& at = *sql.accepted_at_or_after;
+    while (lo <= hi && lo > 0) {
+      const auto mid = lo + (hi - lo) / 2;
+      at.bind(1, mid);
+      const bool row = at.step();
+      const auto seq = row ? at.column_int(0) : 0;
+      const auto accepted = row ? at.column_int(1) : 0;
+      at.reset();
+      if (!row || seq > hi) {
+        hi = mid - 1;
+      } else if (accepted < cutoff) {
+        found = seq;
+        lo = seq + 1;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return found;
+  }
+
+  // Deletes finished (processed or purged) rows accepted more than dedup_window ago,
+  // oldest first. Unfinished rows (pending, dead letters) are never compacted.
   void compact_rows(std::int64_t t) {
+    const auto bound = last_seq_before(t - std::chrono::duration_cast<micros>(options.dedup_window).count());
+    if (bound == 0) return;
     auto& s = *sql.compact;
-    s.bind(1, t - std::chrono::duration_cast<micros>(options.dedup_window).count())
-        .bind(2, static_cast<std::int64_t>(options.compaction_batch));
-    s.run();
+    s.bind(1, bound).bind(2, static_cast<std::int64_t>(options.compaction_batch));
+    std::size_t removed = 0;
+    try {
+      while (s.step()) {
+        keys_removed.emplace_back(s.column_int(1), s.column_int(0));
+        ++removed;
+      }
+    } catch (...) {
+      s.reset();
+      throw;
+    }
+    s.reset();
+    compacted_full = removed == options.compaction_batch;
+    // Now and then, drop the keys of rows that another process compacted away (once
+    // this transaction has committed: its own deletes count only then).
+    if (++compactions % 64 == 0) {
+      auto& m = *sql.min_seq;
+      m.step();
+      sweep_below = m.column_int(0);
+      m.reset();
+    }
   }
 
   bool any_due() {

@@ -49,6 +49,8 @@ class database {
   void exec(std::string_view sql);
   /// Rows changed by the last statement.
   std::int64_t changes() const noexcept;
+  /// Rowid of the last row inserted on this connection.
+  std::int64_t last_insert_rowid() const noexcept;
   /// The raw handle, for direct use of the SQLite C API. Still owned by this object.
   sqlite3* native_handle() const noexcept { return db_.get(); }
   const std::string& path() const noexcept { return path_; }

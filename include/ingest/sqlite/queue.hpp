@@ -25,9 +25,10 @@ struct queue_options {
   /// Capacity in messages not yet processed; 0 = unbounded. Past it, publishes
   /// complete with `errc::queue_full`; nothing is evicted.
   std::size_t max_messages = 0;
-  /// How long the key of a processed (or purged) message is remembered, so that a
-  /// late client retry still gets the original receipt. Rows older than this are
-  /// compacted away.
+  /// How long after its acceptance a key is remembered at least, so that a late
+  /// client retry still gets the original receipt (the keys of messages not yet
+  /// processed, and of dead letters, are always remembered). Processed and purged
+  /// messages accepted longer ago than this are compacted away.
   std::chrono::milliseconds dedup_window{std::chrono::hours(24)};
   /// How often finished rows are compacted, and how many at most each time.
   std::chrono::milliseconds compaction_interval{std::chrono::seconds(1)};
