@@ -13,3 +13,4 @@
 #include "ingest/memory_queue.hpp"
 #include "ingest/producer.hpp"
 #include "ingest/retry_policy.hpp"
+#include "ingest/version.hpp"

@@ -60,6 +60,10 @@ struct queue_options {
 /// waiting, runs them in one transaction and completes them after the commit, so
 /// throughput grows with concurrency instead of being bounded by the disk's fsync rate.
 ///
+/// **Accept time.** `accepted_at` is stamped when the transaction that stores the
+/// message begins, and stored with it; the receipt follows the commit's fsync, a few
+/// milliseconds later.
+///
 /// **Semantics.** Those of `durable_queue`: dedup on the idempotency key within
 /// `dedup_window`; leases with the visibility timeout (a crashed consumer's messages
 /// come back when their leases expire, also after a restart); delayed retry; lease

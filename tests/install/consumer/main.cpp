@@ -9,6 +9,9 @@
 #include <ingest/ingest.hpp>
 #include <ingest/sqlite/transactional_handler.hpp>
 
+static_assert(ingest::version.major == PACKAGE_VERSION_MAJOR && ingest::version.minor == PACKAGE_VERSION_MINOR,
+              "the installed package and its headers disagree on the version");
+
 int main() {
   namespace asio = boost::asio;
   asio::io_context io;
