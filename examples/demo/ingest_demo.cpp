@@ -76,10 +76,11 @@ int main(int argc, char** argv) {
   }
   auto& queue = *queue_ptr;
   std::printf("queue: %s\n", queue_url.c_str());
-  ingest::producer producer(queue, {.max_in_flight = 512});
+  auto metrics = std::make_shared<ingest::pipeline_metrics>();
+  ingest::producer producer(queue, {.max_in_flight = 512, .metrics = metrics});
 
   std::atomic<int> alerts{0};
-  ingest::consumer_options options{.workers = 1, .max_batch = 500, .linger = 5ms, .max_rate = rate};
+  ingest::consumer_options options{.workers = 1, .max_batch = 500, .linger = 5ms, .max_rate = rate, .metrics = metrics};
   options.retry.max_attempts = 3;
   options.retry.initial_backoff = 10ms;
   options.dead_letter.alert = [&](const ingest::dead_letter& d) {
@@ -172,6 +173,14 @@ int main(int argc, char** argv) {
   std::printf("%-34s %10d\n", "alerts raised", alerts.load());
   std::printf("\nall receipts after %.2f s (%d client round(s)); sink caught up after %.2f s (limit %.0f rows/s)\n",
               accept_seconds, rounds, drain_seconds, rate);
+
+  const auto& latency = metrics->accept_latency;
+  std::printf("accept latency (every answer, from the library's histogram): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+              1e3 * latency.quantile(0.5), 1e3 * latency.quantile(0.99), 1e3 * latency.quantile(1.0));
+  std::printf("batches: %llu, mean size %.0f, commit p99 %.2f ms\n",
+              static_cast<unsigned long long>(metrics->batch_size.count()),
+              metrics->batch_size.sum() / std::max<double>(1, static_cast<double>(metrics->batch_size.count())),
+              1e3 * metrics->commit_latency.quantile(0.99));
 
   const bool balanced = st.balanced() && st.pending == 0;
   const bool audit = stored == distinct && static_cast<std::uint64_t>(stored) == st.processed &&

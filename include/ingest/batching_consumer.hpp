@@ -13,6 +13,7 @@
 
 #include "ingest/dead_letter_policy.hpp"
 #include "ingest/durable_queue.hpp"
+#include "ingest/metrics.hpp"
 #include "ingest/retry_policy.hpp"
 
 namespace ingest {
@@ -81,6 +82,9 @@ struct consumer_options {
   std::chrono::milliseconds lease_extension{std::chrono::seconds(30)};
   retry_policy retry{};
   dead_letter_policy dead_letter{};
+  /// Where to record processed / retried / dead-lettered / handler errors / batch
+  /// size / commit latency (optional; share one instance with the producer).
+  std::shared_ptr<pipeline_metrics> metrics{};
 
   /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.
   void validate() const;

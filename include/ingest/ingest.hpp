@@ -11,6 +11,7 @@
 #include "ingest/fingerprint.hpp"
 #include "ingest/idempotency_store.hpp"
 #include "ingest/memory_queue.hpp"
+#include "ingest/metrics.hpp"
 #include "ingest/producer.hpp"
 #include "ingest/retry_policy.hpp"
 #include "ingest/version.hpp"

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ingest/durable_queue.hpp"
+#include "ingest/metrics.hpp"
 
 namespace ingest {
 
@@ -30,6 +31,9 @@ struct producer_options {
   /// the same key then returns its receipt.
   std::chrono::milliseconds publish_timeout{std::chrono::seconds(5)};
   std::string default_subject = "ingest";
+  /// Where to record accepted / duplicates / rejected by reason / accept latency
+  /// (optional; share one instance with the consumer).
+  std::shared_ptr<pipeline_metrics> metrics{};
 
   /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.
   void validate() const;

@@ -148,16 +148,26 @@ struct batching_consumer::state {
     limiter.acquire(b.size());
     slots.acquire();
     std::exception_ptr failure;
+    const auto start = std::chrono::steady_clock::now();
     try {
       handler(b);
     } catch (...) {
       failure = std::current_exception();
     }
+    const auto took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     slots.release();
     if (failure)
       ++handler_errors;
     else
       ++batches;
+    if (auto& m = options.metrics) {
+      if (failure) {
+        m->handler_errors.inc();
+      } else {
+        m->batch_size.observe(static_cast<double>(b.size()));
+        m->commit_latency.observe(took);
+      }
+    }
     return failure;
   }
 
@@ -252,6 +262,10 @@ struct batching_consumer::state {
       } else {
         acked += acks;
         retried += retries;
+        if (auto& m = options.metrics) {
+          m->processed.inc(acks);
+          m->retried.inc(retries);
+        }
       }
     }
 
@@ -265,6 +279,7 @@ struct batching_consumer::state {
         continue;
       }
       ++dead_lettered;
+      if (options.metrics) options.metrics->dead_lettered.inc();
       if (options.dead_letter.alert) {
         try {
           options.dead_letter.alert(letter);

@@ -93,6 +93,20 @@ producer_stats producer::stats() const {
 
 void producer::do_submit(submission item, detail::callback<void(error_code, receipt)> done) {
   auto& s = *state_;
+  if (s.options.metrics) {
+    // Every answer, receipt or refusal, is counted and timed.
+    done = [m = s.options.metrics, start = std::chrono::steady_clock::now(), inner = std::move(done)](
+               error_code ec, receipt r) mutable {
+      m->accept_latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      if (ec)
+        m->reject(ec);
+      else if (r.duplicate)
+        m->duplicates.inc();
+      else
+        m->accepted.inc();
+      inner(ec, std::move(r));
+    };
+  }
   auto reject = [&](error_code ec) {
     {
       std::lock_guard lock(s.mutex);
