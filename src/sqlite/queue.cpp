@@ -14,6 +14,7 @@
 #include <variant>
 
 #include "header_codec.hpp"
+#include "ingest/detail/url_params.hpp"
 #include "ingest/error.hpp"
 #include "ingest/fingerprint.hpp"
 #include "ingest/sqlite/database.hpp"
@@ -198,47 +199,6 @@ void queue_options::validate() const {
   if (max_page_count < 0) bad("max_page_count must not be negative");
 }
 
-namespace {
-
-template <class Duration>
-Duration parse_duration(std::string_view name, std::string_view text) {
-  auto fail = [&] {
-    throw error(errc::invalid_config, "sqlite queue URL: " + std::string(name) +
-                                          " must be a duration like 250ms, 30s, "
-                                          "5m, 24h or 500us, not '" +
-                                          std::string(text) + "'");
-  };
-  std::int64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || value < 0) fail();
-  const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
-  micros us{};
-  if (unit == "us")
-    us = micros(value);
-  else if (unit == "ms")
-    us = std::chrono::milliseconds(value);
-  else if (unit == "s")
-    us = std::chrono::seconds(value);
-  else if (unit == "m")
-    us = std::chrono::minutes(value);
-  else if (unit == "h")
-    us = std::chrono::hours(value);
-  else
-    fail();
-  return std::chrono::duration_cast<Duration>(us);
-}
-
-std::int64_t parse_count(std::string_view name, std::string_view text) {
-  std::int64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size() || value < 0)
-    throw error(errc::invalid_config,
-                "sqlite queue URL: " + std::string(name) + " must be a whole number, not '" + std::string(text) + "'");
-  return value;
-}
-
-}  // namespace
-
 queue_options queue_options::from_url(std::string_view url) {
   constexpr std::string_view scheme = "sqlite://";
   if (url.substr(0, scheme.size()) != scheme)
@@ -248,32 +208,27 @@ queue_options queue_options::from_url(std::string_view url) {
   queue_options o;
   o.path = std::string(rest.substr(0, q));
   if (o.path.empty()) throw error(errc::invalid_config, "sqlite queue URL without a file path: " + std::string(url));
-  auto query = q == std::string_view::npos ? std::string_view{} : rest.substr(q + 1);
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const auto pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    const auto eq = pair.find('=');
-    if (eq == std::string_view::npos)
-      throw error(errc::invalid_config, "sqlite queue URL: parameter without a value: " + std::string(pair));
-    const auto name = pair.substr(0, eq), value = pair.substr(eq + 1);
-    if (name == "visibility_timeout")
-      o.visibility_timeout = parse_duration<std::chrono::milliseconds>(name, value);
-    else if (name == "commit_linger")
-      o.commit_linger = parse_duration<micros>(name, value);
-    else if (name == "max_messages")
-      o.max_messages = static_cast<std::size_t>(parse_count(name, value));
-    else if (name == "dedup_window")
-      o.dedup_window = parse_duration<std::chrono::milliseconds>(name, value);
-    else if (name == "poll_interval")
-      o.poll_interval = parse_duration<std::chrono::milliseconds>(name, value);
-    else if (name == "busy_timeout")
-      o.busy_timeout = parse_duration<std::chrono::milliseconds>(name, value);
-    else if (name == "max_page_count")
-      o.max_page_count = parse_count(name, value);
-    else
-      throw error(errc::invalid_config, "sqlite queue URL: unknown parameter " + std::string(name));
-  }
+  using std::chrono::duration_cast;
+  using ms = std::chrono::milliseconds;
+  ingest::detail::for_each_param(
+      q == std::string_view::npos ? std::string_view{} : rest.substr(q + 1), [&](auto name, auto value) {
+        if (name == "visibility_timeout")
+          o.visibility_timeout = duration_cast<ms>(ingest::detail::parse_duration(name, value));
+        else if (name == "commit_linger")
+          o.commit_linger = ingest::detail::parse_duration(name, value);
+        else if (name == "max_messages")
+          o.max_messages = static_cast<std::size_t>(ingest::detail::parse_count(name, value));
+        else if (name == "dedup_window")
+          o.dedup_window = duration_cast<ms>(ingest::detail::parse_duration(name, value));
+        else if (name == "poll_interval")
+          o.poll_interval = duration_cast<ms>(ingest::detail::parse_duration(name, value));
+        else if (name == "busy_timeout")
+          o.busy_timeout = duration_cast<ms>(ingest::detail::parse_duration(name, value));
+        else if (name == "max_page_count")
+          o.max_page_count = ingest::detail::parse_count(name, value);
+        else
+          throw error(errc::invalid_config, "sqlite queue URL: unknown parameter " + std::string(name));
+      });
   o.validate();
   return o;
 }

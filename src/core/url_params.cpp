@@ -1,0 +1,49 @@
+#include "ingest/detail/url_params.hpp"
+
+#include <charconv>
+#include <string>
+
+#include "ingest/error.hpp"
+
+namespace ingest::detail {
+
+std::chrono::microseconds parse_duration(std::string_view what, std::string_view text) {
+  auto fail = [&] {
+    throw error(errc::invalid_config, std::string(what) + " must be a duration like 250ms, 30s, 5m, 24h or 500us, not '" +
+                                          std::string(text) + "'");
+  };
+  std::int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || value < 0) fail();
+  const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
+  if (unit == "us") return std::chrono::microseconds(value);
+  if (unit == "ms") return std::chrono::milliseconds(value);
+  if (unit == "s") return std::chrono::seconds(value);
+  if (unit == "m") return std::chrono::minutes(value);
+  if (unit == "h") return std::chrono::hours(value);
+  fail();
+  return {};
+}
+
+std::int64_t parse_count(std::string_view what, std::string_view text) {
+  std::int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value < 0)
+    throw error(errc::invalid_config, std::string(what) + " must be a whole number, not '" + std::string(text) + "'");
+  return value;
+}
+
+void for_each_param(std::string_view query, const std::function<void(std::string_view, std::string_view)>& each) {
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const auto eq = pair.find('=');
+    if (eq == std::string_view::npos)
+      throw error(errc::invalid_config, "URL parameter without a value: " + std::string(pair));
+    each(pair.substr(0, eq), pair.substr(eq + 1));
+  }
+}
+
+}  // namespace ingest::detail
