@@ -1,9 +1,11 @@
 include(CMakePackageConfigHelpers)
 
 set(ingest_targets ingest_core)
-if(TARGET ingest_sqlite)
-  list(APPEND ingest_targets ingest_sqlite)
-endif()
+foreach(component sqlite nats)
+  if(TARGET ingest_${component})
+    list(APPEND ingest_targets ingest_${component})
+  endif()
+endforeach()
 
 install(TARGETS ${ingest_targets} EXPORT ingestTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -11,11 +13,14 @@ install(TARGETS ${ingest_targets} EXPORT ingestTargets
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
+# Backend headers are installed only with their backend.
 install(DIRECTORY include/ingest DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
-  PATTERN "sqlite" EXCLUDE)
-if(TARGET ingest_sqlite)
-  install(DIRECTORY include/ingest/sqlite DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/ingest)
-endif()
+  PATTERN "sqlite" EXCLUDE PATTERN "nats" EXCLUDE)
+foreach(component sqlite nats)
+  if(TARGET ingest_${component})
+    install(DIRECTORY include/ingest/${component} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/ingest)
+  endif()
+endforeach()
 
 set(ingest_cmake_dir ${CMAKE_INSTALL_LIBDIR}/cmake/ingest)
 install(EXPORT ingestTargets NAMESPACE ingest:: DESTINATION ${ingest_cmake_dir})
@@ -28,4 +33,5 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/ingestConfigVersion.cmake
 install(FILES
   ${PROJECT_BINARY_DIR}/ingestConfig.cmake
   ${PROJECT_BINARY_DIR}/ingestConfigVersion.cmake
+  cmake/Findcnats.cmake
   DESTINATION ${ingest_cmake_dir})

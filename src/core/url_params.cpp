@@ -9,8 +9,9 @@ namespace ingest::detail {
 
 std::chrono::microseconds parse_duration(std::string_view what, std::string_view text) {
   auto fail = [&] {
-    throw error(errc::invalid_config, std::string(what) + " must be a duration like 250ms, 30s, 5m, 24h or 500us, not '" +
-                                          std::string(text) + "'");
+    throw error(
+        errc::invalid_config,
+        std::string(what) + " must be a duration like 250ms, 30s, 5m, 24h or 500us, not '" + std::string(text) + "'");
   };
   std::int64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);

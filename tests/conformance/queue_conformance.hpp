@@ -29,7 +29,8 @@ namespace ingest::test {
 TEST_CASE_TEMPLATE_DEFINE("conformance", Backend, ingest_queue_conformance) {
   io_thread io;
   Backend backend(io.executor());
-  CAPTURE(Backend::name);
+  const std::string backend_name = Backend::name;
+  CAPTURE(backend_name);
 
   SUBCASE("publish returns a receipt stamped at accept time; fetch delivers the message whole") {
     auto q = backend.open(30s);
@@ -170,10 +171,14 @@ TEST_CASE_TEMPLATE_DEFINE("conformance", Backend, ingest_queue_conformance) {
     REQUIRE_FALSE(publish(*q, message("long")).first);
     auto [ec, got] = fetch(*q, 1, 1s);
     REQUIRE(got.size() == 1);
+    // Extended half-way through the lease; a backend may extend by its own lease
+    // length rather than the one asked, so only that much is checked: without the
+    // extension the message would come back 400 ms after the fetch.
+    std::this_thread::sleep_for(250ms);
     capture_ec ext;
     q->async_extend({got[0].token}, 2s, ext.handler());
     REQUIRE_FALSE(ext.get());
-    auto [ec2, none] = fetch(*q, 1, 700ms);
+    auto [ec2, none] = fetch(*q, 1, 300ms);
     CHECK(none.empty());
     CHECK_FALSE(ack(*q, got));
   }
@@ -224,7 +229,7 @@ TEST_CASE_TEMPLATE_DEFINE("conformance", Backend, ingest_queue_conformance) {
     CHECK(purge.get().second == 1);
     st = stats(*q);
     CHECK(st.dead_lettered == 0);
-    CHECK(st.purged == 1);
+    if (q->features().exact_stats) CHECK(st.purged == 1);
     CHECK(st.balanced());
   }
 

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include <ingest/ingest.hpp>
+#include <ingest/nats/queue.hpp>
 #include <ingest/sqlite/transactional_handler.hpp>
 
 static_assert(ingest::version.major == PACKAGE_VERSION_MAJOR && ingest::version.minor == PACKAGE_VERSION_MINOR,
@@ -14,6 +15,8 @@ static_assert(ingest::version.major == PACKAGE_VERSION_MAJOR && ingest::version.
 
 int main() {
   namespace asio = boost::asio;
+  // The NATS component links: its options parse (no server is needed for that).
+  if (ingest::nats::queue_options::from_url("nats://127.0.0.1:4222").servers.size() != 1) return 1;
   asio::io_context io;
   auto work = asio::make_work_guard(io);
   std::thread runner([&] { io.run(); });

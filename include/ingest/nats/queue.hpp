@@ -1,0 +1,136 @@
+#pragma once
+/// @file
+/// The NATS JetStream backend (nats.c): a durable queue on a JetStream stream with a
+/// durable pull consumer and a dead-letter stream.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ingest/durable_queue.hpp"
+
+namespace ingest::nats {
+
+struct queue_options {
+  /// Server URLs (`nats://host:port`); several for a cluster.
+  std::vector<std::string> servers{"nats://127.0.0.1:4222"};
+  std::string connection_name = "ingest";
+  std::string token{};  ///< token authentication
+  std::string user{};   ///< user / password authentication
+  std::string password{};
+  std::string credentials_file{};  ///< a `.creds` file (JWT + NKey)
+  bool tls = false;
+  std::string tls_ca_file{};
+  std::string tls_cert_file{};
+  std::string tls_key_file{};
+
+  std::string stream = "INGEST";
+  std::string subject = "ingest.messages";
+  std::string dead_letter_stream = "INGEST_DLQ";
+  std::string dead_letter_subject = "ingest.dead";
+  bool file_storage = true;  ///< file storage (durable); false = memory storage
+  int replicas = 1;          ///< 3 for power-loss durability in a cluster
+  /// The stream's duplicate window: a repeated key within it is answered with the
+  /// original receipt. Accepted messages are kept at least this long, and each key
+  /// costs the server memory for the whole window.
+  std::chrono::milliseconds duplicate_window{std::chrono::minutes(2)};
+  /// Stream limits (0 = none). With `DiscardNew`, a full stream refuses new work
+  /// (`errc::queue_full`) and never deletes accepted work. Processed messages within
+  /// the duplicate window count too.
+  std::int64_t max_messages = 0;
+  std::int64_t max_bytes = 0;
+
+  std::string consumer = "ingest-workers";                       ///< durable pull consumer
+  std::chrono::milliseconds ack_wait{std::chrono::seconds(30)};  ///< the lease
+  std::int64_t max_deliver = -1;                                 ///< -1: unlimited (the consumer library dead-letters)
+  std::int64_t max_ack_pending = 20000;
+  /// Publishes awaiting their PubAck at once; past it, publishes fail at once with
+  /// `errc::backpressure`.
+  std::size_t max_pending_publishes = 4096;
+  /// How long a publish may wait for its PubAck, resends after a reconnect included.
+  std::chrono::milliseconds publish_timeout{std::chrono::seconds(5)};
+  /// Timeout of JetStream API requests (stream info, get message, ...).
+  std::chrono::milliseconds request_timeout{std::chrono::seconds(5)};
+  /// How often processed messages older than the duplicate window are purged.
+  std::chrono::milliseconds compaction_interval{std::chrono::seconds(5)};
+
+  /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.
+  void validate() const;
+
+  /// `nats://[user:password@|token@]host:port[,host:port...][?name=value&...]` with
+  /// parameters `stream`, `subject`, `dead_letter_stream`, `dead_letter_subject`,
+  /// `consumer`, `replicas`, `storage` (`file`|`memory`), `duplicate_window`,
+  /// `ack_wait`, `max_deliver`, `max_ack_pending`, `max_messages`, `max_bytes`,
+  /// `publish_timeout`, `creds`, `tls` (`true`), `tls_ca`, `tls_cert`, `tls_key`
+  /// (durations as `250ms`, `30s`, `2m`, `24h`). `tls://` implies `tls=true`.
+  static queue_options from_url(std::string_view url);
+};
+
+/// `durable_queue` on NATS JetStream.
+///
+/// **Durability.** A publish completes after the stream's PubAck (file storage).
+/// nats-server 2.9 acknowledges before it fsyncs (it syncs periodically): power-loss
+/// durability comes from replication (`replicas = 3` in a three-node cluster).
+///
+/// **Dedup.** The idempotency key is the `Nats-Msg-Id`. A duplicate PubAck is answered
+/// with the original receipt and accept time, read from the stored original (the
+/// stream keeps messages at least `duplicate_window`); another payload under the same
+/// key is `errc::conflict`.
+///
+/// **Consume.** A durable pull consumer: fetch in batches, ack after commit,
+/// `NakWithDelay` for retry (a plain Nak when the delay is zero), `InProgress` to
+/// extend a lease (by the consumer's `ack_wait`, whatever is asked), attempts from the
+/// delivery metadata, and dead letters written to the dead-letter stream *before* the
+/// original is terminated, with reason, attempts, times and the original subject and
+/// sequence in headers. `first_attempt_at` is exact when this process made the first
+/// delivery, and the accept time otherwise (JetStream does not keep it).
+///
+/// **Stats** are approximate (`features().exact_stats` is false): they come from the
+/// stream and consumer info; `accepted` counts stream sequence numbers (a replayed
+/// dead letter counts again) and `processed` is what remains.
+///
+/// **Reconnects** are automatic; a publish whose PubAck is lost to a disconnect is
+/// resent with the same `Nats-Msg-Id` until `publish_timeout`.
+///
+/// **Threading.** Thread-safe. Blocking NATS calls run on the queue's own threads;
+/// completions run on their associated executor (default: the one given here).
+/// The constructor connects and creates or verifies the streams and the consumer,
+/// and throws `ingest::error` (`errc::backend_unavailable` when no server answers,
+/// `errc::invalid_config` when an existing stream or consumer is configured
+/// differently: it is never silently reconfigured).
+///
+/// @code
+/// ingest::nats::queue queue(io.get_executor(),
+///     ingest::nats::queue_options::from_url("nats://127.0.0.1:4222?stream=EXAMS&replicas=3"));
+/// @endcode
+class queue final : public durable_queue {
+ public:
+  queue(executor_type ex, queue_options options);
+  ~queue() override;
+  queue(const queue&) = delete;
+  queue& operator=(const queue&) = delete;
+
+  executor_type get_executor() const override;
+  queue_features features() const override;
+  void close() override;
+
+ private:
+  void do_publish(envelope message, callback<error_code, receipt> done) override;
+  void do_fetch(std::size_t max, duration wait, callback<error_code, std::vector<delivery>> done) override;
+  void do_settle(std::vector<settlement> decisions, callback<error_code> done) override;
+  void do_extend(std::vector<std::string> tokens, duration by, callback<error_code> done) override;
+  void do_stats(callback<error_code, queue_stats> done) override;
+  void do_dead_letters(std::string after, std::size_t limit,
+                       callback<error_code, std::vector<dead_letter>> done) override;
+  void do_replay(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) override;
+  void do_purge(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) override;
+
+  struct engine;
+  std::shared_ptr<engine> engine_;
+  executor_type executor_;
+};
+
+}  // namespace ingest::nats
