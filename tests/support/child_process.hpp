@@ -72,6 +72,12 @@ class child_process {
     return wait_exit().second;
   }
 
+  /// Sends SIGTERM (a graceful stop) and reaps the child. Returns its exit code.
+  int terminate() {
+    ::kill(pid_, SIGTERM);
+    return wait_exit().first;
+  }
+
   /// Waits for the child; returns (exit code, terminating signal).
   std::pair<int, int> wait_exit() {
     int status = 0;

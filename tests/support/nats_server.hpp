@@ -87,12 +87,18 @@ class nats_server {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
+  /// SIGKILL: no chance to flush anything.
   void kill() {
     if (process_) process_->kill();
     process_.reset();
   }
+  /// SIGTERM: a clean shutdown.
+  void stop() {
+    if (process_) process_->terminate();
+    process_.reset();
+  }
   void restart() {
-    kill();
+    stop();
     start();
   }
 
