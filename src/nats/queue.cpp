@@ -657,7 +657,13 @@ struct queue::engine : std::enable_shared_from_this<engine> {
       natsStatus s = NATS_OK;
       switch (d.action) {
         case settle_action::ack:
-          s = natsMsg_Ack(h->msg.get(), &js_options);
+          // The ack protocol is a publish of "+ACK" to the delivery's reply subject;
+          // done directly it is buffered, and one flush below sends them all
+          // (natsMsg_Ack cost ~250 us each here).
+          if (const char* reply = natsMsg_GetReply(h->msg.get()))
+            s = natsConnection_Publish(connection.get(), reply, "+ACK", 4);
+          else
+            s = natsMsg_Ack(h->msg.get(), &js_options);
           acked = true;
           break;
         case settle_action::retry:

@@ -1,0 +1,167 @@
+// NATS JetStream: acknowledged publishes per second through the library and through
+// raw nats.c in the same run (both with Nats-Msg-Id), and drain rate by batch size.
+// Starts its own nats-server -js on a free loopback port.
+//
+//   build/benchmarks/nats_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+#include <benchmark/benchmark.h>
+#include <nats/nats.h>
+
+#include <atomic>
+#include <latch>
+#include <semaphore>
+
+#include "bench_support.hpp"
+#include "ingest/batching_consumer.hpp"
+#include "ingest/nats/queue.hpp"
+#include "support/nats_server.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using ingest::bench::io_runner;
+
+ingest::test::nats_server& server() {
+  static ingest::bench::scratch_dir dir;
+  static ingest::test::nats_server instance(dir.path / "nats");
+  return instance;
+}
+
+std::string fresh_stream() {
+  static int n = 0;
+  return "BENCH" + std::to_string(++n);
+}
+
+ingest::nats::queue_options options(const std::string& stream) {
+  ingest::nats::queue_options o;
+  o.servers = {server().url()};
+  o.stream = stream;
+  o.subject = "bench." + stream;
+  o.dead_letter_stream = stream + "_DLQ";
+  o.dead_letter_subject = "bench." + stream + ".dead";
+  o.consumer = stream + "_workers";
+  return o;
+}
+
+const std::string payload = R"({"answers":{"q1":"B","q2":"D","q3":"A","q4":"C","q5":"A"}})";
+
+std::int64_t publish_through_library(ingest::durable_queue& q, std::int64_t n, std::int64_t window,
+                                     std::mt19937_64& rng) {
+  std::latch done(n);
+  std::counting_semaphore<> slots(window);
+  std::atomic<std::int64_t> failed{0};
+  for (std::int64_t i = 0; i < n; ++i) {
+    slots.acquire();
+    ingest::envelope e;
+    e.idempotency_key = ingest::bench::uuid_v4(rng);
+    e.payload = payload;
+    q.async_publish(std::move(e), [&](ingest::error_code ec, ingest::receipt) {
+      if (ec) ++failed;
+      slots.release();
+      done.count_down();
+    });
+  }
+  done.wait();
+  return failed;
+}
+
+void BM_nats_publish_library(benchmark::State& state) {
+  const auto n = state.range(0);
+  io_runner runner;
+  std::mt19937_64 rng(1);
+  for (auto _ : state) {
+    state.PauseTiming();
+    ingest::nats::queue q(runner.io.get_executor(), options(fresh_stream()));
+    state.ResumeTiming();
+    if (publish_through_library(q, n, 1024, rng) != 0) state.SkipWithError("a publish failed");
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_nats_publish_library)->Arg(50000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Raw nats.c: js_PublishMsgAsync with a Nats-Msg-Id and 1,024 outstanding, counting
+// PubAcks, on a stream configured as the library configures its own.
+struct raw_counts {
+  std::atomic<std::int64_t> acked{0}, failed{0};
+};
+void raw_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr*, void* closure) {
+  auto* c = static_cast<raw_counts*>(closure);
+  (pa ? c->acked : c->failed)++;
+  natsMsg_Destroy(msg);
+}
+
+void BM_nats_publish_raw(benchmark::State& state) {
+  const auto n = state.range(0);
+  std::mt19937_64 rng(2);
+  for (auto _ : state) {
+    state.PauseTiming();
+    io_runner runner;
+    const auto stream = fresh_stream();
+    // Let the library create the stream exactly as it does for itself.
+    { ingest::nats::queue setup(runner.io.get_executor(), options(stream)); }
+    natsConnection* conn = nullptr;
+    natsConnection_ConnectTo(&conn, server().url().c_str());
+    raw_counts counts;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = 1024;
+    jo.PublishAsync.AckHandler = raw_ack;
+    jo.PublishAsync.AckHandlerClosure = &counts;
+    jsCtx* js = nullptr;
+    natsConnection_JetStream(&js, conn, &jo);
+    const auto subject = "bench." + stream;
+    std::vector<std::string> keys;
+    for (std::int64_t i = 0; i < n; ++i) keys.push_back(ingest::bench::uuid_v4(rng));
+    state.ResumeTiming();
+    for (std::int64_t i = 0; i < n; ++i) {
+      natsMsg* m = nullptr;
+      natsMsg_Create(&m, subject.c_str(), nullptr, payload.data(), static_cast<int>(payload.size()));
+      jsPubOptions po;
+      jsPubOptions_Init(&po);
+      po.MsgId = keys[static_cast<std::size_t>(i)].c_str();
+      if (js_PublishMsgAsync(js, &m, &po) != NATS_OK) natsMsg_Destroy(m);
+    }
+    jsPubOptions wait;
+    jsPubOptions_Init(&wait);
+    wait.MaxWait = 60000;
+    js_PublishAsyncComplete(js, &wait);
+    state.PauseTiming();
+    if (counts.acked != n) state.SkipWithError("raw publishes failed");
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(conn);
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_nats_publish_raw)->Arg(50000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_nats_drain(benchmark::State& state) {
+  const auto batch = static_cast<std::size_t>(state.range(0));
+  const auto n = state.range(1);
+  io_runner runner;
+  std::mt19937_64 rng(3);
+  for (auto _ : state) {
+    state.PauseTiming();
+    ingest::nats::queue q(runner.io.get_executor(), options(fresh_stream()));
+    publish_through_library(q, n, 1024, rng);
+    ingest::batching_consumer consumer(q, [](ingest::batch&) {},
+                                       {.workers = 2, .max_batch = batch, .linger = 0ms, .poll_wait = 50ms});
+    state.ResumeTiming();
+    consumer.start();
+    while (consumer.stats().acked < static_cast<std::uint64_t>(n)) std::this_thread::sleep_for(1ms);
+    state.PauseTiming();
+    consumer.drain();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_nats_drain)
+    ->ArgNames({"batch", "messages"})
+    ->Args({100, 50000})
+    ->Args({1000, 50000})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
