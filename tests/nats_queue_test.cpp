@@ -11,6 +11,7 @@
 #include "ingest/error.hpp"
 #include "ingest/producer.hpp"
 #include "support/nats_server.hpp"
+#include "support/sqlite_sink.hpp"
 
 namespace ingest::test {
 
@@ -350,6 +351,105 @@ TEST_CASE("nats: processed messages are purged after the duplicate window, unpro
   CHECK(stream_messages(shared_server().url(), name) == 4);
   auto [ec2, rest] = fetch(q, 10, 1s);
   CHECK(rest.size() == 4);
+}
+
+}  // namespace ingest::test
+
+namespace ingest::test {
+
+TEST_CASE("nats: while the server is down, publishes fail at once with retry-later errors, never receipts") {
+  temp_dir dir;
+  nats_server server(dir.path() / "down");
+  io_thread io;
+  auto o = options_for(server.url(), "DOWN", 5s);
+  o.publish_timeout = 1s;
+  nats::queue q(io.executor(), o);
+  REQUIRE_FALSE(publish(q, message("before")).first);
+  server.stop();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto [ec, r] = publish(q, message("during"));
+  CHECK(ec);
+  CHECK(is_retry_later(ec));
+  CHECK(r.id.empty());
+  CHECK(std::chrono::steady_clock::now() - t0 < 4s);
+  server.start();
+  // It resumes by itself; the refused key, retried, gets one receipt (new, or the
+  // original if the buffered publish reached the server after the reconnect).
+  std::string id;
+  REQUIRE(eventually(
+      [&] {
+        auto [e2, r2] = publish(q, message("during"));
+        id = r2.id;
+        return !e2;
+      },
+      30s));
+  auto [e3, again] = publish(q, message("during"));
+  CHECK_FALSE(e3);
+  CHECK(again.duplicate);
+  CHECK(again.id == id);
+}
+
+TEST_CASE("crash: a NATS consumer SIGKILLed mid-batch: its batch comes back, the sink holds each key once") {
+  const auto name = unique_name("KILLED");
+  const auto url = shared_server().url() + "?stream=" + name + "&subject=ingest." + name +
+                   "&dead_letter_stream=" + name + "_DLQ&dead_letter_subject=ingest." + name +
+                   ".dead&consumer=" + name + "_w&ack_wait=1s";
+  temp_dir dir;
+  const auto sink_path = dir.file("sink.db");
+  constexpr int n = 2000;
+  io_thread io;
+  auto q = std::make_unique<nats::queue>(io.executor(), nats::queue_options::from_url(url));
+  for (int i = 0; i < n; ++i) REQUIRE_FALSE(publish(*q, message("k" + std::to_string(i))).first);
+  {
+    child_process child({INGEST_QUEUE_CHILD, "consume", url, sink_path, "100", "1000"});
+    for (int batches = 0; batches < 5;) {
+      auto line = child.read_line();
+      REQUIRE(line);
+      if (line->rfind("committed", 0) == 0) ++batches;
+    }
+    CHECK(child.kill() == SIGKILL);  // between a commit and its ack
+  }
+  sqlite_sink sink(sink_path);
+  CHECK(sink.rows() >= 500);
+  batching_consumer consumer(*q, sink.handler(), {.workers = 1, .max_batch = 200, .linger = 0ms, .poll_wait = 100ms});
+  consumer.start();
+  REQUIRE(eventually([&] { return sink.rows() == n && stats(*q).pending == 0; }, 60s));
+  consumer.drain();
+  CHECK(sink.rows() == n);
+  CHECK(sink.distinct_receipts() == n);
+}
+
+}  // namespace ingest::test
+
+namespace ingest::test {
+
+TEST_CASE("nats: token authentication, and the server-side redelivery backoff") {
+  temp_dir dir;
+  nats_server server(dir.path() / "auth", "auth", {"--auth", "s3cret"});
+  io_thread io;
+  auto o = options_for(server.url(), "AUTH", 1s);
+  o.request_timeout = 1s;
+  o.token = "wrong";
+  CHECK_THROWS_AS(nats::queue(io.executor(), o), ingest::error);
+  o.token = "s3cret";
+  o.max_deliver = 5;
+  o.redelivery_backoff = {300ms, 1s};
+  nats::queue q(io.executor(), o);
+  REQUIRE_FALSE(publish(q, message("a")).first);
+  // Unacked: the first redelivery comes after the first backoff step, not ack_wait.
+  auto [ec, first] = fetch(q, 1, 1s);
+  REQUIRE(first.size() == 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto [ec2, again] = fetch(q, 1, 3s);
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].message.attempts == 2);
+  CHECK(std::chrono::steady_clock::now() - t0 >= 250ms);
+  // Reopening with another backoff is a configuration mismatch.
+  o.redelivery_backoff = {300ms};
+  CHECK_THROWS_AS(nats::queue(io.executor(), o), ingest::error);
+  o.redelivery_backoff = {};
+  o.max_deliver = -1;
+  CHECK_THROWS_AS((nats::queue_options{.redelivery_backoff = {1s}}.validate()), ingest::error);
 }
 
 }  // namespace ingest::test

@@ -172,6 +172,9 @@ void queue_options::validate() const {
   if (max_messages < 0 || max_bytes < 0) bad("max_messages and max_bytes must not be negative");
   if (ack_wait < std::chrono::milliseconds(100)) bad("ack_wait must be at least 100ms");
   if (max_deliver == 0 || max_deliver < -1) bad("max_deliver must be -1 (unlimited) or at least 1");
+  if (!redelivery_backoff.empty() &&
+      (max_deliver == -1 || max_deliver <= static_cast<std::int64_t>(redelivery_backoff.size())))
+    bad("redelivery_backoff needs max_deliver greater than its length");
   if (max_ack_pending < 1) bad("max_ack_pending must be at least 1");
   if (max_pending_publishes == 0) bad("max_pending_publishes must be at least 1");
   if (publish_timeout <= std::chrono::milliseconds::zero() || request_timeout <= std::chrono::milliseconds::zero())
@@ -423,6 +426,13 @@ struct queue::engine : std::enable_shared_from_this<engine> {
       cc.MaxAckPending = options.max_ack_pending;
       cc.FilterSubject = options.subject.c_str();
       cc.Replicas = options.replicas;
+      std::vector<int64_t> backoff;
+      for (auto d : options.redelivery_backoff)
+        backoff.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+      if (!backoff.empty()) {
+        cc.BackOff = backoff.data();
+        cc.BackOffLen = static_cast<int>(backoff.size());
+      }
       raw = nullptr;
       s = js_AddConsumer(&raw, js.get(), options.stream.c_str(), &cc, nullptr, &code);
       info.reset(raw);
@@ -436,6 +446,8 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     if (c->AckWait != ack_wait_ns) mismatch += "ack wait differs; ";
     if (c->MaxDeliver != options.max_deliver) mismatch += "max deliver differs; ";
     if (!c->FilterSubject || options.subject != c->FilterSubject) mismatch += "filter subject differs; ";
+    if (c->BackOffLen != static_cast<int>(options.redelivery_backoff.size()))
+      mismatch += "redelivery backoff differs; ";
     if (!mismatch.empty())
       throw error(errc::invalid_config, "consumer " + options.consumer + " exists with another configuration: " +
                                             mismatch + "it is not changed automatically");
@@ -494,9 +506,13 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     const bool retryable =
         pae && pae->ErrCode == 0 && unavailable_or(pae->Err, errc::storage_error) == errc::backend_unavailable;
     if (retryable && !closed && steady::now() < found->second.deadline) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(found->second.deadline - steady::now());
       lock.unlock();
+      jsPubOptions po;  // the message keeps its Nats-Msg-Id header
+      jsPubOptions_Init(&po);
+      po.MaxWait = std::max<std::int64_t>(1, left.count());
       natsMsg* raw = msg.release();
-      if (js_PublishMsgAsync(js.get(), &raw, nullptr) == NATS_OK) return;
+      if (js_PublishMsgAsync(js.get(), &raw, &po) == NATS_OK) return;
       msg.reset(raw);
       lock.lock();
       found = pending.find(id);
@@ -623,10 +639,18 @@ struct queue::engine : std::enable_shared_from_this<engine> {
           first_seen.try_emplace(meta->Sequence.Stream, d.message.attempts == 1 ? wall : d.message.accepted_at);
       d.first_attempt_at = seen.first->second;
       d.token = std::to_string(meta->Sequence.Stream) + ":" + std::to_string(meta->NumDelivered);
-      held[d.token] = held_message{std::move(msg), now + options.ack_wait, meta->Sequence.Stream, d.message.attempts,
-                                   d.first_attempt_at};
+      held[d.token] = held_message{std::move(msg), now + lease_for(d.message.attempts), meta->Sequence.Stream,
+                                   d.message.attempts, d.first_attempt_at};
       out.push_back(std::move(d));
     }
+  }
+
+  // How long the server waits for an ack of delivery number `attempts`: its backoff
+  // step when one is configured, else ack_wait.
+  std::chrono::milliseconds lease_for(std::uint32_t attempts) const {
+    const auto& b = options.redelivery_backoff;
+    if (b.empty() || attempts == 0) return options.ack_wait;
+    return b[std::min<std::size_t>(attempts - 1, b.size() - 1)];
   }
 
   // Takes the held message of `token` if its lease still holds.

@@ -2,7 +2,7 @@
 //
 //   queue_child publish <queue.db> <count> <concurrency>
 //       publishes keys k0..k<count-1>, printing "ok <key> <receipt_id>" after each receipt
-//   queue_child consume <queue.db> <sink.db> <batch> <visibility_ms>
+//   queue_child consume <queue.db | nats://...> <sink.db> <batch> <visibility_ms>
 //       drains into <sink.db> through the transactional handler, printing "committed <n>"
 //       after each batch's commit and pausing before the ack
 
@@ -17,6 +17,9 @@
 #include "ingest/ingest.hpp"
 #include "ingest/sqlite/queue.hpp"
 #include "ingest/sqlite/transactional_handler.hpp"
+#ifdef INGEST_HAVE_NATS
+#include "ingest/nats/queue.hpp"
+#endif
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -56,8 +59,17 @@ int consume(const std::string& queue_path, const std::string& sink_path, std::si
   asio::io_context io;
   auto work = asio::make_work_guard(io);
   std::thread runner([&] { io.run(); });
-  ingest::sqlite::queue queue(io.get_executor(),
-                              {.path = queue_path, .visibility_timeout = std::chrono::milliseconds(visibility_ms)});
+  std::unique_ptr<ingest::durable_queue> queue_ptr;
+#ifdef INGEST_HAVE_NATS
+  if (queue_path.rfind("nats://", 0) == 0)
+    queue_ptr =
+        std::make_unique<ingest::nats::queue>(io.get_executor(), ingest::nats::queue_options::from_url(queue_path));
+#endif
+  if (!queue_ptr)
+    queue_ptr = std::make_unique<ingest::sqlite::queue>(
+        io.get_executor(), ingest::sqlite::queue_options{
+                               .path = queue_path, .visibility_timeout = std::chrono::milliseconds(visibility_ms)});
+  auto& queue = *queue_ptr;
   ingest::sqlite::database sink(sink_path);
   // The same table as the tests' sqlite_sink, which finishes the job after the kill.
   sink.exec("CREATE TABLE IF NOT EXISTS rows(receipt_id TEXT NOT NULL, key TEXT NOT NULL, payload TEXT NOT NULL)");

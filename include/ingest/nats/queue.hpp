@@ -45,7 +45,14 @@ struct queue_options {
 
   std::string consumer = "ingest-workers";                       ///< durable pull consumer
   std::chrono::milliseconds ack_wait{std::chrono::seconds(30)};  ///< the lease
-  std::int64_t max_deliver = -1;                                 ///< -1: unlimited (the consumer library dead-letters)
+  /// -1: unlimited. The batching consumer dead-letters after its own `max_attempts`
+  /// (counted from the delivery metadata); a server limit at or below that would
+  /// leave the last deliveries unacked forever, so keep it unlimited or higher.
+  std::int64_t max_deliver = -1;
+  /// Server-side redelivery delays for unacked deliveries (the consumer's `BackOff`;
+  /// needs `max_deliver` greater than its length). Empty: `ack_wait` each time.
+  /// Retries the library decides on use `NakWithDelay` with the retry policy's delay.
+  std::vector<std::chrono::milliseconds> redelivery_backoff{};
   std::int64_t max_ack_pending = 20000;
   /// Publishes awaiting their PubAck at once; past it, publishes fail at once with
   /// `errc::backpressure`.
