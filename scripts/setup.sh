@@ -19,7 +19,7 @@ packages=(
   libnats-dev nats-server
   libsqlite3-dev sqlite3
   libfmt-dev doctest-dev libbenchmark-dev
-  libssl-dev libcli11-dev
+  libssl-dev openssl libcli11-dev
 )
 
 sudo_cmd=()

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <map>
 #include <set>
 
@@ -450,6 +451,54 @@ TEST_CASE("nats: token authentication, and the server-side redelivery backoff") 
   o.redelivery_backoff = {};
   o.max_deliver = -1;
   CHECK_THROWS_AS((nats::queue_options{.redelivery_backoff = {1s}}.validate()), ingest::error);
+}
+
+}  // namespace ingest::test
+
+namespace ingest::test {
+
+namespace {
+
+// A self-signed certificate for 127.0.0.1, made with the openssl command.
+void make_certificate(const std::string& cert, const std::string& key) {
+  const auto cmd =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+      " -addext subjectAltName=IP:127.0.0.1 -keyout " +
+      key + " -out " + cert + " >/dev/null 2>&1";
+  REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "openssl could not make a certificate");
+}
+
+}  // namespace
+
+TEST_CASE("nats: TLS, the server's certificate checked against the given CA") {
+  temp_dir dir;
+  const auto cert = dir.file("server.pem"), key = dir.file("server.key");
+  const auto other = dir.file("other.pem"), other_key = dir.file("other.key");
+  make_certificate(cert, key);
+  make_certificate(other, other_key);
+  nats_server server(dir.path() / "tls", "tls", {"--tls", "--tlscert", cert, "--tlskey", key});
+  io_thread io;
+  auto o = nats::queue_options::from_url("tls://127.0.0.1:" + std::to_string(server.port()) +
+                                         "?stream=TLS&subject=ingest.tls&dead_letter_stream=TLS_DLQ"
+                                         "&dead_letter_subject=ingest.tls.dead&consumer=tls_w&tls_ca=" +
+                                         cert);
+  nats::queue q(io.executor(), o);
+  auto [ec, r] = publish(q, message("secure"));
+  REQUIRE_FALSE(ec);
+  auto [fec, got] = fetch(q, 1, 2s);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].message.receipt_id == r.id);
+
+  // A certificate from another CA is refused.
+  o.tls_ca_file = other;
+  o.request_timeout = 1s;
+  try {
+    nats::queue refused(io.executor(), o);
+    FAIL("connected with a certificate from another CA");
+  } catch (const ingest::error& e) {
+    CHECK(e.code() == errc::backend_unavailable);
+    CHECK(std::string(e.what()).find("SSL handshake error") != std::string::npos);
+  }
 }
 
 }  // namespace ingest::test
