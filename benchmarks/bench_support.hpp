@@ -2,12 +2,20 @@
 // Shared pieces of the benchmark programs.
 
 #include <unistd.h>
+
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <filesystem>
+#include <latch>
 #include <random>
+#include <semaphore>
 #include <string>
 #include <thread>
+
+#include "ingest/batching_consumer.hpp"
+#include "ingest/durable_queue.hpp"
 
 namespace ingest::bench {
 
@@ -44,5 +52,47 @@ struct scratch_dir {
     return n;
   }
 };
+
+inline const std::string& sample_payload() {
+  static const std::string payload = R"({"answers":{"q1":"B","q2":"D","q3":"A","q4":"C","q5":"A"}})";
+  return payload;
+}
+
+/// Publishes `n` messages with random UUIDv4 keys, `window` of them awaiting their
+/// durable ack at any time (the publishing thread blocks, not spins, while the window
+/// is full). Returns how many failed.
+inline std::int64_t publish_flood(durable_queue& queue, std::int64_t n, std::int64_t window, std::mt19937_64& rng) {
+  std::latch done(n);
+  std::counting_semaphore<> slots(window);
+  std::atomic<std::int64_t> failed{0};
+  for (std::int64_t i = 0; i < n; ++i) {
+    slots.acquire();
+    envelope e;
+    e.idempotency_key = uuid_v4(rng);
+    e.subject = "exam.demo";
+    e.payload = sample_payload();
+    queue.async_publish(std::move(e), [&](error_code ec, receipt) {
+      if (ec) ++failed;
+      slots.release();
+      done.count_down();
+    });
+  }
+  done.wait();
+  return failed;
+}
+
+/// Drains a queue holding at least `n` messages through a batching consumer (2
+/// workers, no-op handler); timed from start() until `n` are acked.
+template <class State>
+void timed_drain(State& state, durable_queue& queue, std::int64_t n, std::size_t batch_size) {
+  using namespace std::chrono_literals;
+  batching_consumer consumer(queue, [](ingest::batch&) {},
+                             {.workers = 2, .max_batch = batch_size, .linger = 0ms, .poll_wait = 20ms});
+  state.ResumeTiming();
+  consumer.start();
+  while (consumer.stats().acked < static_cast<std::uint64_t>(n)) std::this_thread::sleep_for(1ms);
+  state.PauseTiming();
+  consumer.drain();
+}
 
 }  // namespace ingest::bench

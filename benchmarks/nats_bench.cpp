@@ -43,27 +43,8 @@ ingest::nats::queue_options options(const std::string& stream) {
   return o;
 }
 
-const std::string payload = R"({"answers":{"q1":"B","q2":"D","q3":"A","q4":"C","q5":"A"}})";
-
-std::int64_t publish_through_library(ingest::durable_queue& q, std::int64_t n, std::int64_t window,
-                                     std::mt19937_64& rng) {
-  std::latch done(n);
-  std::counting_semaphore<> slots(window);
-  std::atomic<std::int64_t> failed{0};
-  for (std::int64_t i = 0; i < n; ++i) {
-    slots.acquire();
-    ingest::envelope e;
-    e.idempotency_key = ingest::bench::uuid_v4(rng);
-    e.payload = payload;
-    q.async_publish(std::move(e), [&](ingest::error_code ec, ingest::receipt) {
-      if (ec) ++failed;
-      slots.release();
-      done.count_down();
-    });
-  }
-  done.wait();
-  return failed;
-}
+using ingest::bench::publish_flood;
+const std::string& payload = ingest::bench::sample_payload();
 
 void BM_nats_publish_library(benchmark::State& state) {
   const auto n = state.range(0);
@@ -73,7 +54,7 @@ void BM_nats_publish_library(benchmark::State& state) {
     state.PauseTiming();
     ingest::nats::queue q(runner.io.get_executor(), options(fresh_stream()));
     state.ResumeTiming();
-    if (publish_through_library(q, n, 1024, rng) != 0) state.SkipWithError("a publish failed");
+    if (publish_flood(q, n, 1024, rng) != 0) state.SkipWithError("a publish failed");
   }
   state.SetItemsProcessed(state.iterations() * n);
 }
@@ -143,14 +124,8 @@ void BM_nats_drain(benchmark::State& state) {
   for (auto _ : state) {
     state.PauseTiming();
     ingest::nats::queue q(runner.io.get_executor(), options(fresh_stream()));
-    publish_through_library(q, n, 1024, rng);
-    ingest::batching_consumer consumer(q, [](ingest::batch&) {},
-                                       {.workers = 2, .max_batch = batch, .linger = 0ms, .poll_wait = 50ms});
-    state.ResumeTiming();
-    consumer.start();
-    while (consumer.stats().acked < static_cast<std::uint64_t>(n)) std::this_thread::sleep_for(1ms);
-    state.PauseTiming();
-    consumer.drain();
+    publish_flood(q, n, 1024, rng);
+    ingest::bench::timed_drain(state, q, n, batch);
     state.ResumeTiming();
   }
   state.SetItemsProcessed(state.iterations() * n);

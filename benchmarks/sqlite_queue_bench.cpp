@@ -22,27 +22,7 @@ using namespace std::chrono_literals;
 using ingest::bench::io_runner;
 using ingest::bench::scratch_dir;
 
-// Publishes `n` messages with `window` of them awaiting their durable ack at any time
-// (the publishing thread blocks, not spins, while the window is full).
-std::int64_t flood(ingest::durable_queue& queue, std::int64_t n, std::int64_t window, std::mt19937_64& rng) {
-  std::latch done(n);
-  std::counting_semaphore<> slots(window);
-  std::atomic<std::int64_t> failed{0};
-  for (std::int64_t i = 0; i < n; ++i) {
-    slots.acquire();
-    ingest::envelope e;
-    e.idempotency_key = ingest::bench::uuid_v4(rng);
-    e.subject = "exam.demo";
-    e.payload = R"({"answers":{"q1":"B","q2":"D","q3":"A","q4":"C","q5":"A"}})";
-    queue.async_publish(std::move(e), [&](ingest::error_code ec, ingest::receipt) {
-      if (ec) ++failed;
-      slots.release();
-      done.count_down();
-    });
-  }
-  done.wait();
-  return failed;
-}
+using ingest::bench::publish_flood;
 
 void BM_sqlite_publish(benchmark::State& state) {
   const auto window = state.range(0);
@@ -54,7 +34,7 @@ void BM_sqlite_publish(benchmark::State& state) {
     scratch_dir dir;
     ingest::sqlite::queue queue(runner.io.get_executor(), {.path = dir.file("queue.db")});
     state.ResumeTiming();
-    if (flood(queue, n, window, rng) != 0) state.SkipWithError("a publish failed");
+    if (publish_flood(queue, n, window, rng) != 0) state.SkipWithError("a publish failed");
   }
   state.SetItemsProcessed(state.iterations() * n);
 }
@@ -138,14 +118,8 @@ void BM_sqlite_drain(benchmark::State& state) {
     state.PauseTiming();
     scratch_dir dir;
     ingest::sqlite::queue queue(runner.io.get_executor(), {.path = dir.file("queue.db")});
-    flood(queue, n, 1024, rng);
-    ingest::batching_consumer consumer(queue, [](ingest::batch&) {},
-                                       {.workers = 2, .max_batch = batch, .linger = 0ms, .poll_wait = 5ms});
-    state.ResumeTiming();
-    consumer.start();
-    while (consumer.stats().acked < static_cast<std::uint64_t>(n)) std::this_thread::sleep_for(1ms);
-    state.PauseTiming();
-    consumer.drain();
+    publish_flood(queue, n, 1024, rng);
+    ingest::bench::timed_drain(state, queue, n, batch);
     state.ResumeTiming();
   }
   state.SetItemsProcessed(state.iterations() * n);
@@ -183,7 +157,7 @@ void BM_sqlite_sustained(benchmark::State& state) {
     const auto end = start + std::chrono::seconds(seconds);
     std::vector<double> quarter_mb(4, 0);  // largest size seen in each quarter of the run
     while (std::chrono::steady_clock::now() < end) {
-      flood(queue, 20000, 512, rng);
+      publish_flood(queue, 20000, 512, rng);
       published += 20000;
       const auto q = std::min<std::size_t>(
           3, static_cast<std::size_t>(4 * (std::chrono::steady_clock::now() - start) / std::chrono::seconds(seconds)));

@@ -325,7 +325,6 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     check(natsOptions_SetTimeout(o, options.request_timeout.count()), 0, "timeout");
     check(natsOptions_SetMaxReconnect(o, -1), 0, "max reconnect");
     check(natsOptions_SetReconnectWait(o, 250), 0, "reconnect wait");
-    check(natsOptions_SetReconnectBufSize(o, 64 * 1024 * 1024), 0, "reconnect buffer");
     if (!options.token.empty()) check(natsOptions_SetToken(o, options.token.c_str()), 0, "token");
     if (!options.user.empty())
       check(natsOptions_SetUserInfo(o, options.user.c_str(), options.password.c_str()), 0, "user");
@@ -505,7 +504,8 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     // when the failure may be a lost connection.
     const bool retryable =
         pae && pae->ErrCode == 0 && unavailable_or(pae->Err, errc::storage_error) == errc::backend_unavailable;
-    if (retryable && !closed && steady::now() < found->second.deadline) {
+    if (retryable && !closed && steady::now() < found->second.deadline &&
+        natsConnection_Status(connection.get()) == NATS_CONN_STATUS_CONNECTED) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(found->second.deadline - steady::now());
       lock.unlock();
       jsPubOptions po;  // the message keeps its Nats-Msg-Id header
@@ -557,6 +557,11 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     natsMsgHeader_Set(msg.get(), h_subject, m.subject.c_str());
     for (const auto& [name, value] : m.headers)
       if (!library_header(name)) natsMsgHeader_Add(msg.get(), name.c_str(), value.c_str());
+    // Fail fast while disconnected (guarantee 6) instead of parking the message in
+    // nats.c's reconnect buffer: its PubAck timeout could then fire while the publish
+    // call still reads the message.
+    if (natsConnection_Status(connection.get()) != NATS_CONN_STATUS_CONNECTED)
+      return done(errc::backend_unavailable, receipt{});
     {
       std::lock_guard lock(mutex);
       if (closed) return done(errc::shutting_down, receipt{});

@@ -99,8 +99,10 @@ struct queue_options {
 /// stream and consumer info; `accepted` counts stream sequence numbers (a replayed
 /// dead letter counts again) and `processed` is what remains.
 ///
-/// **Reconnects** are automatic; a publish whose PubAck is lost to a disconnect is
-/// resent with the same `Nats-Msg-Id` until `publish_timeout`.
+/// **Reconnects** are automatic. While disconnected, publishes fail at once with
+/// `errc::backend_unavailable` (retry later with the same key); a publish whose
+/// PubAck timed out is resent with the same `Nats-Msg-Id` once connected again, until
+/// `publish_timeout`.
 ///
 /// **Threading.** Thread-safe. Blocking NATS calls run on the queue's own threads;
 /// completions run on their associated executor (default: the one given here).
