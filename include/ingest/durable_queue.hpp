@@ -23,6 +23,7 @@ struct queue_features {
   bool delayed_retry = false;    ///< retry-after delays are honoured by the backend
   bool lease_extension = false;  ///< leases can be extended while a batch is in hand
   bool exact_stats = false;      ///< stats() counts are exact, not approximate
+  bool lookup = false;           ///< async_find() can look a message up by receipt id
 };
 
 /// One message handed to a consumer, leased to it until settled or the lease expires.
@@ -46,6 +47,22 @@ struct settlement {
   std::chrono::milliseconds delay{0};  ///< for retry
   std::string reason{};                ///< for dead_letter: e.g. "max_attempts", "permanent_failure"
   std::string last_error{};            ///< for retry and dead_letter: the handler's error text
+};
+
+/// Where an accepted message is now (see `durable_queue::async_find`).
+enum class message_state {
+  pending,        ///< waiting for a consumer, or for its retry delay
+  leased,         ///< held by a consumer right now
+  processed,      ///< acknowledged after commit (until the backend compacts it)
+  dead_lettered,  ///< in the dead-letter store
+};
+
+/// The answer of `async_find`.
+struct message_status {
+  envelope message{};
+  message_state state = message_state::pending;
+  std::string reason{};      ///< dead letters: why
+  std::string last_error{};  ///< the last handler error, if any
 };
 
 /// A message parked in the dead-letter store.
@@ -118,6 +135,7 @@ struct queue_stats {
 /// - stats: `void(error_code, queue_stats)`
 /// - dead_letters: `void(error_code, std::vector<dead_letter>)`
 /// - replay, purge: `void(error_code, std::size_t)` (how many were moved/removed)
+/// - find: `void(error_code, message_status)`
 ///
 /// @code
 /// auto r = co_await queue.async_publish(std::move(env), asio::use_awaitable);
@@ -203,6 +221,19 @@ class durable_queue {
         token, std::move(receipt_ids));
   }
 
+  /// Looks an accepted message up by receipt id. Completes with `errc::not_found` when
+  /// the backend does not know it (never accepted, or compacted after processing) and
+  /// with `errc::not_supported` when the backend cannot look messages up
+  /// (`features().lookup` is false).
+  template <class Token>
+  auto async_find(std::string receipt_id, Token&& token) {
+    return boost::asio::async_initiate<Token, void(error_code, message_status)>(
+        [this](auto handler, std::string id) {
+          do_find(std::move(id), detail::to_callback<error_code, message_status>(std::move(handler), get_executor()));
+        },
+        token, std::move(receipt_id));
+  }
+
   /// Deletes dead letters for good (counted as `purged`); empty list = all of them.
   template <class Token>
   auto async_purge(std::vector<std::string> receipt_ids, Token&& token) {
@@ -226,6 +257,8 @@ class durable_queue {
                                callback<error_code, std::vector<dead_letter>> done) = 0;
   virtual void do_replay(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) = 0;
   virtual void do_purge(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) = 0;
+  /// Backends with `features().lookup` override this.
+  virtual void do_find(std::string receipt_id, callback<error_code, message_status> done);
 };
 
 }  // namespace ingest

@@ -32,6 +32,7 @@ enum class errc {
   not_found,            ///< no such message, dead letter or record
   invalid_config,       ///< options failed validation
   storage_error,        ///< the backend's storage failed (disk full, corrupt file, I/O error)
+  not_supported,        ///< the backend does not offer this operation
 };
 
 /// The category of `ingest::errc`; name "ingest".

@@ -68,6 +68,7 @@ class memory_queue final : public durable_queue {
                        callback<error_code, std::vector<dead_letter>> done) override;
   void do_replay(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) override;
   void do_purge(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) override;
+  void do_find(std::string receipt_id, callback<error_code, message_status> done) override;
 
   struct state;
   std::shared_ptr<state> state_;

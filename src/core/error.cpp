@@ -35,6 +35,8 @@ class category final : public std::error_category {
         return "invalid configuration";
       case errc::storage_error:
         return "storage error";
+      case errc::not_supported:
+        return "not supported by this backend";
     }
     return "unknown ingest error";
   }

@@ -237,7 +237,8 @@ queue_features memory_queue::features() const {
           .fifo = true,
           .delayed_retry = true,
           .lease_extension = true,
-          .exact_stats = true};
+          .exact_stats = true,
+          .lookup = true};
 }
 
 void memory_queue::close() {
@@ -393,6 +394,37 @@ void memory_queue::do_dead_letters(std::string after, std::size_t limit,
   std::vector<dead_letter> out;
   for (auto it = s.dead.upper_bound(after); it != s.dead.end() && out.size() < limit; ++it) out.push_back(it->second);
   done(error_code{}, std::move(out));
+}
+
+void memory_queue::do_find(std::string receipt_id, callback<error_code, message_status> done) {
+  auto& s = *state_;
+  std::lock_guard lock(s.mutex);
+  message_status out;
+  if (auto found = s.dead.find(receipt_id); found != s.dead.end()) {
+    out.message = found->second.message;
+    out.state = message_state::dead_lettered;
+    out.reason = found->second.reason;
+    out.last_error = found->second.last_error;
+    return done(error_code{}, std::move(out));
+  }
+  // A test backend: a scan is fine here.
+  for (const auto& [seq, it] : s.items) {
+    if (it.message.receipt_id != receipt_id) continue;
+    out.message = it.message;
+    out.state = it.at == place::leased ? message_state::leased : message_state::pending;
+    out.last_error = it.last_error;
+    return done(error_code{}, std::move(out));
+  }
+  for (const auto& [key, record] : s.keys) {
+    if (record.receipt_id != receipt_id) continue;
+    out.message.receipt_id = record.receipt_id;
+    out.message.idempotency_key = key;
+    out.message.fingerprint = record.fingerprint;
+    out.message.accepted_at = record.accepted_at;
+    out.state = message_state::processed;
+    return done(error_code{}, std::move(out));
+  }
+  done(make_error_code(errc::not_found), std::move(out));
 }
 
 void memory_queue::do_replay(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) {

@@ -101,6 +101,8 @@ std::string_view errc_name(errc e) noexcept {
       return "invalid_config";
     case errc::storage_error:
       return "storage_error";
+    case errc::not_supported:
+      return "not_supported";
   }
   return "other";
 }

@@ -99,6 +99,7 @@ CREATE TABLE IF NOT EXISTS ingest_messages(
   last_error TEXT,
   done_at INTEGER);
 CREATE INDEX IF NOT EXISTS ingest_messages_due ON ingest_messages(visible_at, seq) WHERE state < 2;
+CREATE INDEX IF NOT EXISTS ingest_messages_receipt ON ingest_messages(receipt_id);
 CREATE TABLE IF NOT EXISTS ingest_dead_letters(
   receipt_id TEXT PRIMARY KEY,
   seq INTEGER NOT NULL UNIQUE,
@@ -173,6 +174,12 @@ struct list_op {
   callback<error_code, std::vector<dead_letter>> done;
   std::vector<dead_letter> result{};
 };
+struct find_op {
+  std::string receipt_id;
+  callback<error_code, message_status> done;
+  error_code ec{};
+  message_status result{};
+};
 struct replay_op {
   std::vector<std::string> ids;
   bool purge;  // purge instead of replay
@@ -180,7 +187,7 @@ struct replay_op {
   std::size_t result = 0;
 };
 
-using operation = std::variant<publish_op, fetch_op, settle_op, extend_op, stats_op, list_op, replay_op>;
+using operation = std::variant<publish_op, fetch_op, settle_op, extend_op, stats_op, list_op, replay_op, find_op>;
 
 }  // namespace
 
@@ -300,7 +307,7 @@ struct queue::engine {
   struct statements {
     std::optional<statement> insert, lookup_key, lease, ack, retry, dead, dead_row, extend, any_due, next_due, counters,
         add_counter, leased_count, retrying_count, list, dead_seq, replay, purge, drop_dead, all_dead, compact,
-        new_keys, min_seq, seq_bounds, accepted_at_or_after;
+        new_keys, min_seq, seq_bounds, accepted_at_or_after, find;
   } sql;
 
   void prepare_statements() {
@@ -311,6 +318,12 @@ struct queue::engine {
     sql.lookup_key.emplace(db,
                            "SELECT receipt_id, fingerprint, accepted_at, idempotency_key FROM ingest_messages"
                            " WHERE seq = ?1");
+    sql.find.emplace(db,
+                     "SELECT m.receipt_id, m.idempotency_key, m.fingerprint, m.subject, m.payload, m.headers,"
+                     " m.accepted_at, m.state, m.visible_at, m.attempts, coalesce(m.last_error, ''),"
+                     " coalesce(d.reason, '')"
+                     " FROM ingest_messages m LEFT JOIN ingest_dead_letters d ON d.seq = m.seq"
+                     " WHERE m.receipt_id = ?1");
     sql.new_keys.emplace(db, "SELECT seq, key_hash FROM ingest_messages WHERE seq > ?1 ORDER BY seq");
     sql.min_seq.emplace(db, "SELECT coalesce(min(seq), 0) FROM ingest_messages");
     sql.lease.emplace(
@@ -492,6 +505,7 @@ struct queue::engine {
       for (auto& op : batch) {
         if (auto* s = std::get_if<stats_op>(&op)) read_stats(*s, t);
         if (auto* l = std::get_if<list_op>(&op)) read_dead_letters(*l);
+        if (auto* f = std::get_if<find_op>(&op)) read_message(*f, t);
       }
       tx.commit();
     } catch (const ingest::error& e) {
@@ -546,6 +560,8 @@ struct queue::engine {
               o.done(failure, failure ? std::vector<dead_letter>{} : std::move(o.result));
             } else if constexpr (std::is_same_v<T, replay_op>) {
               o.done(failure, failure ? 0 : o.result);
+            } else if constexpr (std::is_same_v<T, find_op>) {
+              o.done(failure ? failure : o.ec, failure ? message_status{} : std::move(o.result));
             }
           },
           op);
@@ -879,6 +895,45 @@ struct queue::engine {
     r.reset();
   }
 
+  void read_message(find_op& o, std::int64_t now) {
+    auto& s = *sql.find;
+    s.bind(1, o.receipt_id);
+    try {
+      if (!s.step()) {
+        o.ec = errc::not_found;
+      } else {
+        auto& m = o.result.message;
+        m.receipt_id = s.column_text(0);
+        m.idempotency_key = s.column_text(1);
+        m.fingerprint = s.column_text(2);
+        m.subject = s.column_text(3);
+        m.payload = s.column_text(4);
+        m.headers = detail::decode_headers(s.column_text(5));
+        m.accepted_at = from_us(s.column_int(6));
+        m.attempts = static_cast<std::uint32_t>(s.column_int(9));
+        o.result.last_error = s.column_text(10);
+        o.result.reason = s.column_text(11);
+        switch (s.column_int(7)) {
+          case 0:
+            o.result.state = message_state::pending;
+            break;
+          case 1:  // a lapsed lease is deliverable again
+            o.result.state = s.column_int(8) > now ? message_state::leased : message_state::pending;
+            break;
+          case 2:
+            o.result.state = message_state::processed;
+            break;
+          default:
+            o.result.state = message_state::dead_lettered;
+        }
+      }
+    } catch (...) {
+      s.reset();
+      throw;
+    }
+    s.reset();
+  }
+
   void read_dead_letters(list_op& o) {
     auto& s = *sql.list;
     s.bind(1, o.after).bind(2, static_cast<std::int64_t>(o.limit));
@@ -928,7 +983,8 @@ queue_features queue::features() const {
           .fifo = true,
           .delayed_retry = true,
           .lease_extension = true,
-          .exact_stats = true};
+          .exact_stats = true,
+          .lookup = true};
 }
 
 void queue::close() {
@@ -978,6 +1034,11 @@ void queue::do_dead_letters(std::string after, std::size_t limit, callback<error
   operation op(list_op{std::move(after), limit, std::move(done)});
   if (!engine_->enqueue(std::move(op), false))
     std::get<list_op>(op).done(errc::shutting_down, std::vector<dead_letter>{});
+}
+
+void queue::do_find(std::string receipt_id, callback<error_code, message_status> done) {
+  operation op(find_op{std::move(receipt_id), std::move(done)});
+  if (!engine_->enqueue(std::move(op), false)) std::get<find_op>(op).done(errc::shutting_down, message_status{});
 }
 
 void queue::do_replay(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) {

@@ -233,6 +233,46 @@ TEST_CASE_TEMPLATE_DEFINE("conformance", Backend, ingest_queue_conformance) {
     CHECK(st.balanced());
   }
 
+  SUBCASE("find follows a message through pending, leased, processed and dead-lettered") {
+    auto q = backend.open(30s);
+    auto find = [&](const std::string& id) {
+      capture<message_status> c;
+      q->async_find(id, c.handler());
+      return c.get();
+    };
+    if (!q->features().lookup) {
+      CHECK(find("anything").first == errc::not_supported);
+      return;
+    }
+    CHECK(find("no-such-receipt").first == errc::not_found);
+    auto [e1, one] = publish(*q, message("find-1", "p1"));
+    auto [e2, two] = publish(*q, message("find-2", "p2"));
+    REQUIRE_FALSE(e1);
+    REQUIRE_FALSE(e2);
+    auto [fec, pending] = find(one.id);
+    REQUIRE_FALSE(fec);
+    CHECK(pending.state == message_state::pending);
+    CHECK(pending.message.idempotency_key == "find-1");
+    CHECK(pending.message.payload == "p1");
+    CHECK(pending.message.accepted_at == one.accepted_at);
+
+    auto [ec, got] = fetch(*q, 2, 1s);
+    REQUIRE(got.size() == 2);
+    CHECK(find(one.id).second.state == message_state::leased);
+    const auto& d1 = got[0].message.receipt_id == one.id ? got[0] : got[1];
+    const auto& d2 = got[0].message.receipt_id == one.id ? got[1] : got[0];
+    REQUIRE_FALSE(settle(*q, {{d1.token, settle_action::ack, {}, {}, {}},
+                              {d2.token, settle_action::dead_letter, {}, "permanent_failure", "unreadable"}}));
+    auto [pec, processed] = find(one.id);
+    if (!pec) CHECK(processed.state == message_state::processed);  // or compacted already
+    else CHECK(pec == errc::not_found);
+    auto [dec, dead] = find(two.id);
+    REQUIRE_FALSE(dec);
+    CHECK(dead.state == message_state::dead_lettered);
+    CHECK(dead.reason == "permanent_failure");
+    CHECK(dead.message.idempotency_key == "find-2");
+  }
+
   SUBCASE("messages come in publish order") {
     auto q = backend.open(30s);
     if (!q->features().fifo) return;
