@@ -1,0 +1,297 @@
+#include "app.hpp"
+
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <charconv>
+#include <vector>
+
+#include "ingest/fingerprint.hpp"
+
+namespace exam {
+
+namespace bhttp = boost::beast::http;
+using ingest::http::status;
+
+namespace {
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> out;
+  while (!path.empty()) {
+    if (path.front() == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    const auto slash = path.find('/');
+    out.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash);
+  }
+  return out;
+}
+
+std::optional<std::string> percent_decode(std::string_view in) {
+  std::string out;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out.push_back(in[i] == '+' ? ' ' : in[i]);
+      continue;
+    }
+    if (i + 2 >= in.size()) return std::nullopt;
+    int v = 0;
+    if (std::from_chars(in.data() + i + 1, in.data() + i + 3, v, 16).ec != std::errc{}) return std::nullopt;
+    out.push_back(static_cast<char>(v));
+    i += 2;
+  }
+  return out;
+}
+
+std::map<std::string, std::string> parse_query(std::string_view q) {
+  std::map<std::string, std::string> out;
+  while (!q.empty()) {
+    const auto amp = q.find('&');
+    const auto pair = q.substr(0, amp);
+    const auto eq = pair.find('=');
+    auto k = percent_decode(pair.substr(0, eq));
+    auto v = percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+    if (k && v) out.emplace(std::move(*k), std::move(*v));
+    if (amp == std::string_view::npos) break;
+    q.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+bool is_json_media_type(std::string_view ct) {
+  const auto semi = ct.find(';');
+  auto type = ct.substr(0, semi);
+  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+  if (type.size() != 16) return false;
+  for (std::size_t i = 0; i < type.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(type[i])) != "application/json"[i]) return false;
+  return true;
+}
+
+const char* state_name(ingest::message_state s) {
+  switch (s) {
+    case ingest::message_state::leased:
+      return "processing";
+    case ingest::message_state::processed:
+      return "graded";
+    default:
+      return "received";
+  }
+}
+
+}  // namespace
+
+app::app(const catalog& exams, store_pool& store, submit_backend& backend, app_options options)
+    : exams_(exams),
+      store_(store),
+      backend_(backend),
+      options_(std::move(options)),
+      per_student_(options_.student_rate, options_.student_burst),
+      per_ip_(options_.ip_rate, options_.ip_burst) {}
+
+std::string app::receipt_json(std::string_view receipt_id, std::string_view accepted_at, std::string_view st) {
+  boost::json::object o;
+  o["receipt_id"] = receipt_id;
+  o["accepted_at"] = accepted_at;
+  o["status"] = st;
+  return boost::json::serialize(o);
+}
+
+std::string app::submission_json(const stored_submission& s) {
+  boost::json::object o;
+  o["receipt_id"] = s.receipt_id;
+  o["exam_id"] = s.exam_id;
+  o["student_id"] = s.student_id;
+  o["accepted_at"] = s.accepted_at;
+  o["status"] = s.status;
+  if (s.score) o["score"] = *s.score;
+  if (s.graded_at) o["graded_at"] = *s.graded_at;
+  return boost::json::serialize(o);
+}
+
+void app::reject(std::string_view reason) {
+  std::lock_guard lock(mutex_);
+  auto it = rejected_.find(reason);
+  if (it == rejected_.end()) it = rejected_.emplace(std::string(reason), 0).first;
+  ++it->second;
+}
+
+std::string app::metrics() const {
+  std::string out =
+      "# HELP exam_http_rejected_total Requests refused, by the error code of the answer.\n"
+      "# TYPE exam_http_rejected_total counter\n";
+  std::lock_guard lock(mutex_);
+  for (const auto& [reason, n] : rejected_)
+    out += "exam_http_rejected_total{reason=\"" + reason + "\"} " + std::to_string(n) + "\n";
+  return out;
+}
+
+void app::fail(const request& req, responder& respond, status s, std::string_view code, std::string_view message,
+               std::chrono::seconds retry_after) {
+  reject(code);
+  respond(ingest::http::error_response(req, s, code, message, retry_after));
+}
+
+std::optional<principal> app::authenticate(const request& req, responder& respond) {
+  const auto header = req[bhttp::field::authorization];
+  constexpr std::string_view scheme = "Bearer ";
+  if (header.size() <= scheme.size() || !header.starts_with(scheme)) {
+    fail(req, respond, status::unauthorized, "unauthorized", "an Authorization: Bearer <token> header is required");
+    return std::nullopt;
+  }
+  auto v = verify_token(header.substr(scheme.size()), options_.jwt_secret);
+  if (v.error != token_error::none) {
+    fail(req, respond, status::unauthorized, "unauthorized", "token refused (" + std::string(to_string(v.error)) + ")");
+    return std::nullopt;
+  }
+  return std::move(v.who);
+}
+
+void app::handle(request req, const ingest::http::request_info& info, responder respond) {
+  const std::string_view target = req.target();
+  const auto qmark = target.find('?');
+  const auto path = split_path(target.substr(0, qmark));
+  const auto verb = req.method();
+  try {
+    if (path.size() == 1 && verb == bhttp::verb::get) {
+      if (path[0] == "healthz") return respond(ingest::http::json_response(req, status::ok, R"({"status":"ok"})"));
+      if (path[0] == "readyz") {
+        const bool ready = !draining_ && backend_.ready();
+        return respond(ingest::http::json_response(req, ready ? status::ok : status::service_unavailable,
+                                                   ready ? R"({"ready":true})" : R"({"ready":false})"));
+      }
+      if (path[0] == "metrics") {
+        auto r = ingest::http::json_response(req, status::ok, backend_.metrics() + metrics());
+        r.set(bhttp::field::content_type, "text/plain; version=0.0.4");
+        return respond(std::move(r));
+      }
+    }
+    if (path.size() == 4 && path[0] == "v1" && path[1] == "exams" && path[3] == "submissions") {
+      if (verb == bhttp::verb::post) return post_submission(std::string(path[2]), std::move(req), info, std::move(respond));
+      if (verb == bhttp::verb::get) return list_submissions(std::string(path[2]), std::move(req), std::move(respond));
+      return fail(req, respond, status::method_not_allowed, "method_not_allowed", "use POST or GET");
+    }
+    if (path.size() == 3 && path[0] == "v1" && path[1] == "submissions") {
+      if (verb == bhttp::verb::get) return get_submission(std::string(path[2]), std::move(req), std::move(respond));
+      return fail(req, respond, status::method_not_allowed, "method_not_allowed", "use GET");
+    }
+    fail(req, respond, status::not_found, "not_found", "no such route");
+  } catch (const std::exception& e) {
+    // A store read failed (e.g. the disk): nothing was accepted by this request.
+    if (respond) fail(req, respond, status::service_unavailable, "unavailable", e.what(), std::chrono::seconds(2));
+  }
+}
+
+void app::post_submission(const std::string& exam_id, request req, const ingest::http::request_info& info,
+                          responder respond) {
+  auto who = authenticate(req, respond);
+  if (!who) return;
+  if (per_ip_.enabled()) {
+    if (auto wait = per_ip_.take(info.remote.to_string()); wait.count() > 0)
+      return fail(req, respond, status::too_many_requests, "rate_limited", "too many requests from this address",
+                  std::chrono::ceil<std::chrono::seconds>(wait));
+  }
+  if (per_student_.enabled()) {
+    if (auto wait = per_student_.take(who->sub); wait.count() > 0)
+      return fail(req, respond, status::too_many_requests, "rate_limited", "too many requests for this account",
+                  std::chrono::ceil<std::chrono::seconds>(wait));
+  }
+  const exam_info* e = exams_.find(exam_id);
+  if (!e) return fail(req, respond, status::not_found, "exam_not_found", "no exam '" + exam_id + "'");
+  if (who->role != role::student)
+    return fail(req, respond, status::forbidden, "forbidden", "only students submit answers");
+  if (!e->allows(who->sub))
+    return fail(req, respond, status::forbidden, "forbidden", "this exam is not open to " + who->sub);
+  if (!e->open_at(ingest::clock::now()))
+    return fail(req, respond, status::forbidden, "exam_not_open", "the exam opens at " + ingest::format_time(e->opens_at));
+  if (!is_json_media_type(req[bhttp::field::content_type]))
+    return fail(req, respond, status::unsupported_media_type, "unsupported_media_type",
+                "Content-Type must be application/json");
+  const auto key = req["Idempotency-Key"];
+  if (!ingest::valid_idempotency_key(key))
+    return fail(req, respond, status::bad_request, "invalid_idempotency_key",
+                "an Idempotency-Key header of 1-255 printable ASCII characters is required");
+  auto parsed = parse_answers(req.body(), options_.max_answers);
+  if (!parsed.error.empty()) return fail(req, respond, status::bad_request, "invalid_body", parsed.error);
+  if (draining_)
+    return fail(req, respond, status::service_unavailable, "shutting_down", "the server is shutting down",
+                std::chrono::seconds(5));
+  submission s{exam_id, who->sub, std::string(key), std::move(parsed.answers)};
+  backend_.submit(*e, std::move(s), req, std::move(respond));
+}
+
+void app::get_submission(const std::string& receipt_id, request req, responder respond) {
+  auto who = authenticate(req, respond);
+  if (!who) return;
+  auto row = store_.with([&](store_reader& r) { return r.by_receipt(receipt_id); });
+  auto not_found = [this](const request& rq, responder& rs) {
+    fail(rq, rs, status::not_found, "not_found", "no such submission");
+  };
+  if (row) {
+    if (who->role != role::teacher && row->student_id != who->sub) return not_found(req, respond);
+    return respond(ingest::http::json_response(req, status::ok, submission_json(*row)));
+  }
+  auto shared = std::make_shared<std::pair<request, responder>>(std::move(req), std::move(respond));
+  backend_.find_unprocessed(receipt_id, [this, shared, who = *who, receipt_id, not_found](std::optional<unprocessed> u) {
+    auto& [rq, rs] = *shared;
+    if (!u || (who.role != role::teacher && u->what.student_id != who.sub)) return not_found(rq, rs);
+    if (u->state == ingest::message_state::processed) {
+      // Written to exam.db since the first read (or not stored: accepted too late).
+      auto again = store_.with([&](store_reader& r) { return r.by_receipt(receipt_id); });
+      if (!again) return not_found(rq, rs);
+      return rs(ingest::http::json_response(rq, status::ok, submission_json(*again)));
+    }
+    boost::json::object o;
+    o["receipt_id"] = receipt_id;
+    o["exam_id"] = u->what.exam_id;
+    o["student_id"] = u->what.student_id;
+    o["accepted_at"] = u->accepted_at;
+    // A student never sees "failed": it sends students into retry loops.
+    if (u->state == ingest::message_state::dead_lettered && who.role == role::teacher) {
+      o["status"] = "dead_lettered";
+      o["reason"] = u->reason;
+    } else {
+      o["status"] = state_name(u->state);
+    }
+    rs(ingest::http::json_response(rq, status::ok, boost::json::serialize(o)));
+  });
+}
+
+void app::list_submissions(const std::string& exam_id, request req, responder respond) {
+  auto who = authenticate(req, respond);
+  if (!who) return;
+  if (!exams_.find(exam_id)) return fail(req, respond, status::not_found, "exam_not_found", "no exam '" + exam_id + "'");
+  if (who->role != role::teacher)
+    return fail(req, respond, status::forbidden, "forbidden", "only teachers list an exam's submissions");
+  const std::string_view target = req.target();
+  const auto qmark = target.find('?');
+  const auto query = parse_query(qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1));
+  std::size_t limit = 100;
+  if (auto it = query.find("limit"); it != query.end()) {
+    const auto& v = it->second;
+    if (std::from_chars(v.data(), v.data() + v.size(), limit).ec != std::errc{} || limit == 0 ||
+        limit > options_.max_page)
+      return fail(req, respond, status::bad_request, "invalid_query",
+                  "limit must be 1-" + std::to_string(options_.max_page));
+  }
+  std::string after;
+  if (auto it = query.find("after"); it != query.end()) after = it->second;
+  const auto rows = store_.with([&](store_reader& r) { return r.list(exam_id, after, limit); });
+  boost::json::array items;
+  for (const auto& row : rows) items.push_back(boost::json::parse(submission_json(row)));
+  boost::json::object o;
+  o["items"] = std::move(items);
+  if (rows.size() == limit)
+    o["next_after"] = rows.back().receipt_id;
+  else
+    o["next_after"] = nullptr;
+  respond(ingest::http::json_response(req, status::ok, boost::json::serialize(o)));
+}
+
+}  // namespace exam

@@ -1,0 +1,99 @@
+#pragma once
+// The HTTP contract of ../shared/api.md, shared by exam_server and direct_server:
+// routing, authentication, validation, rate limits and the read routes. What differs
+// between the two servers (how a submission is stored) is a `submit_backend`.
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "exams.hpp"
+#include "ingest/durable_queue.hpp"
+#include "ingest/http/response.hpp"
+#include "ingest/http/server.hpp"
+#include "jwt.hpp"
+#include "limits.hpp"
+#include "store.hpp"
+#include "submission.hpp"
+
+namespace exam {
+
+// A submission the queue holds but exam.db does not have yet.
+struct unprocessed {
+  submission what;
+  std::string accepted_at;
+  ingest::message_state state = ingest::message_state::pending;
+  std::string reason;  // dead letters
+};
+
+class submit_backend {
+ public:
+  virtual ~submit_backend() = default;
+  // Stores a validated, authorised submission (or refuses it) and answers.
+  virtual void submit(const exam_info& exam, submission s, const ingest::http::request& req,
+                      ingest::http::responder respond) = 0;
+  // Looks up a receipt that exam.db does not have. Default: unknown.
+  virtual void find_unprocessed(const std::string& receipt_id,
+                                std::function<void(std::optional<unprocessed>)> done) {
+    (void)receipt_id;
+    done(std::nullopt);
+  }
+  virtual bool ready() const = 0;
+  // Prometheus text appended to /metrics.
+  virtual std::string metrics() const = 0;
+};
+
+struct app_options {
+  std::string jwt_secret;
+  double student_rate = 10;  // per principal, requests/s (0: off)
+  double student_burst = 20;
+  double ip_rate = 0;  // per client IP (0: off; every load-test student shares 127.0.0.1)
+  double ip_burst = 100;
+  std::size_t max_answers = 1000;
+  std::size_t max_page = 1000;
+};
+
+class app {
+ public:
+  app(const catalog& exams, store_pool& store, submit_backend& backend, app_options options);
+
+  // The ingest::http handler.
+  void handle(ingest::http::request req, const ingest::http::request_info& info, ingest::http::responder respond);
+  // Readiness goes false and new submissions get 503 shutting_down.
+  void drain() { draining_ = true; }
+  // Counts a refused request under `reason` (the error code of its body).
+  void reject(std::string_view reason);
+  std::string metrics() const;
+
+  // The 202/200/201 body.
+  static std::string receipt_json(std::string_view receipt_id, std::string_view accepted_at, std::string_view status);
+  static std::string submission_json(const stored_submission& s);
+
+ private:
+  using request = ingest::http::request;
+  using responder = ingest::http::responder;
+  void post_submission(const std::string& exam_id, request req, const ingest::http::request_info& info,
+                       responder respond);
+  void get_submission(const std::string& receipt_id, request req, responder respond);
+  void list_submissions(const std::string& exam_id, request req, responder respond);
+  // The caller, or an answered 401 and nullopt.
+  std::optional<principal> authenticate(const request& req, responder& respond);
+  void fail(const request& req, responder& respond, ingest::http::status s, std::string_view code,
+            std::string_view message, std::chrono::seconds retry_after = std::chrono::seconds(0));
+
+  const catalog& exams_;
+  store_pool& store_;
+  submit_backend& backend_;
+  app_options options_;
+  keyed_limiter per_student_;
+  keyed_limiter per_ip_;
+  std::atomic<bool> draining_{false};
+  mutable std::mutex mutex_;
+  std::map<std::string, std::uint64_t, std::less<>> rejected_;
+};
+
+}  // namespace exam

@@ -1,0 +1,117 @@
+#include "cli.hpp"
+
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include "jwt.hpp"
+
+namespace exam {
+
+void add_server_options(CLI::App& app, server_cli& o, const std::string& default_listen, bool with_queue) {
+  o.listen = default_listen;
+  app.add_option("--listen", o.listen, "HOST:PORT to listen on")->capture_default_str();
+  app.add_option("--data", o.data, "directory of exam.db (and queue.db for the embedded queue)")
+      ->capture_default_str();
+  app.add_option("--exams", o.exams, "exams JSON file (default: the built-in demo exam)");
+  if (with_queue)
+    app.add_option("--queue", o.queue,
+                   "queue URL: sqlite://FILE (default: DATA/queue.db), nats://HOST:PORT, memory (not durable)");
+  app.add_option("--jwt-secret", o.jwt_secret, "HS256 secret (default: $INGEST_JWT_SECRET, else generated)");
+  app.add_option("--threads", o.threads, "HTTP threads (0: one per core)")->capture_default_str();
+  app.add_option("--student-rate", o.student_rate, "submissions/s per student (0: no limit)")->capture_default_str();
+  app.add_option("--student-burst", o.student_burst, "burst per student")->capture_default_str();
+  app.add_option("--ip-rate", o.ip_rate, "submissions/s per client IP (0: no limit)")->capture_default_str();
+  app.add_option("--ip-burst", o.ip_burst, "burst per client IP")->capture_default_str();
+  app.add_option("--max-body", o.max_body, "largest request body in bytes")->capture_default_str();
+  app.add_option("--max-connections", o.max_connections, "open connections at most")->capture_default_str();
+}
+
+CLI::App* add_token_command(CLI::App& app, token_cli& t) {
+  auto* cmd = app.add_subcommand("token", "print a signed token for tests and demos");
+  cmd->add_option("--sub", t.sub, "student or teacher id")->required();
+  cmd->add_option("--role", t.role, "student or teacher")->check(CLI::IsMember({"student", "teacher"}));
+  cmd->add_option("--ttl", t.ttl, "lifetime: 90s, 30m, 2h, 1d")->capture_default_str();
+  cmd->add_option("--jwt-secret", t.jwt_secret, "HS256 secret (default: $INGEST_JWT_SECRET)");
+  return cmd;
+}
+
+int run_token(const token_cli& t) {
+  bool generated = false;
+  const auto secret = resolve_secret(t.jwt_secret, generated);
+  if (generated) {
+    std::fputs("token: give --jwt-secret or set INGEST_JWT_SECRET (the server's secret)\n", stderr);
+    return 2;
+  }
+  const auto ttl = parse_ttl(t.ttl);
+  if (!ttl) {
+    std::fprintf(stderr, "token: bad --ttl '%s'\n", t.ttl.c_str());
+    return 2;
+  }
+  if (!valid_id(t.sub)) {
+    std::fputs("token: --sub must be 1-64 of [A-Za-z0-9._-]\n", stderr);
+    return 2;
+  }
+  principal p{t.sub, t.role == "teacher" ? role::teacher : role::student, std::chrono::system_clock::now() + *ttl};
+  std::printf("%s\n", mint_token(p, secret).c_str());
+  return 0;
+}
+
+std::string resolve_secret(const std::string& flag, bool& generated) {
+  generated = false;
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("INGEST_JWT_SECRET"); env && *env) return env;
+  generated = true;
+  return random_secret();
+}
+
+catalog load_exams(const std::string& path) {
+  if (path.empty()) return catalog::demo(std::chrono::system_clock::now());
+  return catalog::from_file(path);
+}
+
+std::pair<std::string, std::uint16_t> parse_listen(const std::string& text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) throw std::invalid_argument("--listen must be HOST:PORT");
+  const auto port = std::stoul(text.substr(colon + 1));
+  if (port > 65535) throw std::invalid_argument("--listen: port out of range");
+  return {text.substr(0, colon), static_cast<std::uint16_t>(port)};
+}
+
+void raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+long peak_rss_kib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  return -1;
+}
+
+void print_banner(const std::string& name, const std::string& url, const std::string& secret, bool generated_secret,
+                  const catalog& exams) {
+  const auto now = std::chrono::system_clock::now();
+  const std::string exam_id = exams.size() ? exams.begin()->first : "demo";
+  const auto token = mint_token({"student-1", role::student, now + std::chrono::hours(2)}, secret);
+  std::printf("%s listening on %s\n", name.c_str(), url.c_str());
+  if (generated_secret)
+    std::printf("JWT secret (generated; set INGEST_JWT_SECRET to keep one): %s\n", secret.c_str());
+  std::printf("exams: ");
+  for (const auto& [id, e] : exams) std::printf("%s ", id.c_str());
+  std::printf("\ndemo token (student-1, 2h): %s\n", token.c_str());
+  std::printf(
+      "try:\n  curl -s -X POST %s/v1/exams/%s/submissions -H 'Authorization: Bearer %s' "
+      "-H 'Content-Type: application/json' -H 'Idempotency-Key: try-1' -d '{\"answers\":{\"q1\":\"B\",\"q2\":\"D\"}}'\n",
+      url.c_str(), exam_id.c_str(), token.c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace exam

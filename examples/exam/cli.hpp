@@ -1,0 +1,54 @@
+#pragma once
+// The command lines of api.md, shared by exam_server, direct_server and exam_worker.
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+
+#include "exams.hpp"
+
+namespace exam {
+
+struct server_cli {
+  std::string listen;
+  std::string data = "data";
+  std::string exams;  // empty: the built-in demo exam
+  std::string queue;  // empty: sqlite://<data>/queue.db
+  std::string jwt_secret;
+  unsigned threads = 0;  // 0: one per core
+  double student_rate = 10;
+  double student_burst = 20;
+  double ip_rate = 0;
+  double ip_burst = 100;
+  std::size_t max_body = 64 * 1024;
+  std::size_t max_connections = 16384;
+};
+
+struct token_cli {
+  std::string sub;
+  std::string role = "student";
+  std::string ttl = "2h";
+  std::string jwt_secret;
+};
+
+// Adds --listen --data --exams --jwt-secret --threads and the limits (and --queue if `with_queue`).
+void add_server_options(CLI::App& app, server_cli& o, const std::string& default_listen, bool with_queue);
+// Adds the `token` subcommand.
+CLI::App* add_token_command(CLI::App& app, token_cli& t);
+// Prints the token; returns the exit code.
+int run_token(const token_cli& t);
+
+// --jwt-secret, else INGEST_JWT_SECRET, else a generated secret (`generated` set).
+std::string resolve_secret(const std::string& flag, bool& generated);
+catalog load_exams(const std::string& path);
+// "HOST:PORT" -> host, port. Throws std::invalid_argument.
+std::pair<std::string, std::uint16_t> parse_listen(const std::string& text);
+// Raises the soft open-file limit to the hard limit (10,000 students = 10,000 sockets).
+void raise_fd_limit();
+// Peak resident set size of this process, in KiB (from /proc/self/status VmHWM).
+long peak_rss_kib();
+// Prints URL, a demo token and a ready curl command.
+void print_banner(const std::string& name, const std::string& url, const std::string& secret, bool generated_secret,
+                  const catalog& exams);
+
+}  // namespace exam

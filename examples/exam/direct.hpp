@@ -1,0 +1,45 @@
+#pragma once
+// The synchronous baseline: each request writes exam.db itself, inside its own
+// transaction, on a connection from a bounded pool.
+
+#include <boost/asio/thread_pool.hpp>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "app.hpp"
+
+namespace exam {
+
+struct direct_settings {
+  std::size_t pool_size = 8;                          // connections (and DB threads)
+  std::chrono::milliseconds pool_timeout{5000};       // waiting longer for a connection: 503
+  std::chrono::milliseconds busy_timeout{5000};       // SQLite's wait for the write lock
+};
+
+class direct_backend final : public submit_backend {
+ public:
+  direct_backend(const std::string& db_path, direct_settings settings);
+  ~direct_backend() override;
+  void stop();
+
+  void submit(const exam_info& exam, submission s, const ingest::http::request& req,
+              ingest::http::responder respond) override;
+  bool ready() const override { return true; }
+  std::string metrics() const override;
+
+ private:
+  struct connection;
+  std::unique_ptr<connection> acquire();
+  void release(std::unique_ptr<connection> c);
+
+  direct_settings settings_;
+  std::string path_;
+  boost::asio::thread_pool pool_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<connection>> idle_;
+  std::atomic<std::uint64_t> committed_{0}, duplicates_{0}, pool_timeouts_{0}, db_errors_{0};
+  std::atomic<std::int64_t> waiting_{0};
+};
+
+}  // namespace exam

@@ -1,0 +1,104 @@
+// The queue-based exam server: validate, publish durably, answer 202 with a receipt;
+// graders drain the queue into exam.db at their own pace. See examples/README.md.
+
+#include <boost/asio/use_future.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "app.hpp"
+#include "cli.hpp"
+#include "ingest/producer.hpp"
+#include "queues.hpp"
+#include "run.hpp"
+
+int main(int argc, char** argv) {
+  exam::server_cli o;
+  exam::token_cli t;
+  int workers = -1;
+  exam::consumer_settings grading;
+  std::size_t max_in_flight = 20000;
+  CLI::App cli{"exam_server: accepts exam submissions into a durable queue, grades them into exam.db"};
+  exam::add_server_options(cli, o, "127.0.0.1:8081", true);
+  cli.add_option("--workers", workers,
+                 "in-process graders (default: 1 with the embedded queue, 0 with a broker: run exam_worker)");
+  cli.add_option("--rate", grading.rate, "rows/s the graders write to exam.db (0: no limit)")->capture_default_str();
+  cli.add_option("--batch", grading.max_batch, "rows per exam.db transaction at most")->capture_default_str();
+  cli.add_option("--max-in-flight", max_in_flight, "publishes awaiting their durable ack at most (then 503)")
+      ->capture_default_str();
+  auto* token_cmd = exam::add_token_command(cli, t);
+  CLI11_PARSE(cli, argc, argv);
+  if (*token_cmd) return exam::run_token(t);
+
+  try {
+    exam::raise_fd_limit();
+    std::filesystem::create_directories(o.data);
+    const auto exams = exam::load_exams(o.exams);
+    bool generated = false;
+    const auto secret = exam::resolve_secret(o.jwt_secret, generated);
+    const auto [host, port] = exam::parse_listen(o.listen);
+    const std::string queue_url = o.queue.empty() ? "sqlite://" + o.data + "/queue.db" : o.queue;
+    const bool embedded = queue_url.starts_with("sqlite://") || queue_url == "memory";
+    if (workers < 0) workers = embedded ? 1 : 0;
+    const std::string db_path = o.data + "/exam.db";
+
+    boost::asio::io_context io;
+    auto queue = exam::open_queue(queue_url, io.get_executor());
+    auto metrics = std::make_shared<ingest::pipeline_metrics>();
+    ingest::producer producer(*queue, {.max_in_flight = max_in_flight,
+                                       .max_payload_bytes = o.max_body * 2,
+                                       .publish_timeout = std::chrono::seconds(5),
+                                       .default_subject = "exam",
+                                       .metrics = metrics});
+    exam::store_pool store(db_path);
+    exam::queue_backend backend(*queue, producer, store, metrics);
+    exam::app api(exams, store, backend,
+                  {.jwt_secret = secret,
+                   .student_rate = o.student_rate,
+                   .student_burst = o.student_burst,
+                   .ip_rate = o.ip_rate,
+                   .ip_burst = o.ip_burst});
+    std::vector<std::unique_ptr<exam::grading_consumer>> graders;
+    for (int i = 0; i < workers; ++i) {
+      graders.push_back(std::make_unique<exam::grading_consumer>(*queue, db_path, exams, grading, metrics));
+      graders.back()->start();
+    }
+    ingest::http::server server(io,
+                                {.host = host,
+                                 .port = port,
+                                 .max_connections = o.max_connections,
+                                 .max_body_bytes = o.max_body,
+                                 .server_name = "exam_server"},
+                                [&api](auto req, const auto& info, auto respond) {
+                                  api.handle(std::move(req), info, std::move(respond));
+                                });
+    server.start();
+    backend.start();
+    exam::print_banner("exam_server", "http://" + host + ":" + std::to_string(server.port()), secret, generated,
+                       exams);
+    std::printf("queue: %s, graders in this process: %d\n", queue_url.c_str(), workers);
+    std::fflush(stdout);
+
+    return exam::run_until_signal(io, o.threads, [&] {
+      // Guarantee 8: refuse new work, answer what is in flight, commit what is in hand.
+      std::fprintf(stderr, "exam_server: draining\n");
+      api.drain();
+      server.stop();
+      producer.async_drain(boost::asio::use_future).wait();
+      for (auto& g : graders) g->drain();
+      backend.stop();
+      queue->close();
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (server.stats().connections_open > 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      const auto ps = producer.stats();
+      std::fprintf(stderr, "exam_server: drained (accepted %llu, duplicates %llu, refused %llu; peak RSS %ld KiB)\n",
+                   static_cast<unsigned long long>(ps.accepted), static_cast<unsigned long long>(ps.duplicates),
+                   static_cast<unsigned long long>(ps.rejected), exam::peak_rss_kib());
+      return 0;
+    });
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "exam_server: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,175 @@
+#include "jwt.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <array>
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <charconv>
+#include <stdexcept>
+
+namespace exam {
+namespace {
+
+constexpr std::string_view b64url_chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+std::string b64url_encode(std::string_view in) {
+  std::string out;
+  out.reserve((in.size() * 4 + 2) / 3);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(b64url_chars[(acc >> bits) & 0x3F]);
+    }
+  }
+  if (bits > 0) out.push_back(b64url_chars[(acc << (6 - bits)) & 0x3F]);
+  return out;
+}
+
+std::optional<std::string> b64url_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size() * 3 / 4);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    const auto pos = b64url_chars.find(c);
+    if (pos == std::string_view::npos) return std::nullopt;  // padding is not used in JWTs
+    acc = (acc << 6) | static_cast<std::uint32_t>(pos);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  if (bits >= 6) return std::nullopt;  // a lone trailing character
+  return out;
+}
+
+std::array<unsigned char, 32> hmac_sha256(std::string_view secret, std::string_view data) {
+  std::array<unsigned char, 32> mac{};
+  unsigned int len = 0;
+  if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+            reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac.data(), &len) ||
+      len != mac.size())
+    throw std::runtime_error("HMAC-SHA256 failed");
+  return mac;
+}
+
+std::string_view mac_view(const std::array<unsigned char, 32>& mac) {
+  return {reinterpret_cast<const char*>(mac.data()), mac.size()};
+}
+
+}  // namespace
+
+std::string_view to_string(token_error e) noexcept {
+  switch (e) {
+    case token_error::none:
+      return "none";
+    case token_error::malformed:
+      return "malformed";
+    case token_error::bad_algorithm:
+      return "bad_algorithm";
+    case token_error::bad_signature:
+      return "bad_signature";
+    case token_error::expired:
+      return "expired";
+    case token_error::bad_claims:
+      return "bad_claims";
+  }
+  return "unknown";
+}
+
+std::string mint_token(const principal& p, std::string_view secret) {
+  boost::json::object claims;
+  claims["sub"] = p.sub;
+  claims["role"] = p.role == role::teacher ? "teacher" : "student";
+  claims["exp"] = std::chrono::duration_cast<std::chrono::seconds>(p.expires.time_since_epoch()).count();
+  const std::string signing_input =
+      b64url_encode(R"({"alg":"HS256","typ":"JWT"})") + '.' + b64url_encode(boost::json::serialize(claims));
+  return signing_input + '.' + b64url_encode(mac_view(hmac_sha256(secret, signing_input)));
+}
+
+verified verify_token(std::string_view token, std::string_view secret, std::chrono::system_clock::time_point now) {
+  const auto dot1 = token.find('.');
+  const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
+  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
+    return {token_error::malformed};
+  const auto header = b64url_decode(token.substr(0, dot1));
+  const auto payload = b64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1));
+  const auto signature = b64url_decode(token.substr(dot2 + 1));
+  if (!header || !payload || !signature) return {token_error::malformed};
+
+  boost::system::error_code ec;
+  const auto h = boost::json::parse(*header, ec);
+  if (ec || !h.is_object()) return {token_error::malformed};
+  const auto* alg = h.as_object().if_contains("alg");
+  if (!alg || !alg->is_string() || alg->as_string() != "HS256") return {token_error::bad_algorithm};
+
+  const auto expected = hmac_sha256(secret, token.substr(0, dot2));
+  if (signature->size() != expected.size() || CRYPTO_memcmp(signature->data(), expected.data(), expected.size()) != 0)
+    return {token_error::bad_signature};
+
+  const auto c = boost::json::parse(*payload, ec);
+  if (ec || !c.is_object()) return {token_error::malformed};
+  const auto& claims = c.as_object();
+  const auto* sub = claims.if_contains("sub");
+  const auto* r = claims.if_contains("role");
+  const auto* exp = claims.if_contains("exp");
+  if (!sub || !sub->is_string() || sub->as_string().empty() || !r || !r->is_string() || !exp || !exp->is_number())
+    return {token_error::bad_claims};
+  verified out;
+  out.who.sub = std::string(sub->as_string());
+  if (r->as_string() == "student")
+    out.who.role = role::student;
+  else if (r->as_string() == "teacher")
+    out.who.role = role::teacher;
+  else
+    return {token_error::bad_claims};
+  std::int64_t exp_seconds = 0;
+  if (exp->is_int64())
+    exp_seconds = exp->as_int64();
+  else if (exp->is_uint64())
+    exp_seconds = static_cast<std::int64_t>(std::min<std::uint64_t>(exp->as_uint64(), INT64_MAX / 2));
+  else
+    exp_seconds = static_cast<std::int64_t>(exp->as_double());
+  out.who.expires = std::chrono::system_clock::time_point(std::chrono::seconds(exp_seconds));
+  if (out.who.expires <= now) return {token_error::expired};
+  return out;
+}
+
+std::string random_secret() {
+  std::array<unsigned char, 32> bytes{};
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) throw std::runtime_error("RAND_bytes failed");
+  return b64url_encode({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
+}
+
+std::optional<std::chrono::seconds> parse_ttl(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  std::int64_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc{} || n <= 0) return std::nullopt;
+  const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
+  std::int64_t scale = 0;
+  if (unit == "s" || unit.empty())
+    scale = 1;
+  else if (unit == "m")
+    scale = 60;
+  else if (unit == "h")
+    scale = 3600;
+  else if (unit == "d")
+    scale = 86400;
+  else
+    return std::nullopt;
+  if (n > INT64_MAX / scale / 2) return std::nullopt;
+  return std::chrono::seconds(n * scale);
+}
+
+}  // namespace exam

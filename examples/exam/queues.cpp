@@ -1,0 +1,143 @@
+#include "queues.hpp"
+
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+#include <cstdio>
+
+#include "ingest/fingerprint.hpp"
+#include "ingest/memory_queue.hpp"
+#include "ingest/sqlite/queue.hpp"
+#ifdef EXAM_HAVE_NATS
+#include "ingest/nats/queue.hpp"
+#endif
+
+namespace exam {
+
+using ingest::http::status;
+
+std::unique_ptr<ingest::durable_queue> open_queue(const std::string& url, ingest::durable_queue::executor_type ex) {
+  if (url == "memory") return std::make_unique<ingest::memory_queue>(ex);
+  if (url.starts_with("sqlite://")) {
+    auto options = ingest::sqlite::queue_options::from_url(url);
+    return std::make_unique<ingest::sqlite::queue>(ex, options);
+  }
+  if (url.starts_with("nats://") || url.starts_with("tls://")) {
+#ifdef EXAM_HAVE_NATS
+    return std::make_unique<ingest::nats::queue>(ex, ingest::nats::queue_options::from_url(url));
+#else
+    throw ingest::error(ingest::errc::invalid_config, "this build has no NATS backend (INGEST_WITH_NATS=OFF)");
+#endif
+  }
+  throw ingest::error(ingest::errc::invalid_config,
+                      "unknown queue URL '" + url + "' (sqlite://FILE, nats://HOST:PORT, tls://HOST:PORT or memory)");
+}
+
+queue_backend::queue_backend(ingest::durable_queue& queue, ingest::producer& producer, store_pool& store,
+                             std::shared_ptr<ingest::pipeline_metrics> metrics)
+    : queue_(queue), producer_(producer), store_(store), metrics_(std::move(metrics)), timer_(queue.get_executor()) {}
+
+queue_backend::~queue_backend() {
+  stop();
+}
+
+void queue_backend::start() {
+  probe();
+}
+
+void queue_backend::stop() {
+  stopped_ = true;
+  boost::asio::post(timer_.get_executor(), [this] { timer_.cancel(); });
+}
+
+void queue_backend::probe() {
+  queue_.async_stats([this](ingest::error_code ec, ingest::queue_stats st) {
+    ready_ = !ec;
+    if (!ec && metrics_) metrics_->backlog.set(static_cast<std::int64_t>(st.pending));
+    if (stopped_) return;
+    timer_.expires_after(std::chrono::seconds(1));
+    timer_.async_wait([this](boost::system::error_code wec) {
+      if (!wec && !stopped_) probe();
+    });
+  });
+}
+
+void queue_backend::submit(const exam_info& exam, submission s, const ingest::http::request& req,
+                           ingest::http::responder respond) {
+  std::string payload = s.to_json();
+  // A retry of a submission already written to exam.db (possibly after the queue
+  // forgot the key) gets the stored receipt.
+  if (auto row = store_.with([&](store_reader& r) { return r.by_key(s.exam_id, s.student_id, s.idempotency_key); })) {
+    if (row->fingerprint != ingest::fingerprint(payload))
+      return respond(ingest::http::error_response(req, status::unprocessable_entity, "idempotency_key_reused",
+                                                  "this Idempotency-Key was used with a different body"));
+    return respond(ingest::http::json_response(req, status::ok,
+                                               app::receipt_json(row->receipt_id, row->accepted_at, row->status)));
+  }
+  ingest::submission item{.idempotency_key = s.queue_key(),
+                          .subject = "exam." + s.exam_id,
+                          .payload = std::move(payload),
+                          .headers = {}};
+  // Only what the answer needs travels with the completion.
+  struct answer_to {
+    unsigned version;
+    bool keep_alive;
+    time_point deadline_with_grace;
+  } to{req.version(), req.keep_alive(), exam.deadline + exam.grace};
+  producer_.async_submit(std::move(item), [to, respond = std::move(respond)](ingest::error_code ec,
+                                                                             ingest::receipt r) mutable {
+    ingest::http::request stub;
+    stub.version(to.version);
+    stub.keep_alive(to.keep_alive);
+    if (ec) {
+      if (ec == ingest::errc::conflict)
+        return respond(ingest::http::error_response(stub, status::unprocessable_entity, "idempotency_key_reused",
+                                                    "this Idempotency-Key was used with a different body"));
+      return respond(ingest::http::error_response(stub, ec));
+    }
+    // The deadline is judged on the durable accept time the queue stamped. A late
+    // message is dropped by the grader, and no receipt is ever shown for it.
+    if (r.accepted_at > to.deadline_with_grace)
+      return respond(ingest::http::error_response(stub, status::forbidden, "deadline_passed",
+                                                  "accepted at " + ingest::format_time(r.accepted_at) +
+                                                      ", after the deadline"));
+    respond(ingest::http::json_response(stub, r.duplicate ? status::ok : status::accepted,
+                                        app::receipt_json(r.id, ingest::format_time(r.accepted_at), "received")));
+  });
+}
+
+void queue_backend::find_unprocessed(const std::string& receipt_id,
+                                     std::function<void(std::optional<unprocessed>)> done) {
+  queue_.async_find(receipt_id, [done = std::move(done)](ingest::error_code ec, ingest::message_status st) {
+    if (ec) return done(std::nullopt);
+    auto what = submission::from_json(st.message.payload);
+    if (!what) return done(std::nullopt);
+    done(unprocessed{std::move(*what), ingest::format_time(st.message.accepted_at), st.state, st.reason});
+  });
+}
+
+std::string queue_backend::metrics() const {
+  return metrics_ ? ingest::to_prometheus(*metrics_, "exam_") : std::string{};
+}
+
+grading_consumer::grading_consumer(ingest::durable_queue& queue, const std::string& db_path, const catalog& exams,
+                                   consumer_settings settings, std::shared_ptr<ingest::pipeline_metrics> metrics)
+    : db_(db_path), counters_(std::make_shared<grading_counters>()) {
+  ingest::consumer_options options{.workers = 1,
+                                   .max_batch = settings.max_batch,
+                                   .linger = settings.linger,
+                                   .max_rate = settings.rate,
+                                   .metrics = std::move(metrics)};
+  options.retry.max_attempts = settings.max_attempts;
+  options.dead_letter.alert = [](const ingest::dead_letter& d) {
+    std::fprintf(stderr, "ALERT dead letter receipt=%s key=%s reason=%s attempts=%u error=%s\n",
+                 d.message.receipt_id.c_str(), d.message.idempotency_key.c_str(), d.reason.c_str(), d.attempts,
+                 d.last_error.c_str());
+  };
+  consumer_ = std::make_unique<ingest::batching_consumer>(queue, grading_handler(db_, exams, counters_), options);
+}
+
+void grading_consumer::drain() {
+  consumer_->drain();
+}
+
+}  // namespace exam

@@ -1,0 +1,72 @@
+#pragma once
+// Queue backends by URL, and the two halves of the queue-based system: the accept
+// side (a submit_backend on a producer) and the drain side (a grading consumer).
+
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <string>
+
+#include "app.hpp"
+#include "ingest/batching_consumer.hpp"
+#include "ingest/metrics.hpp"
+#include "ingest/producer.hpp"
+
+namespace exam {
+
+// "sqlite://PATH[?options]" (the embedded default), "memory" (not durable),
+// "nats://HOST:PORT[?options]" / "tls://..." when built with NATS.
+// Throws ingest::error(errc::invalid_config) for anything else.
+std::unique_ptr<ingest::durable_queue> open_queue(const std::string& url, ingest::durable_queue::executor_type ex);
+
+// The accept side: sink check for retries of processed submissions, then publish;
+// answers 202 with the receipt once the queue acknowledged it durably.
+class queue_backend final : public submit_backend {
+ public:
+  queue_backend(ingest::durable_queue& queue, ingest::producer& producer, store_pool& store,
+                std::shared_ptr<ingest::pipeline_metrics> metrics);
+  ~queue_backend() override;
+  // Starts the readiness/backlog probe (once a second).
+  void start();
+  void stop();
+
+  void submit(const exam_info& exam, submission s, const ingest::http::request& req,
+              ingest::http::responder respond) override;
+  void find_unprocessed(const std::string& receipt_id, std::function<void(std::optional<unprocessed>)> done) override;
+  bool ready() const override { return ready_; }
+  std::string metrics() const override;
+
+ private:
+  void probe();
+
+  ingest::durable_queue& queue_;
+  ingest::producer& producer_;
+  store_pool& store_;
+  std::shared_ptr<ingest::pipeline_metrics> metrics_;
+  boost::asio::steady_timer timer_;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> stopped_{false};
+};
+
+struct consumer_settings {
+  std::size_t max_batch = 500;
+  std::chrono::milliseconds linger{20};
+  double rate = 0;  // rows/s into exam.db (0: as fast as it goes)
+  std::uint32_t max_attempts = 5;
+};
+
+// The drain side: one worker writing exam.db one transaction per batch.
+class grading_consumer {
+ public:
+  grading_consumer(ingest::durable_queue& queue, const std::string& db_path, const catalog& exams,
+                   consumer_settings settings, std::shared_ptr<ingest::pipeline_metrics> metrics);
+  void start() { consumer_->start(); }
+  void drain();
+  const grading_counters& counters() const { return *counters_; }
+
+ private:
+  ingest::sqlite::database db_;
+  std::shared_ptr<grading_counters> counters_;
+  std::unique_ptr<ingest::batching_consumer> consumer_;
+};
+
+}  // namespace exam

@@ -1,0 +1,102 @@
+#pragma once
+// exam.db: the graded submissions and the per-exam counters (schema in examples/README.md).
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "exams.hpp"
+#include "ingest/batching_consumer.hpp"
+#include "ingest/sqlite/database.hpp"
+#include "submission.hpp"
+
+namespace exam {
+
+struct stored_submission {
+  std::string receipt_id;
+  std::string idempotency_key;
+  std::string exam_id;
+  std::string student_id;
+  std::string accepted_at;  // RFC 3339 UTC, milliseconds
+  std::string answers_json;
+  std::string fingerprint;
+  std::string status;  // "received" | "processing" | "graded"
+  std::optional<double> score;
+  std::optional<std::string> graded_at;
+};
+
+// Creates the tables when missing.
+void create_schema(ingest::sqlite::database& db);
+
+// Reads on one connection (not thread-safe; see store_pool).
+class store_reader {
+ public:
+  explicit store_reader(const std::string& path);
+  std::optional<stored_submission> by_receipt(const std::string& receipt_id);
+  std::optional<stored_submission> by_key(const std::string& exam_id, const std::string& student_id,
+                                          const std::string& key);
+  std::vector<stored_submission> list(const std::string& exam_id, const std::string& after, std::size_t limit);
+  ingest::sqlite::database& db() { return db_; }
+
+ private:
+  ingest::sqlite::database db_;
+  ingest::sqlite::statement by_receipt_, by_key_, list_;
+};
+
+// Reader connections shared by the request threads: one per concurrent user.
+class store_pool {
+ public:
+  explicit store_pool(std::string path) : path_(std::move(path)) {}
+  template <class F>
+  auto with(F&& f) {
+    std::unique_ptr<store_reader> r;
+    {
+      std::lock_guard lock(mutex_);
+      if (!idle_.empty()) {
+        r = std::move(idle_.back());
+        idle_.pop_back();
+      }
+    }
+    if (!r) r = std::make_unique<store_reader>(path_);
+    struct give_back {
+      store_pool* pool;
+      std::unique_ptr<store_reader>& r;
+      ~give_back() {
+        std::lock_guard lock(pool->mutex_);
+        pool->idle_.push_back(std::move(r));
+      }
+    } guard{this, r};
+    return f(*r);
+  }
+
+ private:
+  std::string path_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<store_reader>> idle_;
+};
+
+// Writes one submission row and bumps its exam's counter (inside the caller's transaction).
+class store_writer {
+ public:
+  explicit store_writer(ingest::sqlite::database& db);
+  void insert(const stored_submission& s);
+
+ private:
+  ingest::sqlite::statement insert_, bump_;
+};
+
+// The consumer's batch handler for exam.db: one transaction per batch with the
+// idempotency records; grades each new submission; a submission accepted after its
+// exam's deadline plus grace is recorded as seen but not stored (the server refused
+// it: 403 deadline_passed). An unknown exam or unreadable payload is a permanent error.
+struct grading_counters {
+  std::atomic<std::uint64_t> graded{0};
+  std::atomic<std::uint64_t> late{0};
+};
+ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalog& exams,
+                                      std::shared_ptr<grading_counters> counters);
+
+}  // namespace exam

@@ -1,0 +1,90 @@
+#include "submission.hpp"
+
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "ingest/fingerprint.hpp"
+
+namespace exam {
+
+std::string submission::to_json() const {
+  boost::json::object a;
+  for (const auto& [q, v] : answers) a[q] = v;  // std::map: sorted
+  boost::json::object o;
+  o["exam_id"] = exam_id;
+  o["student_id"] = student_id;
+  o["idempotency_key"] = idempotency_key;
+  o["answers"] = std::move(a);
+  return boost::json::serialize(o);
+}
+
+std::string submission::answers_json() const {
+  boost::json::object a;
+  for (const auto& [q, v] : answers) a[q] = v;
+  return boost::json::serialize(a);
+}
+
+std::optional<submission> submission::from_json(std::string_view text) {
+  boost::system::error_code ec;
+  const auto v = boost::json::parse(text, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  const auto& o = v.as_object();
+  auto str = [&](const char* name) -> const boost::json::string* {
+    const auto* f = o.if_contains(name);
+    return f && f->is_string() ? &f->as_string() : nullptr;
+  };
+  const auto* exam = str("exam_id");
+  const auto* student = str("student_id");
+  const auto* key = str("idempotency_key");
+  const auto* answers = o.if_contains("answers");
+  if (!exam || !student || !key || !answers || !answers->is_object()) return std::nullopt;
+  submission s{std::string(*exam), std::string(*student), std::string(*key), {}};
+  for (const auto& [q, a] : answers->as_object()) {
+    if (!a.is_string()) return std::nullopt;
+    s.answers.emplace(std::string(q), std::string(a.as_string()));
+  }
+  return s;
+}
+
+std::string submission::queue_key() const {
+  std::string key = exam_id + '/' + student_id + '/' + idempotency_key;
+  if (key.size() <= 255) return key;
+  return "sha256:" + ingest::fingerprint(key);
+}
+
+parsed_answers parse_answers(std::string_view body, std::size_t max_questions) {
+  parsed_answers out;
+  boost::system::error_code ec;
+  boost::json::parse_options options;
+  options.max_depth = 8;  // the body is two levels deep; refuse deep nesting early
+  const auto v = boost::json::parse(body, ec, {}, options);
+  if (ec) {
+    out.error = "body is not valid JSON: " + ec.message();
+    return out;
+  }
+  const auto* answers = v.is_object() ? v.as_object().if_contains("answers") : nullptr;
+  if (!answers || !answers->is_object()) {
+    out.error = "body must be {\"answers\": {\"<question>\": \"<answer>\", ...}}";
+    return out;
+  }
+  if (answers->as_object().size() > max_questions) {
+    out.error = "too many answers (at most " + std::to_string(max_questions) + ")";
+    return out;
+  }
+  for (const auto& [q, a] : answers->as_object()) {
+    if (q.empty() || !a.is_string()) {
+      out.error = "every answer must be a string under a non-empty question id";
+      out.answers.clear();
+      return out;
+    }
+    if (!out.answers.emplace(std::string(q), std::string(a.as_string())).second) {
+      out.error = "question '" + std::string(q) + "' answered twice";
+      out.answers.clear();
+      return out;
+    }
+  }
+  return out;
+}
+
+}  // namespace exam

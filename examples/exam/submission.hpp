@@ -1,0 +1,35 @@
+#pragma once
+// What travels through the queue: one validated submission, canonical JSON.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace exam {
+
+struct submission {
+  std::string exam_id;
+  std::string student_id;
+  std::string idempotency_key;                  // the client's key
+  std::map<std::string, std::string> answers;  // question id -> answer
+
+  // Canonical JSON (keys sorted): the same answers give the same bytes, so the
+  // payload fingerprint tells a retry from a changed body.
+  std::string to_json() const;
+  // The answers alone, as stored in exam.db.
+  std::string answers_json() const;
+  static std::optional<submission> from_json(std::string_view text);
+  // The queue's idempotency key: unique per (exam, student, client key).
+  std::string queue_key() const;
+};
+
+// The body of POST /v1/exams/{id}/submissions: {"answers": {"q1": "B", ...}}.
+// Returns the answers, or the reason the body is refused (400).
+struct parsed_answers {
+  std::map<std::string, std::string> answers;
+  std::string error;  // empty when valid
+};
+parsed_answers parse_answers(std::string_view body, std::size_t max_questions = 1000);
+
+}  // namespace exam

@@ -1,0 +1,40 @@
+#pragma once
+/// @file
+/// JSON answers, and how `ingest` errors map to HTTP statuses on an accept path.
+
+#include <boost/beast/http/status.hpp>
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include "ingest/error.hpp"
+#include "ingest/http/server.hpp"
+
+namespace ingest::http {
+
+using status = boost::beast::http::status;
+
+/// A response to `req` (same version, keep-alive as asked) with a JSON body.
+response json_response(const request& req, status s, std::string body);
+
+/// `{"error": code, "message": message}`; `retry_after` > 0 adds `Retry-After` (seconds).
+response error_response(const request& req, status s, std::string_view code, std::string_view message,
+                        std::chrono::seconds retry_after = std::chrono::seconds(0));
+
+/// How an error from `producer::async_submit` is told to a client.
+struct error_mapping {
+  status code = status::internal_server_error;
+  std::string_view error{};           ///< the machine-readable `error` field
+  std::chrono::seconds retry_after{};  ///< non-zero: send `Retry-After`
+};
+
+/// Maps `ec` to the answer of an accept path: retry-later errors to 503 with
+/// `Retry-After` (nothing was accepted), `conflict` to 422, `in_flight` to 409,
+/// `invalid_key` to 400, `payload_too_large` to 413, `not_found` to 404, anything
+/// else to 500.
+error_mapping map_error(const error_code& ec) noexcept;
+
+/// `error_response` for `ec` as `map_error` classifies it, with `ec.message()`.
+response error_response(const request& req, const error_code& ec);
+
+}  // namespace ingest::http

@@ -1,0 +1,124 @@
+#pragma once
+/// @file
+/// A small HTTP/1.1 server on Beast for the accept path: keep-alive, pipelined
+/// requests answered in order, bounded headers and bodies, a read deadline per
+/// request (slow clients are cut off), a connection cap, and a graceful stop.
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace ingest::http {
+
+using request = boost::beast::http::request<boost::beast::http::string_body>;
+using response = boost::beast::http::response<boost::beast::http::string_body>;
+
+namespace detail {
+class session;
+}
+
+/// Sends the answer to one request. Call it once, from any thread; the session
+/// writes it in request order. Dropping a responder without calling it answers 500.
+class responder {
+ public:
+  responder() = default;
+  explicit responder(std::shared_ptr<detail::session> s) noexcept;
+  responder(responder&&) noexcept = default;
+  responder& operator=(responder&&) noexcept;
+  responder(const responder&) = delete;
+  responder& operator=(const responder&) = delete;
+  ~responder();
+
+  void operator()(response r);
+  /// False once called (or moved from).
+  explicit operator bool() const noexcept { return session_ != nullptr; }
+
+ private:
+  std::shared_ptr<detail::session> session_;
+};
+
+/// What the handler learns about the connection.
+struct request_info {
+  boost::asio::ip::address remote{};
+  std::uint64_t connection = 0;  ///< a number unique to the connection
+};
+
+/// Called for every complete request, on one of the io_context's threads. It must not
+/// block: answer now, or keep the responder and answer when the work completes.
+using handler = std::function<void(request req, const request_info& info, responder respond)>;
+
+struct server_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;  ///< 0: any free port (see `server::port()`)
+  /// Listen backlog; the kernel caps it at net.core.somaxconn.
+  int backlog = 65535;
+  std::size_t max_connections = 16384;  ///< further connections are closed at once
+  std::size_t max_header_bytes = 16 * 1024;  ///< larger: 431
+  std::size_t max_body_bytes = 64 * 1024;    ///< larger: 413
+  /// Time allowed to receive one whole request, headers and body (slowloris guard),
+  /// and to wait for the next request on an idle keep-alive connection.
+  std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};
+  std::chrono::milliseconds write_timeout{std::chrono::seconds(10)};
+  std::string server_name = "ingest";
+
+  /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.
+  void validate() const;
+};
+
+/// Counters of a running server.
+struct server_stats {
+  std::uint64_t connections_open = 0;
+  std::uint64_t connections_total = 0;
+  std::uint64_t connections_refused = 0;  ///< over `max_connections`
+  std::uint64_t requests = 0;
+  std::uint64_t timeouts = 0;  ///< connections closed by the read deadline
+};
+
+/// An HTTP server on a caller-run io_context.
+///
+/// **Threading.** Run the io_context on as many threads as you like: each connection
+/// is a strand. The handler may be called concurrently for different connections.
+///
+/// **Lifetime.** Construct, `start()`, and `stop()` before the io_context goes away.
+/// `stop()` closes the listener and idle connections; connections with a request in
+/// hand finish it (answered with `Connection: close`) and then close.
+///
+/// @code
+/// asio::io_context io;
+/// ingest::http::server srv(io, {.port = 8081}, [](auto req, auto&, auto respond) {
+///   respond(ingest::http::json_response(req, boost::beast::http::status::ok, R"({"ok":true})"));
+/// });
+/// srv.start();
+/// io.run();
+/// @endcode
+class server {
+ public:
+  server(boost::asio::io_context& io, server_options options, handler h);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// Binds and starts accepting. Throws `ingest::error` when the address cannot be bound.
+  void start();
+  /// The bound port (after `start()`).
+  std::uint16_t port() const noexcept;
+  /// Stops accepting and closes idle connections; thread-safe, idempotent.
+  void stop();
+  /// True after `stop()`.
+  bool stopping() const noexcept;
+  server_stats stats() const;
+
+ private:
+  friend class detail::session;
+  struct state;
+  std::shared_ptr<state> state_;
+};
+
+}  // namespace ingest::http

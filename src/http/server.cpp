@@ -1,0 +1,322 @@
+#include "ingest/http/server.hpp"
+
+#include <atomic>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "ingest/error.hpp"
+#include "ingest/http/response.hpp"
+
+namespace ingest::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+void server_options::validate() const {
+  auto bad = [](const std::string& what) { throw error(errc::invalid_config, "http server: " + what); };
+  if (backlog < 1) bad("backlog must be at least 1");
+  if (max_connections == 0) bad("max_connections must be at least 1");
+  if (max_header_bytes < 256) bad("max_header_bytes must be at least 256");
+  if (read_timeout <= std::chrono::milliseconds::zero()) bad("read_timeout must be positive");
+  if (write_timeout <= std::chrono::milliseconds::zero()) bad("write_timeout must be positive");
+  boost::system::error_code ec;
+  asio::ip::make_address(host, ec);
+  if (ec) bad("host must be an IP address, not '" + host + "'");
+}
+
+struct server::state : std::enable_shared_from_this<server::state> {
+  state(asio::io_context& io_, server_options o, handler h)
+      : io(io_), options(std::move(o)), on_request(std::move(h)), acceptor(asio::make_strand(io_)),
+        pause(acceptor.get_executor()) {}
+
+  asio::io_context& io;
+  const server_options options;
+  const handler on_request;
+  tcp::acceptor acceptor;
+  asio::steady_timer pause;  // after EMFILE: wait before accepting again
+  std::atomic<bool> stopped{false};
+  std::atomic<std::uint16_t> bound_port{0};
+  std::atomic<std::uint64_t> open{0}, total{0}, refused{0}, requests{0}, timeouts{0}, next_id{0};
+  std::mutex mutex;
+  std::unordered_map<std::uint64_t, std::weak_ptr<detail::session>> sessions;
+
+  void accept();
+  void close_idle();
+};
+
+namespace detail {
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(tcp::socket socket, std::shared_ptr<server::state> owner, std::uint64_t id)
+      : stream_(std::move(socket)), owner_(std::move(owner)), id_(id) {
+    boost::system::error_code ec;
+    info_.remote = stream_.socket().remote_endpoint(ec).address();
+    info_.connection = id;
+    stream_.socket().set_option(tcp::no_delay(true), ec);
+  }
+
+  ~session() {
+    --owner_->open;
+    std::lock_guard lock(owner_->mutex);
+    owner_->sessions.erase(id_);
+  }
+
+  void start() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_next(); });
+  }
+
+  // From any thread: write the answer on the strand.
+  void send(response r) {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this(), r = std::move(r)]() mutable {
+      self->write(std::move(r));
+    });
+  }
+
+  void close_if_idle() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (!self->busy_) self->close();
+    });
+  }
+
+ private:
+  void read_next() {
+    if (owner_->stopped) return close();
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(owner_->options.max_header_bytes));
+    parser_->body_limit(owner_->options.max_body_bytes);
+    stream_.expires_after(owner_->options.read_timeout);
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec) return on_read_error(ec);
+    const auto& req = parser_->get();
+    // curl and browsers wait for this before sending a larger body.
+    if (req[bhttp::field::expect] == "100-continue" && !parser_->is_done()) {
+      auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_, req.version());
+      bhttp::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code wec, std::size_t) {
+        if (wec) return self->close();
+        self->read_body();
+      });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
+  }
+
+  void on_body(beast::error_code ec) {
+    if (ec) return on_read_error(ec);
+    ++owner_->requests;
+    busy_ = true;
+    stream_.expires_never();  // the handler decides how long the answer takes
+    request req = parser_->release();
+    version_ = req.version();
+    keep_alive_ = req.keep_alive();
+    owner_->on_request(std::move(req), info_, responder(shared_from_this()));
+  }
+
+  void on_read_error(beast::error_code ec) {
+    if (ec == beast::error::timeout) {
+      ++owner_->timeouts;
+      return close();
+    }
+    if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
+        ec == asio::error::connection_reset)
+      return close();
+    // A request we cannot read is answered and the connection closed: the rest of the
+    // stream cannot be trusted to start at a message boundary.
+    request stub;
+    stub.version(11);
+    stub.keep_alive(false);
+    busy_ = true;
+    keep_alive_ = false;
+    version_ = 11;
+    if (ec == bhttp::error::body_limit)
+      write(error_response(stub, status::payload_too_large, "body_too_large",
+                           "request body over " + std::to_string(owner_->options.max_body_bytes) + " bytes"));
+    else if (ec == bhttp::error::header_limit)
+      write(error_response(stub, status::request_header_fields_too_large, "headers_too_large",
+                           "request headers over " + std::to_string(owner_->options.max_header_bytes) + " bytes"));
+    else
+      write(error_response(stub, status::bad_request, "bad_request", "malformed HTTP request: " + ec.message()));
+  }
+
+  void write(response r) {
+    r.version(version_);
+    const bool keep = keep_alive_ && !owner_->stopped;
+    r.keep_alive(keep);
+    if (r.find(bhttp::field::server) == r.end()) r.set(bhttp::field::server, owner_->options.server_name);
+    r.prepare_payload();
+    out_.emplace(std::move(r));
+    stream_.expires_after(owner_->options.write_timeout);
+    bhttp::async_write(stream_, *out_, [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+      self->out_.reset();
+      self->busy_ = false;
+      if (ec || !keep) return self->close();
+      self->read_next();
+    });
+  }
+
+  void close() {
+    boost::system::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<response> out_;
+  std::shared_ptr<server::state> owner_;
+  std::uint64_t id_;
+  request_info info_;
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+  bool busy_ = false;  // a request is being handled or answered
+};
+
+}  // namespace detail
+
+// ---- responder --------------------------------------------------------------------
+
+responder::responder(std::shared_ptr<detail::session> s) noexcept : session_(std::move(s)) {}
+
+responder& responder::operator=(responder&& other) noexcept {
+  if (this != &other) {
+    if (session_) {
+      request stub;
+      stub.version(11);
+      session_->send(error_response(stub, status::internal_server_error, "internal", "request dropped"));
+    }
+    session_ = std::move(other.session_);
+  }
+  return *this;
+}
+
+responder::~responder() {
+  if (!session_) return;
+  try {
+    request stub;
+    stub.version(11);
+    session_->send(error_response(stub, status::internal_server_error, "internal", "request dropped"));
+  } catch (...) {  // out of memory while dropping: the connection closes instead
+  }
+}
+
+void responder::operator()(response r) {
+  if (auto s = std::move(session_)) s->send(std::move(r));
+}
+
+// ---- server -----------------------------------------------------------------------
+
+void server::state::accept() {
+  acceptor.async_accept(asio::make_strand(io), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || self->stopped) return;
+    if (ec) {
+      // Out of file descriptors (or another transient failure): existing connections
+      // keep working; try again shortly instead of spinning.
+      self->pause.expires_after(std::chrono::milliseconds(50));
+      self->pause.async_wait([self](beast::error_code wec) {
+        if (!wec && !self->stopped) self->accept();
+      });
+      return;
+    }
+    if (self->open.load() >= self->options.max_connections) {
+      ++self->refused;
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    } else {
+      ++self->open;
+      ++self->total;
+      const auto id = ++self->next_id;
+      auto s = std::make_shared<detail::session>(std::move(socket), self, id);
+      {
+        std::lock_guard lock(self->mutex);
+        self->sessions.emplace(id, s);
+      }
+      s->start();
+    }
+    self->accept();
+  });
+}
+
+void server::state::close_idle() {
+  std::vector<std::shared_ptr<detail::session>> live;
+  {
+    std::lock_guard lock(mutex);
+    for (auto& [id, weak] : sessions)
+      if (auto s = weak.lock()) live.push_back(std::move(s));
+  }
+  for (auto& s : live) s->close_if_idle();
+}
+
+server::server(asio::io_context& io, server_options options, handler h) {
+  options.validate();
+  if (!h) throw error(errc::invalid_config, "http server: a handler is required");
+  state_ = std::make_shared<state>(io, std::move(options), std::move(h));
+}
+
+server::~server() {
+  stop();
+}
+
+void server::start() {
+  auto& s = *state_;
+  const tcp::endpoint endpoint(asio::ip::make_address(s.options.host), s.options.port);
+  boost::system::error_code ec;
+  s.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) s.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) s.acceptor.bind(endpoint, ec);
+  if (!ec) s.acceptor.listen(s.options.backlog, ec);
+  if (ec)
+    throw error(std::error_code(ec), "http server: cannot listen on " + s.options.host + ":" +
+                                         std::to_string(s.options.port));
+  s.bound_port = s.acceptor.local_endpoint().port();
+  asio::dispatch(s.acceptor.get_executor(), [st = state_] { st->accept(); });
+}
+
+std::uint16_t server::port() const noexcept {
+  return state_->bound_port;
+}
+
+void server::stop() {
+  if (state_->stopped.exchange(true)) return;
+  asio::dispatch(state_->acceptor.get_executor(), [st = state_] {
+    boost::system::error_code ignored;
+    st->acceptor.close(ignored);
+    st->pause.cancel();
+  });
+  state_->close_idle();
+}
+
+bool server::stopping() const noexcept {
+  return state_->stopped;
+}
+
+server_stats server::stats() const {
+  const auto& s = *state_;
+  return {s.open.load(), s.total.load(), s.refused.load(), s.requests.load(), s.timeouts.load()};
+}
+
+}  // namespace ingest::http
