@@ -48,7 +48,7 @@ class submit_backend {
 };
 
 struct app_options {
-  std::string jwt_secret;
+  std::string jwt_secret{};
   double student_rate = 10;  // per principal, requests/s (0: off)
   double student_burst = 20;
   double ip_rate = 0;  // per client IP (0: off; every load-test student shares 127.0.0.1)

@@ -34,29 +34,35 @@ std::unique_ptr<ingest::durable_queue> open_queue(const std::string& url, ingest
 
 queue_backend::queue_backend(ingest::durable_queue& queue, ingest::producer& producer, store_pool& store,
                              std::shared_ptr<ingest::pipeline_metrics> metrics)
-    : queue_(queue), producer_(producer), store_(store), metrics_(std::move(metrics)), timer_(queue.get_executor()) {}
+    : queue_(queue),
+      producer_(producer),
+      store_(store),
+      metrics_(metrics),
+      probe_(std::make_shared<probe_state>(queue, std::move(metrics), boost::asio::steady_timer(queue.get_executor()))) {}
 
 queue_backend::~queue_backend() {
   stop();
 }
 
 void queue_backend::start() {
-  probe();
+  probe(probe_);
 }
 
 void queue_backend::stop() {
-  stopped_ = true;
-  boost::asio::post(timer_.get_executor(), [this] { timer_.cancel(); });
+  probe_->stopped = true;
+  boost::asio::post(probe_->timer.get_executor(), [p = probe_] { p->timer.cancel(); });
 }
 
-void queue_backend::probe() {
-  queue_.async_stats([this](ingest::error_code ec, ingest::queue_stats st) {
-    ready_ = !ec;
-    if (!ec && metrics_) metrics_->backlog.set(static_cast<std::int64_t>(st.pending));
-    if (stopped_) return;
-    timer_.expires_after(std::chrono::seconds(1));
-    timer_.async_wait([this](boost::system::error_code wec) {
-      if (!wec && !stopped_) probe();
+// Readiness and the backlog gauge, refreshed once a second from the queue's stats.
+void queue_backend::probe(std::shared_ptr<probe_state> p) {
+  if (p->stopped) return;
+  p->queue.async_stats([p](ingest::error_code ec, ingest::queue_stats st) {
+    p->ready = !ec;
+    if (!ec && p->metrics) p->metrics->backlog.set(static_cast<std::int64_t>(st.pending));
+    if (p->stopped) return;
+    p->timer.expires_after(std::chrono::seconds(1));
+    p->timer.async_wait([p](boost::system::error_code wec) {
+      if (!wec) probe(p);
     });
   });
 }

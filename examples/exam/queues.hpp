@@ -32,19 +32,25 @@ class queue_backend final : public submit_backend {
   void submit(const exam_info& exam, submission s, const ingest::http::request& req,
               ingest::http::responder respond) override;
   void find_unprocessed(const std::string& receipt_id, std::function<void(std::optional<unprocessed>)> done) override;
-  bool ready() const override { return ready_; }
+  bool ready() const override { return probe_->ready; }
   std::string metrics() const override;
 
  private:
-  void probe();
+  // Shared with the probe's pending completions, which may outlive this object.
+  struct probe_state {
+    ingest::durable_queue& queue;
+    std::shared_ptr<ingest::pipeline_metrics> metrics;
+    boost::asio::steady_timer timer;
+    std::atomic<bool> ready{false};
+    std::atomic<bool> stopped{false};
+  };
+  static void probe(std::shared_ptr<probe_state> p);
 
   ingest::durable_queue& queue_;
   ingest::producer& producer_;
   store_pool& store_;
   std::shared_ptr<ingest::pipeline_metrics> metrics_;
-  boost::asio::steady_timer timer_;
-  std::atomic<bool> ready_{false};
-  std::atomic<bool> stopped_{false};
+  std::shared_ptr<probe_state> probe_;
 };
 
 struct consumer_settings {

@@ -38,12 +38,17 @@ class io_thread {
   explicit io_thread(int threads = 1) : work_(io_.get_executor()) {
     for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
   }
-  ~io_thread() {
+  ~io_thread() { join(); }
+  /// Stops running handlers and joins the threads; the io_context stays alive, so that
+  /// objects using it can still be destroyed.
+  void join() {
     work_.reset();
     io_.stop();
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
   }
   boost::asio::any_io_executor executor() { return io_.get_executor(); }
+  boost::asio::io_context& context() { return io_; }
 
  private:
   boost::asio::io_context io_;

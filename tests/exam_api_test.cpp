@@ -1,0 +1,439 @@
+// The HTTP contract of api.md against the running servers (in-process, on a free
+// port): every status of the table, the auth rules, retries, and the deadline judged
+// on accept time. The queue-based server runs on the memory queue (fault injection
+// for 409 and 503) and on the embedded SQLite queue; the direct-insert server on SQLite.
+
+#include <doctest/doctest.h>
+
+#include <boost/beast/http/verb.hpp>
+#include <thread>
+
+#include "app.hpp"
+#include "direct.hpp"
+#include "ingest/memory_queue.hpp"
+#include "ingest/producer.hpp"
+#include "jwt.hpp"
+#include "queues.hpp"
+#include "support/http_client.hpp"
+#include "support/test_support.hpp"
+
+using namespace ingest;
+using namespace ingest::test;
+using namespace std::chrono_literals;
+using verb = boost::beast::http::verb;
+
+namespace {
+
+const std::string secret = "exam-test-secret";
+
+std::string exams_json(std::chrono::seconds soon_deadline) {
+  const auto now = clock::now();
+  auto t = [](time_point x) { return format_time(x); };
+  return R"({"exams":[
+    {"id":"open","answer_key":{"q1":"B","q2":"D"},"opens_at":")" + t(now - 1h) + R"(","deadline":")" + t(now + 1h) +
+         R"(","grace_seconds":0,"students":"any"},
+    {"id":"two","answer_key":{"q1":"A"},"opens_at":")" + t(now - 1h) + R"(","deadline":")" + t(now + 1h) +
+         R"(","students":["s1","s2"]},
+    {"id":"closed","answer_key":{"q1":"A"},"opens_at":")" + t(now - 2h) + R"(","deadline":")" + t(now - 1h) +
+         R"(","grace_seconds":60,"students":"any"},
+    {"id":"later","answer_key":{"q1":"A"},"opens_at":")" + t(now + 1h) + R"(","deadline":")" + t(now + 2h) +
+         R"(","students":"any"},
+    {"id":"soon","answer_key":{"q1":"A"},"opens_at":")" + t(now - 1h) + R"(","deadline":")" +
+         t(now + soon_deadline) + R"(","grace_seconds":0,"students":"any"}]})";
+}
+
+std::string token(const std::string& sub, exam::role r = exam::role::student, std::chrono::seconds ttl = 1h,
+                  const std::string& key = secret) {
+  return exam::mint_token({sub, r, std::chrono::system_clock::now() + ttl}, key);
+}
+
+std::vector<std::pair<std::string, std::string>> submit_headers(const std::string& tok, const std::string& key) {
+  return {{"Authorization", "Bearer " + tok}, {"Content-Type", "application/json"}, {"Idempotency-Key", key}};
+}
+
+enum class kind { queue_memory, queue_sqlite, direct };
+
+struct exam_fixture {
+  explicit exam_fixture(kind k, exam::app_options overrides = {}, std::chrono::seconds soon = 1h,
+                        bool with_grader = true)
+      : io(std::make_unique<io_thread>(2)),
+        which(k),
+        exams(exam::catalog::from_json(exams_json(soon))),
+        store(dir.file("exam.db")) {
+    if (k == kind::direct) {
+      backend = std::make_unique<exam::direct_backend>(dir.file("exam.db"), exam::direct_settings{.pool_size = 2});
+    } else {
+      if (k == kind::queue_memory) {
+        auto q = std::make_unique<memory_queue>(io->executor(), memory_queue_options{.quiet = true});
+        memory = q.get();
+        queue = std::move(q);
+      } else {
+        queue = exam::open_queue("sqlite://" + dir.file("queue.db"), io->executor());
+      }
+      metrics = std::make_shared<pipeline_metrics>();
+      producer = std::make_unique<ingest::producer>(*queue, producer_options{.max_in_flight = 64, .metrics = metrics});
+      auto qb = std::make_unique<exam::queue_backend>(*queue, *producer, store, metrics);
+      qb->start();
+      backend = std::move(qb);
+      if (with_grader) {
+        grader = std::make_unique<exam::grading_consumer>(
+            *queue, dir.file("exam.db"), exams, exam::consumer_settings{.max_batch = 50, .linger = 2ms}, metrics);
+        grader->start();
+      }
+    }
+    overrides.jwt_secret = secret;
+    api = std::make_unique<exam::app>(exams, store, *backend, overrides);
+    server = std::make_unique<http::server>(io->context(), http::server_options{.read_timeout = 2s},
+                                            [this](auto req, const auto& info, auto respond) {
+                                              api->handle(std::move(req), info, std::move(respond));
+                                            });
+    server->start();
+  }
+
+  ~exam_fixture() {
+    server->stop();
+    eventually([&] { return server->stats().connections_open == 0; }, 5s);
+    if (auto* qb = dynamic_cast<exam::queue_backend*>(backend.get())) qb->stop();
+    if (auto* db = dynamic_cast<exam::direct_backend*>(backend.get())) db->stop();
+    if (grader) grader->drain();
+    if (queue) queue->close();
+    io->join();  // no handler runs after this; the io_context itself goes last
+  }
+
+  http_client client() { return http_client(server->port()); }
+  int new_status() const { return which == kind::direct ? 201 : 202; }
+
+  http_result submit(http_client& c, const std::string& exam_id, const std::string& tok, const std::string& key,
+                     const std::string& body = R"({"answers":{"q1":"B","q2":"A"}})") {
+    return c.call(verb::post, "/v1/exams/" + exam_id + "/submissions", submit_headers(tok, key), body);
+  }
+
+  // Rows in exam.db.
+  std::int64_t rows(const std::string& where = "1") {
+    return store.with([&](exam::store_reader& r) {
+      ingest::sqlite::statement s(r.db(), "SELECT count(*) FROM submissions WHERE " + where);
+      s.step();
+      return s.column_int(0);
+    });
+  }
+
+  // Waits until the graders wrote `n` rows (the queue-based server answers before that).
+  bool written(std::int64_t n) {
+    return eventually([&] { return rows() >= n; }, 10s);
+  }
+
+  std::unique_ptr<io_thread> io;  // destroyed last
+  kind which;
+  temp_dir dir;
+  exam::catalog exams;
+  exam::store_pool store;
+  std::unique_ptr<durable_queue> queue;
+  memory_queue* memory = nullptr;
+  std::shared_ptr<pipeline_metrics> metrics;
+  std::unique_ptr<ingest::producer> producer;
+  std::unique_ptr<exam::submit_backend> backend;
+  std::unique_ptr<exam::grading_consumer> grader;
+  std::unique_ptr<exam::app> api;
+  std::unique_ptr<http::server> server;
+};
+
+void check_error(const http_result& r, int status, const std::string& code) {
+  CHECK(r.status == status);
+  CHECK(r.field("error") == code);
+  CHECK_FALSE(r.field("message").empty());
+}
+
+// What both servers answer the same way.
+void contract(kind k) {
+  exam_fixture f(k);
+  auto c = f.client();
+  const auto s1 = token("s1");
+
+  SUBCASE("a new submission gets a receipt; a retry gets the same receipt") {
+    auto first = f.submit(c, "open", s1, "k-1");
+    CHECK(first.status == f.new_status());
+    CHECK(first.field("status") == "received");
+    CHECK(first.field("receipt_id").size() == 36);
+    const auto accepted = parse_time(first.field("accepted_at"));
+    CHECK(accepted <= clock::now());
+    auto again = f.submit(c, "open", s1, "k-1");
+    CHECK((again.status == 200 || again.status == 202));
+    CHECK(again.field("receipt_id") == first.field("receipt_id"));
+    CHECK(again.field("accepted_at") == first.field("accepted_at"));
+    // The same key from another student is another submission.
+    auto other = f.submit(c, "open", token("s2"), "k-1");
+    CHECK(other.status == f.new_status());
+    CHECK(other.field("receipt_id") != first.field("receipt_id"));
+    REQUIRE(f.written(2));
+    CHECK(f.rows() == 2);
+    // Still the same receipt once it is in exam.db.
+    auto later = f.submit(c, "open", s1, "k-1");
+    CHECK(later.status == 200);
+    CHECK(later.field("receipt_id") == first.field("receipt_id"));
+    CHECK(later.field("accepted_at") == first.field("accepted_at"));
+    CHECK(f.rows() == 2);
+  }
+
+  SUBCASE("400: malformed JSON, bad idempotency key, answers not an object of strings") {
+    auto h = submit_headers(s1, "k-400");
+    check_error(c.call(verb::post, "/v1/exams/open/submissions", h, "{\"answers\":"), 400, "invalid_body");
+    check_error(c.call(verb::post, "/v1/exams/open/submissions", h, R"({"answers":["B"]})"), 400, "invalid_body");
+    check_error(c.call(verb::post, "/v1/exams/open/submissions", h, R"({"answers":{"q1":1}})"), 400, "invalid_body");
+    check_error(c.call(verb::post, "/v1/exams/open/submissions", h, R"({"answers":{"q1":{"x":"B"}}})"), 400,
+                "invalid_body");
+    check_error(c.call(verb::post, "/v1/exams/open/submissions", h, R"({"other":{}})"), 400, "invalid_body");
+    check_error(c.call(verb::post, "/v1/exams/open/submissions", h, "{\"answers\":{\"q1\":\"\xff\"}}"), 400,
+                "invalid_body");
+    std::string deep(200, '[');
+    check_error(c.call(verb::post, "/v1/exams/open/submissions", h, deep), 400, "invalid_body");
+    for (const std::string& key : {std::string(), std::string(256, 'k'), std::string("tab\tkey"), std::string("ключ")}) {
+      auto bad = submit_headers(s1, key);
+      if (key.empty()) bad.pop_back();
+      check_error(c.call(verb::post, "/v1/exams/open/submissions", bad, R"({"answers":{"q1":"B"}})"), 400,
+                  "invalid_idempotency_key");
+    }
+    CHECK(f.rows() == 0);
+  }
+
+  SUBCASE("401: missing, malformed, wrongly signed, alg none, expired tokens") {
+    const std::string body = R"({"answers":{"q1":"B"}})";
+    auto no_auth = submit_headers(s1, "k-401");
+    no_auth.erase(no_auth.begin());
+    check_error(c.call(verb::post, "/v1/exams/open/submissions", no_auth, body), 401, "unauthorized");
+    const std::string none_token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJzMSIsInJvbGUiOiJzdHVkZW50Iiwi"
+                                   "ZXhwIjo0MTAyNDQ0ODAwfQ.";
+    for (const auto& bad : {std::string("garbage"), token("s1", exam::role::student, 1h, "another-secret"),
+                            none_token, token("s1", exam::role::student, -10s), s1 + "x"}) {
+      check_error(f.submit(c, "open", bad, "k-401"), 401, "unauthorized");
+      check_error(c.call(verb::get, "/v1/exams/open/submissions", {{"Authorization", "Bearer " + bad}}), 401,
+                  "unauthorized");
+    }
+    CHECK(f.rows() == 0);
+  }
+
+  SUBCASE("403: teachers do not submit; exam not open to this student, or not yet") {
+    check_error(f.submit(c, "open", token("t1", exam::role::teacher), "k-403"), 403, "forbidden");
+    check_error(f.submit(c, "two", token("s3"), "k-403"), 403, "forbidden");
+    CHECK(f.submit(c, "two", token("s2"), "k-403").status == f.new_status());
+    check_error(f.submit(c, "later", s1, "k-403"), 403, "exam_not_open");
+  }
+
+  SUBCASE("403 deadline_passed, and no row") {
+    check_error(f.submit(c, "closed", s1, "k-late"), 403, "deadline_passed");
+    check_error(f.submit(c, "closed", s1, "k-late"), 403, "deadline_passed");
+    std::this_thread::sleep_for(100ms);
+    CHECK(f.rows() == 0);
+  }
+
+  SUBCASE("404: unknown exam, route, receipt, or someone else's receipt") {
+    check_error(f.submit(c, "no-such-exam", s1, "k-404"), 404, "exam_not_found");
+    check_error(c.call(verb::get, "/v2/nothing"), 404, "not_found");
+    check_error(c.call(verb::get, "/v1/submissions/01a00000-0000-7000-8000-000000000000",
+                       {{"Authorization", "Bearer " + s1}}),
+                404, "not_found");
+    auto mine = f.submit(c, "open", s1, "k-mine");
+    REQUIRE(mine.status == f.new_status());
+    const auto id = mine.field("receipt_id");
+    check_error(c.call(verb::get, "/v1/submissions/" + id, {{"Authorization", "Bearer " + token("s2")}}), 404,
+                "not_found");
+    auto own = c.call(verb::get, "/v1/submissions/" + id, {{"Authorization", "Bearer " + s1}});
+    CHECK(own.status == 200);
+    CHECK(own.field("student_id") == "s1");
+    auto teacher = c.call(verb::get, "/v1/submissions/" + id, {{"Authorization", "Bearer " + token("t1", exam::role::teacher)}});
+    CHECK(teacher.status == 200);
+    CHECK(teacher.field("receipt_id") == id);
+  }
+
+  SUBCASE("413 body over the limit, 415 not JSON") {
+    auto big = f.submit(c, "open", s1, "k-413", R"({"answers":{"q1":")" + std::string(70 * 1024, 'B') + "\"}}");
+    check_error(big, 413, "body_too_large");
+    auto c2 = f.client();
+    auto h = submit_headers(s1, "k-415");
+    h[1].second = "text/plain";
+    check_error(c2.call(verb::post, "/v1/exams/open/submissions", h, R"({"answers":{"q1":"B"}})"), 415,
+                "unsupported_media_type");
+    h[1].second = "application/json; charset=utf-8";
+    CHECK(c2.call(verb::post, "/v1/exams/open/submissions", h, R"({"answers":{"q1":"B"}})").status == f.new_status());
+  }
+
+  SUBCASE("422: the same key with another body") {
+    REQUIRE(f.submit(c, "open", s1, "k-422").status == f.new_status());
+    check_error(f.submit(c, "open", s1, "k-422", R"({"answers":{"q1":"C"}})"), 422, "idempotency_key_reused");
+    REQUIRE(f.written(1));
+    check_error(f.submit(c, "open", s1, "k-422", R"({"answers":{"q1":"C"}})"), 422, "idempotency_key_reused");
+    CHECK(f.rows() == 1);
+    // Key order in the body does not make it another body.
+    CHECK(f.submit(c, "open", s1, "k-order", R"({"answers":{"q1":"A","q2":"B"}})").status == f.new_status());
+    CHECK(f.submit(c, "open", s1, "k-order", R"({"answers":{"q2":"B","q1":"A"}})").status == 200);
+  }
+
+  SUBCASE("the teacher lists an exam page by page; a student may not") {
+    for (int i = 0; i < 5; ++i) REQUIRE(f.submit(c, "open", token("s" + std::to_string(i)), "k").status == f.new_status());
+    REQUIRE(f.written(5));
+    const auto t1 = token("t1", exam::role::teacher);
+    std::vector<std::string> seen;
+    std::string after;
+    for (int page = 0; page < 5; ++page) {
+      auto r = c.call(verb::get, "/v1/exams/open/submissions?limit=2&after=" + after, {{"Authorization", "Bearer " + t1}});
+      REQUIRE(r.status == 200);
+      const auto doc = r.json();
+      for (const auto& item : doc.at("items").as_array()) seen.emplace_back(item.at("receipt_id").as_string());
+      const auto& next = doc.at("next_after");
+      if (next.is_null()) break;
+      after = std::string(next.as_string());
+    }
+    CHECK(seen.size() == 5);
+    CHECK(std::is_sorted(seen.begin(), seen.end()));
+    check_error(c.call(verb::get, "/v1/exams/open/submissions", {{"Authorization", "Bearer " + s1}}), 403, "forbidden");
+    check_error(c.call(verb::get, "/v1/exams/nope/submissions", {{"Authorization", "Bearer " + t1}}), 404,
+                "exam_not_found");
+    check_error(c.call(verb::get, "/v1/exams/open/submissions?limit=0", {{"Authorization", "Bearer " + t1}}), 400,
+                "invalid_query");
+  }
+
+  SUBCASE("health, readiness, metrics") {
+    CHECK(c.call(verb::get, "/healthz").status == 200);
+    CHECK(eventually([&] { return c.call(verb::get, "/readyz").status == 200; }, 5s));
+    auto m = c.call(verb::get, "/metrics");
+    CHECK(m.status == 200);
+    if (k != kind::direct) {
+      CHECK(m.body.find("exam_accept_latency_seconds_bucket") != std::string::npos);
+      CHECK(m.body.find("exam_backlog") != std::string::npos);
+      CHECK(m.body.find("exam_commit_latency_seconds") != std::string::npos);
+    }
+    f.api->drain();
+    CHECK(c.call(verb::get, "/readyz").status == 503);
+    auto refused = f.submit(c, "open", s1, "k-drain");
+    check_error(refused, 503, "shutting_down");
+    CHECK(refused.headers["Retry-After"] == "5");
+  }
+}
+
+}  // namespace
+
+TEST_CASE("api contract: queue-based server on the memory queue") {
+  contract(kind::queue_memory);
+}
+TEST_CASE("api contract: queue-based server on the embedded SQLite queue") {
+  contract(kind::queue_sqlite);
+}
+TEST_CASE("api contract: direct-insert server") {
+  contract(kind::direct);
+}
+
+TEST_CASE("409 while the first request with the key is still being stored; then its receipt") {
+  exam_fixture f(kind::queue_memory, {}, 1h, false);  // no graders: the row cannot answer first
+  f.memory->hold_acks(true);
+  http_client first = f.client(), second = f.client();
+  const auto s1 = token("s1");
+  first.send_raw("POST /v1/exams/open/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + s1 +
+                 "\r\nContent-Type: application/json\r\nIdempotency-Key: k-409\r\nContent-Length: 22\r\n\r\n"
+                 R"({"answers":{"q1":"B"}})");
+  REQUIRE(eventually([&] { return f.producer->stats().in_flight == 1; }));
+  auto busy = f.submit(second, "open", s1, "k-409", R"({"answers":{"q1":"B"}})");
+  check_error(busy, 409, "in_flight");
+  CHECK(busy.body.find("retry") != std::string::npos);
+  f.memory->hold_acks(false);
+  auto original = first.read();
+  CHECK(original.status == 202);
+  auto retry = f.submit(second, "open", s1, "k-409", R"({"answers":{"q1":"B"}})");
+  CHECK(retry.field("receipt_id") == original.field("receipt_id"));
+}
+
+TEST_CASE("503 with Retry-After when the queue refuses; nothing accepted; the retry then succeeds") {
+  exam_fixture f(kind::queue_memory);
+  auto c = f.client();
+  const auto s1 = token("s1");
+  f.memory->fail_publishes(make_error_code(errc::backend_unavailable));
+  auto down = f.submit(c, "open", s1, "k-503");
+  check_error(down, 503, "unavailable");
+  CHECK_FALSE(down.headers["Retry-After"].empty());
+  CHECK(stats(*f.queue).accepted == 0);
+  f.memory->fail_publishes({});
+  auto up = f.submit(c, "open", s1, "k-503");
+  CHECK(up.status == 202);
+  REQUIRE(f.written(1));
+}
+
+TEST_CASE("429 with Retry-After per student and per address; other students unaffected") {
+  exam_fixture f(kind::queue_memory, {.student_rate = 1, .student_burst = 2, .ip_rate = 0});
+  auto c = f.client();
+  const auto s1 = token("s1");
+  CHECK(f.submit(c, "open", s1, "a").status == 202);
+  CHECK(f.submit(c, "open", s1, "b").status == 202);
+  auto limited = f.submit(c, "open", s1, "c");
+  check_error(limited, 429, "rate_limited");
+  CHECK(std::stoi(std::string(limited.headers["Retry-After"])) >= 1);
+  CHECK(f.submit(c, "open", token("s2"), "a").status == 202);
+
+  exam_fixture g(kind::queue_memory, {.student_rate = 0, .ip_rate = 1, .ip_burst = 1});
+  auto d = g.client();
+  CHECK(g.submit(d, "open", token("s1"), "a").status == 202);
+  check_error(g.submit(d, "open", token("s2"), "a"), 429, "rate_limited");
+}
+
+TEST_CASE("the deadline is judged on accept time, not on processing time") {
+  // The graders are stopped: everything is processed after the deadline.
+  exam_fixture f(kind::queue_sqlite, {}, 2s, false);
+  auto c = f.client();
+  auto before = f.submit(c, "soon", token("s1"), "k");
+  REQUIRE(before.status == 202);
+  std::this_thread::sleep_for(2100ms);
+  auto c2 = f.client();  // the idle one has been closed by the read deadline (2 s here)
+  check_error(f.submit(c2, "soon", token("s2"), "k"), 403, "deadline_passed");
+  // A retry after the deadline of what was accepted before it still gets its receipt.
+  auto retry = f.submit(c2, "soon", token("s1"), "k");
+  CHECK(retry.status == 200);
+  CHECK(retry.field("receipt_id") == before.field("receipt_id"));
+  // The late one was never given a receipt and is not written; the early one is.
+  exam::grading_consumer grader(*f.queue, f.dir.file("exam.db"), f.exams, {.linger = 1ms}, f.metrics);
+  grader.start();
+  REQUIRE(eventually([&] { return stats(*f.queue).pending == 0; }));
+  grader.drain();
+  CHECK(f.rows() == 1);
+  CHECK(f.rows("student_id = 's1'") == 1);
+  CHECK(grader.counters().late == 1);
+}
+
+TEST_CASE("a student sees a dead-lettered submission as received; a teacher sees why") {
+  exam_fixture f(kind::queue_memory, {}, 1h, false);
+  auto c = f.client();
+  auto r = f.submit(c, "open", token("s1"), "k-dead");
+  REQUIRE(r.status == 202);
+  auto [ec, got] = fetch(*f.queue, 1, 1s);
+  REQUIRE(got.size() == 1);
+  REQUIRE_FALSE(settle(*f.queue, {{got[0].token, settle_action::dead_letter, {}, "permanent_failure", "bad"}}));
+  const auto id = r.field("receipt_id");
+  auto student = c.call(verb::get, "/v1/submissions/" + id, {{"Authorization", "Bearer " + token("s1")}});
+  CHECK(student.status == 200);
+  CHECK(student.field("status") == "received");
+  auto teacher = c.call(verb::get, "/v1/submissions/" + id, {{"Authorization", "Bearer " + token("t", exam::role::teacher)}});
+  CHECK(teacher.field("status") == "dead_lettered");
+  CHECK(teacher.field("reason") == "permanent_failure");
+}
+
+TEST_CASE("HTTP edges: pipelined requests answered in order, malformed requests, slow clients cut off") {
+  exam_fixture f(kind::queue_memory);
+  auto c = f.client();
+  c.send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(c.read().status == 200);
+  CHECK(c.read().status == 404);
+  CHECK(c.read().status == 200);
+
+  auto bad = f.client();
+  bad.send_raw("NOT HTTP AT ALL\r\n\r\n");
+  CHECK(bad.read().status == 400);
+  CHECK(bad.closed_by_server());
+
+  auto headers = f.client();
+  headers.send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n");
+  CHECK(headers.read().status == 431);
+
+  // Slowloris: half a request, then nothing; the read deadline (2 s here) closes it.
+  auto slow = f.client();
+  slow.send_raw("POST /v1/exams/open/submissions HTTP/1.1\r\nHost: x\r\n");
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(slow.closed_by_server());
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+  CHECK(f.server->stats().timeouts >= 1);
+}
