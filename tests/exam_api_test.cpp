@@ -55,7 +55,7 @@ enum class kind { queue_memory, queue_sqlite, direct };
 
 struct exam_fixture {
   explicit exam_fixture(kind k, exam::app_options overrides = {}, std::chrono::seconds soon = 1h,
-                        bool with_grader = true)
+                        bool with_grader = true, std::chrono::milliseconds in_flight_wait = 1000ms)
       : io(std::make_unique<io_thread>(2)),
         which(k),
         exams(exam::catalog::from_json(exams_json(soon))),
@@ -72,7 +72,8 @@ struct exam_fixture {
       }
       metrics = std::make_shared<pipeline_metrics>();
       producer = std::make_unique<ingest::producer>(*queue, producer_options{.max_in_flight = 64, .metrics = metrics});
-      auto qb = std::make_unique<exam::queue_backend>(*queue, *producer, store, metrics);
+      auto qb = std::make_unique<exam::queue_backend>(*queue, *producer, store, metrics,
+                                                      exam::queue_backend_options{.in_flight_wait = in_flight_wait});
       qb->start();
       backend = std::move(qb);
       if (with_grader) {
@@ -321,8 +322,31 @@ TEST_CASE("api contract: direct-insert server") {
   contract(kind::direct);
 }
 
+TEST_CASE("a double click waits for the first request's receipt instead of a 409") {
+  exam_fixture f(kind::queue_memory, {}, 1h, false);
+  f.memory->hold_acks(true);
+  http_client first = f.client(), second = f.client();
+  const auto s1 = token("s1");
+  first.send_raw("POST /v1/exams/open/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + s1 +
+                 "\r\nContent-Type: application/json\r\nIdempotency-Key: k-dbl\r\nContent-Length: 22\r\n\r\n"
+                 R"({"answers":{"q1":"B"}})");
+  REQUIRE(eventually([&] { return f.producer->stats().in_flight == 1; }));
+  second.send_raw("POST /v1/exams/open/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + s1 +
+                  "\r\nContent-Type: application/json\r\nIdempotency-Key: k-dbl\r\nContent-Length: 22\r\n\r\n"
+                  R"({"answers":{"q1":"B"}})");
+  std::this_thread::sleep_for(100ms);
+  f.memory->hold_acks(false);
+  auto a = first.read();
+  auto b = second.read();
+  CHECK(a.status == 202);
+  CHECK(b.status == 200);
+  CHECK(a.field("receipt_id") == b.field("receipt_id"));
+  CHECK(stats(*f.queue).accepted == 1);
+}
+
 TEST_CASE("409 while the first request with the key is still being stored; then its receipt") {
-  exam_fixture f(kind::queue_memory, {}, 1h, false);  // no graders: the row cannot answer first
+  // No graders (the row cannot answer first); no waiting for the first request.
+  exam_fixture f(kind::queue_memory, {}, 1h, false, 0ms);
   f.memory->hold_acks(true);
   http_client first = f.client(), second = f.client();
   const auto s1 = token("s1");

@@ -33,8 +33,9 @@ std::unique_ptr<ingest::durable_queue> open_queue(const std::string& url, ingest
 }
 
 queue_backend::queue_backend(ingest::durable_queue& queue, ingest::producer& producer, store_pool& store,
-                             std::shared_ptr<ingest::pipeline_metrics> metrics)
-    : queue_(queue),
+                             std::shared_ptr<ingest::pipeline_metrics> metrics, queue_backend_options options)
+    : options_(options),
+      queue_(queue),
       producer_(producer),
       store_(store),
       metrics_(metrics),
@@ -79,21 +80,29 @@ void queue_backend::submit(const exam_info& exam, submission s, const ingest::ht
     return respond(ingest::http::json_response(req, status::ok,
                                                app::receipt_json(row->receipt_id, row->accepted_at, row->status)));
   }
-  ingest::submission item{.idempotency_key = s.queue_key(),
-                          .subject = "exam." + s.exam_id,
-                          .payload = std::move(payload),
-                          .headers = {}};
   // Only what the answer needs travels with the completion.
-  struct answer_to {
-    unsigned version;
-    bool keep_alive;
-    time_point deadline_with_grace;
-  } to{req.version(), req.keep_alive(), exam.deadline + exam.grace};
-  producer_.async_submit(std::move(item), [to, respond = std::move(respond)](ingest::error_code ec,
-                                                                             ingest::receipt r) mutable {
+  auto job = std::make_shared<publish_job>(publish_job{
+      ingest::submission{.idempotency_key = s.queue_key(), .subject = "exam." + s.exam_id, .payload = std::move(payload),
+                         .headers = {}},
+      req.version(), req.keep_alive(), exam.deadline + exam.grace,
+      std::chrono::steady_clock::now() + options_.in_flight_wait, std::move(respond)});
+  publish(std::move(job));
+}
+
+void queue_backend::publish(std::shared_ptr<publish_job> job) {
+  auto item = job->item;  // kept for a second attempt
+  producer_.async_submit(std::move(item), [this, job](ingest::error_code ec, ingest::receipt r) mutable {
     ingest::http::request stub;
-    stub.version(to.version);
-    stub.keep_alive(to.keep_alive);
+    stub.version(job->version);
+    stub.keep_alive(job->keep_alive);
+    // A double click: the first request with this key is still being stored. Wait for
+    // it and answer with its receipt rather than send the browser a 409.
+    if (ec == ingest::errc::in_flight && std::chrono::steady_clock::now() < job->join_until) {
+      auto timer = std::make_shared<boost::asio::steady_timer>(queue_.get_executor(), std::chrono::milliseconds(2));
+      timer->async_wait([this, job, timer](boost::system::error_code) { publish(job); });
+      return;
+    }
+    auto& respond = job->respond;
     if (ec) {
       if (ec == ingest::errc::conflict)
         return respond(ingest::http::error_response(stub, status::unprocessable_entity, "idempotency_key_reused",
@@ -102,7 +111,7 @@ void queue_backend::submit(const exam_info& exam, submission s, const ingest::ht
     }
     // The deadline is judged on the durable accept time the queue stamped. A late
     // message is dropped by the grader, and no receipt is ever shown for it.
-    if (r.accepted_at > to.deadline_with_grace)
+    if (r.accepted_at > job->deadline_with_grace)
       return respond(ingest::http::error_response(stub, status::forbidden, "deadline_passed",
                                                   "accepted at " + ingest::format_time(r.accepted_at) +
                                                       ", after the deadline"));

@@ -18,12 +18,18 @@ namespace exam {
 // Throws ingest::error(errc::invalid_config) for anything else.
 std::unique_ptr<ingest::durable_queue> open_queue(const std::string& url, ingest::durable_queue::executor_type ex);
 
+struct queue_backend_options {
+  // A request whose key is being published by another request waits this long for
+  // that one's receipt before it is answered 409 (a double click gets the receipt).
+  std::chrono::milliseconds in_flight_wait{1000};
+};
+
 // The accept side: sink check for retries of processed submissions, then publish;
 // answers 202 with the receipt once the queue acknowledged it durably.
 class queue_backend final : public submit_backend {
  public:
   queue_backend(ingest::durable_queue& queue, ingest::producer& producer, store_pool& store,
-                std::shared_ptr<ingest::pipeline_metrics> metrics);
+                std::shared_ptr<ingest::pipeline_metrics> metrics, queue_backend_options options = {});
   ~queue_backend() override;
   // Starts the readiness/backlog probe (once a second).
   void start();
@@ -36,6 +42,17 @@ class queue_backend final : public submit_backend {
   std::string metrics() const override;
 
  private:
+  struct publish_job {
+    ingest::submission item;
+    unsigned version;
+    bool keep_alive;
+    time_point deadline_with_grace;
+    std::chrono::steady_clock::time_point join_until;
+    ingest::http::responder respond;
+  };
+  void publish(std::shared_ptr<publish_job> job);
+
+  queue_backend_options options_;
   // Shared with the probe's pending completions, which may outlive this object.
   struct probe_state {
     ingest::durable_queue& queue;

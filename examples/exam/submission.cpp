@@ -78,11 +78,7 @@ parsed_answers parse_answers(std::string_view body, std::size_t max_questions) {
       out.answers.clear();
       return out;
     }
-    if (!out.answers.emplace(std::string(q), std::string(a.as_string())).second) {
-      out.error = "question '" + std::string(q) + "' answered twice";
-      out.answers.clear();
-      return out;
-    }
+    out.answers.insert_or_assign(std::string(q), std::string(a.as_string()));
   }
   return out;
 }

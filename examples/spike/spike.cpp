@@ -1,0 +1,639 @@
+// spike: replays a deadline flood against an exam server and audits exam.db afterwards.
+//
+// Wall mode (default): N students, each on its own connection opened beforehand (they
+// are already on the page), all pressing "submit" within a window. Open-loop mode
+// (--rate R --duration D): R submissions per second on a pool of connections, latency
+// measured from each request's scheduled time (no coordinated omission).
+//
+// Browsers are imitated: a share of double clicks (the same key twice, on a second
+// connection), and on a timeout, a 5xx, a 409/429 or a connection error a retry with the
+// same key after a backoff, up to --retries times. Every receipt is kept; after the
+// flood the tool waits for the drain and checks exam.db: every receipt exactly once, no
+// row without a receipt. See examples/README.md.
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+#include "cli.hpp"
+#include "ingest/envelope.hpp"
+#include "ingest/metrics.hpp"
+#include "ingest/sqlite/database.hpp"
+#include "jwt.hpp"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+struct settings {
+  std::string url = "http://127.0.0.1:8081";
+  std::string exam = "demo";
+  int students = 10000;
+  double window_s = 1.0;
+  double double_click = 0.05;
+  double timeout_s = 10;
+  int retries = 3;
+  double rate = 0;  // > 0: open-loop mode
+  double duration_s = 10;
+  int connections = 1000;  // open-loop pool
+  int threads = 1;
+  std::string secret;
+  std::string db;
+  int server_pid = 0;
+  double drain_timeout_s = 300;
+  std::string json_out, svg_out, label;
+  int questions = 10;
+};
+
+// What happened, shared by every student (thread-safe).
+struct results {
+  ingest::histogram accept_latency;   // 2xx answers: request written -> response read
+  ingest::histogram all_latency;      // every answer
+  ingest::histogram connect_latency;  // TCP connect
+  ingest::histogram scheduled_latency;  // open loop: scheduled time -> response read
+  std::atomic<std::uint64_t> requests{0}, ok{0}, retried{0}, gave_up{0}, mismatched{0};
+  std::mutex mutex;
+  std::map<std::string, std::uint64_t> errors;     // kind -> count
+  std::map<std::string, std::string> receipts;     // idempotency key -> receipt id
+  std::vector<std::uint32_t> accepted_per_tick;    // 100 ms ticks since t0
+  steady::time_point t0{};
+  steady::time_point last_accept{};
+
+  void error(const std::string& kind) {
+    std::lock_guard lock(mutex);
+    ++errors[kind];
+  }
+  void receipt(const std::string& key, const std::string& id, steady::time_point at) {
+    std::lock_guard lock(mutex);
+    auto [it, fresh] = receipts.emplace(key, id);
+    if (!fresh && it->second != id) ++mismatched;  // a second receipt for the same key
+    const auto tick = static_cast<std::size_t>(std::max<std::int64_t>(0, (at - t0) / 100ms));
+    if (accepted_per_tick.size() <= tick) accepted_per_tick.resize(tick + 1, 0);
+    if (fresh) ++accepted_per_tick[tick];
+    last_accept = std::max(last_accept, at);
+  }
+};
+
+struct target {
+  std::string host;
+  std::string port;
+};
+
+target parse_url(const std::string& url) {
+  const std::string prefix = "http://";
+  if (url.rfind(prefix, 0) != 0) throw std::invalid_argument("--url must start with http://");
+  auto rest = url.substr(prefix.size());
+  if (auto slash = rest.find('/'); slash != std::string::npos) rest = rest.substr(0, slash);
+  const auto colon = rest.rfind(':');
+  if (colon == std::string::npos) return {rest, "80"};
+  return {rest.substr(0, colon), rest.substr(colon + 1)};
+}
+
+struct student {
+  std::string id;
+  std::string token;
+  std::string key;
+  std::string body;
+  bool double_click = false;
+};
+
+class client {
+ public:
+  client(asio::any_io_executor ex, const settings& s, results& r, tcp::endpoint ep)
+      : stream_(ex), s_(s), r_(r), ep_(ep) {}
+
+  awaitable<bool> connect() {
+    const auto t = steady::now();
+    stream_.expires_after(std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(s_.timeout_s)));
+    beast::error_code ec;
+    co_await stream_.async_connect(ep_, asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      r_.error("connect_error");
+      co_return false;
+    }
+    stream_.socket().set_option(tcp::no_delay(true), ec);
+    r_.connect_latency.observe(std::chrono::duration<double>(steady::now() - t).count());
+    connected_ = true;
+    co_return true;
+  }
+
+  // One request; returns the status (0: no answer) and the body.
+  awaitable<std::pair<int, std::string>> post(const student& st, steady::time_point scheduled) {
+    if (!connected_ && !co_await connect()) co_return std::pair<int, std::string>{0, "connect_error"};
+    bhttp::request<bhttp::string_body> req{bhttp::verb::post, "/v1/exams/" + s_.exam + "/submissions", 11};
+    req.set(bhttp::field::host, "127.0.0.1");
+    req.set(bhttp::field::authorization, "Bearer " + st.token);
+    req.set(bhttp::field::content_type, "application/json");
+    req.set("Idempotency-Key", st.key);
+    req.body() = st.body;
+    req.prepare_payload();
+    ++r_.requests;
+    const auto t = steady::now();
+    stream_.expires_after(std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(s_.timeout_s)));
+    beast::error_code ec;
+    co_await bhttp::async_write(stream_, req, asio::redirect_error(use_awaitable, ec));
+    bhttp::response<bhttp::string_body> res;
+    if (!ec) co_await bhttp::async_read(stream_, buffer_, res, asio::redirect_error(use_awaitable, ec));
+    const auto done = steady::now();
+    if (ec) {
+      connected_ = false;
+      beast::error_code ignored;
+      stream_.socket().close(ignored);
+      buffer_.clear();
+      co_return std::pair<int, std::string>{0, ec == beast::error::timeout ? "timeout" : "connection_error"};
+    }
+    const double seconds = std::chrono::duration<double>(done - t).count();
+    r_.all_latency.observe(seconds);
+    if (scheduled != steady::time_point{})
+      r_.scheduled_latency.observe(std::chrono::duration<double>(done - scheduled).count());
+    const int code = static_cast<int>(res.result_int());
+    if (code >= 200 && code < 300) r_.accept_latency.observe(seconds);
+    if (!res.keep_alive()) {
+      connected_ = false;
+      beast::error_code ignored;
+      stream_.socket().close(ignored);
+      buffer_.clear();
+    }
+    co_return std::pair<int, std::string>{code, std::move(res.body())};
+  }
+
+ private:
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  const settings& s_;
+  results& r_;
+  tcp::endpoint ep_;
+  bool connected_ = false;
+};
+
+// Sends one student's submission with a browser's retries; records the receipt.
+awaitable<void> submit(client& c, const student& st, const settings& s, results& r, steady::time_point scheduled) {
+  std::mt19937 rng(std::hash<std::string>{}(st.key));
+  for (int attempt = 0;; ++attempt) {
+    auto [code, body] = co_await c.post(st, attempt == 0 ? scheduled : steady::time_point{});
+    if (code >= 200 && code < 300) {
+      ++r.ok;
+      boost::system::error_code ec;
+      const auto doc = boost::json::parse(body, ec);
+      const auto* id = !ec && doc.is_object() ? doc.as_object().if_contains("receipt_id") : nullptr;
+      if (id && id->is_string())
+        r.receipt(st.key, std::string(id->as_string()), steady::now());
+      else
+        r.error("2xx_without_receipt");
+      co_return;
+    }
+    const std::string kind = code == 0 ? body : "http_" + std::to_string(code);
+    r.error(kind);
+    const bool retryable = code == 0 || code >= 500 || code == 409 || code == 429;
+    if (!retryable || attempt >= s.retries) {
+      ++r.gave_up;
+      co_return;
+    }
+    ++r.retried;
+    // Full-jitter backoff from 200 ms, doubling.
+    std::uniform_int_distribution<int> jitter(0, 200 << attempt);
+    asio::steady_timer wait(co_await asio::this_coro::executor, std::chrono::milliseconds(100 + jitter(rng)));
+    co_await wait.async_wait(use_awaitable);
+  }
+}
+
+awaitable<void> wait_until(steady::time_point t) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, t);
+  co_await timer.async_wait(use_awaitable);
+}
+
+// ---- the database side ----------------------------------------------------------
+
+std::int64_t count_rows(ingest::sqlite::database& db, const std::string& prefix) {
+  ingest::sqlite::statement s(db, "SELECT count(*) FROM submissions WHERE idempotency_key >= ?1 AND idempotency_key < ?2");
+  s.bind(1, prefix).bind(2, prefix + "\x7f");
+  s.step();
+  return s.column_int(0);
+}
+
+struct audit_result {
+  std::int64_t rows = 0;
+  std::int64_t receipts = 0;
+  std::int64_t lost = 0;        // receipts with no row
+  std::int64_t duplicated = 0;  // keys with more than one row, or one key with two receipts
+  std::int64_t unreceipted = 0;  // rows whose receipt the client never saw
+};
+
+audit_result audit(ingest::sqlite::database& db, const std::string& prefix, results& r) {
+  audit_result a;
+  std::map<std::string, std::vector<std::string>> rows_by_key;
+  ingest::sqlite::statement s(db,
+                              "SELECT idempotency_key, receipt_id FROM submissions WHERE idempotency_key >= ?1 AND "
+                              "idempotency_key < ?2");
+  s.bind(1, prefix).bind(2, prefix + "\x7f");
+  while (s.step()) {
+    rows_by_key[s.column_text(0)].push_back(s.column_text(1));
+    ++a.rows;
+  }
+  std::lock_guard lock(r.mutex);
+  a.receipts = static_cast<std::int64_t>(r.receipts.size());
+  for (const auto& [key, id] : r.receipts) {
+    auto it = rows_by_key.find(key);
+    if (it == rows_by_key.end() || std::find(it->second.begin(), it->second.end(), id) == it->second.end()) ++a.lost;
+  }
+  for (const auto& [key, ids] : rows_by_key) {
+    if (ids.size() > 1) a.duplicated += static_cast<std::int64_t>(ids.size() - 1);
+    auto it = r.receipts.find(key);
+    for (const auto& id : ids)
+      if (it == r.receipts.end() || it->second != id) ++a.unreceipted;
+  }
+  a.duplicated += static_cast<std::int64_t>(r.mismatched.load());
+  return a;
+}
+
+// ---- the server process -----------------------------------------------------------
+
+struct proc_sample {
+  long peak_rss_kib = -1;
+  double cpu_seconds = -1;
+};
+
+proc_sample sample_process(int pid) {
+  proc_sample out;
+  if (pid <= 0) return out;
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) out.peak_rss_kib = std::strtol(line.c_str() + 6, nullptr, 10);
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto close = content.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream fields(content.substr(close + 2));
+    std::string f;
+    std::vector<std::string> v;
+    while (fields >> f) v.push_back(f);
+    // After the command: state is field 3; utime and stime are fields 14 and 15.
+    if (v.size() > 13)
+      out.cpu_seconds = static_cast<double>(std::stoll(v[11]) + std::stoll(v[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  return out;
+}
+
+// ---- output -----------------------------------------------------------------------
+
+std::string svg_chart(const settings& s, const std::vector<std::uint32_t>& accepted, const std::vector<std::int64_t>& written,
+                      const ingest::histogram& latency) {
+  const double w = 900, h = 300, left = 60, top = 30;
+  std::size_t ticks = std::max(accepted.size(), written.size());
+  if (ticks < 2) ticks = 2;
+  double peak = 1;
+  std::vector<double> acc_rate(ticks, 0), wr_rate(ticks, 0);
+  for (std::size_t i = 0; i < ticks; ++i) {
+    acc_rate[i] = i < accepted.size() ? accepted[i] * 10.0 : 0;
+    wr_rate[i] = i < written.size() && i > 0 ? static_cast<double>(written[i] - written[i - 1]) * 10.0 : 0;
+    peak = std::max({peak, acc_rate[i], wr_rate[i]});
+  }
+  auto line = [&](const std::vector<double>& v, const char* colour) {
+    std::string pts;
+    for (std::size_t i = 0; i < v.size(); ++i)
+      pts += std::to_string(left + w * static_cast<double>(i) / static_cast<double>(ticks - 1)) + "," +
+             std::to_string(top + h - h * v[i] / peak) + " ";
+    return "<polyline fill='none' stroke='" + std::string(colour) + "' stroke-width='2' points='" + pts + "'/>\n";
+  };
+  std::string out = "<svg xmlns='http://www.w3.org/2000/svg' width='1000' height='720' font-family='sans-serif' font-size='12'>\n";
+  out += "<rect width='1000' height='720' fill='white'/>\n";
+  out += "<text x='" + std::to_string(left) + "' y='18' font-size='14'>" + s.label +
+         ": accepted/s (blue) vs written to exam.db/s (orange), 100 ms buckets</text>\n";
+  out += "<line x1='" + std::to_string(left) + "' y1='" + std::to_string(top + h) + "' x2='" + std::to_string(left + w) +
+         "' y2='" + std::to_string(top + h) + "' stroke='black'/>\n";
+  out += "<line x1='" + std::to_string(left) + "' y1='" + std::to_string(top) + "' x2='" + std::to_string(left) + "' y2='" +
+         std::to_string(top + h) + "' stroke='black'/>\n";
+  out += "<text x='5' y='" + std::to_string(top + 10) + "'>" + std::to_string(static_cast<long>(peak)) + "/s</text>\n";
+  out += "<text x='5' y='" + std::to_string(top + h) + "'>0</text>\n";
+  out += "<text x='" + std::to_string(left + w - 60) + "' y='" + std::to_string(top + h + 16) + "'>" +
+         std::to_string(static_cast<double>(ticks) / 10.0).substr(0, 5) + " s</text>\n";
+  out += line(acc_rate, "#1f77b4");
+  out += line(wr_rate, "#ff7f0e");
+  // Latency distribution: the histogram's buckets from 100 us to 20 s.
+  const double top2 = 400, h2 = 250;
+  out += "<text x='" + std::to_string(left) + "' y='" + std::to_string(top2 - 12) +
+         "' font-size='14'>accept latency distribution (requests per bucket, log time axis)</text>\n";
+  const auto counts = latency.counts();
+  std::uint64_t most = 1;
+  std::size_t first = counts.size(), last = 0;
+  for (std::size_t i = 0; i < counts.size(); ++i)
+    if (counts[i]) {
+      most = std::max(most, counts[i]);
+      first = std::min(first, i);
+      last = i;
+    }
+  if (first <= last) {
+    const double lo = std::log10(std::max(1e-4, ingest::histogram::upper_bound(first > 0 ? first - 1 : 0)));
+    const double hi = std::log10(ingest::histogram::upper_bound(last)) + 0.05;
+    for (std::size_t i = first; i <= last; ++i) {
+      const double x0 = left + w * (std::log10(std::max(1e-4, i > 0 ? ingest::histogram::upper_bound(i - 1) : 1e-6)) - lo) / (hi - lo);
+      const double x1 = left + w * (std::log10(ingest::histogram::upper_bound(i)) - lo) / (hi - lo);
+      const double bh = h2 * static_cast<double>(counts[i]) / static_cast<double>(most);
+      out += "<rect x='" + std::to_string(x0) + "' y='" + std::to_string(top2 + h2 - bh) + "' width='" +
+             std::to_string(std::max(1.0, x1 - x0 - 1)) + "' height='" + std::to_string(bh) + "' fill='#2ca02c'/>\n";
+    }
+    for (double decade = std::ceil(lo); decade <= hi; decade += 1) {
+      const double x = left + w * (decade - lo) / (hi - lo);
+      const double secs = std::pow(10.0, decade);
+      const std::string label = secs < 1 ? std::to_string(static_cast<long>(std::lround(secs * 1000))) + " ms"
+                                         : std::to_string(static_cast<long>(secs)) + " s";
+      out += "<text x='" + std::to_string(x) + "' y='" + std::to_string(top2 + h2 + 16) + "'>" + label + "</text>\n";
+    }
+  }
+  out += "<line x1='" + std::to_string(left) + "' y1='" + std::to_string(top2 + h2) + "' x2='" + std::to_string(left + w) +
+         "' y2='" + std::to_string(top2 + h2) + "' stroke='black'/>\n</svg>\n";
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  settings s;
+  CLI::App cli{"spike: replays a deadline flood against an exam server, then audits exam.db"};
+  cli.add_option("--url", s.url, "server base URL")->capture_default_str();
+  cli.add_option("--exam", s.exam, "exam id")->capture_default_str();
+  cli.add_option("--students", s.students, "students in the wall")->capture_default_str()->check(CLI::Range(1, 1000000));
+  cli.add_option("--window", s.window_s, "seconds within which every student submits")->capture_default_str();
+  cli.add_option("--double-click", s.double_click, "share of students who click twice")->capture_default_str();
+  cli.add_option("--timeout", s.timeout_s, "client timeout, seconds")->capture_default_str();
+  cli.add_option("--retries", s.retries, "retries after a timeout, 5xx, 409/429 or connection error")->capture_default_str();
+  cli.add_option("--rate", s.rate, "open-loop mode: submissions per second (0: wall mode)");
+  cli.add_option("--duration", s.duration_s, "open-loop mode: seconds")->capture_default_str();
+  cli.add_option("--connections", s.connections, "open-loop mode: connection pool size")->capture_default_str();
+  cli.add_option("--threads", s.threads, "client threads")->capture_default_str();
+  cli.add_option("--jwt-secret", s.secret, "the server's secret (default: $INGEST_JWT_SECRET)");
+  cli.add_option("--db", s.db, "exam.db to watch and audit (empty: no audit)");
+  cli.add_option("--server-pid", s.server_pid, "server process, for peak RSS and CPU");
+  cli.add_option("--drain-timeout", s.drain_timeout_s, "seconds to wait for exam.db to catch up")->capture_default_str();
+  cli.add_option("--json", s.json_out, "write the results as JSON here");
+  cli.add_option("--svg", s.svg_out, "draw the chart here");
+  cli.add_option("--label", s.label, "name of this run in the outputs");
+  CLI11_PARSE(cli, argc, argv);
+  if (s.label.empty()) s.label = s.url;
+  bool generated = false;
+  s.secret = exam::resolve_secret(s.secret, generated);
+  if (generated) {
+    std::fputs("spike: give --jwt-secret or set INGEST_JWT_SECRET (the server's secret)\n", stderr);
+    return 2;
+  }
+  exam::raise_fd_limit();
+
+  const bool open_loop = s.rate > 0;
+  const int n = open_loop ? static_cast<int>(std::lround(s.rate * s.duration_s)) : s.students;
+  // Keys of this run share a prefix, so that the audit sees this run only.
+  const std::string run = ingest::make_receipt_id().substr(0, 13);
+  const std::string prefix = "spike-" + run + "-";
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<double> coin(0, 1);
+  std::uniform_int_distribution<int> choice(0, 3);
+  std::vector<student> students(static_cast<std::size_t>(n));
+  const auto expires = std::chrono::system_clock::now() + std::chrono::hours(2);
+  for (int i = 0; i < n; ++i) {
+    auto& st = students[static_cast<std::size_t>(i)];
+    st.id = "st" + std::to_string(i);
+    st.token = exam::mint_token({st.id, exam::role::student, expires}, s.secret);
+    st.key = prefix + std::to_string(i);
+    boost::json::object answers;
+    for (int q = 1; q <= s.questions; ++q) answers["q" + std::to_string(q)] = std::string(1, static_cast<char>('A' + choice(rng)));
+    boost::json::object body;
+    body["answers"] = std::move(answers);
+    st.body = boost::json::serialize(body);
+    st.double_click = !open_loop && coin(rng) < s.double_click;
+  }
+
+  const auto where = parse_url(s.url);
+  asio::io_context io(s.threads);
+  tcp::resolver resolver(io);
+  const tcp::endpoint ep = *resolver.resolve(where.host, where.port).begin();
+  results r;
+  const auto before = sample_process(s.server_pid);
+
+  std::optional<ingest::sqlite::database> db;
+  std::int64_t rows_before = 0;
+  if (!s.db.empty()) {
+    db.emplace(s.db, ingest::sqlite::database_options{.create = false, .read_only = true, .wal = false,
+                                                      .synchronous_full = false});
+    rows_before = count_rows(*db, prefix);
+  }
+
+  // Connections first (the students are already on the page), then the wall.
+  std::vector<std::unique_ptr<client>> clients;
+  const int pool = open_loop ? std::min(s.connections, n) : n;
+  for (int i = 0; i < pool; ++i) clients.push_back(std::make_unique<client>(io.get_executor(), s, r, ep));
+  std::atomic<int> connected{0}, next_connect{0};
+  const auto t_connect = steady::now();
+  for (int lane = 0; lane < std::min(pool, 500); ++lane)
+    asio::co_spawn(io, [&]() -> awaitable<void> {
+      for (int i = next_connect++; i < pool; i = next_connect++)
+        if (co_await clients[static_cast<std::size_t>(i)]->connect()) ++connected;
+    }, asio::detached);
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < s.threads; ++t) threads.emplace_back([&] { io.run(); });
+    for (auto& t : threads) t.join();
+  }
+  io.restart();
+  const double connect_seconds = std::chrono::duration<double>(steady::now() - t_connect).count();
+  std::printf("%s: %d connections open in %.2f s\n", s.label.c_str(), connected.load(), connect_seconds);
+  std::fflush(stdout);
+
+  r.t0 = steady::now() + 200ms;
+  std::vector<std::unique_ptr<client>> extra;  // the second connection of a double click
+  for (const auto& st : students)
+    if (st.double_click) extra.push_back(std::make_unique<client>(io.get_executor(), s, r, ep));
+  if (!open_loop) {
+    std::size_t e = 0;
+    for (int i = 0; i < n; ++i) {
+      const auto at = r.t0 + std::chrono::duration_cast<steady::duration>(
+                                 std::chrono::duration<double>(s.window_s * i / n));
+      auto& c = *clients[static_cast<std::size_t>(i)];
+      const auto& st = students[static_cast<std::size_t>(i)];
+      asio::co_spawn(io, [&, at]() -> awaitable<void> {
+        co_await wait_until(at);
+        co_await submit(c, st, s, r, steady::time_point{});
+      }, asio::detached);
+      if (st.double_click) {
+        auto& c2 = *extra[e++];
+        asio::co_spawn(io, [&, at]() -> awaitable<void> {
+          co_await wait_until(at + 30ms);  // the impatient second click
+          co_await submit(c2, st, s, r, steady::time_point{});
+        }, asio::detached);
+      }
+    }
+  } else {
+    std::atomic<int> next{0};
+    for (int ci = 0; ci < pool; ++ci)
+      asio::co_spawn(io, [&, ci]() -> awaitable<void> {
+        for (int i = next++; i < n; i = next++) {
+          const auto at = r.t0 + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(i / s.rate));
+          if (steady::now() < at) co_await wait_until(at);
+          co_await submit(*clients[static_cast<std::size_t>(ci)], students[static_cast<std::size_t>(i)], s, r, at);
+        }
+      }, asio::detached);
+  }
+
+  // exam.db sampled every 100 ms while the flood runs and until it has drained.
+  std::vector<std::int64_t> written;
+  std::atomic<bool> flood_done{false};
+  std::thread watcher;
+  double drain_seconds = -1;
+  if (db)
+    watcher = std::thread([&] {
+      std::this_thread::sleep_until(r.t0);
+      const auto limit = steady::now() + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(
+                                             s.drain_timeout_s + s.window_s + s.duration_s + 10 * s.timeout_s));
+      auto tick = r.t0;
+      while (steady::now() < limit) {
+        const auto rows = count_rows(*db, prefix) - rows_before;
+        written.push_back(rows);
+        if (flood_done) {
+          std::lock_guard lock(r.mutex);
+          if (rows >= static_cast<std::int64_t>(r.receipts.size())) {
+            drain_seconds = std::chrono::duration<double>(steady::now() - r.last_accept).count();
+            break;
+          }
+        }
+        tick += 100ms;
+        std::this_thread::sleep_until(tick);
+      }
+    });
+  const auto t_flood = steady::now();
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < s.threads; ++t) threads.emplace_back([&] { io.run(); });
+    for (auto& t : threads) t.join();
+  }
+  const double flood_seconds = std::chrono::duration<double>(steady::now() - t_flood).count();
+  const auto after_flood = sample_process(s.server_pid);
+  flood_done = true;
+  if (watcher.joinable()) watcher.join();
+  const auto after = sample_process(s.server_pid);
+
+  audit_result a;
+  if (db) a = audit(*db, prefix, r);
+  const auto receipts = static_cast<std::int64_t>(r.receipts.size());
+  const double success = 100.0 * static_cast<double>(receipts) / n;
+  const auto failed_requests = [&] {
+    std::uint64_t f = 0;
+    std::lock_guard lock(r.mutex);
+    for (const auto& [k, v] : r.errors) f += v;
+    return f;
+  }();
+
+  // The report.
+  auto ms = [](double seconds) { return seconds * 1000.0; };
+  const auto& lat = open_loop ? r.scheduled_latency : r.accept_latency;
+  std::printf("\n%s (%s, %d %s)\n", s.label.c_str(), open_loop ? "open loop" : "wall", n,
+              open_loop ? "submissions" : "students");
+  std::printf("  requests %llu, 2xx %llu, failed %llu, retried %llu, gave up %llu\n",
+              static_cast<unsigned long long>(r.requests.load()), static_cast<unsigned long long>(r.ok.load()),
+              static_cast<unsigned long long>(failed_requests), static_cast<unsigned long long>(r.retried.load()),
+              static_cast<unsigned long long>(r.gave_up.load()));
+  std::printf("  students with a receipt: %lld of %d (%.2f %%)\n", static_cast<long long>(receipts), n, success);
+  {
+    std::lock_guard lock(r.mutex);
+    for (const auto& [k, v] : r.errors) std::printf("  error %-20s %llu\n", k.c_str(), static_cast<unsigned long long>(v));
+  }
+  std::printf("  accept latency ms: avg %.1f  p50 %.1f  p95 %.1f  p99 %.1f  max %.1f%s\n",
+              lat.count() ? ms(lat.sum() / static_cast<double>(lat.count())) : 0.0, ms(lat.quantile(0.5)),
+              ms(lat.quantile(0.95)), ms(lat.quantile(0.99)), ms(lat.quantile(1.0)),
+              open_loop ? " (from scheduled time)" : "");
+  std::printf("  connect ms: p50 %.1f p99 %.1f; flood %.2f s; accepted %.0f/s\n", ms(r.connect_latency.quantile(0.5)),
+              ms(r.connect_latency.quantile(0.99)), flood_seconds,
+              std::chrono::duration<double>(r.last_accept - r.t0).count() > 0
+                  ? static_cast<double>(receipts) / std::chrono::duration<double>(r.last_accept - r.t0).count()
+                  : 0.0);
+  if (s.server_pid > 0)
+    std::printf("  server: peak RSS %.1f MB, CPU %.2f s during the flood, %.2f s until drained\n",
+                static_cast<double>(after.peak_rss_kib) / 1024.0, after_flood.cpu_seconds - before.cpu_seconds,
+                after.cpu_seconds - before.cpu_seconds);
+  if (db)
+    std::printf("  audit: rows %lld, receipts %lld, lost %lld, duplicated %lld, rows without receipt %lld; drained %.2f s after the last accept\n",
+                static_cast<long long>(a.rows), static_cast<long long>(a.receipts), static_cast<long long>(a.lost),
+                static_cast<long long>(a.duplicated), static_cast<long long>(a.unreceipted), drain_seconds);
+
+  if (!s.json_out.empty()) {
+    boost::json::object o;
+    o["label"] = s.label;
+    o["mode"] = open_loop ? "open_loop" : "wall";
+    o["students"] = n;
+    o["window_s"] = s.window_s;
+    o["rate"] = s.rate;
+    o["requests"] = r.requests.load();
+    o["ok"] = r.ok.load();
+    o["failed_requests"] = failed_requests;
+    o["retried"] = r.retried.load();
+    o["gave_up"] = r.gave_up.load();
+    o["receipts"] = receipts;
+    o["success_pct"] = success;
+    boost::json::object errs;
+    {
+      std::lock_guard lock(r.mutex);
+      for (const auto& [k, v] : r.errors) errs[k] = v;
+    }
+    o["errors"] = std::move(errs);
+    boost::json::object l;
+    l["avg_ms"] = lat.count() ? ms(lat.sum() / static_cast<double>(lat.count())) : 0.0;
+    l["p50_ms"] = ms(lat.quantile(0.5));
+    l["p95_ms"] = ms(lat.quantile(0.95));
+    l["p99_ms"] = ms(lat.quantile(0.99));
+    l["max_ms"] = ms(lat.quantile(1.0));
+    o["accept_latency"] = std::move(l);
+    o["connect_p99_ms"] = ms(r.connect_latency.quantile(0.99));
+    o["flood_s"] = flood_seconds;
+    o["server_peak_rss_mb"] = static_cast<double>(after.peak_rss_kib) / 1024.0;
+    o["server_cpu_flood_s"] = after_flood.cpu_seconds - before.cpu_seconds;
+    o["drain_s"] = drain_seconds;
+    boost::json::object au;
+    au["rows"] = a.rows;
+    au["lost"] = a.lost;
+    au["duplicated"] = a.duplicated;
+    au["rows_without_receipt"] = a.unreceipted;
+    au["audited"] = db.has_value();
+    o["audit"] = std::move(au);
+    boost::json::array acc, wr;
+    for (auto v : r.accepted_per_tick) acc.push_back(v);
+    for (auto v : written) wr.push_back(v);
+    o["accepted_per_100ms"] = std::move(acc);
+    o["written_cumulative_per_100ms"] = std::move(wr);
+    std::ofstream(s.json_out) << boost::json::serialize(o) << "\n";
+  }
+  if (!s.svg_out.empty()) std::ofstream(s.svg_out) << svg_chart(s, r.accepted_per_tick, written, lat);
+
+  // Exit status: the audit is the verdict.
+  if (db && (a.lost != 0 || a.duplicated != 0)) return 1;
+  return 0;
+}

@@ -1,0 +1,130 @@
+// The exam system's parts: tokens, the exam catalogue, request bodies, rate limits.
+
+#include <doctest/doctest.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "exams.hpp"
+#include "ingest/envelope.hpp"
+#include "jwt.hpp"
+#include "limits.hpp"
+#include "submission.hpp"
+
+using namespace std::chrono_literals;
+
+TEST_CASE("jwt: the signature of a published HS256 token verifies; claims are then checked") {
+  // The example token of RFC 7519's ecosystem (jwt.io), secret "your-256-bit-secret":
+  // a correct HMAC gets past the signature check and fails on our required claims.
+  const std::string token =
+      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ."
+      "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+  CHECK(exam::verify_token(token, "your-256-bit-secret").error == exam::token_error::bad_claims);
+  CHECK(exam::verify_token(token, "another-secret").error == exam::token_error::bad_signature);
+}
+
+TEST_CASE("jwt: mint and verify, expiry, algorithms, tampering, long secrets") {
+  const auto now = std::chrono::system_clock::now();
+  const auto t = exam::mint_token({"s1", exam::role::student, now + 1h}, "k");
+  auto v = exam::verify_token(t, "k");
+  REQUIRE(v.error == exam::token_error::none);
+  CHECK(v.who.sub == "s1");
+  CHECK(v.who.role == exam::role::student);
+  CHECK(exam::verify_token(t, "k", now + 2h).error == exam::token_error::expired);
+  CHECK(exam::verify_token(t.substr(0, t.size() - 2), "k").error != exam::token_error::none);
+  CHECK(exam::verify_token("a.b", "k").error == exam::token_error::malformed);
+  CHECK(exam::verify_token("a.b.c.d", "k").error == exam::token_error::malformed);
+  // alg "none" with an empty signature, and HS512 in the header, are refused outright.
+  CHECK(exam::verify_token("eyJhbGciOiJub25lIn0.eyJzdWIiOiJzMSJ9.", "k").error == exam::token_error::bad_algorithm);
+  CHECK(exam::verify_token("eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJzMSJ9.AAAA", "k").error == exam::token_error::bad_algorithm);
+  // A secret longer than the SHA-256 block is hashed first (RFC 2104): compare with OpenSSL's HMAC.
+  const std::string long_secret(200, 'x');
+  const auto lt = exam::mint_token({"t1", exam::role::teacher, now + 1h}, long_secret);
+  const auto dot = lt.rfind('.');
+  unsigned char mac[32];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), long_secret.data(), static_cast<int>(long_secret.size()),
+       reinterpret_cast<const unsigned char*>(lt.data()), dot, mac, &len);
+  auto again = exam::mint_token({"t1", exam::role::teacher, now + 1h}, long_secret);
+  CHECK(exam::verify_token(lt, long_secret).error == exam::token_error::none);
+  CHECK(exam::verify_token(lt, long_secret).who.role == exam::role::teacher);
+  CHECK(exam::verify_token(lt, "x").error == exam::token_error::bad_signature);
+  CHECK(len == 32);
+}
+
+TEST_CASE("ttl parsing") {
+  CHECK(exam::parse_ttl("2h") == std::chrono::seconds(7200));
+  CHECK(exam::parse_ttl("90s") == std::chrono::seconds(90));
+  CHECK(exam::parse_ttl("1d") == std::chrono::seconds(86400));
+  CHECK_FALSE(exam::parse_ttl("h"));
+  CHECK_FALSE(exam::parse_ttl("-1h"));
+  CHECK_FALSE(exam::parse_ttl("2w"));
+}
+
+TEST_CASE("catalogue: the shipped file loads; bad files are refused with the reason") {
+  const auto demo = exam::catalog::demo(std::chrono::system_clock::now());
+  REQUIRE(demo.find("demo"));
+  CHECK(demo.find("demo")->answer_key.size() == 10);
+  CHECK(demo.find("demo")->grade({{"q1", "B"}, {"q2", "D"}}) == doctest::Approx(20.0));
+
+  const auto shipped = exam::catalog::from_file(INGEST_EXAMS_FILE);
+  CHECK(shipped.size() >= 3);
+  const auto* closed = shipped.find("history-final");
+  REQUIRE(closed);
+  CHECK(closed->late(std::chrono::system_clock::now()));
+  CHECK_FALSE(closed->late(closed->deadline + closed->grace));
+  CHECK(closed->late(closed->deadline + closed->grace + 1ms));
+  CHECK_FALSE(shipped.find("physics-quiz")->allows("s3"));
+  CHECK(shipped.find("physics-quiz")->allows("s1"));
+
+  auto refused = [](const std::string& text, const std::string& part) {
+    try {
+      exam::catalog::from_json(text);
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what()).find(part) != std::string::npos;
+    }
+    return false;
+  };
+  CHECK(refused("{", "not JSON"));
+  CHECK(refused(R"({"exams":{}})", "expected"));
+  CHECK(refused(R"({"exams":[{"id":"a b","answer_key":{},"opens_at":"2026-01-01T00:00:00Z","deadline":"2026-01-02T00:00:00Z"}]})", "id"));
+  CHECK(refused(R"({"exams":[{"id":"a","answer_key":{},"opens_at":"yesterday","deadline":"2026-01-02T00:00:00Z"}]})", "opens_at"));
+  CHECK(refused(R"({"exams":[{"id":"a","answer_key":{},"opens_at":"2026-01-03T00:00:00Z","deadline":"2026-01-02T00:00:00Z"}]})", "deadline before"));
+  CHECK(refused(R"({"exams":[{"id":"a","answer_key":{"q1":1},"opens_at":"2026-01-01T00:00:00Z","deadline":"2026-01-02T00:00:00Z"}]})", "strings"));
+}
+
+TEST_CASE("request bodies: answers must be an object of strings; the payload is canonical") {
+  CHECK(exam::parse_answers(R"({"answers":{"q1":"B"}})").error.empty());
+  // A repeated question: the last answer counts (Boost.JSON's rule), the same on every retry.
+  CHECK(exam::parse_answers(R"({"answers":{"q1":"B","q1":"C"}})").answers.at("q1") == "C");
+  CHECK_FALSE(exam::parse_answers(R"({"answers":{"":"B"}})").error.empty());
+  CHECK_FALSE(exam::parse_answers(R"({"answers":{"q1":null}})").error.empty());
+  CHECK_FALSE(exam::parse_answers(R"([])").error.empty());
+  CHECK_FALSE(exam::parse_answers(R"({"answers":{"q1":"B","q2":"C"}})", 1).error.empty());
+  CHECK_FALSE(exam::parse_answers(std::string(100, '{')).error.empty());
+
+  exam::submission a{"e", "s", "k", {{"q2", "B"}, {"q1", "A"}}};
+  exam::submission b{"e", "s", "k", {{"q1", "A"}, {"q2", "B"}}};
+  CHECK(a.to_json() == b.to_json());
+  auto back = exam::submission::from_json(a.to_json());
+  REQUIRE(back);
+  CHECK(back->answers == a.answers);
+  CHECK(back->queue_key() == "e/s/k");
+  exam::submission long_key{"e", "s", std::string(255, 'k'), {}};
+  CHECK(long_key.queue_key().size() <= 255);
+  CHECK(long_key.queue_key() != exam::submission{"e", "s2", std::string(255, 'k'), {}}.queue_key());
+}
+
+TEST_CASE("rate limits: a bucket per key, refilled at the rate") {
+  exam::keyed_limiter l(2, 2);
+  const auto t0 = exam::keyed_limiter::clock::now();
+  CHECK(l.take("a", t0).count() == 0);
+  CHECK(l.take("a", t0).count() == 0);
+  const auto wait = l.take("a", t0);
+  CHECK(wait.count() > 0);
+  CHECK(wait.count() <= 500);
+  CHECK(l.take("b", t0).count() == 0);
+  CHECK(l.take("a", t0 + 600ms).count() == 0);
+  exam::keyed_limiter off(0, 1);
+  for (int i = 0; i < 100; ++i) CHECK(off.take("x").count() == 0);
+}
