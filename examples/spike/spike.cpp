@@ -32,6 +32,8 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <string_view>
 #include <map>
 #include <mutex>
 #include <random>
@@ -378,9 +380,109 @@ std::string svg_chart(const settings& s, const std::vector<std::uint32_t>& accep
   return out;
 }
 
+// `spike report a.json b.json ...`: medians per label, side by side, with the ratio of
+// each label to the first one.
+int report(const std::vector<std::string>& files) {
+  std::vector<std::string> labels;
+  std::map<std::string, std::vector<boost::json::object>> runs;
+  for (const auto& f : files) {
+    std::ifstream in(f);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    boost::system::error_code ec;
+    auto v = boost::json::parse(text, ec);
+    if (ec || !v.is_object()) {
+      std::fprintf(stderr, "spike report: %s is not a result file\n", f.c_str());
+      return 2;
+    }
+    const std::string label(v.as_object().at("label").as_string());
+    if (!runs.count(label)) labels.push_back(label);
+    runs[label].push_back(v.as_object());
+  }
+  auto number = [](const boost::json::value* v) -> double {
+    if (!v) return std::nan("");
+    if (v->is_double()) return v->as_double();
+    if (v->is_int64()) return static_cast<double>(v->as_int64());
+    if (v->is_uint64()) return static_cast<double>(v->as_uint64());
+    return std::nan("");
+  };
+  auto median = [&](const std::string& label, const std::function<const boost::json::value*(const boost::json::object&)>& get) {
+    std::vector<double> xs;
+    for (const auto& o : runs[label])
+      if (double x = number(get(o)); !std::isnan(x)) xs.push_back(x);
+    if (xs.empty()) return std::nan("");
+    std::sort(xs.begin(), xs.end());
+    return xs.size() % 2 ? xs[xs.size() / 2] : (xs[xs.size() / 2 - 1] + xs[xs.size() / 2]) / 2;
+  };
+  struct row {
+    const char* name;
+    std::function<const boost::json::value*(const boost::json::object&)> get;
+    const char* format;
+  };
+  auto field = [](const char* k) {
+    return [k](const boost::json::object& o) { return o.if_contains(k); };
+  };
+  auto nested = [](const char* a, const char* b) {
+    return [a, b](const boost::json::object& o) -> const boost::json::value* {
+      const auto* x = o.if_contains(a);
+      return x && x->is_object() ? x->as_object().if_contains(b) : nullptr;
+    };
+  };
+  const std::vector<row> rows{
+      {"students / submissions", field("students"), "%.0f"},
+      {"success rate %", field("success_pct"), "%.2f"},
+      {"failed requests", field("failed_requests"), "%.0f"},
+      {"accept latency avg ms", nested("accept_latency", "avg_ms"), "%.1f"},
+      {"accept latency p50 ms", nested("accept_latency", "p50_ms"), "%.1f"},
+      {"accept latency p95 ms", nested("accept_latency", "p95_ms"), "%.1f"},
+      {"accept latency p99 ms", nested("accept_latency", "p99_ms"), "%.1f"},
+      {"accept latency max ms", nested("accept_latency", "max_ms"), "%.1f"},
+      {"accepted/s", field("accept_rate"), "%.0f"},
+      {"exam.db rows/s", field("write_rate"), "%.0f"},
+      {"drain after last accept s", field("drain_s"), "%.2f"},
+      {"server peak RSS MB", field("server_peak_rss_mb"), "%.1f"},
+      {"server CPU s (flood)", field("server_cpu_flood_s"), "%.2f"},
+      {"audit: lost", nested("audit", "lost"), "%.0f"},
+      {"audit: duplicated", nested("audit", "duplicated"), "%.0f"},
+      {"audit: rows without receipt", nested("audit", "rows_without_receipt"), "%.0f"},
+  };
+  std::printf("| median of runs |");
+  for (const auto& l : labels) std::printf(" %s (%zu) |", l.c_str(), runs[l].size());
+  for (std::size_t i = 1; i < labels.size(); ++i) std::printf(" %s / %s |", labels[i].c_str(), labels[0].c_str());
+  std::printf("\n|---|");
+  for (std::size_t i = 0; i < 2 * labels.size() - 1; ++i) std::printf("---|");
+  std::printf("\n");
+  for (const auto& rw : rows) {
+    std::printf("| %s |", rw.name);
+    std::vector<double> values;
+    for (const auto& l : labels) {
+      values.push_back(median(l, rw.get));
+      if (std::isnan(values.back()))
+        std::printf(" - |");
+      else
+        std::printf((" " + std::string(rw.format) + " |").c_str(), values.back());
+    }
+    for (std::size_t i = 1; i < values.size(); ++i) {
+      if (std::isnan(values[i]) || std::isnan(values[0]) || values[0] == 0)
+        std::printf(" - |");
+      else
+        std::printf(" %.2fx |", values[i] / values[0]);
+    }
+    std::printf("\n");
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "report") {
+    std::vector<std::string> files(argv + 2, argv + argc);
+    if (files.empty()) {
+      std::fputs("usage: spike report RESULT.json...\n", stderr);
+      return 2;
+    }
+    return report(files);
+  }
   settings s;
   CLI::App cli{"spike: replays a deadline flood against an exam server, then audits exam.db"};
   cli.add_option("--url", s.url, "server base URL")->capture_default_str();
@@ -544,6 +646,19 @@ int main(int argc, char** argv) {
 
   audit_result a;
   if (db) a = audit(*db, prefix, r);
+  // The rate exam.db was written at: rows over the time from the first row to the last.
+  double write_rate = 0;
+  {
+    std::size_t first = written.size(), last = 0;
+    for (std::size_t i = 0; i < written.size(); ++i) {
+      if (written[i] > 0 && first == written.size()) first = i;
+      if (i > 0 && written[i] > written[i - 1]) last = i;
+    }
+    if (first < written.size() && last > first)
+      write_rate = static_cast<double>(written[last] - (first > 0 ? written[first - 1] : 0)) /
+                   (0.1 * static_cast<double>(last - first + 1));
+  }
+  const double accept_span = std::chrono::duration<double>(r.last_accept - r.t0).count();
   const auto receipts = static_cast<std::int64_t>(r.receipts.size());
   const double success = 100.0 * static_cast<double>(receipts) / n;
   const auto failed_requests = [&] {
@@ -581,6 +696,8 @@ int main(int argc, char** argv) {
                 static_cast<double>(after.peak_rss_kib) / 1024.0, after_flood.cpu_seconds - before.cpu_seconds,
                 after.cpu_seconds - before.cpu_seconds);
   if (db)
+    std::printf("  exam.db written at %.0f rows/s\n", write_rate);
+  if (db)
     std::printf("  audit: rows %lld, receipts %lld, lost %lld, duplicated %lld, rows without receipt %lld; drained %.2f s after the last accept\n",
                 static_cast<long long>(a.rows), static_cast<long long>(a.receipts), static_cast<long long>(a.lost),
                 static_cast<long long>(a.duplicated), static_cast<long long>(a.unreceipted), drain_seconds);
@@ -617,6 +734,8 @@ int main(int argc, char** argv) {
     o["server_peak_rss_mb"] = static_cast<double>(after.peak_rss_kib) / 1024.0;
     o["server_cpu_flood_s"] = after_flood.cpu_seconds - before.cpu_seconds;
     o["drain_s"] = drain_seconds;
+    o["write_rate"] = write_rate;
+    o["accept_rate"] = accept_span > 0 ? static_cast<double>(receipts) / accept_span : 0.0;
     boost::json::object au;
     au["rows"] = a.rows;
     au["lost"] = a.lost;

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The deadline flood, one command: the same flood against direct_server (insert in the
+# request) and exam_server (embedded queue) in the same run on this machine, then the
+# open-loop rate against exam_server and against bare_http (the HTTP layer alone).
+# Every run is audited (every receipt in exam.db exactly once); medians and ratios are
+# printed as Markdown tables and kept with the raw JSON and SVG charts in --out.
+#
+#   benchmarks/flood.sh [--students 10000] [--window 1] [--runs 3] [--consumer-rate 5000]
+#                       [--open-rate 25000] [--open-seconds 5] [--build build] [--out DIR]
+#   benchmarks/flood.sh --quick [--backend sqlite|nats]   # 500 students, one run, for CI
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+students=10000 window=1 runs=3 consumer_rate=5000 open_rate=25000 open_seconds=5
+build="$here/build" out="" quick=0 backend=sqlite
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --students) students=$2; shift 2 ;;
+    --window) window=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    --consumer-rate) consumer_rate=$2; shift 2 ;;
+    --open-rate) open_rate=$2; shift 2 ;;
+    --open-seconds) open_seconds=$2; shift 2 ;;
+    --build) build=$(cd "$2" && pwd); shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --backend) backend=$2; shift 2 ;;
+    --quick) quick=1; students=500; runs=1; shift ;;
+    *) echo "flood.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+bin="$build/examples"
+for b in exam_server direct_server exam_worker spike; do
+  [[ -x "$bin/$b" ]] || { echo "flood.sh: $bin/$b missing: build first (scripts/setup.sh)" >&2; exit 2; }
+done
+work=$(mktemp -d /tmp/ingest-flood.XXXXXX)
+[[ -n "$out" ]] || out="$work/results"
+mkdir -p "$out"
+export INGEST_JWT_SECRET="flood-$RANDOM-$RANDOM-$RANDOM"
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  rm -rf "$work/run-"*
+}
+trap cleanup EXIT
+
+# start NAME LOG ARGS...: starts a server on a free port; sets pid and url.
+start() {
+  local name=$1 log=$2
+  shift 2
+  "$@" >"$log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  for _ in $(seq 100); do
+    url=$(sed -n 's/.* listening on \(http:[^ ]*\).*/\1/p' "$log" | head -1)
+    [[ -n "$url" ]] && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "flood.sh: $name did not start:" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+# stop PID NAME LOG: SIGTERM, and the drain must end with exit code 0 (guarantee 8).
+stop() {
+  local p=$1 name=$2 log=$3 rc=0
+  kill -TERM "$p"
+  wait "$p" || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    echo "flood.sh: $name exited with $rc after SIGTERM:" >&2
+    tail -20 "$log" >&2
+    exit 1
+  fi
+}
+
+free_port() {
+  local p
+  for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 20000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  echo "flood.sh: no free port" >&2
+  exit 1
+}
+
+failures=0
+# wall LABEL SERVER ARGS...: one audited flood against a fresh server.
+wall() {
+  local label=$1 server=$2 n=$3
+  shift 3
+  local dir="$work/run-$label-$n"
+  mkdir -p "$dir"
+  local nats_pid="" worker_pid="" queue_args=()
+  if [[ $server == exam_server && $backend == nats ]]; then
+    local port
+    port=$(free_port)
+    nats-server -js -a 127.0.0.1 -p "$port" -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
+    nats_pid=$!
+    pids+=("$nats_pid")
+    sleep 0.5
+    queue_args=(--queue "nats://127.0.0.1:$port" --workers 0)
+    "$bin/exam_worker" --data "$dir" --queue "nats://127.0.0.1:$port" --rate "$consumer_rate" >"$dir/worker.log" 2>&1 &
+    worker_pid=$!
+    pids+=("$worker_pid")
+  fi
+  start "$server" "$dir/server.log" "$bin/$server" --listen 127.0.0.1:0 --data "$dir" --student-rate 0 "${queue_args[@]}" "$@"
+  local spid=$pid rc=0
+  "$bin/spike" --url "$url" --exam demo --students "$students" --window "$window" --db "$dir/exam.db" \
+    --server-pid "$spid" --label "$label" --json "$out/$label-$n.json" --svg "$out/$label-$n.svg" || rc=$?
+  stop "$spid" "$server" "$dir/server.log"
+  [[ -n "$worker_pid" ]] && stop "$worker_pid" exam_worker "$dir/worker.log"
+  [[ -n "$nats_pid" ]] && kill -TERM "$nats_pid" && wait "$nats_pid" || true
+  if [[ $rc -ne 0 ]]; then
+    echo "flood.sh: the audit of $label run $n failed" >&2
+    failures=$((failures + 1))
+  fi
+}
+
+for n in $(seq "$runs"); do
+  if [[ $quick -eq 0 || $backend == sqlite ]]; then wall direct direct_server "$n" --pool-size 8; fi
+  wall "queue-$backend" exam_server "$n" --rate "$consumer_rate"
+done
+
+echo
+echo "## Deadline flood: $students students within ${window}s, $runs run(s), consumer rate $consumer_rate rows/s"
+echo
+labels=()
+for n in $(seq "$runs"); do
+  [[ -f "$out/direct-$n.json" ]] && labels+=("$out/direct-$n.json")
+done
+for n in $(seq "$runs"); do labels+=("$out/queue-$backend-$n.json"); done
+"$bin/spike" report "${labels[@]}"
+
+if [[ $quick -eq 0 ]]; then
+  # Open loop: a constant rate on 1,000 connections, latency from the scheduled time.
+  dir="$work/run-open"
+  mkdir -p "$dir"
+  start bare_http "$dir/bare.log" "$build/benchmarks/bare_http" --listen 127.0.0.1:0
+  bpid=$pid
+  "$bin/spike" --url "$url" --rate "$open_rate" --duration "$open_seconds" --connections 1000 \
+    --server-pid "$bpid" --label bare-202 --json "$out/open-bare.json"
+  kill -TERM "$bpid"; wait "$bpid" || true
+  start exam_server "$dir/server.log" "$bin/exam_server" --listen 127.0.0.1:0 --data "$dir" --student-rate 0 \
+    --rate "$consumer_rate"
+  qpid=$pid
+  "$bin/spike" --url "$url" --rate "$open_rate" --duration "$open_seconds" --connections 1000 --db "$dir/exam.db" \
+    --server-pid "$qpid" --label "queue-open" --json "$out/open-queue.json" --drain-timeout 600 || failures=$((failures + 1))
+  stop "$qpid" exam_server "$dir/server.log"
+  echo
+  echo "## Open loop: $open_rate submissions/s for ${open_seconds}s on 1,000 connections"
+  echo
+  "$bin/spike" report "$out/open-bare.json" "$out/open-queue.json"
+fi
+
+echo
+echo "results, charts: $out"
+if [[ $failures -ne 0 ]]; then
+  echo "flood.sh: $failures audit(s) failed" >&2
+  exit 1
+fi
