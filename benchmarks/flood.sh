@@ -29,6 +29,10 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 bin="$build/examples"
+if [[ $backend == nats ]] && ! command -v nats-server >/dev/null; then
+  echo "flood.sh: nats-server is not installed (skipped)" >&2
+  exit 77
+fi
 for b in exam_server direct_server exam_worker spike; do
   [[ -x "$bin/$b" ]] || { echo "flood.sh: $bin/$b missing: build first (scripts/setup.sh)" >&2; exit 2; }
 done

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <thread>
 
+#include <ingest/http/server.hpp>
 #include <ingest/ingest.hpp>
 #include <ingest/nats/queue.hpp>
 #include <ingest/sqlite/transactional_handler.hpp>
@@ -18,6 +19,13 @@ int main() {
   // The NATS component links: its options parse (no server is needed for that).
   if (ingest::nats::queue_options::from_url("nats://127.0.0.1:4222").servers.size() != 1) return 1;
   asio::io_context io;
+  {
+    // The HTTP component links: a server binds a free port and stops.
+    ingest::http::server http(io, {}, [](auto, const auto&, auto respond) { respond({}); });
+    http.start();
+    if (http.port() == 0) return 1;
+    http.stop();
+  }
   auto work = asio::make_work_guard(io);
   std::thread runner([&] { io.run(); });
 
