@@ -44,13 +44,13 @@ run_ctest "$here/build"
 
 echo "== tests: AddressSanitizer + UndefinedBehaviorSanitizer"
 build "$here/build-asan" -DCMAKE_BUILD_TYPE=Debug -DINGEST_SANITIZE=address,undefined \
-  -DINGEST_BUILD_EXAMPLES=OFF -DINGEST_BUILD_BENCHMARKS=OFF
+  -DINGEST_BUILD_EXAMPLES=ON -DINGEST_BUILD_BENCHMARKS=OFF
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_ctest "$here/build-asan"
 
 echo "== tests: ThreadSanitizer (concurrency tests)"
 build "$here/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINGEST_SANITIZE=thread \
-  -DINGEST_BUILD_EXAMPLES=OFF -DINGEST_BUILD_BENCHMARKS=OFF
+  -DINGEST_BUILD_EXAMPLES=ON -DINGEST_BUILD_BENCHMARKS=OFF
 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$here/tests/tsan.supp" \
   run_ctest "$here/build-tsan" -L concurrency

@@ -55,7 +55,8 @@ enum class kind { queue_memory, queue_sqlite, direct };
 
 struct exam_fixture {
   explicit exam_fixture(kind k, exam::app_options overrides = {}, std::chrono::seconds soon = 1h,
-                        bool with_grader = true, std::chrono::milliseconds in_flight_wait = 1000ms)
+                        bool with_grader = true, std::chrono::milliseconds in_flight_wait = 1000ms,
+                        const std::string& queue_params = "")
       : io(std::make_unique<io_thread>(2)),
         which(k),
         exams(exam::catalog::from_json(exams_json(soon))),
@@ -68,7 +69,7 @@ struct exam_fixture {
         memory = q.get();
         queue = std::move(q);
       } else {
-        queue = exam::open_queue("sqlite://" + dir.file("queue.db"), io->executor());
+        queue = exam::open_queue("sqlite://" + dir.file("queue.db") + queue_params, io->executor());
       }
       metrics = std::make_shared<pipeline_metrics>();
       producer = std::make_unique<ingest::producer>(*queue, producer_options{.max_in_flight = 64, .metrics = metrics});
@@ -417,6 +418,28 @@ TEST_CASE("the deadline is judged on accept time, not on processing time") {
   CHECK(f.rows() == 1);
   CHECK(f.rows("student_id = 's1'") == 1);
   CHECK(grader.counters().late == 1);
+}
+
+TEST_CASE("a retry after the queue forgot the key gets its receipt from exam.db") {
+  exam_fixture f(kind::queue_sqlite, {}, 1h, true, 1000ms, "?dedup_window=0ms&compaction_interval=20ms");
+  auto c = f.client();
+  const auto s1 = token("s1");
+  auto first = f.submit(c, "open", s1, "k-old");
+  REQUIRE(first.status == 202);
+  REQUIRE(f.written(1));
+  const auto id = first.field("receipt_id");
+  REQUIRE(eventually([&] {
+    capture<message_status> found;
+    f.queue->async_find(id, found.handler());
+    return found.get().first == errc::not_found;  // compacted: the queue no longer knows the key
+  }));
+  auto again = f.submit(c, "open", s1, "k-old");
+  CHECK(again.status == 200);
+  CHECK(again.field("receipt_id") == id);
+  CHECK(again.field("accepted_at") == first.field("accepted_at"));
+  check_error(f.submit(c, "open", s1, "k-old", R"({"answers":{"q1":"D"}})"), 422, "idempotency_key_reused");
+  std::this_thread::sleep_for(100ms);
+  CHECK(f.rows() == 1);
 }
 
 TEST_CASE("a student sees a dead-lettered submission as received; a teacher sees why") {

@@ -24,6 +24,10 @@ struct queue_features {
   bool lease_extension = false;  ///< leases can be extended while a batch is in hand
   bool exact_stats = false;      ///< stats() counts are exact, not approximate
   bool lookup = false;           ///< async_find() can look a message up by receipt id
+  /// How long the backend remembers an accepted key at least (a repeat within it gets
+  /// the original receipt); zero when it does not dedup. Past it, a repeat is a new
+  /// message: an application that takes retries for longer checks its own records.
+  std::chrono::milliseconds dedup_window{0};
 };
 
 /// One message handed to a consumer, leased to it until settled or the lease expires.

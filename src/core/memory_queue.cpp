@@ -238,7 +238,8 @@ queue_features memory_queue::features() const {
           .delayed_retry = true,
           .lease_extension = true,
           .exact_stats = true,
-          .lookup = true};
+          .lookup = true,
+          .dedup_window = std::chrono::milliseconds::max()};  // for the queue's lifetime
 }
 
 void memory_queue::close() {

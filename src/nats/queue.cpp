@@ -994,7 +994,9 @@ queue_features queue::features() const {
           .fifo = true,
           .delayed_retry = true,
           .lease_extension = true,
-          .exact_stats = false};
+          .exact_stats = false,
+          .lookup = false,
+          .dedup_window = engine_->options.duplicate_window};
 }
 
 void queue::close() {

@@ -200,6 +200,7 @@ void queue_options::validate() const {
   if (max_ops_per_commit == 0) bad("max_ops_per_commit must be at least 1");
   if (dedup_window < std::chrono::milliseconds::zero()) bad("dedup_window must not be negative");
   if (compaction_interval <= std::chrono::milliseconds::zero()) bad("compaction_interval must be positive");
+  if (checkpoint_interval < std::chrono::milliseconds::zero()) bad("checkpoint_interval must not be negative");
   if (compaction_batch == 0) bad("compaction_batch must be at least 1");
   if (poll_interval <= std::chrono::milliseconds::zero()) bad("poll_interval must be positive");
   if (busy_timeout < std::chrono::milliseconds::zero()) bad("busy_timeout must not be negative");
@@ -227,6 +228,10 @@ queue_options queue_options::from_url(std::string_view url) {
           o.max_messages = static_cast<std::size_t>(ingest::detail::parse_count(name, value));
         else if (name == "dedup_window")
           o.dedup_window = duration_cast<ms>(ingest::detail::parse_duration(name, value));
+        else if (name == "compaction_interval")
+          o.compaction_interval = duration_cast<ms>(ingest::detail::parse_duration(name, value));
+        else if (name == "checkpoint_interval")
+          o.checkpoint_interval = duration_cast<ms>(ingest::detail::parse_duration(name, value));
         else if (name == "poll_interval")
           o.poll_interval = duration_cast<ms>(ingest::detail::parse_duration(name, value));
         else if (name == "busy_timeout")
@@ -252,10 +257,15 @@ struct queue::engine {
     // keep it in memory, and read the file through a mapping instead of copies.
     db.exec("PRAGMA cache_size = -65536");
     db.exec("PRAGMA mmap_size = 268435456");
-    // Checkpoint less often (pages rewritten by many commits are copied back once), and
-    // cut the WAL file back after a checkpoint so that it does not stay at its peak.
-    db.exec("PRAGMA wal_autocheckpoint = 8192");
+    // Cut the WAL file back after a checkpoint so that it does not stay at its peak.
     db.exec("PRAGMA journal_size_limit = 67108864");
+    // Checkpoints (copying the WAL back into the file, then an fsync of the file) take
+    // as long as the copy: run inside a commit, every publish waiting on that commit
+    // waits for them too. So a thread of its own checkpoints on its own connection, and
+    // the writer checkpoints only as a backstop if that thread falls far behind.
+    // Without it, checkpoint less often (pages rewritten by many commits are copied once).
+    db.exec(options.checkpoint_interval > std::chrono::milliseconds::zero() ? "PRAGMA wal_autocheckpoint = 65536"
+                                                                             : "PRAGMA wal_autocheckpoint = 8192");
     prepare_file(db);
     prepare_statements();
     {
@@ -265,6 +275,8 @@ struct queue::engine {
     }
     next_compaction = steady::now() + options.compaction_interval;
     writer = std::thread([this] { run(); });
+    if (options.checkpoint_interval > std::chrono::milliseconds::zero())
+      checkpointer = std::thread([this] { checkpoint_loop(); });
   }
 
   ~engine() {
@@ -275,6 +287,33 @@ struct queue::engine {
     }
     wake.notify_all();
     writer.join();
+    if (checkpointer.joinable()) {
+      {
+        std::lock_guard lock(checkpoint_mutex);
+        checkpoint_stop = true;
+      }
+      checkpoint_wake.notify_all();
+      checkpointer.join();
+    }
+  }
+
+  // PASSIVE checkpoints never block the writer; one that cannot finish (a reader still
+  // needs old frames) finishes next time.
+  void checkpoint_loop() {
+    std::optional<database> cp;
+    std::unique_lock lock(checkpoint_mutex);
+    while (!checkpoint_stop) {
+      checkpoint_wake.wait_for(lock, options.checkpoint_interval, [&] { return checkpoint_stop; });
+      if (checkpoint_stop) break;
+      lock.unlock();
+      try {
+        if (!cp) cp.emplace(options.path, database_options{.create = false, .busy_timeout = options.busy_timeout});
+        cp->exec("PRAGMA wal_checkpoint(PASSIVE)");
+      } catch (const ingest::error&) {
+        cp.reset();  // e.g. the disk: the writer's backstop checkpoint still applies
+      }
+      lock.lock();
+    }
   }
 
   queue_options options;
@@ -303,6 +342,10 @@ struct queue::engine {
   steady::time_point next_compaction;
   steady::time_point next_poll{};
   std::thread writer;
+  std::thread checkpointer;
+  std::mutex checkpoint_mutex;
+  std::condition_variable checkpoint_wake;
+  bool checkpoint_stop = false;
 
   struct statements {
     std::optional<statement> insert, lookup_key, lease, ack, retry, dead, dead_row, extend, any_due, next_due, counters,
@@ -984,7 +1027,8 @@ queue_features queue::features() const {
           .delayed_retry = true,
           .lease_extension = true,
           .exact_stats = true,
-          .lookup = true};
+          .lookup = true,
+          .dedup_window = engine_->options.dedup_window};
 }
 
 void queue::close() {
