@@ -112,12 +112,16 @@ BENCHMARK(BM_sqlite_raw_batched_rows)
 void BM_sqlite_drain(benchmark::State& state) {
   const auto batch = static_cast<std::size_t>(state.range(0));
   const auto n = state.range(1);
+  const bool receipt_index = state.range(2) != 0;
+  const auto checkpoint = std::chrono::milliseconds(state.range(3));
   io_runner runner;
   std::mt19937_64 rng(2);
   for (auto _ : state) {
     state.PauseTiming();
     scratch_dir dir;
-    ingest::sqlite::queue queue(runner.io.get_executor(), {.path = dir.file("queue.db")});
+    ingest::sqlite::queue queue(runner.io.get_executor(), {.path = dir.file("queue.db"),
+                                                           .receipt_index = receipt_index,
+                                                           .checkpoint_interval = checkpoint});
     publish_flood(queue, n, 1024, rng);
     ingest::bench::timed_drain(state, queue, n, batch);
     state.ResumeTiming();
@@ -125,9 +129,12 @@ void BM_sqlite_drain(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * n);
 }
 BENCHMARK(BM_sqlite_drain)
-    ->ArgNames({"batch", "messages"})
-    ->Args({100, 100000})
-    ->Args({1000, 100000})
+    ->ArgNames({"batch", "messages", "receipt_index", "checkpoint_ms"})
+    ->Args({100, 100000, 1, 100})
+    ->Args({1000, 100000, 1, 100})
+    ->Args({1000, 100000, 0, 100})
+    ->Args({1000, 100000, 1, 0})
+    ->Args({1000, 100000, 0, 0})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

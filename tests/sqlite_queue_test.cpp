@@ -284,6 +284,28 @@ TEST_CASE("sqlite queue options from a URL") {
   CHECK_THROWS_AS(sqlite::queue_options::from_url("sqlite://"), ingest::error);
   CHECK_THROWS_AS(sqlite::queue_options::from_url("sqlite://q.db?visibility_timeout=soon"), ingest::error);
   CHECK_THROWS_AS(sqlite::queue_options::from_url("sqlite://q.db?colour=blue"), ingest::error);
+  auto more = sqlite::queue_options::from_url(
+      "sqlite://q.db?receipt_index=false&checkpoint_interval=0ms&compaction_interval=250ms");
+  CHECK_FALSE(more.receipt_index);
+  CHECK(more.checkpoint_interval == std::chrono::milliseconds(0));
+  CHECK(more.compaction_interval == std::chrono::milliseconds(250));
+  CHECK_THROWS_AS(sqlite::queue_options::from_url("sqlite://q.db?receipt_index=maybe"), ingest::error);
+}
+
+TEST_CASE("sqlite queue: without the receipt index, find says so; without the checkpointer, all still works") {
+  temp_dir dir;
+  io_thread io;
+  sqlite::queue q(io.executor(), {.path = dir.file("q.db"), .receipt_index = false, .checkpoint_interval = 0ms});
+  CHECK_FALSE(q.features().lookup);
+  auto [ec, r] = publish(q, message("k"));
+  REQUIRE_FALSE(ec);
+  capture<message_status> found;
+  q.async_find(r.id, found.handler());
+  CHECK(found.get().first == errc::not_supported);
+  auto [fec, got] = fetch(q, 1, 1s);
+  REQUIRE(got.size() == 1);
+  CHECK_FALSE(ack(q, got));
+  CHECK(stats(q).processed == 1);
 }
 
 TEST_CASE("sqlite queue: a publishing process and a consuming process share one file") {

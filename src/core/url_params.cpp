@@ -34,6 +34,12 @@ std::int64_t parse_count(std::string_view what, std::string_view text) {
   return value;
 }
 
+bool parse_bool(std::string_view what, std::string_view text) {
+  if (text == "true" || text == "1") return true;
+  if (text == "false" || text == "0") return false;
+  throw error(errc::invalid_config, std::string(what) + " must be true or false, not '" + std::string(text) + "'");
+}
+
 void for_each_param(std::string_view query, const std::function<void(std::string_view, std::string_view)>& each) {
   while (!query.empty()) {
     const auto amp = query.find('&');

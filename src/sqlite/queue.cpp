@@ -99,7 +99,6 @@ CREATE TABLE IF NOT EXISTS ingest_messages(
   last_error TEXT,
   done_at INTEGER);
 CREATE INDEX IF NOT EXISTS ingest_messages_due ON ingest_messages(visible_at, seq) WHERE state < 2;
-CREATE INDEX IF NOT EXISTS ingest_messages_receipt ON ingest_messages(receipt_id);
 CREATE TABLE IF NOT EXISTS ingest_dead_letters(
   receipt_id TEXT PRIMARY KEY,
   seq INTEGER NOT NULL UNIQUE,
@@ -228,6 +227,8 @@ queue_options queue_options::from_url(std::string_view url) {
           o.max_messages = static_cast<std::size_t>(ingest::detail::parse_count(name, value));
         else if (name == "dedup_window")
           o.dedup_window = duration_cast<ms>(ingest::detail::parse_duration(name, value));
+        else if (name == "receipt_index")
+          o.receipt_index = ingest::detail::parse_bool(name, value);
         else if (name == "compaction_interval")
           o.compaction_interval = duration_cast<ms>(ingest::detail::parse_duration(name, value));
         else if (name == "checkpoint_interval")
@@ -267,6 +268,7 @@ struct queue::engine {
     db.exec(options.checkpoint_interval > std::chrono::milliseconds::zero() ? "PRAGMA wal_autocheckpoint = 65536"
                                                                              : "PRAGMA wal_autocheckpoint = 8192");
     prepare_file(db);
+    if (options.receipt_index) db.exec("CREATE INDEX IF NOT EXISTS ingest_messages_receipt ON ingest_messages(receipt_id)");
     prepare_statements();
     {
       transaction tx(db);
@@ -1027,7 +1029,7 @@ queue_features queue::features() const {
           .delayed_retry = true,
           .lease_extension = true,
           .exact_stats = true,
-          .lookup = true,
+          .lookup = engine_->options.receipt_index,
           .dedup_window = engine_->options.dedup_window};
 }
 
@@ -1081,6 +1083,7 @@ void queue::do_dead_letters(std::string after, std::size_t limit, callback<error
 }
 
 void queue::do_find(std::string receipt_id, callback<error_code, message_status> done) {
+  if (!engine_->options.receipt_index) return done(errc::not_supported, message_status{});
   operation op(find_op{std::move(receipt_id), std::move(done)});
   if (!engine_->enqueue(std::move(op), false)) std::get<find_op>(op).done(errc::shutting_down, message_status{});
 }

@@ -33,6 +33,10 @@ struct queue_options {
   /// How often finished rows are compacted, and how many at most each time.
   std::chrono::milliseconds compaction_interval{std::chrono::seconds(1)};
   std::size_t compaction_batch = 5000;
+  /// Index receipt ids, so that `async_find` can tell where a message is
+  /// (`features().lookup`). The index costs about a tenth of the drain rate; without
+  /// it `async_find` completes with `errc::not_supported`.
+  bool receipt_index = true;
   /// How often a background thread checkpoints the WAL into the file (on its own
   /// connection, so that commits never wait for a checkpoint). Zero: the writer
   /// checkpoints inside its commits, as SQLite does by default.
@@ -51,7 +55,7 @@ struct queue_options {
   /// `sqlite:///abs/path/queue.db` or `sqlite://relative/queue.db`, with optional
   /// query parameters `visibility_timeout`, `commit_linger`, `max_messages`,
   /// `dedup_window`, `poll_interval`, `busy_timeout`, `max_page_count`, `checkpoint_interval`,
-  /// `compaction_interval`
+  /// `compaction_interval`, `receipt_index` (`true`/`false`)
   /// (durations as `250ms`, `30s`, `5m`, `24h`, `500us`).
   /// Throws `ingest::error(errc::invalid_config)` on anything else.
   static queue_options from_url(std::string_view url);
