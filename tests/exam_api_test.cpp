@@ -51,6 +51,14 @@ std::vector<std::pair<std::string, std::string>> submit_headers(const std::strin
   return {{"Authorization", "Bearer " + tok}, {"Content-Type", "application/json"}, {"Idempotency-Key", key}};
 }
 
+// Writes a submission without waiting for the answer (read it with `read()`).
+void send_submission(http_client& c, const std::string& tok, const std::string& key) {
+  const std::string body = R"({"answers":{"q1":"B"}})";
+  c.send_raw("POST /v1/exams/open/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok +
+             "\r\nContent-Type: application/json\r\nIdempotency-Key: " + key +
+             "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+}
+
 enum class kind { queue_memory, queue_sqlite, direct };
 
 struct exam_fixture {
@@ -328,13 +336,9 @@ TEST_CASE("a double click waits for the first request's receipt instead of a 409
   f.memory->hold_acks(true);
   http_client first = f.client(), second = f.client();
   const auto s1 = token("s1");
-  first.send_raw("POST /v1/exams/open/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + s1 +
-                 "\r\nContent-Type: application/json\r\nIdempotency-Key: k-dbl\r\nContent-Length: 22\r\n\r\n"
-                 R"({"answers":{"q1":"B"}})");
+  send_submission(first, s1, "k-dbl");
   REQUIRE(eventually([&] { return f.producer->stats().in_flight == 1; }));
-  second.send_raw("POST /v1/exams/open/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + s1 +
-                  "\r\nContent-Type: application/json\r\nIdempotency-Key: k-dbl\r\nContent-Length: 22\r\n\r\n"
-                  R"({"answers":{"q1":"B"}})");
+  send_submission(second, s1, "k-dbl");
   std::this_thread::sleep_for(100ms);
   f.memory->hold_acks(false);
   auto a = first.read();
@@ -351,9 +355,7 @@ TEST_CASE("409 while the first request with the key is still being stored; then 
   f.memory->hold_acks(true);
   http_client first = f.client(), second = f.client();
   const auto s1 = token("s1");
-  first.send_raw("POST /v1/exams/open/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + s1 +
-                 "\r\nContent-Type: application/json\r\nIdempotency-Key: k-409\r\nContent-Length: 22\r\n\r\n"
-                 R"({"answers":{"q1":"B"}})");
+  send_submission(first, s1, "k-409");
   REQUIRE(eventually([&] { return f.producer->stats().in_flight == 1; }));
   auto busy = f.submit(second, "open", s1, "k-409", R"({"answers":{"q1":"B"}})");
   check_error(busy, 409, "in_flight");

@@ -4,7 +4,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "jwt.hpp"
 
@@ -94,6 +96,38 @@ long peak_rss_kib() {
   while (std::getline(in, line))
     if (line.rfind("VmHWM:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
   return -1;
+}
+
+server_setup prepare_server(const server_cli& o) {
+  raise_fd_limit();
+  std::filesystem::create_directories(o.data);
+  server_setup s;
+  s.exams = load_exams(o.exams);
+  s.secret = resolve_secret(o.jwt_secret, s.generated_secret);
+  std::tie(s.host, s.port) = parse_listen(o.listen);
+  return s;
+}
+
+app_options make_app_options(const server_cli& o, const std::string& secret) {
+  return {.jwt_secret = secret,
+          .student_rate = o.student_rate,
+          .student_burst = o.student_burst,
+          .ip_rate = o.ip_rate,
+          .ip_burst = o.ip_burst};
+}
+
+ingest::http::server_options make_http_options(const server_cli& o, const server_setup& s, std::string name) {
+  return {.host = s.host,
+          .port = s.port,
+          .max_connections = o.max_connections,
+          .max_body_bytes = o.max_body,
+          .server_name = std::move(name)};
+}
+
+void wait_closed(const ingest::http::server& server, std::chrono::seconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (server.stats().connections_open > 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
 void print_banner(const std::string& name, const std::string& url, const std::string& secret, bool generated_secret,

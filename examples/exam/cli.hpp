@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <string>
 
+#include "app.hpp"
 #include "exams.hpp"
+#include "ingest/http/server.hpp"
 
 namespace exam {
 
@@ -47,6 +49,21 @@ std::pair<std::string, std::uint16_t> parse_listen(const std::string& text);
 void raise_fd_limit();
 // Peak resident set size of this process, in KiB (from /proc/self/status VmHWM).
 long peak_rss_kib();
+// What both servers do first: raise the file limit, create the data directory, load
+// the exams, settle the secret and the address.
+struct server_setup {
+  catalog exams;
+  std::string secret;
+  bool generated_secret = false;
+  std::string host;
+  std::uint16_t port = 0;
+};
+server_setup prepare_server(const server_cli& o);
+app_options make_app_options(const server_cli& o, const std::string& secret);
+ingest::http::server_options make_http_options(const server_cli& o, const server_setup& s, std::string name);
+// After server.stop(): waits (at most `limit`) for the last answers to be written.
+void wait_closed(const ingest::http::server& server, std::chrono::seconds limit = std::chrono::seconds(5));
+
 // Prints URL, a demo token and a ready curl command.
 void print_banner(const std::string& name, const std::string& url, const std::string& secret, bool generated_secret,
                   const catalog& exams);

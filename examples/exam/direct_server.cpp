@@ -3,7 +3,6 @@
 // exam_stats row, grades, commits, and only then answers 201.
 
 #include <cstdio>
-#include <filesystem>
 
 #include "app.hpp"
 #include "cli.hpp"
@@ -24,35 +23,20 @@ int main(int argc, char** argv) {
   if (*token_cmd) return exam::run_token(t);
 
   try {
-    exam::raise_fd_limit();
-    std::filesystem::create_directories(o.data);
-    const auto exams = exam::load_exams(o.exams);
-    bool generated = false;
-    const auto secret = exam::resolve_secret(o.jwt_secret, generated);
-    const auto [host, port] = exam::parse_listen(o.listen);
+    const auto setup = exam::prepare_server(o);
     const std::string db_path = o.data + "/exam.db";
 
     boost::asio::io_context io;
     exam::store_pool store(db_path);
     exam::direct_backend backend(db_path, db);
-    exam::app api(exams, store, backend,
-                  {.jwt_secret = secret,
-                   .student_rate = o.student_rate,
-                   .student_burst = o.student_burst,
-                   .ip_rate = o.ip_rate,
-                   .ip_burst = o.ip_burst});
-    ingest::http::server server(io,
-                                {.host = host,
-                                 .port = port,
-                                 .max_connections = o.max_connections,
-                                 .max_body_bytes = o.max_body,
-                                 .server_name = "direct_server"},
+    exam::app api(setup.exams, store, backend, exam::make_app_options(o, setup.secret));
+    ingest::http::server server(io, exam::make_http_options(o, setup, "direct_server"),
                                 [&api](auto req, const auto& info, auto respond) {
                                   api.handle(std::move(req), info, std::move(respond));
                                 });
     server.start();
-    exam::print_banner("direct_server", "http://" + host + ":" + std::to_string(server.port()), secret, generated,
-                       exams);
+    exam::print_banner("direct_server", "http://" + setup.host + ":" + std::to_string(server.port()), setup.secret,
+                       setup.generated_secret, setup.exams);
     std::printf("database pool: %zu connections\n", db.pool_size);
     std::fflush(stdout);
     return exam::run_until_signal(io, o.threads, [&] {
@@ -60,9 +44,7 @@ int main(int argc, char** argv) {
       api.drain();
       server.stop();
       backend.stop();  // every queued request runs and is answered
-      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-      while (server.stats().connections_open > 0 && std::chrono::steady_clock::now() < until)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      exam::wait_closed(server);
       std::fprintf(stderr, "direct_server: drained (peak RSS %ld KiB)\n", exam::peak_rss_kib());
       return 0;
     });

@@ -3,7 +3,6 @@
 
 #include <boost/asio/use_future.hpp>
 #include <cstdio>
-#include <filesystem>
 #include <optional>
 
 #include "app.hpp"
@@ -31,12 +30,8 @@ int main(int argc, char** argv) {
   if (*token_cmd) return exam::run_token(t);
 
   try {
-    exam::raise_fd_limit();
-    std::filesystem::create_directories(o.data);
-    const auto exams = exam::load_exams(o.exams);
-    bool generated = false;
-    const auto secret = exam::resolve_secret(o.jwt_secret, generated);
-    const auto [host, port] = exam::parse_listen(o.listen);
+    const auto setup = exam::prepare_server(o);
+    const auto& exams = setup.exams;
     const std::string queue_url = o.queue.empty() ? "sqlite://" + o.data + "/queue.db" : o.queue;
     const bool embedded = queue_url.starts_with("sqlite://") || queue_url == "memory";
     if (workers < 0) workers = embedded ? 1 : 0;
@@ -52,30 +47,20 @@ int main(int argc, char** argv) {
                                        .metrics = metrics});
     exam::store_pool store(db_path);
     exam::queue_backend backend(*queue, producer, store, metrics);
-    exam::app api(exams, store, backend,
-                  {.jwt_secret = secret,
-                   .student_rate = o.student_rate,
-                   .student_burst = o.student_burst,
-                   .ip_rate = o.ip_rate,
-                   .ip_burst = o.ip_burst});
+    exam::app api(exams, store, backend, exam::make_app_options(o, setup.secret));
     std::vector<std::unique_ptr<exam::grading_consumer>> graders;
     for (int i = 0; i < workers; ++i) {
       graders.push_back(std::make_unique<exam::grading_consumer>(*queue, db_path, exams, grading, metrics));
       graders.back()->start();
     }
-    ingest::http::server server(io,
-                                {.host = host,
-                                 .port = port,
-                                 .max_connections = o.max_connections,
-                                 .max_body_bytes = o.max_body,
-                                 .server_name = "exam_server"},
+    ingest::http::server server(io, exam::make_http_options(o, setup, "exam_server"),
                                 [&api](auto req, const auto& info, auto respond) {
                                   api.handle(std::move(req), info, std::move(respond));
                                 });
     server.start();
     backend.start();
-    exam::print_banner("exam_server", "http://" + host + ":" + std::to_string(server.port()), secret, generated,
-                       exams);
+    exam::print_banner("exam_server", "http://" + setup.host + ":" + std::to_string(server.port()), setup.secret,
+                       setup.generated_secret, exams);
     std::printf("queue: %s, graders in this process: %d\n", queue_url.c_str(), workers);
     std::fflush(stdout);
 
@@ -88,9 +73,7 @@ int main(int argc, char** argv) {
       for (auto& g : graders) g->drain();
       backend.stop();
       queue->close();
-      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-      while (server.stats().connections_open > 0 && std::chrono::steady_clock::now() < until)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      exam::wait_closed(server);
       const auto ps = producer.stats();
       std::fprintf(stderr, "exam_server: drained (accepted %llu, duplicates %llu, refused %llu; peak RSS %ld KiB)\n",
                    static_cast<unsigned long long>(ps.accepted), static_cast<unsigned long long>(ps.duplicates),
