@@ -7,7 +7,7 @@
 #
 #   benchmarks/flood.sh [--students 10000] [--window 1] [--runs 3] [--consumer-rate 5000]
 #                       [--open-rate 25000] [--open-seconds 5] [--build build] [--out DIR]
-#   benchmarks/flood.sh --quick [--backend sqlite|nats]   # 500 students, one run, for CI
+#   benchmarks/flood.sh --quick [--backend sqlite|nats|memory]   # 500 students, one run, for CI
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -96,6 +96,9 @@ wall() {
   local dir="$work/run-$label-$n"
   mkdir -p "$dir"
   local nats_pid="" worker_pid="" queue_args=()
+  if [[ $server == exam_server && $backend == memory ]]; then
+    queue_args=(--queue memory)
+  fi
   if [[ $server == exam_server && $backend == nats ]]; then
     local port
     port=$(free_port)

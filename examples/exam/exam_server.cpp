@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
                                        .default_subject = "exam",
                                        .metrics = metrics});
     exam::store_pool store(db_path);
+    store.with([](exam::store_reader&) { return 0; });  // creates exam.db and its tables now
     exam::queue_backend backend(*queue, producer, store, metrics);
     exam::app api(exams, store, backend, exam::make_app_options(o, setup.secret));
     std::vector<std::unique_ptr<exam::grading_consumer>> graders;

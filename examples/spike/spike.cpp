@@ -24,6 +24,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -246,7 +247,10 @@ std::int64_t count_rows(ingest::sqlite::database& db, const std::string& prefix)
 struct audit_result {
   std::int64_t rows = 0;
   std::int64_t receipts = 0;
-  std::int64_t lost = 0;        // receipts with no row
+  std::int64_t lost = 0;        // receipts with no row that the server does not know either
+  std::int64_t pending = 0;     // receipts with no row yet: still queued or retrying
+  std::int64_t dead_lettered = 0;  // receipts parked in the dead-letter store
+  std::vector<std::string> missing;  // receipts with no row
   std::int64_t duplicated = 0;  // keys with more than one row, or one key with two receipts
   std::int64_t unreceipted = 0;  // rows whose receipt the client never saw
 };
@@ -266,7 +270,8 @@ audit_result audit(ingest::sqlite::database& db, const std::string& prefix, resu
   a.receipts = static_cast<std::int64_t>(r.receipts.size());
   for (const auto& [key, id] : r.receipts) {
     auto it = rows_by_key.find(key);
-    if (it == rows_by_key.end() || std::find(it->second.begin(), it->second.end(), id) == it->second.end()) ++a.lost;
+    if (it == rows_by_key.end() || std::find(it->second.begin(), it->second.end(), id) == it->second.end())
+      a.missing.push_back(id);
   }
   for (const auto& [key, ids] : rows_by_key) {
     if (ids.size() > 1) a.duplicated += static_cast<std::int64_t>(ids.size() - 1);
@@ -276,6 +281,41 @@ audit_result audit(ingest::sqlite::database& db, const std::string& prefix, resu
   }
   a.duplicated += static_cast<std::int64_t>(r.mismatched.load());
   return a;
+}
+
+// A receipt with no row: asks the server (as a teacher) where it is. Every receipt
+// must be in exactly one state: graded (a row), pending, or dead-lettered.
+void classify_missing(audit_result& a, const settings& s, const tcp::endpoint& ep) {
+  if (a.missing.empty()) return;
+  const auto teacher = exam::mint_token(
+      {"spike-auditor", exam::role::teacher, std::chrono::system_clock::now() + std::chrono::hours(1)}, s.secret);
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  beast::error_code ec;
+  stream.connect(ep, ec);
+  beast::flat_buffer buffer;
+  for (const auto& id : a.missing) {
+    int status = 0;
+    std::string body;
+    if (!ec) {
+      bhttp::request<bhttp::empty_body> req{bhttp::verb::get, "/v1/submissions/" + id, 11};
+      req.set(bhttp::field::host, "127.0.0.1");
+      req.set(bhttp::field::authorization, "Bearer " + teacher);
+      bhttp::write(stream, req, ec);
+      bhttp::response<bhttp::string_body> res;
+      if (!ec) bhttp::read(stream, buffer, res, ec);
+      if (!ec) {
+        status = static_cast<int>(res.result_int());
+        body = res.body();
+      }
+    }
+    if (status == 200 && body.find("\"dead_lettered\"") != std::string::npos)
+      ++a.dead_lettered;
+    else if (status == 200)
+      ++a.pending;  // received or processing (or graded since the check: counted as pending)
+    else
+      ++a.lost;
+  }
 }
 
 // ---- the server process -----------------------------------------------------------
@@ -548,9 +588,14 @@ int main(int argc, char** argv) {
   std::optional<ingest::sqlite::database> db;
   std::int64_t rows_before = 0;
   if (!s.db.empty()) {
-    db.emplace(s.db, ingest::sqlite::database_options{.create = false, .read_only = true, .wal = false,
-                                                      .synchronous_full = false});
-    rows_before = count_rows(*db, prefix);
+    try {
+      db.emplace(s.db, ingest::sqlite::database_options{.create = false, .read_only = true, .wal = false,
+                                                        .synchronous_full = false});
+      rows_before = count_rows(*db, prefix);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "spike: cannot audit %s: %s\n", s.db.c_str(), e.what());
+      return 2;
+    }
   }
 
   // Connections first (the students are already on the page), then the wall.
@@ -617,18 +662,21 @@ int main(int argc, char** argv) {
   if (db)
     watcher = std::thread([&] {
       std::this_thread::sleep_until(r.t0);
-      const auto limit = steady::now() + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(
-                                             s.drain_timeout_s + s.window_s + s.duration_s + 10 * s.timeout_s));
+      std::optional<steady::time_point> give_up;  // set when the flood is over
       auto tick = r.t0;
-      while (steady::now() < limit) {
+      while (true) {
         const auto rows = count_rows(*db, prefix) - rows_before;
         written.push_back(rows);
         if (flood_done) {
+          if (!give_up)
+            give_up = steady::now() + std::chrono::duration_cast<steady::duration>(
+                                          std::chrono::duration<double>(s.drain_timeout_s));
           std::lock_guard lock(r.mutex);
           if (rows >= static_cast<std::int64_t>(r.receipts.size())) {
             drain_seconds = std::chrono::duration<double>(steady::now() - r.last_accept).count();
             break;
           }
+          if (steady::now() > *give_up) break;
         }
         tick += 100ms;
         std::this_thread::sleep_until(tick);
@@ -647,7 +695,10 @@ int main(int argc, char** argv) {
   const auto after = sample_process(s.server_pid);
 
   audit_result a;
-  if (db) a = audit(*db, prefix, r);
+  if (db) {
+    a = audit(*db, prefix, r);
+    classify_missing(a, s, ep);
+  }
   // The rate exam.db was written at: rows over the time from the first row to the last.
   double write_rate = 0;
   {
@@ -717,9 +768,13 @@ int main(int argc, char** argv) {
     std::printf("  exam.db written at %.0f rows/s (%.0f rows/s while a backlog of 2,000+ waited)\n", write_rate,
                 backlog_rate);
   if (db)
-    std::printf("  audit: rows %lld, receipts %lld, lost %lld, duplicated %lld, rows without receipt %lld; drained %.2f s after the last accept\n",
+    std::printf("  audit: rows %lld, receipts %lld, lost %lld, duplicated %lld, rows without receipt %lld; drained %.2f s after the last accept\n"
+                "  states of the receipts: graded %lld + pending %lld + dead-lettered %lld + lost %lld = %lld\n",
                 static_cast<long long>(a.rows), static_cast<long long>(a.receipts), static_cast<long long>(a.lost),
-                static_cast<long long>(a.duplicated), static_cast<long long>(a.unreceipted), drain_seconds);
+                static_cast<long long>(a.duplicated), static_cast<long long>(a.unreceipted), drain_seconds,
+                static_cast<long long>(a.receipts - static_cast<std::int64_t>(a.missing.size())),
+                static_cast<long long>(a.pending), static_cast<long long>(a.dead_lettered),
+                static_cast<long long>(a.lost), static_cast<long long>(a.receipts));
 
   if (!s.json_out.empty()) {
     boost::json::object o;
@@ -761,6 +816,8 @@ int main(int argc, char** argv) {
     au["lost"] = a.lost;
     au["duplicated"] = a.duplicated;
     au["rows_without_receipt"] = a.unreceipted;
+    au["pending"] = a.pending;
+    au["dead_lettered"] = a.dead_lettered;
     au["audited"] = db.has_value();
     o["audit"] = std::move(au);
     boost::json::array acc, wr;
