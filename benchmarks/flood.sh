@@ -122,6 +122,11 @@ wall() {
     echo "flood.sh: the audit of $label run $n failed" >&2
     failures=$((failures + 1))
   fi
+  # Let this run's dirty pages reach the disk before the next run starts, so that one
+  # server's writeback does not land in the other's measurement.
+  rm -rf "$dir/nats"
+  sync
+  sleep 1
 }
 
 for n in $(seq "$runs"); do

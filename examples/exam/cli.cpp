@@ -20,7 +20,8 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
   app.add_option("--exams", o.exams, "exams JSON file (default: the built-in demo exam)");
   if (with_queue)
     app.add_option("--queue", o.queue,
-                   "queue URL: sqlite://FILE (default: DATA/queue.db), nats://HOST:PORT, memory (not durable)");
+                   "queue URL: sqlite://FILE[?options] (default: DATA/queue.db?commit_linger=500us), nats://HOST:PORT, "
+                   "memory (not durable)");
   app.add_option("--jwt-secret", o.jwt_secret, "HS256 secret (default: $INGEST_JWT_SECRET, else generated)");
   app.add_option("--threads", o.threads, "HTTP threads (0: one per core)")->capture_default_str();
   app.add_option("--student-rate", o.student_rate, "submissions/s per student (0: no limit)")->capture_default_str();
