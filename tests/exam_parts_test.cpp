@@ -5,7 +5,12 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <sstream>
+
+#include "dlq.hpp"
 #include "exams.hpp"
+#include "queues.hpp"
+#include "support/test_support.hpp"
 #include "ingest/envelope.hpp"
 #include "jwt.hpp"
 #include "limits.hpp"
@@ -127,4 +132,50 @@ TEST_CASE("rate limits: a bucket per key, refilled at the rate") {
   CHECK(l.take("a", t0 + 600ms).count() == 0);
   exam::keyed_limiter off(0, 1);
   for (int i = 0; i < 100; ++i) CHECK(off.take("x").count() == 0);
+}
+
+TEST_CASE("dead-letter command line: list, show, replay, purge") {
+  using namespace ingest;
+  using namespace ingest::test;
+  temp_dir dir;
+  io_thread io;
+  for (const std::string& url : {std::string("memory"), "sqlite://" + dir.file("q.db")}) {
+    CAPTURE(url);
+    auto q = exam::open_queue(url, io.executor());
+    std::vector<std::string> ids;
+    for (int i = 0; i < 3; ++i) {
+      auto [ec, r] = publish(*q, message("k" + std::to_string(i), "payload-" + std::to_string(i)));
+      REQUIRE_FALSE(ec);
+      ids.push_back(r.id);
+    }
+    auto [fec, got] = fetch(*q, 3, 1s);
+    REQUIRE(got.size() == 3);
+    std::vector<settlement> dead;
+    for (const auto& d : got) dead.push_back({d.token, settle_action::dead_letter, {}, "permanent_failure", "bad answers"});
+    REQUIRE_FALSE(settle(*q, dead));
+
+    auto run = [&](exam::dlq_request r, int expect) {
+      std::ostringstream out, err;
+      CHECK(exam::run_dlq(*q, r, out, err) == expect);
+      return out.str() + err.str();
+    };
+    auto listed = run({.action = "list"}, 0);
+    CHECK(listed.find("3 dead letter(s)") != std::string::npos);
+    for (const auto& id : ids) CHECK(listed.find(id) != std::string::npos);
+    auto page = run({.action = "list", .limit = 2}, 0);
+    CHECK(page.find("more") != std::string::npos);
+    auto shown = run({.action = "show", .receipts = {ids[1]}}, 0);
+    CHECK(shown.find("payload-1") != std::string::npos);
+    CHECK(shown.find("bad answers") != std::string::npos);
+    CHECK(shown.find("permanent_failure") != std::string::npos);
+    CHECK(run({.action = "show", .receipts = {"01a00000-0000-7000-8000-000000000000"}}, 1).find("no dead letter") !=
+          std::string::npos);
+    CHECK(run({.action = "replay"}, 2).find("--all") != std::string::npos);
+    CHECK(run({.action = "replay", .receipts = {ids[0]}}, 0).find("replayed 1") != std::string::npos);
+    CHECK(stats(*q).pending == 1);
+    CHECK(run({.action = "purge", .all = true}, 0).find("purged 2") != std::string::npos);
+    CHECK(dead_letters(*q).empty());
+    CHECK(run({.action = "fix"}, 2).find("unknown action") != std::string::npos);
+    q->close();
+  }
 }

@@ -6,6 +6,10 @@
 #include <filesystem>
 
 #include "cli.hpp"
+#include "dlq.hpp"
+#include <boost/asio/executor_work_guard.hpp>
+#include <iostream>
+#include <thread>
 #include "queues.hpp"
 #include "run.hpp"
 
@@ -18,7 +22,37 @@ int main(int argc, char** argv) {
   cli.add_option("--exams", exams_path, "exams JSON file (default: the built-in demo exam)");
   cli.add_option("--rate", grading.rate, "rows/s written to exam.db (0: no limit)")->capture_default_str();
   cli.add_option("--batch", grading.max_batch, "rows per transaction at most")->capture_default_str();
+  exam::dlq_request dlq;
+  auto* dlq_cmd = cli.add_subcommand("dlq", "inspect the dead letters: list, show, replay, purge");
+  dlq_cmd->fallthrough();  // --queue and --data may follow the action
+  dlq_cmd->add_option("action", dlq.action, "list | show | replay | purge")
+      ->required()
+      ->check(CLI::IsMember({"list", "show", "replay", "purge"}));
+  dlq_cmd->add_option("receipts", dlq.receipts, "receipt ids (show, replay, purge)");
+  dlq_cmd->add_flag("--all", dlq.all, "replay or purge every dead letter");
+  dlq_cmd->add_option("--after", dlq.after, "list: start after this receipt id");
+  dlq_cmd->add_option("--limit", dlq.limit, "list: at most this many")->capture_default_str();
   CLI11_PARSE(cli, argc, argv);
+  if (*dlq_cmd) {
+    boost::asio::io_context io;
+    auto work = boost::asio::make_work_guard(io);
+    std::thread runner([&] { io.run(); });
+    int code = 2;
+    try {
+      if (queue_url.empty()) {
+        std::filesystem::create_directories(data);
+        queue_url = "sqlite://" + data + "/queue.db";
+      }
+      auto queue = exam::open_queue(queue_url, io.get_executor());
+      code = exam::run_dlq(*queue, dlq, std::cout, std::cerr);
+      queue->close();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "exam_worker dlq: %s\n", e.what());
+    }
+    work.reset();
+    runner.join();
+    return code;
+  }
   try {
     std::filesystem::create_directories(data);
     if (queue_url.empty()) queue_url = "sqlite://" + data + "/queue.db";

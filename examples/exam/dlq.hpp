@@ -1,0 +1,29 @@
+#pragma once
+// The dead-letter command line, for every backend a queue URL can name:
+//   exam_worker dlq list   [--after RECEIPT] [--limit N]
+//   exam_worker dlq show   RECEIPT
+//   exam_worker dlq replay RECEIPT... | --all
+//   exam_worker dlq purge  RECEIPT... | --all
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "ingest/durable_queue.hpp"
+
+namespace exam {
+
+struct dlq_request {
+  std::string action{};  // list | show | replay | purge
+  std::vector<std::string> receipts{};
+  bool all = false;
+  std::string after{};
+  std::size_t limit = 100;
+};
+
+// Runs one action against `queue` (its executor must be running), writing a
+// human-readable answer to `out`. Returns the exit code: 0 done, 1 nothing matched
+// (show of an unknown receipt), 2 bad request or a queue error (written to `err`).
+int run_dlq(ingest::durable_queue& queue, const dlq_request& request, std::ostream& out, std::ostream& err);
+
+}  // namespace exam
