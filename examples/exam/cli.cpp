@@ -30,6 +30,10 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
   app.add_option("--ip-burst", o.ip_burst, "burst per client IP")->capture_default_str();
   app.add_option("--max-body", o.max_body, "largest request body in bytes")->capture_default_str();
   app.add_option("--max-connections", o.max_connections, "open connections at most")->capture_default_str();
+  app.add_option("--log-level", o.log_level,
+                 "JSON-lines events on standard error, keyed by receipt id: debug, info (every accept), warning, error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"debug", "info", "warning", "warn", "error"}));
 }
 
 CLI::App* add_token_command(CLI::App& app, token_cli& t) {

@@ -24,6 +24,7 @@ struct server_cli {
   double ip_burst = 100;
   std::size_t max_body = 64 * 1024;
   std::size_t max_connections = 16384;
+  std::string log_level = "warning";  // JSON lines on standard error
 };
 
 struct token_cli {

@@ -43,18 +43,20 @@ int main(int argc, char** argv) {
     boost::asio::io_context io;
     auto queue = exam::open_queue(queue_url, io.get_executor());
     auto metrics = std::make_shared<ingest::pipeline_metrics>();
+    auto log = ingest::json_lines_logger(stderr, ingest::parse_log_level(o.log_level));
     ingest::producer producer(*queue, {.max_in_flight = max_in_flight,
                                        .max_payload_bytes = o.max_body * 2,
                                        .publish_timeout = std::chrono::seconds(5),
                                        .default_subject = "exam",
-                                       .metrics = metrics});
+                                       .metrics = metrics,
+                                       .log = log});
     exam::store_pool store(db_path);
     store.with([](exam::store_reader&) { return 0; });  // creates exam.db and its tables now
     exam::queue_backend backend(*queue, producer, store, metrics);
     exam::app api(exams, store, backend, exam::make_app_options(o, setup.secret));
     std::vector<std::unique_ptr<exam::grading_consumer>> graders;
     for (int i = 0; i < workers; ++i) {
-      graders.push_back(std::make_unique<exam::grading_consumer>(*queue, db_path, exams, grading, metrics));
+      graders.push_back(std::make_unique<exam::grading_consumer>(*queue, db_path, exams, grading, metrics, log));
       graders.back()->start();
     }
     ingest::http::server server(io, exam::make_http_options(o, setup, "exam_server"),

@@ -1,20 +1,20 @@
 // The graders as their own process, for broker-backed setups (exam_server --queue
 // nats://... --workers 0): drains the queue into exam.db, one transaction per batch.
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
+#include <thread>
 
 #include "cli.hpp"
 #include "dlq.hpp"
-#include <boost/asio/executor_work_guard.hpp>
-#include <iostream>
-#include <thread>
 #include "queues.hpp"
 #include "run.hpp"
 
 int main(int argc, char** argv) {
-  std::string data = "data", queue_url, exams_path;
+  std::string data = "data", queue_url, exams_path, log_level = "warning";
   exam::consumer_settings grading;
   CLI::App cli{"exam_worker: grades queued exam submissions into exam.db"};
   cli.add_option("--data", data, "directory of exam.db")->capture_default_str();
@@ -22,6 +22,9 @@ int main(int argc, char** argv) {
   cli.add_option("--exams", exams_path, "exams JSON file (default: the built-in demo exam)");
   cli.add_option("--rate", grading.rate, "rows/s written to exam.db (0: no limit)")->capture_default_str();
   cli.add_option("--batch", grading.max_batch, "rows per transaction at most")->capture_default_str();
+  cli.add_option("--log-level", log_level, "JSON-lines events on standard error: debug, info, warning, error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"debug", "info", "warning", "warn", "error"}));
   exam::dlq_request dlq;
   auto* dlq_cmd = cli.add_subcommand("dlq", "inspect the dead letters: list, show, replay, purge");
   dlq_cmd->fallthrough();  // --queue and --data may follow the action
@@ -60,7 +63,8 @@ int main(int argc, char** argv) {
     boost::asio::io_context io;
     auto queue = exam::open_queue(queue_url, io.get_executor());
     auto metrics = std::make_shared<ingest::pipeline_metrics>();
-    exam::grading_consumer grader(*queue, data + "/exam.db", exams, grading, metrics);
+    exam::grading_consumer grader(*queue, data + "/exam.db", exams, grading, metrics,
+                                  ingest::json_lines_logger(stderr, ingest::parse_log_level(log_level)));
     grader.start();
     std::printf("exam_worker: draining %s into %s/exam.db\n", queue_url.c_str(), data.c_str());
     std::fflush(stdout);

@@ -142,13 +142,15 @@ std::string queue_backend::metrics() const {
 }
 
 grading_consumer::grading_consumer(ingest::durable_queue& queue, const std::string& db_path, const catalog& exams,
-                                   consumer_settings settings, std::shared_ptr<ingest::pipeline_metrics> metrics)
+                                   consumer_settings settings, std::shared_ptr<ingest::pipeline_metrics> metrics,
+                                   std::shared_ptr<ingest::logger> log)
     : db_(db_path), counters_(std::make_shared<grading_counters>()) {
   ingest::consumer_options options{.workers = 1,
                                    .max_batch = settings.max_batch,
                                    .linger = settings.linger,
                                    .max_rate = settings.rate,
-                                   .metrics = std::move(metrics)};
+                                   .metrics = std::move(metrics),
+                                   .log = std::move(log)};
   options.retry.max_attempts = settings.max_attempts;
   options.dead_letter.alert = [](const ingest::dead_letter& d) {
     std::fprintf(stderr, "ALERT dead letter receipt=%s key=%s reason=%s attempts=%u error=%s\n",

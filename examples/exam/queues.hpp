@@ -81,7 +81,8 @@ struct consumer_settings {
 class grading_consumer {
  public:
   grading_consumer(ingest::durable_queue& queue, const std::string& db_path, const catalog& exams,
-                   consumer_settings settings, std::shared_ptr<ingest::pipeline_metrics> metrics);
+                   consumer_settings settings, std::shared_ptr<ingest::pipeline_metrics> metrics,
+                   std::shared_ptr<ingest::logger> log = {});
   void start() { consumer_->start(); }
   void drain();
   const grading_counters& counters() const { return *counters_; }

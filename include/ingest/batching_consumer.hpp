@@ -13,6 +13,7 @@
 
 #include "ingest/dead_letter_policy.hpp"
 #include "ingest/durable_queue.hpp"
+#include "ingest/log.hpp"
 #include "ingest/metrics.hpp"
 #include "ingest/retry_policy.hpp"
 
@@ -85,6 +86,9 @@ struct consumer_options {
   /// Where to record processed / retried / dead-lettered / handler errors / batch
   /// size / commit latency (optional; share one instance with the producer).
   std::shared_ptr<pipeline_metrics> metrics{};
+  /// Where `processed` / `retry` / `dead_lettered` / `settle_failed` events go
+  /// (optional; see log.hpp).
+  std::shared_ptr<logger> log{};
 
   /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.
   void validate() const;

@@ -10,6 +10,7 @@
 #include "ingest/error.hpp"
 #include "ingest/fingerprint.hpp"
 #include "ingest/idempotency_store.hpp"
+#include "ingest/log.hpp"
 #include "ingest/memory_queue.hpp"
 #include "ingest/metrics.hpp"
 #include "ingest/producer.hpp"

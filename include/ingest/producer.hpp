@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ingest/durable_queue.hpp"
+#include "ingest/log.hpp"
 #include "ingest/metrics.hpp"
 
 namespace ingest {
@@ -34,6 +35,8 @@ struct producer_options {
   /// Where to record accepted / duplicates / rejected by reason / accept latency
   /// (optional; share one instance with the consumer).
   std::shared_ptr<pipeline_metrics> metrics{};
+  /// Where `accepted` / `duplicate` / `rejected` events go (optional; see log.hpp).
+  std::shared_ptr<logger> log{};
 
   /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.
   void validate() const;

@@ -253,12 +253,32 @@ struct batching_consumer::state {
     }
 
     if (!bulk.empty()) {
+      // Logged before the settle takes the decisions; a failed settle is logged too.
+      if (auto& log = options.log) {
+        for (std::size_t i = 0; i < b.size(); ++i) {
+          const auto& r = b.results_[i];
+          const bool ack = r.kind == item_outcome::ok;
+          const bool retry = r.kind == item_outcome::retry && options.retry.may_retry(b[i].message.attempts);
+          const auto level = ack ? log_level::debug : log_level::warning;
+          if ((ack || retry) && log->enabled(level))
+            log->write({.level = level,
+                        .component = "consumer",
+                        .event = ack ? "processed" : "retry",
+                        .receipt_id = b[i].message.receipt_id,
+                        .idempotency_key = b[i].message.idempotency_key,
+                        .detail = r.error,
+                        .attempts = b[i].message.attempts});
+        }
+      }
       std::size_t acks = 0;
       for (const auto& s : bulk) acks += s.action == settle_action::ack;
       const auto retries = bulk.size() - acks;
       auto ec = wait_done([&](auto done) { queue.async_settle(std::move(bulk), std::move(done)); });
       if (ec) {
         ++settle_errors;
+        if (auto& log = options.log; log && log->enabled(log_level::warning))
+          log->write({.level = log_level::warning, .component = "consumer", .event = "settle_failed",
+                      .detail = ec.message()});
       } else {
         acked += acks;
         retried += retries;
@@ -280,6 +300,14 @@ struct batching_consumer::state {
       }
       ++dead_lettered;
       if (options.metrics) options.metrics->dead_lettered.inc();
+      if (auto& log = options.log; log && log->enabled(log_level::error))
+        log->write({.level = log_level::error,
+                    .component = "consumer",
+                    .event = "dead_lettered",
+                    .receipt_id = letter.message.receipt_id,
+                    .idempotency_key = letter.message.idempotency_key,
+                    .detail = letter.reason + ": " + letter.last_error,
+                    .attempts = letter.attempts});
       if (options.dead_letter.alert) {
         try {
           options.dead_letter.alert(letter);

@@ -93,6 +93,33 @@ producer_stats producer::stats() const {
 
 void producer::do_submit(submission item, detail::callback<void(error_code, receipt)> done) {
   auto& s = *state_;
+  if (s.options.log) {
+    done = [log = s.options.log, key = item.idempotency_key, inner = std::move(done)](error_code ec,
+                                                                                       receipt r) mutable {
+      if (!ec) {
+        if (log->enabled(log_level::info))
+          log->write({.level = log_level::info,
+                      .component = "producer",
+                      .event = r.duplicate ? "duplicate" : "accepted",
+                      .receipt_id = r.id,
+                      .idempotency_key = r.idempotency_key});
+      } else {
+        const auto level = is_retry_later(ec) ? log_level::info : log_level::warning;
+        if (log->enabled(level)) {
+          const std::error_code code(ec);
+          const std::string detail =
+              std::string(code.category() == ingest_category() ? errc_name(static_cast<errc>(code.value())) : "error") +
+              ": " + code.message();
+          log->write({.level = level,
+                      .component = "producer",
+                      .event = "rejected",
+                      .idempotency_key = key,
+                      .detail = detail});
+        }
+      }
+      inner(ec, std::move(r));
+    };
+  }
   if (s.options.metrics) {
     // Every answer, receipt or refusal, is counted and timed.
     done = [m = s.options.metrics, start = std::chrono::steady_clock::now(), inner = std::move(done)](
