@@ -69,6 +69,9 @@ TEST_CASE_TEMPLATE_DEFINE("conformance", Backend, ingest_queue_conformance) {
 
   SUBCASE("a repeated key returns the original receipt; another payload is a conflict") {
     auto q = backend.open(30s);
+    // A backend that cannot give the original receipt back says so with a zero window
+    // (SQS); its own tests cover what it does instead.
+    if (q->features().dedup_window == std::chrono::milliseconds::zero()) return;
     auto [ec1, first] = publish(*q, message("dup", "same"));
     REQUIRE_FALSE(ec1);
     std::this_thread::sleep_for(5ms);
@@ -210,9 +213,11 @@ TEST_CASE_TEMPLATE_DEFINE("conformance", Backend, ingest_queue_conformance) {
     CHECK(st.balanced());
 
     // A dead-lettered key is still known: a client retry gets the original receipt.
-    auto [dec, dup] = publish(*q, message("poison", "bad"));
-    CHECK_FALSE(dec);
-    CHECK(dup.duplicate);
+    if (q->features().dedup_window > std::chrono::milliseconds::zero()) {
+      auto [dec, dup] = publish(*q, message("poison", "bad"));
+      CHECK_FALSE(dec);
+      CHECK(dup.duplicate);
+    }
 
     capture<std::size_t> replay;
     q->async_replay({letters[0].message.receipt_id}, replay.handler());
@@ -366,9 +371,11 @@ TEST_CASE_TEMPLATE_DEFINE("conformance", Backend, ingest_queue_conformance) {
     REQUIRE(got.size() == 1);
     CHECK(got[0].message.receipt_id == r.id);
     CHECK(got[0].message.payload == "payload");
-    auto [dec, dup] = publish(*reopened, message("kept", "payload"));
-    CHECK(dup.duplicate);
-    CHECK(dup.id == r.id);
+    if (reopened->features().dedup_window > std::chrono::milliseconds::zero()) {
+      auto [dec, dup] = publish(*reopened, message("kept", "payload"));
+      CHECK(dup.duplicate);
+      CHECK(dup.id == r.id);
+    }
   }
 }
 

@@ -1,0 +1,55 @@
+#pragma once
+/// @file
+/// AWS Signature Version 4 request signing (HMAC-SHA256 via OpenSSL), as the SQS
+/// backend uses it; exposed for callers that talk to other AWS-compatible endpoints.
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace ingest::sqs {
+
+/// AWS credentials. Plain value type; never logged by the library.
+struct credentials {
+  std::string access_key_id{};
+  std::string secret_access_key{};
+  std::string session_token{};  ///< temporary credentials (STS); empty otherwise
+
+  /// From `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`;
+  /// empty fields for unset variables.
+  static credentials from_environment();
+};
+
+/// One HTTP request to sign.
+struct signing_input {
+  std::string method = "POST";
+  std::string path = "/";  ///< as sent: already percent-encoded where needed
+  std::string query{};     ///< as sent, without `?`: `b=2&a=1`; sorted for signing
+  /// Headers to sign (names in any case; `host` and `x-amz-date` must be among them,
+  /// and `x-amz-security-token` when a session token is used).
+  std::vector<std::pair<std::string, std::string>> headers{};
+  std::string payload_sha256{};  ///< lower-case hex SHA-256 of the body
+};
+
+/// The intermediate products and the result, as the AWS test suite names them.
+struct signature_v4 {
+  std::string canonical_request;
+  std::string string_to_sign;
+  std::string signed_headers;  ///< `host;x-amz-date`
+  std::string signature;       ///< lower-case hex
+  std::string authorization;   ///< the `Authorization` header value
+};
+
+/// Signs `input` for `region`/`service` at `amz_date` (`YYYYMMDDTHHMMSSZ`).
+/// Pure function; thread-safe.
+signature_v4 sign_v4(const signing_input& input, const credentials& creds, std::string_view region,
+                     std::string_view service, std::string_view amz_date);
+
+/// Lower-case hex SHA-256 of `data`.
+std::string sha256_hex(std::string_view data);
+
+/// The current UTC time as `YYYYMMDDTHHMMSSZ`.
+std::string amz_date_now();
+
+}  // namespace ingest::sqs
