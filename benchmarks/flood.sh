@@ -7,7 +7,10 @@
 #
 #   benchmarks/flood.sh [--students 10000] [--window 1] [--runs 3] [--consumer-rate 5000]
 #                       [--open-rate 25000] [--open-seconds 5] [--build build] [--out DIR]
-#   benchmarks/flood.sh --quick [--backend sqlite|nats|memory]   # 500 students, one run, for CI
+#   benchmarks/flood.sh --quick [--backend sqlite|nats|sqs|memory]   # 500 students, one run, for CI
+#
+# --backend nats starts nats-server, --backend sqs the fauxqs emulator (tests/sqs, on
+# 127.0.0.1), each with exam_worker as a separate process.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +34,11 @@ done
 bin="$build/examples"
 if [[ $backend == nats ]] && ! command -v nats-server >/dev/null; then
   echo "flood.sh: nats-server is not installed (skipped)" >&2
+  exit 77
+fi
+fauxqs_dir="$here/tests/sqs"
+if [[ $backend == sqs ]] && { ! command -v node >/dev/null || [[ ! -d $fauxqs_dir/node_modules/fauxqs ]]; }; then
+  echo "flood.sh: node or the fauxqs emulator is not installed (scripts/setup.sh installs both; skipped)" >&2
   exit 77
 fi
 for b in exam_server direct_server exam_worker spike; do
@@ -108,6 +116,19 @@ wall() {
     sleep 0.5
     queue_args=(--queue "nats://127.0.0.1:$port" --workers 0)
     "$bin/exam_worker" --data "$dir" --queue "nats://127.0.0.1:$port" --rate "$consumer_rate" >"$dir/worker.log" 2>&1 &
+    worker_pid=$!
+    pids+=("$worker_pid")
+  fi
+  if [[ $server == exam_server && $backend == sqs ]]; then
+    local port
+    port=$(free_port)
+    node "$fauxqs_dir/fauxqs.mjs" --port "$port" >"$dir/fauxqs.log" 2>&1 &
+    nats_pid=$!
+    pids+=("$nats_pid")
+    for _ in $(seq 100); do grep -q listening "$dir/fauxqs.log" && break; sleep 0.1; done
+    local queue_url="sqs+http://127.0.0.1:$port/000000000000/exam-submissions"
+    queue_args=(--queue "$queue_url" --workers 0)
+    "$bin/exam_worker" --data "$dir" --queue "$queue_url" --rate "$consumer_rate" >"$dir/worker.log" 2>&1 &
     worker_pid=$!
     pids+=("$worker_pid")
   fi

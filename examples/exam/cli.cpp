@@ -21,7 +21,7 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
   if (with_queue)
     app.add_option("--queue", o.queue,
                    "queue URL: sqlite://FILE[?options] (default: DATA/queue.db?commit_linger=500us), nats://HOST:PORT, "
-                   "memory (not durable)");
+                   "sqs+http[s]://HOST:PORT/ACCOUNT/QUEUE, memory (not durable)");
   app.add_option("--jwt-secret", o.jwt_secret, "HS256 secret (default: $INGEST_JWT_SECRET, else generated)");
   app.add_option("--threads", o.threads, "HTTP threads (0: one per core)")->capture_default_str();
   app.add_option("--student-rate", o.student_rate, "submissions/s per student (0: no limit)")->capture_default_str();

@@ -10,6 +10,9 @@
 #ifdef EXAM_HAVE_NATS
 #include "ingest/nats/queue.hpp"
 #endif
+#ifdef EXAM_HAVE_SQS
+#include "ingest/sqs/queue.hpp"
+#endif
 
 namespace exam {
 
@@ -28,8 +31,16 @@ std::unique_ptr<ingest::durable_queue> open_queue(const std::string& url, ingest
     throw ingest::error(ingest::errc::invalid_config, "this build has no NATS backend (INGEST_WITH_NATS=OFF)");
 #endif
   }
+  if (url.starts_with("sqs+http://") || url.starts_with("sqs+https://")) {
+#ifdef EXAM_HAVE_SQS
+    return std::make_unique<ingest::sqs::queue>(ex, ingest::sqs::queue_options::from_url(url));
+#else
+    throw ingest::error(ingest::errc::invalid_config, "this build has no SQS backend (INGEST_WITH_SQS=OFF)");
+#endif
+  }
   throw ingest::error(ingest::errc::invalid_config,
-                      "unknown queue URL '" + url + "' (sqlite://FILE, nats://HOST:PORT, tls://HOST:PORT or memory)");
+                      "unknown queue URL '" + url +
+                          "' (sqlite://FILE, nats://HOST:PORT, tls://HOST:PORT, sqs+http[s]://HOST:PORT/ACCOUNT/QUEUE or memory)");
 }
 
 queue_backend::queue_backend(ingest::durable_queue& queue, ingest::producer& producer, store_pool& store,

@@ -14,7 +14,8 @@
 namespace exam {
 
 // "sqlite://PATH[?options]" (the embedded default), "memory" (not durable),
-// "nats://HOST:PORT[?options]" / "tls://..." when built with NATS.
+// "nats://HOST:PORT[?options]" / "tls://..." when built with NATS,
+// "sqs+http[s]://HOST:PORT/ACCOUNT/QUEUE[?options]" when built with SQS.
 // Throws ingest::error(errc::invalid_config) for anything else.
 std::unique_ptr<ingest::durable_queue> open_queue(const std::string& url, ingest::durable_queue::executor_type ex);
 
