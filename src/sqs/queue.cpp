@@ -762,32 +762,47 @@ struct queue::engine {
                std::move(then));
   }
 
-  // The long poll: one ReceiveMessage waiting up to the fetch's deadline; once
-  // something arrives, parallel short polls fill the batch up to `max`.
-  void poll(std::shared_ptr<fetch_op> op) {
+  // A round of receives: one long poll waiting up to the fetch's deadline and, the
+  // first time, short polls beside it for the rest of `max` (a backlog fills the batch
+  // at once). A round that found messages completes the fetch, after short polls that
+  // fill it when only the long poll brought something; an empty round polls again
+  // until the deadline.
+  void poll(std::shared_ptr<fetch_op> op, bool first = true) {
     if (op->finished) return;
     const auto remaining = std::chrono::duration_cast<milliseconds>(op->deadline - steady::now());
     const std::int64_t wait_s = remaining >= seconds(1) ? std::min<std::int64_t>(20, remaining.count() / 1000) : 0;
-    ++op->outstanding;
-    call("ReceiveMessage", receive_request(main_url, op->max, wait_s, visibility_s), o.request_timeout + seconds(wait_s),
-         [self = this, op](aws_reply r) mutable {
-           --op->outstanding;
-           const auto before = op->got.size();
-           self->received(op, r);
-           if (op->finished) return;
-           if (r.ec == errc::not_found) self->recreate();
-           if (r.ec) return self->complete(op, r.ec);
-           if (op->got.size() > before) return self->fill(op);
-           const auto left = op->deadline - steady::now();
-           if (left <= milliseconds::zero()) return self->complete(op, error_code{});
-           if (left >= seconds(1)) return self->poll(op);
-           // Under a second left: SQS waits in whole seconds, so short polls.
-           auto timer = std::make_shared<asio::steady_timer>(self->io, std::min<steady::duration>(left, milliseconds(50)));
-           timer->async_wait([self, op, timer](boost::system::error_code) {
-             if (steady::now() >= op->deadline) return self->complete(op, error_code{});
-             self->poll(op);
+    const std::size_t calls = first ? std::min(o.receive_concurrency, (op->max + 9) / 10) : 1;
+    auto error = std::make_shared<error_code>();
+    for (std::size_t i = 0; i < calls; ++i) {
+      ++op->outstanding;
+      const std::int64_t wait = i == 0 ? wait_s : 0;
+      call("ReceiveMessage", receive_request(main_url, std::min<std::size_t>(10, op->max - i * 10), wait, visibility_s),
+           o.request_timeout + seconds(wait), [self = this, op, error, calls](aws_reply r) mutable {
+             --op->outstanding;
+             self->received(op, r);
+             if (r.ec) *error = r.ec;
+             if (op->finished || op->outstanding > 0) return;
+             self->round_over(op, *error, calls);
            });
-         });
+    }
+  }
+
+  void round_over(const std::shared_ptr<fetch_op>& op, error_code ec, std::size_t calls) {
+    if (ec == errc::not_found) recreate();
+    if (!op->got.empty()) {
+      if (calls == 1 && op->got.size() < op->max) return fill(op);
+      return complete(op, error_code{});
+    }
+    if (ec) return complete(op, ec);
+    const auto left = op->deadline - steady::now();
+    if (left <= milliseconds::zero()) return complete(op, error_code{});
+    if (left >= seconds(1)) return poll(op, false);
+    // Under a second left: SQS waits in whole seconds, so short polls.
+    auto timer = std::make_shared<asio::steady_timer>(io, std::min<steady::duration>(left, milliseconds(50)));
+    timer->async_wait([self = this, op, timer](boost::system::error_code) {
+      if (steady::now() >= op->deadline) return self->complete(op, error_code{});
+      self->poll(op, false);
+    });
   }
 
   void received(const std::shared_ptr<fetch_op>& op, const aws_reply& r) {
