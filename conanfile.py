@@ -10,7 +10,7 @@ class IngestConan(ConanFile):
     name = "ingest"
     description = "Load-leveled, idempotent ingestion: accept fast, process slow"
     license = "Apache-2.0"
-    topics = ("queue", "idempotency", "load-leveling", "sqlite", "nats", "asio")
+    topics = ("queue", "idempotency", "load-leveling", "sqlite", "nats", "sqs", "asio")
     package_type = "static-library"
     settings = "os", "arch", "compiler", "build_type"
     options = {
@@ -18,8 +18,9 @@ class IngestConan(ConanFile):
         "with_sqlite": [True, False],  # ingest::sqlite: the embedded queue, the idempotency store
         "with_nats": [True, False],    # ingest::nats: the NATS JetStream backend (nats.c)
         "with_http": [True, False],    # ingest::http: the Beast HTTP server for the accept path
+        "with_sqs": [True, False],     # ingest::sqs: the SQS backend (Beast client, SigV4, OpenSSL)
     }
-    default_options = {"fPIC": True, "with_sqlite": True, "with_nats": True, "with_http": True}
+    default_options = {"fPIC": True, "with_sqlite": True, "with_nats": True, "with_http": True, "with_sqs": True}
     exports_sources = "CMakeLists.txt", "LICENSE", "cmake/*", "include/*", "src/*"
 
     def set_version(self):
@@ -49,6 +50,7 @@ class IngestConan(ConanFile):
         tc.cache_variables["INGEST_WITH_SQLITE"] = bool(self.options.with_sqlite)
         tc.cache_variables["INGEST_WITH_NATS"] = bool(self.options.with_nats)
         tc.cache_variables["INGEST_WITH_HTTP"] = bool(self.options.with_http)
+        tc.cache_variables["INGEST_WITH_SQS"] = bool(self.options.with_sqs)
         tc.cache_variables["INGEST_CNATS_CONFIG"] = True  # the cnats package's own CMake config
         tc.cache_variables["INGEST_BUILD_TESTS"] = False
         tc.cache_variables["INGEST_BUILD_EXAMPLES"] = False
@@ -89,3 +91,8 @@ class IngestConan(ConanFile):
             c.set_property("cmake_target_name", "ingest::http")
             c.libs = ["ingest_http"]
             c.requires = ["core", "boost::json"]
+        if self.options.with_sqs:
+            c = self.cpp_info.components["sqs"]
+            c.set_property("cmake_target_name", "ingest::sqs")
+            c.libs = ["ingest_sqs"]
+            c.requires = ["core", "boost::json", "openssl::ssl", "openssl::crypto"]

@@ -10,6 +10,7 @@
 #include <ingest/ingest.hpp>
 #include <ingest/nats/queue.hpp>
 #include <ingest/sqlite/transactional_handler.hpp>
+#include <ingest/sqs/queue.hpp>
 
 static_assert(ingest::version.major == PACKAGE_VERSION_MAJOR && ingest::version.minor == PACKAGE_VERSION_MINOR,
               "the installed package and its headers disagree on the version");
@@ -18,6 +19,9 @@ int main() {
   namespace asio = boost::asio;
   // The NATS component links: its options parse (no server is needed for that).
   if (ingest::nats::queue_options::from_url("nats://127.0.0.1:4222").servers.size() != 1) return 1;
+  // The SQS component links: URLs parse and the signer signs.
+  if (ingest::sqs::queue_options::from_url("sqs+http://127.0.0.1:4566/000000000000/q").queue != "q") return 1;
+  if (ingest::sqs::sha256_hex("").size() != 64) return 1;
   asio::io_context io;
   {
     // The HTTP component links: a server binds a free port and stops.
