@@ -20,6 +20,7 @@ packages=(
   libsqlite3-dev sqlite3
   libfmt-dev doctest-dev libbenchmark-dev
   libssl-dev openssl libcli11-dev
+  doxygen
 )
 
 sudo_cmd=()

@@ -30,13 +30,20 @@ enum class item_outcome {
 /// Every item starts as `item_outcome::ok`.
 class batch {
  public:
+  /// Takes the deliveries of one fetch; every item starts as `item_outcome::ok`.
   explicit batch(std::vector<delivery> items);
 
+  /// Number of items.
   std::size_t size() const noexcept { return items_.size(); }
+  /// True when there are no items.
   bool empty() const noexcept { return items_.empty(); }
+  /// Item `i` (from 0).
   const delivery& operator[](std::size_t i) const { return items_[i]; }
+  /// All items, in delivery order.
   std::span<const delivery> items() const noexcept { return items_; }
+  /// Iteration over the items.
   auto begin() const noexcept { return items_.begin(); }
+  /// Iteration over the items.
   auto end() const noexcept { return items_.end(); }
 
   /// Item `i` failed for a reason that may pass (it was not committed).
@@ -44,7 +51,9 @@ class batch {
   /// Item `i` can never succeed (it was not committed): dead-letter it.
   void fail(std::size_t i, std::string error);
 
+  /// What the handler decided for item `i` so far.
   item_outcome outcome(std::size_t i) const { return results_.at(i).kind; }
+  /// The error text given with `retry` / `fail` for item `i` (empty when ok).
   const std::string& error(std::size_t i) const { return results_.at(i).error; }
 
  private:
@@ -65,6 +74,7 @@ class batch {
 /// may block.
 using batch_handler = std::function<void(batch&)>;
 
+/// How a `batching_consumer` fetches, paces, retries and dead-letters.
 struct consumer_options {
   std::size_t workers = 2;                   ///< concurrent fetch loops (W)
   std::size_t max_batch = 100;               ///< items per batch at most (N)
@@ -80,9 +90,9 @@ struct consumer_options {
   /// While a batch is in hand, extend its leases by `lease_extension` every
   /// `lease_heartbeat` (zero: never). Keep the heartbeat below the backend's visibility timeout.
   std::chrono::milliseconds lease_heartbeat{std::chrono::seconds(10)};
-  std::chrono::milliseconds lease_extension{std::chrono::seconds(30)};
-  retry_policy retry{};
-  dead_letter_policy dead_letter{};
+  std::chrono::milliseconds lease_extension{std::chrono::seconds(30)};  ///< by how much each heartbeat extends the leases
+  retry_policy retry{};  ///< backoff and attempt limit for failed items
+  dead_letter_policy dead_letter{};  ///< dead-letter reasons and the alert hook
   /// Where to record processed / retried / dead-lettered / handler errors / batch
   /// size / commit latency (optional; share one instance with the producer).
   std::shared_ptr<pipeline_metrics> metrics{};
@@ -116,11 +126,17 @@ struct consumer_stats {
 /// lets every batch in hand finish and be settled, and acks nothing uncommitted
 /// (guarantee 8).
 ///
-/// **Threading.** `start`, `drain` and `stats` are thread-safe. The handler and the
-/// alert run on the consumer's own threads (`workers` of them). The queue must
-/// outlive the consumer; the destructor drains.
+/// **Ownership.** Refers to the queue (not owned; it must outlive the consumer) and owns
+/// the handler, its threads and the batches in hand. Not copyable or movable; the
+/// destructor drains.
 ///
-/// `async_drain` completion signature: `void(error_code)`.
+/// **Threading.** `start`, `drain` and `stats` are thread-safe. The handler and the
+/// alert run on the consumer's own threads (`workers` of them).
+///
+/// **Completion.** `async_drain`: `void(error_code)`, on the queue's executor.
+///
+/// **Cancellation.** None per operation: `drain()` / `async_drain()` is the way to stop,
+/// and it never abandons a batch in hand.
 ///
 /// @code
 /// ingest::batching_consumer consumer(queue, [&](ingest::batch& b) {
@@ -132,13 +148,17 @@ struct consumer_stats {
 /// @endcode
 class batching_consumer {
  public:
+  /// The executor `async_drain` completes on by default (the queue's).
   using executor_type = durable_queue::executor_type;
 
+  /// Binds to `queue` (which must outlive the consumer) and `handler`; starts nothing
+  /// until `start()`. Throws `ingest::error(errc::invalid_config)` for bad options.
   batching_consumer(durable_queue& queue, batch_handler handler, consumer_options options = {});
   ~batching_consumer();
   batching_consumer(const batching_consumer&) = delete;
   batching_consumer& operator=(const batching_consumer&) = delete;
 
+  /// The queue's executor.
   executor_type get_executor() const;
 
   /// Starts the fetch loops. Idempotent; a drained consumer does not restart.
@@ -146,12 +166,14 @@ class batching_consumer {
   /// Blocks until every loop has finished its batch in hand and stopped.
   void drain();
 
+  /// Like `drain()`, without blocking the caller. Signature `void(error_code)`.
   template <class Token>
   auto async_drain(Token&& token) {
     return boost::asio::async_initiate<Token, void(error_code)>(
         [this](auto handler) { do_drain(detail::to_callback<error_code>(std::move(handler), get_executor())); }, token);
   }
 
+  /// A snapshot of the counters (thread-safe).
   consumer_stats stats() const;
 
  private:

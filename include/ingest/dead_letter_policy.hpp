@@ -29,7 +29,7 @@ inline constexpr std::string_view permanent_failure = "permanent_failure";  ///<
 /// ingest::dead_letter_policy dlq{.alert = [](const ingest::dead_letter& d) { page_on_call(d); }};
 /// @endcode
 struct dead_letter_policy {
-  std::function<void(const dead_letter&)> alert{};
+  std::function<void(const dead_letter&)> alert{};  ///< called once per dead-lettered item, after it is in the dead-letter store (on a consumer thread)
 };
 
 }  // namespace ingest

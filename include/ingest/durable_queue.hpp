@@ -46,8 +46,8 @@ enum class settle_action {
 
 /// A decision on one delivery.
 struct settlement {
-  std::string token{};
-  settle_action action = settle_action::ack;
+  std::string token{};  ///< the lease handle of the delivery (`delivery::token`)
+  settle_action action = settle_action::ack;  ///< what to do with it
   std::chrono::milliseconds delay{0};  ///< for retry
   std::string reason{};                ///< for dead_letter: e.g. "max_attempts", "permanent_failure"
   std::string last_error{};            ///< for retry and dead_letter: the handler's error text
@@ -63,21 +63,21 @@ enum class message_state {
 
 /// The answer of `async_find`.
 struct message_status {
-  envelope message{};
-  message_state state = message_state::pending;
+  envelope message{};  ///< the message as accepted
+  message_state state = message_state::pending;  ///< where it is now
   std::string reason{};      ///< dead letters: why
   std::string last_error{};  ///< the last handler error, if any
 };
 
 /// A message parked in the dead-letter store.
 struct dead_letter {
-  envelope message{};
-  std::string reason{};
-  std::string last_error{};
-  std::uint32_t attempts = 0;
-  time_point first_attempt_at{};
-  time_point last_attempt_at{};
-  time_point dead_lettered_at{};
+  envelope message{};  ///< the message as accepted, `attempts` as delivered last
+  std::string reason{};  ///< why: `max_attempts`, `permanent_failure`, ... (the consumer's or the operator's word)
+  std::string last_error{};  ///< the last handler error
+  std::uint32_t attempts = 0;  ///< deliveries before it was parked
+  time_point first_attempt_at{};  ///< the first delivery
+  time_point last_attempt_at{};  ///< the last delivery
+  time_point dead_lettered_at{};  ///< when it was parked
 };
 
 /// Per-state counts (guarantee 4). Every accepted message is in exactly one of
@@ -146,17 +146,22 @@ struct queue_stats {
 /// @endcode
 class durable_queue {
  public:
+  /// Completions run here unless the handler has an associated executor.
   using executor_type = boost::asio::any_io_executor;
+  /// Waits, delays and lease lengths.
   using duration = std::chrono::milliseconds;
 
   virtual ~durable_queue() = default;
 
   /// The executor on which completions run by default.
   virtual executor_type get_executor() const = 0;
+  /// What this backend promises (see `queue_features`); constant for the object's life.
   virtual queue_features features() const = 0;
   /// Stops the queue: see "Cancellation". Idempotent, thread-safe.
   virtual void close() = 0;
 
+  /// Publishes one message; completes with its receipt once the backend made it durable
+  /// (or with the original receipt for a repeated key). Signature `void(error_code, receipt)`.
   template <class Token>
   auto async_publish(envelope message, Token&& token) {
     return boost::asio::async_initiate<Token, void(error_code, receipt)>(
@@ -166,6 +171,8 @@ class durable_queue {
         token, std::move(message));
   }
 
+  /// Fetches up to `max` deliveries, waiting up to `wait` for the first one.
+  /// Signature `void(error_code, std::vector<delivery>)`.
   template <class Token>
   auto async_fetch(std::size_t max, duration wait, Token&& token) {
     return boost::asio::async_initiate<Token, void(error_code, std::vector<delivery>)>(
@@ -175,6 +182,7 @@ class durable_queue {
         token, max, wait);
   }
 
+  /// Acks, retries or dead-letters deliveries in hand. Signature `void(error_code)`.
   template <class Token>
   auto async_settle(std::vector<settlement> decisions, Token&& token) {
     return boost::asio::async_initiate<Token, void(error_code)>(
@@ -194,6 +202,7 @@ class durable_queue {
         token, std::move(tokens), by);
   }
 
+  /// Per-state counts. Signature `void(error_code, queue_stats)`.
   template <class Token>
   auto async_stats(Token&& token) {
     return boost::asio::async_initiate<Token, void(error_code, queue_stats)>(
@@ -249,17 +258,26 @@ class durable_queue {
   }
 
  protected:
+  /// The type-erased completion a backend receives; call it exactly once, from any thread.
   template <class... Args>
   using callback = detail::callback<void(Args...)>;
 
+  /// Backend hook of `async_publish`.
   virtual void do_publish(envelope message, callback<error_code, receipt> done) = 0;
+  /// Backend hook of `async_fetch`.
   virtual void do_fetch(std::size_t max, duration wait, callback<error_code, std::vector<delivery>> done) = 0;
+  /// Backend hook of `async_settle`.
   virtual void do_settle(std::vector<settlement> decisions, callback<error_code> done) = 0;
+  /// Backend hook of `async_extend`.
   virtual void do_extend(std::vector<std::string> tokens, duration by, callback<error_code> done) = 0;
+  /// Backend hook of `async_stats`.
   virtual void do_stats(callback<error_code, queue_stats> done) = 0;
+  /// Backend hook of `async_dead_letters`.
   virtual void do_dead_letters(std::string after, std::size_t limit,
                                callback<error_code, std::vector<dead_letter>> done) = 0;
+  /// Backend hook of `async_replay`.
   virtual void do_replay(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) = 0;
+  /// Backend hook of `async_purge`.
   virtual void do_purge(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) = 0;
   /// Backends with `features().lookup` override this.
   virtual void do_find(std::string receipt_id, callback<error_code, message_status> done);

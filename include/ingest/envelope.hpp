@@ -11,7 +11,9 @@
 
 namespace ingest {
 
+/// The clock of accept times (wall clock: receipts are shown to people).
 using clock = std::chrono::system_clock;
+/// A point in time on `clock`.
 using time_point = clock::time_point;
 
 /// Application headers carried with a message (name, value), in order.
@@ -33,9 +35,15 @@ struct envelope {
 };
 
 /// What a producer hands back once the backend durably acknowledged a message.
+/// Plain value type.
+///
+/// @code
+/// // {"receipt_id": "0190...", "accepted_at": "2026-11-22T10:00:00.123Z"}
+/// body = fmt::format(R"({{"receipt_id":"{}","accepted_at":"{}"}})", r.id, ingest::format_time(r.accepted_at));
+/// @endcode
 struct receipt {
   std::string id{};  ///< the envelope's receipt_id
-  std::string idempotency_key{};
+  std::string idempotency_key{};  ///< the key the receipt belongs to
   time_point accepted_at{};  ///< durable-accept time; deadlines are judged against it
   bool duplicate = false;    ///< true when the key was already accepted: this is the original receipt
 };

@@ -38,12 +38,18 @@ enum class errc {
 /// The category of `ingest::errc`; name "ingest".
 const std::error_category& ingest_category() noexcept;
 
+/// Lets `errc` values convert to `std::error_code` (found by argument-dependent lookup).
 inline std::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(e), ingest_category()};
 }
 
 /// True for errors after which the same request, retried later with the same
 /// idempotency key, may succeed and is safe (HTTP 503 + Retry-After). False for success.
+///
+/// @code
+/// if (ec == ingest::errc::conflict) return answer(422);
+/// if (ingest::is_retry_later(ec)) return answer(503, /*retry_after=*/1s);
+/// @endcode
 bool is_retry_later(const std::error_code& ec) noexcept;
 
 /// The single exception type thrown by blocking helpers.
@@ -57,5 +63,8 @@ void throw_if(const std::error_code& ec, const std::string& what);
 
 }  // namespace ingest
 
+/// @cond INTERNAL
+// `errc` values convert to std::error_code implicitly.
 template <>
 struct std::is_error_code_enum<ingest::errc> : std::true_type {};
+/// @endcond

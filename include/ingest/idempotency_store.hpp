@@ -21,18 +21,20 @@ enum class key_status {
   conflict,     ///< known with another payload fingerprint: refuse, never overwrite
 };
 
+/// The answer of a key lookup.
 struct key_check {
-  key_status status = key_status::fresh;
+  key_status status = key_status::fresh;  ///< what was found
   std::string result{};  ///< the stored result when `completed`
 };
 
+/// One stored key, as `find` returns it.
 struct idempotency_record {
-  std::string key{};
-  std::string fingerprint{};
-  bool completed = false;
-  std::string result{};
-  time_point created_at{};
-  time_point completed_at{};
+  std::string key{};  ///< the idempotency key
+  std::string fingerprint{};  ///< hex SHA-256 of the payload it was first seen with
+  bool completed = false;  ///< true once its write committed
+  std::string result{};  ///< what the first request produced (e.g. the receipt id of the row)
+  time_point created_at{};  ///< when it was claimed
+  time_point completed_at{};  ///< when it completed
 };
 
 /// An idempotency store bound to a database connection.
@@ -43,8 +45,20 @@ struct idempotency_record {
 /// redelivery after a crash between commit and ack finds the key `completed` and
 /// writes nothing, and a crash before commit leaves no key behind.
 ///
+/// **Ownership.** Implementations refer to a connection they do not own.
+///
 /// **Threading.** Not thread-safe; one store per connection, used by one thread at a
-/// time (like the connection).
+/// time (like the connection). Calls are synchronous (no completion handlers, nothing
+/// to cancel): they run inside the caller's transaction.
+///
+/// @code
+/// switch (keys.claim(key, fingerprint).status) {
+///   case ingest::key_status::fresh:     write_row(); keys.complete(key, receipt_id); break;
+///   case ingest::key_status::completed: break;                 // a repeat: write nothing
+///   case ingest::key_status::conflict:  throw rejected(422);   // same key, other payload
+///   case ingest::key_status::in_progress: throw busy(409);
+/// }
+/// @endcode
 class idempotency_store {
  public:
   virtual ~idempotency_store() = default;
@@ -61,6 +75,7 @@ class idempotency_store {
   virtual std::vector<key_check> record_many(const std::vector<std::string>& keys,
                                              const std::vector<std::string>& fingerprints,
                                              const std::vector<std::string>& results) = 0;
+  /// The stored record of `key`, if any (for inspection; decisions use claim/record).
   virtual std::optional<idempotency_record> find(std::string_view key) = 0;
   /// Deletes completed records created before `cutoff` (the TTL); returns how many.
   virtual std::size_t prune(time_point cutoff) = 0;

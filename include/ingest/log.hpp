@@ -11,12 +11,13 @@
 
 namespace ingest {
 
+/// How much an event matters; a `logger` drops what is below its level.
 enum class log_level { debug, info, warning, error };
 
 /// One event. The views are valid during `logger::write` only. Payloads are never
 /// logged (they may hold personal data); keys and receipt ids are.
 struct log_event {
-  log_level level = log_level::info;
+  log_level level = log_level::info;  ///< how much it matters
   std::string_view component{};        ///< "producer" or "consumer"
   std::string_view event{};            ///< see below
   std::string_view receipt_id{};       ///< the correlation key (empty when none was issued)
@@ -36,6 +37,7 @@ class logger {
   virtual ~logger() = default;
   /// Events below this level are not even formatted.
   virtual bool enabled(log_level level) const noexcept = 0;
+  /// Writes one event; must not throw or block for long (it runs on the accept and drain paths).
   virtual void write(const log_event& event) noexcept = 0;
 };
 

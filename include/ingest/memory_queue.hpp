@@ -10,6 +10,7 @@
 
 namespace ingest {
 
+/// How a `memory_queue` leases and bounds its messages.
 struct memory_queue_options {
   /// How long a fetched delivery stays invisible to other fetches.
   std::chrono::milliseconds visibility_timeout{std::chrono::seconds(30)};
@@ -25,9 +26,14 @@ struct memory_queue_options {
 /// Keys are remembered for the queue's lifetime (a few dozen bytes each), so the
 /// memory it holds grows with the number of distinct keys it has accepted.
 ///
-/// Thread-safe. Completion handlers run on their associated executor (default: the
-/// one given here); the executor also runs the queue's timers, so it must be running
-/// for fetch waits and lease expiry to progress.
+/// **Ownership.** Owns every message; they are gone with the object. Not copyable.
+///
+/// **Threading.** Thread-safe. Completion handlers run on their associated executor
+/// (default: the one given here); the executor also runs the queue's timers, so it
+/// must be running for fetch waits and lease expiry to progress.
+///
+/// **Completion and cancellation:** as `durable_queue` says (`close()` ends waiting
+/// fetches).
 ///
 /// Fault injection, for tests of the layers above: `fail_publishes`, `hold_acks`,
 /// `drop_settlements`.
@@ -38,6 +44,7 @@ struct memory_queue_options {
 /// @endcode
 class memory_queue final : public durable_queue {
  public:
+  /// A queue whose timers and completions run on `ex` (which must be running).
   explicit memory_queue(executor_type ex, memory_queue_options options = {});
   ~memory_queue() override;
 

@@ -17,7 +17,9 @@ namespace ingest {
 /// A monotonic count. Thread-safe, lock-free.
 class counter {
  public:
+  /// Adds `n`.
   void inc(std::uint64_t n = 1) noexcept { value_.fetch_add(n, std::memory_order_relaxed); }
+  /// The count so far.
   std::uint64_t value() const noexcept { return value_.load(std::memory_order_relaxed); }
 
  private:
@@ -27,7 +29,9 @@ class counter {
 /// A value that goes up and down (a backlog, a queue depth). Thread-safe, lock-free.
 class gauge {
  public:
+  /// Sets the value.
   void set(std::int64_t v) noexcept { value_.store(v, std::memory_order_relaxed); }
+  /// The value last set.
   std::int64_t value() const noexcept { return value_.load(std::memory_order_relaxed); }
 
  private:
@@ -47,14 +51,17 @@ class gauge {
 /// @endcode
 class histogram {
  public:
-  static constexpr int min_exponent = -20;
-  static constexpr int max_exponent = 20;
-  static constexpr int sub_buckets = 8;
-  static constexpr std::size_t bucket_count = (max_exponent - min_exponent) * sub_buckets;
+  static constexpr int min_exponent = -20;  ///< smallest power of two with its own buckets
+  static constexpr int max_exponent = 20;  ///< largest power of two with its own buckets
+  static constexpr int sub_buckets = 8;  ///< buckets per power of two
+  static constexpr std::size_t bucket_count = (max_exponent - min_exponent) * sub_buckets;  ///< number of buckets
 
+  /// Records one sample (negative values count as 0).
   void observe(double value) noexcept;
 
+  /// Number of samples.
   std::uint64_t count() const noexcept;
+  /// Sum of the samples.
   double sum() const noexcept;
   /// The upper bound of the bucket holding the q-th sample (0 <= q <= 1); 0 when empty.
   double quantile(double q) const noexcept;
@@ -90,7 +97,9 @@ struct pipeline_metrics {
   // Set by whoever reads the queue's stats (e.g. a /metrics handler).
   gauge backlog;  ///< messages accepted and not yet processed or dead-lettered
 
+  /// Counts one rejected submit under its `errc` reason (`other` for any other code).
   void reject(const error_code& ec) noexcept;
+  /// Rejected submits with this reason so far.
   std::uint64_t rejected(errc reason) const noexcept;
 };
 

@@ -17,10 +17,11 @@ namespace ingest {
 struct submission {
   std::string idempotency_key{};  ///< client-chosen, reused on every retry of the same submission
   std::string subject{};          ///< empty: the producer's default subject
-  std::string payload{};
-  header_list headers{};
+  std::string payload{};  ///< opaque bytes (at most `producer_options::max_payload_bytes`)
+  header_list headers{};  ///< application headers, carried to the consumer
 };
 
+/// How a `producer` bounds and checks what it accepts.
 struct producer_options {
   /// Publishes awaiting their durable ack at once; past it `async_submit` fails at
   /// once with `errc::backpressure` (guarantee 6).
@@ -31,7 +32,7 @@ struct producer_options {
   /// (zero: wait for the backend). The publish may still complete later; a retry with
   /// the same key then returns its receipt.
   std::chrono::milliseconds publish_timeout{std::chrono::seconds(5)};
-  std::string default_subject = "ingest";
+  std::string default_subject = "ingest";  ///< the subject of submissions that name none
   /// Where to record accepted / duplicates / rejected by reason / accept latency
   /// (optional; share one instance with the consumer).
   std::shared_ptr<pipeline_metrics> metrics{};
@@ -47,7 +48,7 @@ struct producer_stats {
   std::uint64_t accepted = 0;    ///< receipts for new messages
   std::uint64_t duplicates = 0;  ///< original receipts returned for a repeated key
   std::uint64_t rejected = 0;    ///< completed with an error
-  std::size_t in_flight = 0;
+  std::size_t in_flight = 0;  ///< publishes awaiting their durable ack now
 };
 
 /// Accepts submissions into a `durable_queue`.
@@ -60,13 +61,18 @@ struct producer_stats {
 /// `max_in_flight` publishes are outstanding, or the backend fails, it completes at
 /// once with an error for which `is_retry_later()` holds, never with a receipt.
 ///
-/// Thread-safe. Completion handlers run on their associated executor (default: the
-/// queue's). `async_drain` stops accepting (later submits complete with
-/// `errc::shutting_down`) and completes once every in-flight publish has completed.
-/// The queue must outlive the producer.
+/// **Ownership.** Refers to the queue (not owned; it must outlive the producer); owns
+/// its in-flight bookkeeping. Not copyable or movable.
 ///
-/// Completion signatures: submit `void(error_code, receipt)`, drain
-/// `void(error_code)`.
+/// **Threading.** Thread-safe. Completion handlers run on their associated executor
+/// (default: the queue's), never inside `async_submit`.
+///
+/// **Completion.** Submit `void(error_code, receipt)`, drain `void(error_code)`.
+///
+/// **Cancellation.** None per submit (a publish handed to the queue is not taken back;
+/// `publish_timeout` bounds the wait). `async_drain` stops accepting (later submits
+/// complete with `errc::shutting_down`) and completes once every in-flight publish
+/// has completed.
 ///
 /// @code
 /// ingest::producer producer(queue, {.max_in_flight = 4096});
@@ -75,15 +81,21 @@ struct producer_stats {
 /// @endcode
 class producer {
  public:
+  /// The executor completions run on by default (the queue's).
   using executor_type = durable_queue::executor_type;
 
+  /// Binds to `queue` (not owned; it must outlive the producer). Throws
+  /// `ingest::error(errc::invalid_config)` for bad options.
   explicit producer(durable_queue& queue, producer_options options = {});
   ~producer();
   producer(const producer&) = delete;
   producer& operator=(const producer&) = delete;
 
+  /// The queue's executor.
   executor_type get_executor() const;
 
+  /// Validates, fingerprints and publishes `item`; completes with the receipt after the
+  /// queue's durable ack. Signature `void(error_code, receipt)`.
   template <class Token>
   auto async_submit(submission item, Token&& token) {
     return boost::asio::async_initiate<Token, void(error_code, receipt)>(
@@ -93,12 +105,15 @@ class producer {
         token, std::move(item));
   }
 
+  /// Stops accepting; completes when every in-flight publish has completed.
+  /// Signature `void(error_code)`.
   template <class Token>
   auto async_drain(Token&& token) {
     return boost::asio::async_initiate<Token, void(error_code)>(
         [this](auto handler) { do_drain(detail::to_callback<error_code>(std::move(handler), get_executor())); }, token);
   }
 
+  /// A snapshot of the counters (thread-safe).
   producer_stats stats() const;
 
  private:

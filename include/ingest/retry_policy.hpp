@@ -43,10 +43,10 @@ std::string failure_message(std::exception_ptr error);
 /// @endcode
 struct retry_policy {
   std::uint32_t max_attempts = 5;  ///< deliveries in all, the first included; then dead-letter
-  std::chrono::milliseconds initial_backoff{200};
-  std::chrono::milliseconds max_backoff{std::chrono::seconds(60)};
-  double multiplier = 2.0;
-  failure_classifier classify = default_classifier;
+  std::chrono::milliseconds initial_backoff{200};  ///< ceiling of the first retry delay
+  std::chrono::milliseconds max_backoff{std::chrono::seconds(60)};  ///< no delay longer than this
+  double multiplier = 2.0;  ///< growth of the ceiling per attempt
+  failure_classifier classify = default_classifier;  ///< transient (retry) or permanent (dead-letter now) for a handler error
 
   /// Upper bound of the jittered delay after `attempts` failed attempts (>= 1).
   std::chrono::milliseconds ceiling(std::uint32_t attempts) const noexcept;

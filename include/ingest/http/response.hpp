@@ -12,6 +12,7 @@
 
 namespace ingest::http {
 
+/// HTTP status codes (Beast's).
 using status = boost::beast::http::status;
 
 /// A response to `req` (same version, keep-alive as asked) with a JSON body.
@@ -23,7 +24,7 @@ response error_response(const request& req, status s, std::string_view code, std
 
 /// How an error from `producer::async_submit` is told to a client.
 struct error_mapping {
-  status code = status::internal_server_error;
+  status code = status::internal_server_error;  ///< the HTTP status
   std::string_view error{};           ///< the machine-readable `error` field
   std::chrono::seconds retry_after{};  ///< non-zero: send `Retry-After`
 };
@@ -32,6 +33,13 @@ struct error_mapping {
 /// `Retry-After` (nothing was accepted), `conflict` to 422, `in_flight` to 409,
 /// `invalid_key` to 400, `payload_too_large` to 413, `not_found` to 404, anything
 /// else to 500.
+///
+/// @code
+/// producer.async_submit(std::move(item), [req, respond = std::move(respond)](auto ec, auto r) mutable {
+///   if (ec) return respond(ingest::http::error_response(req, ec));   // 503 + Retry-After, 422, ...
+///   respond(ingest::http::json_response(req, ingest::http::status::accepted, receipt_json(r)));
+/// });
+/// @endcode
 error_mapping map_error(const error_code& ec) noexcept;
 
 /// `error_response` for `ec` as `map_error` classifies it, with `ec.message()`.

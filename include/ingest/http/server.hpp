@@ -17,7 +17,9 @@
 
 namespace ingest::http {
 
+/// An HTTP/1.1 request as parsed by Beast (the body as a string).
 using request = boost::beast::http::request<boost::beast::http::string_body>;
+/// The answer to one request.
 using response = boost::beast::http::response<boost::beast::http::string_body>;
 
 namespace detail {
@@ -29,13 +31,17 @@ class session;
 class responder {
  public:
   responder() = default;
+  /// Used by the server (one per request).
   explicit responder(std::shared_ptr<detail::session> s) noexcept;
+  /// Moves the duty to answer; the source answers nothing.
   responder(responder&&) noexcept = default;
+  /// Moves the duty to answer; a responder still owing an answer answers 500 first.
   responder& operator=(responder&&) noexcept;
   responder(const responder&) = delete;
   responder& operator=(const responder&) = delete;
   ~responder();
 
+  /// Sends `r` (exactly once; later calls are ignored).
   void operator()(response r);
   /// False once called (or moved from).
   explicit operator bool() const noexcept { return session_ != nullptr; }
@@ -46,7 +52,7 @@ class responder {
 
 /// What the handler learns about the connection.
 struct request_info {
-  boost::asio::ip::address remote{};
+  boost::asio::ip::address remote{};  ///< the peer's address
   std::uint64_t connection = 0;  ///< a number unique to the connection
 };
 
@@ -54,8 +60,9 @@ struct request_info {
 /// block: answer now, or keep the responder and answer when the work completes.
 using handler = std::function<void(request req, const request_info& info, responder respond)>;
 
+/// Where a `server` listens and the limits it enforces on each connection.
 struct server_options {
-  std::string host = "127.0.0.1";
+  std::string host = "127.0.0.1";  ///< the address to bind (an IP address, not a name)
   std::uint16_t port = 0;  ///< 0: any free port (see `server::port()`)
   /// Listen backlog; the kernel caps it at net.core.somaxconn.
   int backlog = 65535;
@@ -65,8 +72,8 @@ struct server_options {
   /// Time allowed to receive one whole request, headers and body (slowloris guard),
   /// and to wait for the next request on an idle keep-alive connection.
   std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};
-  std::chrono::milliseconds write_timeout{std::chrono::seconds(10)};
-  std::string server_name = "ingest";
+  std::chrono::milliseconds write_timeout{std::chrono::seconds(10)};  ///< time allowed to write one response
+  std::string server_name = "ingest";  ///< the `Server` header
 
   /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.
   void validate() const;
@@ -74,17 +81,26 @@ struct server_options {
 
 /// Counters of a running server.
 struct server_stats {
-  std::uint64_t connections_open = 0;
-  std::uint64_t connections_total = 0;
+  std::uint64_t connections_open = 0;  ///< connections open now
+  std::uint64_t connections_total = 0;  ///< connections accepted since start
   std::uint64_t connections_refused = 0;  ///< over `max_connections`
-  std::uint64_t requests = 0;
+  std::uint64_t requests = 0;  ///< requests received since start
   std::uint64_t timeouts = 0;  ///< connections closed by the read deadline
 };
 
 /// An HTTP server on a caller-run io_context.
 ///
+/// **Ownership.** Refers to the caller's io_context; owns the listener and the
+/// connections. Not copyable or movable.
+///
 /// **Threading.** Run the io_context on as many threads as you like: each connection
 /// is a strand. The handler may be called concurrently for different connections.
+///
+/// **Completion.** The handler answers through its `responder`, at once or later from
+/// any thread; a dropped responder answers 500.
+///
+/// **Cancellation.** `stop()`; requests have no per-request cancellation (a client that
+/// goes away simply does not read its answer).
 ///
 /// **Lifetime.** Construct, `start()`, and `stop()` before the io_context goes away.
 /// `stop()` closes the listener and idle connections; connections with a request in
@@ -100,6 +116,8 @@ struct server_stats {
 /// @endcode
 class server {
  public:
+  /// Binds nothing yet (see `start()`); `io` must outlive the server and is run by the
+  /// caller, on as many threads as wanted. Throws `ingest::error` for bad options.
   server(boost::asio::io_context& io, server_options options, handler h);
   ~server();
   server(const server&) = delete;
@@ -113,6 +131,7 @@ class server {
   void stop();
   /// True after `stop()`.
   bool stopping() const noexcept;
+  /// A snapshot of the counters (thread-safe).
   server_stats stats() const;
 
  private:

@@ -14,23 +14,24 @@
 
 namespace ingest::nats {
 
+/// Where a `nats::queue` connects and how its streams and consumer are configured.
 struct queue_options {
   /// Server URLs (`nats://host:port`); several for a cluster.
   std::vector<std::string> servers{"nats://127.0.0.1:4222"};
-  std::string connection_name = "ingest";
+  std::string connection_name = "ingest";  ///< the client name shown by the server
   std::string token{};  ///< token authentication
   std::string user{};   ///< user / password authentication
-  std::string password{};
+  std::string password{};  ///< with `user`
   std::string credentials_file{};  ///< a `.creds` file (JWT + NKey)
-  bool tls = false;
-  std::string tls_ca_file{};
-  std::string tls_cert_file{};
-  std::string tls_key_file{};
+  bool tls = false;  ///< TLS to the server (`tls://` URLs set it)
+  std::string tls_ca_file{};  ///< CA bundle that verifies the server
+  std::string tls_cert_file{};  ///< client certificate (mutual TLS)
+  std::string tls_key_file{};  ///< its private key
 
-  std::string stream = "INGEST";
-  std::string subject = "ingest.messages";
-  std::string dead_letter_stream = "INGEST_DLQ";
-  std::string dead_letter_subject = "ingest.dead";
+  std::string stream = "INGEST";  ///< the work stream
+  std::string subject = "ingest.messages";  ///< the subject messages are published on (the stream's only subject)
+  std::string dead_letter_stream = "INGEST_DLQ";  ///< the dead-letter stream
+  std::string dead_letter_subject = "ingest.dead";  ///< its subject
   bool file_storage = true;  ///< file storage (durable); false = memory storage
   int replicas = 1;          ///< 3 for power-loss durability in a cluster
   /// The stream's duplicate window: a repeated key within it is answered with the
@@ -41,7 +42,7 @@ struct queue_options {
   /// (`errc::queue_full`) and never deletes accepted work. Processed messages within
   /// the duplicate window count too.
   std::int64_t max_messages = 0;
-  std::int64_t max_bytes = 0;
+  std::int64_t max_bytes = 0;  ///< stream size limit in bytes (0 = none)
 
   std::string consumer = "ingest-workers";                       ///< durable pull consumer
   std::chrono::milliseconds ack_wait{std::chrono::seconds(30)};  ///< the lease
@@ -53,7 +54,7 @@ struct queue_options {
   /// needs `max_deliver` greater than its length). Empty: `ack_wait` each time.
   /// Retries the library decides on use `NakWithDelay` with the retry policy's delay.
   std::vector<std::chrono::milliseconds> redelivery_backoff{};
-  std::int64_t max_ack_pending = 20000;
+  std::int64_t max_ack_pending = 20000;  ///< deliveries handed out and not yet acked, at most (server-side flow control)
   /// Publishes awaiting their PubAck at once; past it, publishes fail at once with
   /// `errc::backpressure`.
   std::size_t max_pending_publishes = 4096;
@@ -104,6 +105,9 @@ struct queue_options {
 /// PubAck timed out is resent with the same `Nats-Msg-Id` once connected again, until
 /// `publish_timeout`.
 ///
+/// **Ownership.** Owns its connection and threads; messages live in the server. Not
+/// copyable. Completion and cancellation: as `durable_queue` says.
+///
 /// **Threading.** Thread-safe. Blocking NATS calls run on the queue's own threads;
 /// completions run on their associated executor (default: the one given here).
 /// The constructor connects and creates or verifies the streams and the consumer,
@@ -117,6 +121,7 @@ struct queue_options {
 /// @endcode
 class queue final : public durable_queue {
  public:
+  /// Connects, creates or verifies the streams and the consumer; completions run on `ex`.
   queue(executor_type ex, queue_options options);
   ~queue() override;
   queue(const queue&) = delete;

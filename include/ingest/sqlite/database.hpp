@@ -16,12 +16,13 @@ struct sqlite3_stmt;
 
 namespace ingest::sqlite {
 
+/// How a `database` opens its file.
 struct database_options {
   bool create = true;  ///< create the file if missing
-  bool read_only = false;
+  bool read_only = false;  ///< open read-only (no writes, no WAL set-up)
   bool wal = true;               ///< journal_mode=WAL
   bool synchronous_full = true;  ///< synchronous=FULL: a commit is on disk when it returns
-  std::chrono::milliseconds busy_timeout{std::chrono::seconds(5)};
+  std::chrono::milliseconds busy_timeout{std::chrono::seconds(5)};  ///< how long a statement waits for another connection's lock before `SQLITE_BUSY`
 };
 
 /// Error category of SQLite result codes (name "sqlite"); values are extended result codes.
@@ -40,8 +41,11 @@ const std::error_category& sqlite_category() noexcept;
 /// @endcode
 class database {
  public:
+  /// Opens (and with `create`, creates) `path` and applies the options. Throws `ingest::error`.
   explicit database(const std::string& path, database_options options = {});
+  /// Moves the connection; the source is left empty.
   database(database&&) noexcept = default;
+  /// Moves the connection; the source is left empty.
   database& operator=(database&&) noexcept = default;
   ~database();
 
@@ -53,6 +57,7 @@ class database {
   std::int64_t last_insert_rowid() const noexcept;
   /// The raw handle, for direct use of the SQLite C API. Still owned by this object.
   sqlite3* native_handle() const noexcept { return db_.get(); }
+  /// The file name given at construction.
   const std::string& path() const noexcept { return path_; }
 
  private:
@@ -66,15 +71,23 @@ class database {
 /// A prepared statement. Move-only. Bind indexes start at 1; column indexes at 0.
 class statement {
  public:
+  /// Prepares `sql` on `db` (which must outlive the statement). Throws `ingest::error`.
   statement(database& db, std::string_view sql);
+  /// Moves the statement; the source is left empty.
   statement(statement&&) noexcept = default;
+  /// Moves the statement; the source is left empty.
   statement& operator=(statement&&) noexcept = default;
   ~statement();
 
+  /// Binds an integer to parameter `index` (from 1).
   statement& bind(int index, std::int64_t value);
+  /// Binds a real to parameter `index`.
   statement& bind(int index, double value);
+  /// Binds text (copied) to parameter `index`.
   statement& bind(int index, std::string_view text);
+  /// Binds bytes (copied) as a BLOB to parameter `index`.
   statement& bind_blob(int index, std::string_view bytes);
+  /// Binds NULL to parameter `index`.
   statement& bind_null(int index);
 
   /// Advances; true while a row is available.
@@ -84,9 +97,13 @@ class statement {
   /// Resets for re-execution and clears bindings.
   void reset() noexcept;
 
+  /// The integer value of column `index` (from 0) of the current row.
   std::int64_t column_int(int index) const;
+  /// The real value of column `index` of the current row.
   double column_double(int index) const;
+  /// The text of column `index` of the current row (a copy; empty for NULL).
   std::string column_text(int index) const;
+  /// True when column `index` of the current row is NULL.
   bool column_is_null(int index) const;
 
  private:
@@ -100,12 +117,15 @@ class statement {
 /// `BEGIN IMMEDIATE` on construction; rolls back in the destructor unless committed.
 class transaction {
  public:
+  /// Begins the transaction (`BEGIN IMMEDIATE`: takes the write lock now). Throws `ingest::error`.
   explicit transaction(database& db);
   ~transaction();
   transaction(const transaction&) = delete;
   transaction& operator=(const transaction&) = delete;
 
+  /// Commits; afterwards the destructor does nothing. Throws `ingest::error` (still open then).
   void commit();
+  /// Rolls back now; afterwards the destructor does nothing.
   void rollback();
 
  private:

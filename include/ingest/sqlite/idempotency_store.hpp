@@ -9,6 +9,7 @@
 
 namespace ingest::sqlite {
 
+/// Where the SQLite idempotency store keeps its records.
 struct idempotency_store_options {
   std::string table = "ingest_idempotency";  ///< letters, digits and '_' only
 };
@@ -27,6 +28,8 @@ struct idempotency_store_options {
 /// @endcode
 class idempotency_store final : public ingest::idempotency_store {
  public:
+  /// Binds to `db` (not owned; it must outlive the store) and creates the table if
+  /// missing. Throws `ingest::error`.
   explicit idempotency_store(database& db, idempotency_store_options options = {});
   ~idempotency_store() override;
 

@@ -11,6 +11,7 @@
 
 namespace ingest::sqlite {
 
+/// Where the embedded queue keeps its file and how it commits, leases and compacts.
 struct queue_options {
   /// The queue file; created when missing (with its directory's permission).
   std::string path = "queue.db";
@@ -32,7 +33,7 @@ struct queue_options {
   std::chrono::milliseconds dedup_window{std::chrono::hours(24)};
   /// How often finished rows are compacted, and how many at most each time.
   std::chrono::milliseconds compaction_interval{std::chrono::seconds(1)};
-  std::size_t compaction_batch = 5000;
+  std::size_t compaction_batch = 5000;  ///< rows deleted per compaction transaction (keeps each one short)
   /// Index receipt ids, so that `async_find` can tell where a message is
   /// (`features().lookup`). The index costs about a tenth of the drain rate; without
   /// it `async_find` completes with `errc::not_supported`.
@@ -90,9 +91,12 @@ struct queue_options {
 /// SQLite's text. A file that is not an ingest queue, or is corrupt, throws
 /// `ingest::error` from the constructor.
 ///
+/// **Ownership.** Owns its connections, its writer thread and its checkpointer; the
+/// messages live in the file. Not copyable.
+///
 /// **Threading.** Thread-safe; completions run on their associated executor (default:
-/// the one given here). Owns one writer thread. The destructor closes the queue and
-/// completes every pending operation.
+/// the one given here). The destructor closes the queue and completes every pending
+/// operation. Completion and cancellation: as `durable_queue` says.
 ///
 /// @code
 /// ingest::sqlite::queue queue(io.get_executor(), {.path = "data/queue.db"});
@@ -100,6 +104,7 @@ struct queue_options {
 /// @endcode
 class queue final : public durable_queue {
  public:
+  /// Opens (or creates) the queue file; completions run on `ex`. Throws `ingest::error`.
   queue(executor_type ex, queue_options options);
   ~queue() override;
   queue(const queue&) = delete;

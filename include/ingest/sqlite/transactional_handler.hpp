@@ -17,10 +17,11 @@ namespace ingest::sqlite {
 /// classified (`permanent_error` → dead-letter, else retry).
 using item_writer = std::function<void(database& db, const delivery& item)>;
 
+/// What a `transactional_handler` records and how it classifies errors.
 struct transactional_handler_options {
   /// What `idempotency_store::record` stores as the result of a new key.
   std::function<std::string(const delivery&)> result = [](const delivery& d) { return d.message.receipt_id; };
-  failure_classifier classify = default_classifier;
+  failure_classifier classify = default_classifier;  ///< transient or permanent, for an exception thrown by the item writer
 };
 
 /// Returns a `batch_handler` that, per batch: `BEGIN IMMEDIATE`; for each item a

@@ -15,10 +15,11 @@
 
 namespace ingest::sqs {
 
+/// Where an `sqs::queue` sends requests, which queues it uses and how it batches.
 struct queue_options {
   /// Where requests go: `http://host:port` or `https://sqs.<region>.amazonaws.com`.
   std::string endpoint = "http://127.0.0.1:4566";
-  std::string region = "us-east-1";
+  std::string region{};  ///< empty: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`
   /// Empty: from the environment (`AWS_ACCESS_KEY_ID`, ...). Emulators accept any
   /// non-empty pair; the library signs with `test`/`test` when none is set and the
   /// endpoint is plain http.
@@ -58,13 +59,13 @@ struct queue_options {
   /// sender which message a key belongs to, so repeats through other processes are
   /// new messages (FIFO: dropped by SQS within its 5-minute deduplication interval).
   std::chrono::milliseconds remember_keys{std::chrono::minutes(5)};
-  std::size_t remember_keys_max = 1'000'000;
+  std::size_t remember_keys_max = 1'000'000;  ///< keys remembered at most (oldest forgotten first; ~100 bytes each)
 
-  std::size_t max_connections = 64;
-  std::chrono::milliseconds connect_timeout{std::chrono::seconds(3)};
+  std::size_t max_connections = 64;  ///< HTTP connections to the endpoint at most (keep-alive pool)
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(3)};  ///< TCP connect (and TLS handshake) limit per connection
   std::chrono::milliseconds request_timeout{std::chrono::seconds(10)};  ///< plus the long-poll wait
-  bool tls_verify = true;
-  std::string tls_ca_file{};
+  bool tls_verify = true;  ///< verify the endpoint's certificate and host name (https)
+  std::string tls_ca_file{};  ///< CA bundle for that (empty: the system's)
 
   /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.
   void validate() const;
@@ -115,6 +116,11 @@ struct queue_options {
 /// this object acked and purged, `retrying` the deliveries in hand that are not first
 /// attempts, and `accepted` is their sum.
 ///
+/// **Ownership.** Owns its I/O thread and connection pool; messages live in SQS. Not
+/// copyable. Destroying it drops operations still in progress (their handlers are not
+/// called): close and let them finish first. Completion and cancellation: as
+/// `durable_queue` says.
+///
 /// **Threading.** Thread-safe. HTTP runs on the queue's own I/O thread; completions
 /// run on their associated executor (default: the one given here). The constructor
 /// resolves (or creates) the queues and throws `ingest::error`:
@@ -127,6 +133,7 @@ struct queue_options {
 /// @endcode
 class queue final : public durable_queue {
  public:
+  /// Resolves or creates the queues (blocking); completions run on `ex`. Throws `ingest::error`.
   queue(executor_type ex, queue_options options);
   ~queue() override;
   queue(const queue&) = delete;
@@ -136,8 +143,9 @@ class queue final : public durable_queue {
   queue_features features() const override;
   void close() override;
 
-  /// The URL SQS gave for the main queue and the dead-letter queue.
+  /// The URL SQS gave for the main queue.
   std::string queue_url() const;
+  /// The URL SQS gave for the dead-letter queue.
   std::string dead_letter_queue_url() const;
   /// The text of the last error SQS (or the connection) reported, for logs; empty if none.
   std::string last_error() const;

@@ -12,8 +12,8 @@ namespace ingest::sqs {
 
 /// AWS credentials. Plain value type; never logged by the library.
 struct credentials {
-  std::string access_key_id{};
-  std::string secret_access_key{};
+  std::string access_key_id{};  ///< the key id (`AKIA...`)
+  std::string secret_access_key{};  ///< the secret; only used to derive signing keys
   std::string session_token{};  ///< temporary credentials (STS); empty otherwise
 
   /// From `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`;
@@ -23,7 +23,7 @@ struct credentials {
 
 /// One HTTP request to sign.
 struct signing_input {
-  std::string method = "POST";
+  std::string method = "POST";  ///< HTTP method
   std::string path = "/";  ///< as sent: already percent-encoded where needed
   std::string query{};     ///< as sent, without `?`: `b=2&a=1`; sorted for signing
   /// Headers to sign (names in any case; `host` and `x-amz-date` must be among them,
@@ -34,8 +34,8 @@ struct signing_input {
 
 /// The intermediate products and the result, as the AWS test suite names them.
 struct signature_v4 {
-  std::string canonical_request;
-  std::string string_to_sign;
+  std::string canonical_request;  ///< what is signed, step 1
+  std::string string_to_sign;  ///< what is signed, step 2
   std::string signed_headers;  ///< `host;x-amz-date`
   std::string signature;       ///< lower-case hex
   std::string authorization;   ///< the `Authorization` header value
@@ -43,6 +43,14 @@ struct signature_v4 {
 
 /// Signs `input` for `region`/`service` at `amz_date` (`YYYYMMDDTHHMMSSZ`).
 /// Pure function; thread-safe.
+///
+/// @code
+/// const auto date = ingest::sqs::amz_date_now();
+/// ingest::sqs::signing_input in{.method = "POST", .path = "/", .query = {},
+///     .headers = {{"host", "sqs.eu-west-1.amazonaws.com"}, {"x-amz-date", date}},
+///     .payload_sha256 = ingest::sqs::sha256_hex(body)};
+/// request.set("authorization", ingest::sqs::sign_v4(in, creds, "eu-west-1", "sqs", date).authorization);
+/// @endcode
 signature_v4 sign_v4(const signing_input& input, const credentials& creds, std::string_view region,
                      std::string_view service, std::string_view amz_date);
 
