@@ -457,19 +457,6 @@ TEST_CASE("nats: token authentication, and the server-side redelivery backoff") 
 
 namespace ingest::test {
 
-namespace {
-
-// A self-signed certificate for 127.0.0.1, made with the openssl command.
-void make_certificate(const std::string& cert, const std::string& key) {
-  const auto cmd =
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
-      " -addext subjectAltName=IP:127.0.0.1 -keyout " +
-      key + " -out " + cert + " >/dev/null 2>&1";
-  REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "openssl could not make a certificate");
-}
-
-}  // namespace
-
 TEST_CASE("nats: TLS, the server's certificate checked against the given CA") {
   temp_dir dir;
   const auto cert = dir.file("server.pem"), key = dir.file("server.key");

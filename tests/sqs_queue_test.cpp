@@ -231,6 +231,38 @@ TEST_CASE("sqs: set-up errors are clear: no endpoint, no such queue") {
   }
 }
 
+TEST_CASE("sqs: HTTPS, the endpoint's certificate checked against the given CA") {
+  temp_dir dir;
+  const auto cert = dir.file("server.pem"), key = dir.file("server.key");
+  const auto other = dir.file("other.pem"), other_key = dir.file("other.key");
+  make_certificate(cert, key);
+  make_certificate(other, other_key);
+  fauxqs emulator(cert, key);
+  io_thread io;
+  auto o = options_for(emulator.endpoint(), unique_name("tls"), false);
+  o.creds = {"AKIDEXAMPLE", "secret", ""};  // https wants credentials; the emulator takes any
+  o.tls_ca_file = cert;
+  sqs::queue q(io.executor(), o);
+  auto [ec, r] = publish(q, message("secure", "over tls"));
+  REQUIRE_FALSE(ec);
+  auto [fec, got] = fetch(q, 1, 2s);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].message.receipt_id == r.id);
+  CHECK_FALSE(ack(q, got));
+
+  o.tls_ca_file = other;  // a certificate from another CA is refused at the handshake
+  try {
+    sqs::queue refused(io.executor(), o);
+    FAIL("accepted a certificate from another CA");
+  } catch (const ingest::error& e) {
+    CHECK(e.code() == errc::backend_unavailable);
+    CHECK(std::string(e.what()).find("certificate verify failed") != std::string::npos);
+  }
+  o.creds = {};
+  const char* saved = std::getenv("AWS_ACCESS_KEY_ID");
+  if (!saved) CHECK_THROWS_AS(sqs::queue(io.executor(), o), ingest::error);  // no credentials for https
+}
+
 TEST_CASE("sqs: emulator killed mid-flood: errors, never receipts; publishing recovers when it is back") {
   io_thread io;
   fauxqs emulator;

@@ -1,15 +1,24 @@
 // Starts the fauxqs SQS emulator on 127.0.0.1 only (fauxqs's own startFauxqs() and its
 // command line listen on every address), for the tests and benchmarks.
 //
-//   node tests/sqs/fauxqs.mjs [--port N]      (0 or none: a free port)
+//   node tests/sqs/fauxqs.mjs [--port N] [--tls-cert PEM --tls-key PEM]
+//
+// --port 0 or none: a free port. With a certificate it serves HTTPS (for the TLS path
+// of the client), with fauxqs behind Node's own TLS server.
 //
 // Prints "listening 127.0.0.1:<port>" once ready; stops on SIGTERM or SIGINT.
+import { readFileSync } from "node:fs";
+import https from "node:https";
 import { buildApp } from "fauxqs";
 
 const args = process.argv.slice(2);
 let port = 0;
+let cert = "";
+let key = "";
 for (let i = 0; i < args.length; ++i) {
   if (args[i] === "--port") port = Number.parseInt(args[++i], 10);
+  else if (args[i] === "--tls-cert") cert = args[++i];
+  else if (args[i] === "--tls-key") key = args[++i];
   else {
     console.error(`fauxqs.mjs: unknown argument ${args[i]}`);
     process.exit(2);
@@ -17,14 +26,26 @@ for (let i = 0; i < args.length; ++i) {
 }
 
 const app = buildApp({ logger: false, host: "127.0.0.1" });
-const address = await app.listen({ port, host: "127.0.0.1" });
-console.log(`listening ${new URL(address).host}`);
+let close;
+if (cert) {
+  await app.ready();
+  const server = https.createServer({ cert: readFileSync(cert), key: readFileSync(key) }, (req, res) =>
+    app.routing(req, res),
+  );
+  await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
+  console.log(`listening 127.0.0.1:${server.address().port}`);
+  close = () => new Promise((resolve) => server.close(resolve));
+} else {
+  const address = await app.listen({ port, host: "127.0.0.1" });
+  console.log(`listening ${new URL(address).host}`);
+  close = () => app.close();
+}
 
 let stopping = false;
 async function stop() {
   if (stopping) return;
   stopping = true;
-  await app.close();
+  await close();
   process.exit(0);
 }
 process.on("SIGTERM", stop);

@@ -10,6 +10,7 @@
 
 #include "support/child_process.hpp"
 #include "support/nats_server.hpp"  // find_program, free_port, port_open
+#include "support/test_support.hpp"
 
 #ifndef INGEST_FAUXQS_DIR
 #error "INGEST_FAUXQS_DIR must name tests/sqs"
@@ -26,15 +27,22 @@ class fauxqs {
     return !node().empty() && std::filesystem::exists(dir() / "node_modules" / "fauxqs" / "package.json");
   }
 
-  fauxqs() : port_(free_port()) { start(); }
+  /// Plain HTTP; with a certificate and key (PEM files), HTTPS.
+  explicit fauxqs(std::string tls_cert = {}, std::string tls_key = {})
+      : port_(free_port()), cert_(std::move(tls_cert)), key_(std::move(tls_key)) {
+    start();
+  }
   ~fauxqs() { kill(); }
 
   int port() const { return port_; }
-  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string endpoint() const {
+    return (cert_.empty() ? "http://127.0.0.1:" : "https://127.0.0.1:") + std::to_string(port_);
+  }
 
   void start() {
-    process_ = std::make_unique<child_process>(
-        std::vector<std::string>{node(), (dir() / "fauxqs.mjs").string(), "--port", std::to_string(port_)});
+    std::vector<std::string> args{node(), (dir() / "fauxqs.mjs").string(), "--port", std::to_string(port_)};
+    if (!cert_.empty()) args.insert(args.end(), {"--tls-cert", cert_, "--tls-key", key_});
+    process_ = std::make_unique<child_process>(std::move(args));
     const auto line = process_->read_line(std::chrono::seconds(30));
     if (!line || line->rfind("listening", 0) != 0) throw std::runtime_error("fauxqs did not start");
   }
@@ -46,6 +54,7 @@ class fauxqs {
 
  private:
   int port_;
+  std::string cert_, key_;
   std::unique_ptr<child_process> process_;
 };
 

@@ -75,6 +75,15 @@ class temp_dir {
   std::filesystem::path path_;
 };
 
+/// A self-signed certificate for 127.0.0.1 (PEM files), made with the openssl command.
+inline void make_certificate(const std::string& cert, const std::string& key) {
+  const auto cmd =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+      " -addext subjectAltName=IP:127.0.0.1 -keyout " +
+      key + " -out " + cert + " >/dev/null 2>&1";
+  REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "openssl could not make a certificate");
+}
+
 /// Polls `condition` every 5 ms until it holds or `limit` passes.
 inline bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
