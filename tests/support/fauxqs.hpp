@@ -10,7 +10,6 @@
 
 #include "support/child_process.hpp"
 #include "support/nats_server.hpp"  // find_program, free_port, port_open
-#include "support/test_support.hpp"
 
 #ifndef INGEST_FAUXQS_DIR
 #error "INGEST_FAUXQS_DIR must name tests/sqs"
