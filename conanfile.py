@@ -17,7 +17,7 @@ class IngestConan(ConanFile):
         "fPIC": [True, False],
         "with_sqlite": [True, False],  # ingest::sqlite: the embedded queue, the idempotency store
         "with_nats": [True, False],    # ingest::nats: the NATS JetStream backend (nats.c)
-        "with_http": [True, False],    # ingest::http: the Beast HTTP server for the accept path
+        "with_http": [True, False],    # ingest::http: the Beast HTTP(S) server for the accept path
         "with_sqs": [True, False],     # ingest::sqs: the SQS backend (Beast client, SigV4, OpenSSL)
     }
     default_options = {"fPIC": True, "with_sqlite": True, "with_nats": True, "with_http": True, "with_sqs": True}
@@ -90,7 +90,7 @@ class IngestConan(ConanFile):
             c = self.cpp_info.components["http"]
             c.set_property("cmake_target_name", "ingest::http")
             c.libs = ["ingest_http"]
-            c.requires = ["core", "boost::json"]
+            c.requires = ["core", "boost::json", "openssl::ssl", "openssl::crypto"]
         if self.options.with_sqs:
             c = self.cpp_info.components["sqs"]
             c.set_property("cmake_target_name", "ingest::sqs")

@@ -64,7 +64,8 @@ enum class kind { queue_memory, queue_sqlite, direct };
 struct exam_fixture {
   explicit exam_fixture(kind k, exam::app_options overrides = {}, std::chrono::seconds soon = 1h,
                         bool with_grader = true, std::chrono::milliseconds in_flight_wait = 1000ms,
-                        const std::string& queue_params = "")
+                        const std::string& queue_params = "",
+                        http::server_options server_options = {.read_timeout = 2s})
       : io(std::make_unique<io_thread>(2)),
         which(k),
         exams(exam::catalog::from_json(exams_json(soon))),
@@ -93,7 +94,7 @@ struct exam_fixture {
     }
     overrides.jwt_secret = secret;
     api = std::make_unique<exam::app>(exams, store, *backend, overrides);
-    server = std::make_unique<http::server>(io->context(), http::server_options{.read_timeout = 2s},
+    server = std::make_unique<http::server>(io->context(), std::move(server_options),
                                             [this](auto req, const auto& info, auto respond) {
                                               api->handle(std::move(req), info, std::move(respond));
                                             });
@@ -397,6 +398,10 @@ TEST_CASE("429 with Retry-After per student and per address; other students unaf
   auto d = g.client();
   CHECK(g.submit(d, "open", token("s1"), "a").status == 202);
   check_error(g.submit(d, "open", token("s2"), "a"), 429, "rate_limited");
+  // The address limit comes before the token: forged tokens are limited too.
+  check_error(g.submit(d, "open", "forged.token.here", "a"), 429, "rate_limited");
+  REQUIRE(g.written(1));
+  CHECK(g.rows() == 1);
 }
 
 TEST_CASE("the deadline is judged on accept time, not on processing time") {
@@ -477,6 +482,30 @@ TEST_CASE("HTTP edges: pipelined requests answered in order, malformed requests,
   auto headers = f.client();
   headers.send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n");
   CHECK(headers.read().status == 431);
+  std::string many = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 3000; ++i) many += "X-" + std::to_string(i) + ": v\r\n";
+  auto too_many = f.client();
+  too_many.send_raw(many + "\r\n");
+  CHECK(too_many.read().status == 431);
+
+  // The body trickled a byte at a time: the deadline covers the whole request, so
+  // steady progress does not keep the connection open past it.
+  auto trickle = f.client();
+  trickle.send_raw("POST /v1/exams/open/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token("s1") +
+                   "\r\nContent-Type: application/json\r\nIdempotency-Key: k-trickle\r\nContent-Length: 100\r\n\r\n");
+  const auto start = std::chrono::steady_clock::now();
+  bool cut = false;
+  for (int i = 0; i < 40 && !cut; ++i) {
+    std::this_thread::sleep_for(200ms);
+    try {
+      trickle.send_raw("{");
+    } catch (const std::exception&) {
+      cut = true;
+    }
+  }
+  CHECK((cut || trickle.closed_by_server()));
+  CHECK(std::chrono::steady_clock::now() - start < 6s);
+  CHECK(f.rows() == 0);
 
   // Slowloris: half a request, then nothing; the read deadline (2 s here) closes it.
   auto slow = f.client();
@@ -485,4 +514,39 @@ TEST_CASE("HTTP edges: pipelined requests answered in order, malformed requests,
   CHECK(slow.closed_by_server());
   CHECK(std::chrono::steady_clock::now() - t0 < 10s);
   CHECK(f.server->stats().timeouts >= 1);
+}
+
+TEST_CASE("HTTPS: submissions over TLS; plain HTTP and silent clients on the TLS port are cut off") {
+  test_certificates certs;
+  const auto &cert = certs.cert, &key = certs.key, &other = certs.other;
+  exam_fixture f(kind::queue_sqlite, {}, 1h, true, 1000ms, "",
+                 {.read_timeout = 1s, .tls_cert_file = cert, .tls_key_file = key});
+  const auto port = f.server->port();
+  http_client c(port, cert);
+  auto first = f.submit(c, "open", token("s1"), "k-tls");
+  CHECK(first.status == 202);
+  auto again = f.submit(c, "open", token("s1"), "k-tls");
+  CHECK(again.field("receipt_id") == first.field("receipt_id"));
+  REQUIRE(f.written(1));
+  CHECK(c.call(verb::get, "/v1/submissions/" + first.field("receipt_id"), {{"Authorization", "Bearer " + token("s1")}})
+            .status == 200);
+
+  // Plain HTTP on the TLS port gets no answer; a client that never says hello is cut
+  // off by the read deadline; a client that trusts another CA refuses the server.
+  auto plain = f.client();
+  plain.send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(plain.closed_by_server());
+  auto silent = f.client();
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(silent.closed_by_server());
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  CHECK_THROWS(http_client(port, other));
+  CHECK(eventually([&] { return f.server->stats().tls_failures >= 3; }));
+  CHECK(f.rows() == 1);
+
+  // Misconfiguration is refused up front.
+  CHECK_THROWS_AS(http::server(f.io->context(), {.tls_cert_file = cert}, [](auto, const auto&, auto) {}), ingest::error);
+  http::server missing(f.io->context(), {.tls_cert_file = certs.dir.file("none.pem"), .tls_key_file = key},
+                       [](auto, const auto&, auto) {});
+  CHECK_THROWS_AS(missing.start(), ingest::error);
 }

@@ -57,6 +57,21 @@ TEST_CASE("jwt: mint and verify, expiry, algorithms, tampering, long secrets") {
   CHECK(len == 32);
 }
 
+TEST_CASE("jwt: correctly signed tokens with odd claims") {
+  using exam::token_error;
+  auto check = [](const std::string& claims) { return exam::verify_token(exam::sign_claims(claims, "k"), "k").error; };
+  CHECK(check(R"({"sub":"s1","role":"student","exp":1e300})") == token_error::none);  // far future, clamped
+  CHECK(check(R"({"sub":"s1","role":"student","exp":-1e300})") == token_error::expired);
+  CHECK(check(R"({"sub":"s1","role":"student","exp":18446744073709551615})") == token_error::none);
+  CHECK(check(R"({"sub":"s1","role":"student","exp":-9223372036854775808})") == token_error::expired);
+  CHECK(check(R"({"sub":"s1","role":"admin","exp":4102444800})") == token_error::bad_claims);
+  CHECK(check(R"({"sub":"","role":"student","exp":4102444800})") == token_error::bad_claims);
+  CHECK(check(R"({"sub":1,"role":"student","exp":4102444800})") == token_error::bad_claims);
+  CHECK(check(R"({"sub":"s1","role":"student","exp":"4102444800"})") == token_error::bad_claims);
+  CHECK(check(R"(["sub","s1"])") == token_error::malformed);
+  CHECK(check("not json") == token_error::malformed);
+}
+
 TEST_CASE("ttl parsing") {
   CHECK(exam::parse_ttl("2h") == std::chrono::seconds(7200));
   CHECK(exam::parse_ttl("90s") == std::chrono::seconds(90));

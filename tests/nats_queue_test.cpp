@@ -458,12 +458,9 @@ TEST_CASE("nats: token authentication, and the server-side redelivery backoff") 
 namespace ingest::test {
 
 TEST_CASE("nats: TLS, the server's certificate checked against the given CA") {
-  temp_dir dir;
-  const auto cert = dir.file("server.pem"), key = dir.file("server.key");
-  const auto other = dir.file("other.pem"), other_key = dir.file("other.key");
-  make_certificate(cert, key);
-  make_certificate(other, other_key);
-  nats_server server(dir.path() / "tls", "tls", {"--tls", "--tlscert", cert, "--tlskey", key});
+  test_certificates certs;
+  const auto &cert = certs.cert, &key = certs.key, &other = certs.other;
+  nats_server server(certs.dir.path() / "tls", "tls", {"--tls", "--tlscert", cert, "--tlskey", key});
   io_thread io;
   auto o = nats::queue_options::from_url("tls://127.0.0.1:" + std::to_string(server.port()) +
                                          "?stream=TLS&subject=ingest.tls&dead_letter_stream=TLS_DLQ"

@@ -232,12 +232,9 @@ TEST_CASE("sqs: set-up errors are clear: no endpoint, no such queue") {
 }
 
 TEST_CASE("sqs: HTTPS, the endpoint's certificate checked against the given CA") {
-  temp_dir dir;
-  const auto cert = dir.file("server.pem"), key = dir.file("server.key");
-  const auto other = dir.file("other.pem"), other_key = dir.file("other.key");
-  make_certificate(cert, key);
-  make_certificate(other, other_key);
-  fauxqs emulator(cert, key);
+  test_certificates certs;
+  const auto &cert = certs.cert, &other = certs.other;
+  fauxqs emulator(cert, certs.key);
   io_thread io;
   auto o = options_for(emulator.endpoint(), unique_name("tls"), false);
   o.creds = {"AKIDEXAMPLE", "secret", ""};  // https wants credentials; the emulator takes any

@@ -76,8 +76,7 @@ class app {
  private:
   using request = ingest::http::request;
   using responder = ingest::http::responder;
-  void post_submission(const std::string& exam_id, request req, const ingest::http::request_info& info,
-                       responder respond);
+  void post_submission(const std::string& exam_id, request req, responder respond);
   void get_submission(const std::string& receipt_id, request req, responder respond);
   void list_submissions(const std::string& exam_id, request req, responder respond);
   // The caller, or an answered 401 and nullopt.

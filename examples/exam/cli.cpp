@@ -26,10 +26,15 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
   app.add_option("--threads", o.threads, "HTTP threads (0: one per core)")->capture_default_str();
   app.add_option("--student-rate", o.student_rate, "submissions/s per student (0: no limit)")->capture_default_str();
   app.add_option("--student-burst", o.student_burst, "burst per student")->capture_default_str();
-  app.add_option("--ip-rate", o.ip_rate, "submissions/s per client IP (0: no limit)")->capture_default_str();
+  app.add_option("--ip-rate", o.ip_rate, "requests/s to /v1 per client IP, checked before the token (0: no limit)")->capture_default_str();
   app.add_option("--ip-burst", o.ip_burst, "burst per client IP")->capture_default_str();
   app.add_option("--max-body", o.max_body, "largest request body in bytes")->capture_default_str();
   app.add_option("--max-connections", o.max_connections, "open connections at most")->capture_default_str();
+  auto* cert = app.add_option("--tls-cert", o.tls_cert, "PEM certificate (chain): serve HTTPS only")
+                   ->check(CLI::ExistingFile);
+  auto* key = app.add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
+  cert->needs(key);
+  key->needs(cert);
   app.add_option("--log-level", o.log_level,
                  "JSON-lines events on standard error, keyed by receipt id: debug, info (every accept), warning, error")
       ->capture_default_str()
@@ -126,7 +131,13 @@ ingest::http::server_options make_http_options(const server_cli& o, const server
           .port = s.port,
           .max_connections = o.max_connections,
           .max_body_bytes = o.max_body,
-          .server_name = std::move(name)};
+          .server_name = std::move(name),
+          .tls_cert_file = o.tls_cert,
+          .tls_key_file = o.tls_key};
+}
+
+std::string server_url(const server_cli& o, const server_setup& s, std::uint16_t port) {
+  return (o.tls_cert.empty() ? "http://" : "https://") + s.host + ":" + std::to_string(port);
 }
 
 void wait_closed(const ingest::http::server& server, std::chrono::seconds limit) {

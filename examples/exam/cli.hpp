@@ -25,6 +25,8 @@ struct server_cli {
   std::size_t max_body = 64 * 1024;
   std::size_t max_connections = 16384;
   std::string log_level = "warning";  // JSON lines on standard error
+  std::string tls_cert;  // with tls_key: HTTPS only
+  std::string tls_key;
 };
 
 struct token_cli {
@@ -34,7 +36,8 @@ struct token_cli {
   std::string jwt_secret;
 };
 
-// Adds --listen --data --exams --jwt-secret --threads and the limits (and --queue if `with_queue`).
+// Adds --listen --data --exams --jwt-secret --threads --tls-cert --tls-key and the limits
+// (and --queue if `with_queue`).
 void add_server_options(CLI::App& app, server_cli& o, const std::string& default_listen, bool with_queue);
 // Adds the `token` subcommand.
 CLI::App* add_token_command(CLI::App& app, token_cli& t);
@@ -62,6 +65,8 @@ struct server_setup {
 server_setup prepare_server(const server_cli& o);
 app_options make_app_options(const server_cli& o, const std::string& secret);
 ingest::http::server_options make_http_options(const server_cli& o, const server_setup& s, std::string name);
+// "http://HOST:PORT" or "https://HOST:PORT".
+std::string server_url(const server_cli& o, const server_setup& s, std::uint16_t port);
 // After server.stop(): waits (at most `limit`) for the last answers to be written.
 void wait_closed(const ingest::http::server& server, std::chrono::seconds limit = std::chrono::seconds(5));
 

@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
                                   api.handle(std::move(req), info, std::move(respond));
                                 });
     server.start();
-    exam::print_banner("direct_server", "http://" + setup.host + ":" + std::to_string(server.port()), setup.secret,
+    exam::print_banner("direct_server", exam::server_url(o, setup, server.port()), setup.secret,
                        setup.generated_secret, setup.exams);
     std::printf("database pool: %zu connections\n", db.pool_size);
     std::fflush(stdout);

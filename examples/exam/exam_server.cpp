@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
                                 });
     server.start();
     backend.start();
-    exam::print_banner("exam_server", "http://" + setup.host + ":" + std::to_string(server.port()), setup.secret,
+    exam::print_banner("exam_server", exam::server_url(o, setup, server.port()), setup.secret,
                        setup.generated_secret, exams);
     std::printf("queue: %s, graders in this process: %d\n", queue_url.c_str(), workers);
     std::fflush(stdout);

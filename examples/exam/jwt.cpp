@@ -139,8 +139,11 @@ std::string mint_token(const principal& p, std::string_view secret) {
   claims["sub"] = p.sub;
   claims["role"] = p.role == role::teacher ? "teacher" : "student";
   claims["exp"] = std::chrono::duration_cast<std::chrono::seconds>(p.expires.time_since_epoch()).count();
-  const std::string signing_input =
-      b64url_encode(R"({"alg":"HS256","typ":"JWT"})") + '.' + b64url_encode(boost::json::serialize(claims));
+  return sign_claims(boost::json::serialize(claims), secret);
+}
+
+std::string sign_claims(std::string_view claims_json, std::string_view secret) {
+  const std::string signing_input = b64url_encode(R"({"alg":"HS256","typ":"JWT"})") + '.' + b64url_encode(claims_json);
   return signing_input + '.' + b64url_encode(mac_view(hmac_sha256(secret, signing_input)));
 }
 
@@ -180,14 +183,19 @@ verified verify_token(std::string_view token, std::string_view secret, std::chro
     out.who.role = role::teacher;
   else
     return {token_error::bad_claims};
-  std::int64_t exp_seconds = 0;
+  // Clamped to about the year 2096 before it becomes a time_point of nanoseconds: a
+  // larger exp (1e300, 2^64-1) would overflow the conversion.
+  constexpr double max_exp = 4e9;
+  double exp_seconds = 0;
   if (exp->is_int64())
-    exp_seconds = exp->as_int64();
+    exp_seconds = static_cast<double>(exp->as_int64());
   else if (exp->is_uint64())
-    exp_seconds = static_cast<std::int64_t>(std::min<std::uint64_t>(exp->as_uint64(), INT64_MAX / 2));
+    exp_seconds = static_cast<double>(exp->as_uint64());
   else
-    exp_seconds = static_cast<std::int64_t>(exp->as_double());
-  out.who.expires = std::chrono::system_clock::time_point(std::chrono::seconds(exp_seconds));
+    exp_seconds = exp->as_double();
+  if (!(exp_seconds > -max_exp)) exp_seconds = -max_exp;  // also NaN (not produced by Boost.JSON)
+  if (exp_seconds > max_exp) exp_seconds = max_exp;
+  out.who.expires = std::chrono::system_clock::time_point(std::chrono::seconds(static_cast<std::int64_t>(exp_seconds)));
   if (out.who.expires <= now) return {token_error::expired};
   return out;
 }

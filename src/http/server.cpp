@@ -3,6 +3,8 @@
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/error.hpp>
@@ -13,8 +15,10 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <mutex>
 #include <optional>
+#include <type_traits>
 #include <unordered_map>
 
 #include "ingest/error.hpp"
@@ -34,6 +38,7 @@ void server_options::validate() const {
   if (max_header_bytes < 256) bad("max_header_bytes must be at least 256");
   if (read_timeout <= std::chrono::milliseconds::zero()) bad("read_timeout must be positive");
   if (write_timeout <= std::chrono::milliseconds::zero()) bad("write_timeout must be positive");
+  if (tls_cert_file.empty() != tls_key_file.empty()) bad("TLS needs both a certificate file and a key file");
   boost::system::error_code ec;
   asio::ip::make_address(host, ec);
   if (ec) bad("host must be an IP address, not '" + host + "'");
@@ -49,9 +54,10 @@ struct server::state : std::enable_shared_from_this<server::state> {
   const handler on_request;
   tcp::acceptor acceptor;
   asio::steady_timer pause;  // after EMFILE: wait before accepting again
+  std::optional<asio::ssl::context> tls;  // set by start() when TLS files are given
   std::atomic<bool> stopped{false};
   std::atomic<std::uint16_t> bound_port{0};
-  std::atomic<std::uint64_t> open{0}, total{0}, refused{0}, requests{0}, timeouts{0}, next_id{0};
+  std::atomic<std::uint64_t> open{0}, total{0}, refused{0}, requests{0}, timeouts{0}, tls_failures{0}, next_id{0};
   std::mutex mutex;
   std::unordered_map<std::uint64_t, std::weak_ptr<detail::session>> sessions;
 
@@ -61,48 +67,86 @@ struct server::state : std::enable_shared_from_this<server::state> {
 
 namespace detail {
 
+// What the responder and the server see of a connection, plain or TLS.
 class session : public std::enable_shared_from_this<session> {
  public:
-  session(tcp::socket socket, std::shared_ptr<server::state> owner, std::uint64_t id)
-      : stream_(std::move(socket)), owner_(std::move(owner)), id_(id) {
+  virtual ~session() = default;
+  // From any thread: write the answer on the connection's strand.
+  virtual void send(response r) = 0;
+  virtual void close_if_idle() = 0;
+
+ protected:
+  using owner = server::state;  // a friend of the server names its state for the connections
+};
+
+namespace {
+
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+
+template <class Stream>
+class connection final : public session {
+  static constexpr bool is_tls = std::is_same_v<Stream, tls_stream>;
+
+ public:
+  template <class... TlsContext>
+  connection(tcp::socket socket, std::shared_ptr<owner> server, std::uint64_t id, TlsContext&... tls)
+      : stream_(beast::tcp_stream(std::move(socket)), tls...), owner_(std::move(server)), id_(id) {
     boost::system::error_code ec;
-    info_.remote = stream_.socket().remote_endpoint(ec).address();
+    info_.remote = socket_().remote_endpoint(ec).address();
     info_.connection = id;
-    stream_.socket().set_option(tcp::no_delay(true), ec);
+    socket_().set_option(tcp::no_delay(true), ec);
   }
 
-  ~session() {
+  ~connection() override {
     --owner_->open;
     std::lock_guard lock(owner_->mutex);
     owner_->sessions.erase(id_);
   }
 
   void start() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_next(); });
-  }
-
-  // From any thread: write the answer on the strand.
-  void send(response r) {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this(), r = std::move(r)]() mutable {
-      self->write(std::move(r));
+    asio::dispatch(stream_.get_executor(), [self = self()] {
+      if constexpr (is_tls)
+        self->handshake();
+      else
+        self->read_next();
     });
   }
 
-  void close_if_idle() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+  void send(response r) override {
+    asio::dispatch(stream_.get_executor(), [self = self(), r = std::move(r)]() mutable { self->write(std::move(r)); });
+  }
+
+  void close_if_idle() override {
+    asio::dispatch(stream_.get_executor(), [self = self()] {
       if (!self->busy_) self->close();
     });
   }
 
  private:
+  std::shared_ptr<connection> self() { return std::static_pointer_cast<connection>(shared_from_this()); }
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+  tcp::socket& socket_() { return lowest().socket(); }
+
+  // The handshake has the read deadline: a client that connects and says nothing is cut off.
+  void handshake() {
+    lowest().expires_after(owner_->options.read_timeout);
+    stream_.async_handshake(asio::ssl::stream_base::server, [self = self()](beast::error_code ec) {
+      if (ec) {
+        ++self->owner_->tls_failures;
+        return self->close();
+      }
+      self->read_next();
+    });
+  }
+
   void read_next() {
     if (owner_->stopped) return close();
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(owner_->options.max_header_bytes));
     parser_->body_limit(owner_->options.max_body_bytes);
-    stream_.expires_after(owner_->options.read_timeout);
+    lowest().expires_after(owner_->options.read_timeout);
     bhttp::async_read_header(stream_, buffer_, *parser_,
-                             [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+                             [self = self()](beast::error_code ec, std::size_t) { self->on_header(ec); });
   }
 
   void on_header(beast::error_code ec) {
@@ -111,7 +155,7 @@ class session : public std::enable_shared_from_this<session> {
     // curl and browsers wait for this before sending a larger body.
     if (req[bhttp::field::expect] == "100-continue" && !parser_->is_done()) {
       auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_, req.version());
-      bhttp::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code wec, std::size_t) {
+      bhttp::async_write(stream_, *cont, [self = self(), cont](beast::error_code wec, std::size_t) {
         if (wec) return self->close();
         self->read_body();
       });
@@ -122,14 +166,14 @@ class session : public std::enable_shared_from_this<session> {
 
   void read_body() {
     bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
+                      [self = self()](beast::error_code ec, std::size_t) { self->on_body(ec); });
   }
 
   void on_body(beast::error_code ec) {
     if (ec) return on_read_error(ec);
     ++owner_->requests;
     busy_ = true;
-    stream_.expires_never();  // the handler decides how long the answer takes
+    lowest().expires_never();  // the handler decides how long the answer takes
     request req = parser_->release();
     version_ = req.version();
     keep_alive_ = req.keep_alive();
@@ -142,7 +186,7 @@ class session : public std::enable_shared_from_this<session> {
       return close();
     }
     if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
-        ec == asio::error::connection_reset)
+        ec == asio::error::connection_reset || ec == asio::ssl::error::stream_truncated)
       return close();
     // A request we cannot read is answered and the connection closed: the rest of the
     // stream cannot be trusted to start at a message boundary.
@@ -169,26 +213,40 @@ class session : public std::enable_shared_from_this<session> {
     if (r.find(bhttp::field::server) == r.end()) r.set(bhttp::field::server, owner_->options.server_name);
     r.prepare_payload();
     out_.emplace(std::move(r));
-    stream_.expires_after(owner_->options.write_timeout);
-    bhttp::async_write(stream_, *out_, [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+    lowest().expires_after(owner_->options.write_timeout);
+    bhttp::async_write(stream_, *out_, [self = self(), keep](beast::error_code ec, std::size_t) {
       self->out_.reset();
       self->busy_ = false;
-      if (ec || !keep) return self->close();
+      if (ec) return self->close();
+      if (!keep) return self->finish();
       self->read_next();
     });
   }
 
-  void close() {
-    boost::system::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.close();
+  // The last answer is written: TLS says goodbye (close_notify, bounded by the write
+  // deadline) before the socket closes.
+  void finish() {
+    if constexpr (is_tls) {
+      lowest().expires_after(owner_->options.write_timeout);
+      stream_.async_shutdown([self = self()](beast::error_code) { self->close(); });
+    } else {
+      close();
+    }
   }
 
-  beast::tcp_stream stream_;
+  // Also called with a read pending (idle connections at stop, timeouts): closing the
+  // socket cancels it.
+  void close() {
+    boost::system::error_code ignored;
+    socket_().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest().close();
+  }
+
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<response> out_;
-  std::shared_ptr<server::state> owner_;
+  std::shared_ptr<owner> owner_;
   std::uint64_t id_;
   request_info info_;
   unsigned version_ = 11;
@@ -196,6 +254,7 @@ class session : public std::enable_shared_from_this<session> {
   bool busy_ = false;  // a request is being handled or answered
 };
 
+}  // namespace
 }  // namespace detail
 
 // ---- responder --------------------------------------------------------------------
@@ -250,12 +309,17 @@ void server::state::accept() {
       ++self->open;
       ++self->total;
       const auto id = ++self->next_id;
-      auto s = std::make_shared<detail::session>(std::move(socket), self, id);
-      {
-        std::lock_guard lock(self->mutex);
-        self->sessions.emplace(id, s);
-      }
-      s->start();
+      auto launch = [&](auto s) {
+        {
+          std::lock_guard lock(self->mutex);
+          self->sessions.emplace(id, s);
+        }
+        s->start();
+      };
+      if (self->tls)
+        launch(std::make_shared<detail::connection<detail::tls_stream>>(std::move(socket), self, id, *self->tls));
+      else
+        launch(std::make_shared<detail::connection<beast::tcp_stream>>(std::move(socket), self, id));
     }
     self->accept();
   });
@@ -281,8 +345,26 @@ server::~server() {
   stop();
 }
 
+namespace {
+
+asio::ssl::context load_tls(const server_options& o) {
+  asio::ssl::context ctx(asio::ssl::context::tls_server);
+  ctx.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                  asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
+                  asio::ssl::context::single_dh_use);
+  boost::system::error_code ec;
+  ctx.use_certificate_chain_file(o.tls_cert_file, ec);
+  if (ec) throw error(errc::invalid_config, "http server: cannot load the TLS certificate " + o.tls_cert_file + ": " + ec.message());
+  ctx.use_private_key_file(o.tls_key_file, asio::ssl::context::pem, ec);
+  if (ec) throw error(errc::invalid_config, "http server: cannot load the TLS key " + o.tls_key_file + ": " + ec.message());
+  return ctx;
+}
+
+}  // namespace
+
 void server::start() {
   auto& s = *state_;
+  if (!s.options.tls_cert_file.empty() && !s.tls) s.tls.emplace(load_tls(s.options));
   const tcp::endpoint endpoint(asio::ip::make_address(s.options.host), s.options.port);
   boost::system::error_code ec;
   s.acceptor.open(endpoint.protocol(), ec);
@@ -316,7 +398,7 @@ bool server::stopping() const noexcept {
 
 server_stats server::stats() const {
   const auto& s = *state_;
-  return {s.open.load(), s.total.load(), s.refused.load(), s.requests.load(), s.timeouts.load()};
+  return {s.open.load(), s.total.load(), s.refused.load(), s.requests.load(), s.timeouts.load(), s.tls_failures.load()};
 }
 
 }  // namespace ingest::http

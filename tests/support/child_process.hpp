@@ -2,6 +2,7 @@
 // A child process with its standard output on a pipe, for crash tests: read its lines,
 // then SIGKILL it mid-work.
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -18,7 +19,8 @@ namespace ingest::test {
 
 class child_process {
  public:
-  explicit child_process(std::vector<std::string> argv) {
+  /// Starts `argv[0]` (a path). With `stderr_file`, its standard error goes there.
+  explicit child_process(std::vector<std::string> argv, const std::string& stderr_file = {}) {
     int fds[2];
     if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
     std::vector<char*> args;
@@ -33,6 +35,10 @@ class child_process {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(127);
       dup2(fds[1], STDOUT_FILENO);
+      if (!stderr_file.empty()) {
+        const int err = open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (err >= 0) dup2(err, STDERR_FILENO);
+      }
       close(fds[0]);
       close(fds[1]);
       execv(args[0], args.data());
@@ -70,6 +76,8 @@ class child_process {
       buffer_.append(chunk, static_cast<std::size_t>(n));
     }
   }
+
+  pid_t pid() const noexcept { return pid_; }
 
   /// Sends SIGKILL and reaps the child. Returns the signal that ended it (0 if it had exited).
   int kill() {

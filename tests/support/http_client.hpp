@@ -1,10 +1,14 @@
 #pragma once
-// A blocking HTTP/1.1 client for tests against a server on 127.0.0.1.
+// A blocking HTTP/1.1 client for tests against a server on 127.0.0.1, plain or TLS.
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
@@ -13,6 +17,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,6 +50,18 @@ class http_client {
     socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
   }
 
+  // TLS: the server's certificate is verified against `ca_file` and the name
+  // 127.0.0.1; the handshake throws when it fails.
+  http_client(std::uint16_t port, const std::string& ca_file) : http_client(port) {
+    namespace ssl = boost::asio::ssl;
+    tls_context_ = std::make_unique<ssl::context>(ssl::context::tls_client);
+    tls_context_->load_verify_file(ca_file);
+    tls_context_->set_verify_mode(ssl::verify_peer);
+    tls_.emplace(socket_, *tls_context_);
+    tls_->set_verify_callback(ssl::host_name_verification("127.0.0.1"));
+    tls_->handshake(ssl::stream_base::client);
+  }
+
   http_result call(boost::beast::http::verb verb, const std::string& target,
                    std::vector<std::pair<std::string, std::string>> headers = {}, std::string body = {}) {
     namespace bhttp = boost::beast::http;
@@ -54,17 +72,19 @@ class http_client {
       req.body() = std::move(body);
       req.prepare_payload();
     }
-    bhttp::write(socket_, req);
+    with_stream([&](auto& s) { bhttp::write(s, req); });
     return read();
   }
 
   // Sends bytes as they are (malformed requests, pipelining).
-  void send_raw(const std::string& bytes) { boost::asio::write(socket_, boost::asio::buffer(bytes)); }
+  void send_raw(const std::string& bytes) {
+    with_stream([&](auto& s) { boost::asio::write(s, boost::asio::buffer(bytes)); });
+  }
 
   http_result read() {
     namespace bhttp = boost::beast::http;
     bhttp::response<bhttp::string_body> res;
-    bhttp::read(socket_, buffer_, res);
+    with_stream([&](auto& s) { bhttp::read(s, buffer_, res); });
     http_result out;
     out.status = static_cast<int>(res.result_int());
     out.body = res.body();
@@ -72,17 +92,29 @@ class http_client {
     return out;
   }
 
-  // True when the server closed the connection (reads end of stream).
+  // True when the server closed the connection (reads to the end of the stream,
+  // skipping whatever it sent before closing).
   bool closed_by_server() {
-    char c;
+    char c[512];
     boost::system::error_code ec;
-    socket_.read_some(boost::asio::buffer(&c, 1), ec);
-    return ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset;
+    while (!ec) with_stream([&](auto& s) { s.read_some(boost::asio::buffer(c), ec); });
+    return ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset ||
+           ec == boost::asio::ssl::error::stream_truncated;
   }
 
  private:
+  template <class F>
+  void with_stream(F f) {
+    if (tls_)
+      f(*tls_);
+    else
+      f(socket_);
+  }
+
   boost::asio::io_context io_;
   boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<boost::asio::ssl::context> tls_context_;
+  std::optional<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
   boost::beast::flat_buffer buffer_;
 };
 

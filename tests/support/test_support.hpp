@@ -84,6 +84,18 @@ inline void make_certificate(const std::string& cert, const std::string& key) {
   REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "openssl could not make a certificate");
 }
 
+/// A certificate for 127.0.0.1 with its key (`cert` is also the CA to trust), and a
+/// second one from another, unrelated CA, in a temporary directory.
+struct test_certificates {
+  temp_dir dir;
+  std::string cert = dir.file("server.pem"), key = dir.file("server.key");
+  std::string other = dir.file("other.pem"), other_key = dir.file("other.key");
+  test_certificates() {
+    make_certificate(cert, key);
+    make_certificate(other, other_key);
+  }
+};
+
 /// Polls `condition` every 5 ms until it holds or `limit` passes.
 inline bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s) {
   const auto deadline = std::chrono::steady_clock::now() + limit;

@@ -2,7 +2,8 @@
 /// @file
 /// A small HTTP/1.1 server on Beast for the accept path: keep-alive, pipelined
 /// requests answered in order, bounded headers and bodies, a read deadline per
-/// request (slow clients are cut off), a connection cap, and a graceful stop.
+/// request (slow clients are cut off), a connection cap, optional TLS (OpenSSL), and
+/// a graceful stop.
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -74,8 +75,14 @@ struct server_options {
   std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};
   std::chrono::milliseconds write_timeout{std::chrono::seconds(10)};  ///< time allowed to write one response
   std::string server_name = "ingest";  ///< the `Server` header
+  /// PEM file with the server's certificate (and chain). With `tls_key_file`, the
+  /// server speaks HTTPS only (TLS 1.2 or newer); the handshake counts against
+  /// `read_timeout`. Both empty: plain HTTP.
+  std::string tls_cert_file{};
+  std::string tls_key_file{};  ///< PEM file with the certificate's private key
 
-  /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.
+  /// Throws `ingest::error(errc::invalid_config)` when a value is out of range or only
+  /// one of the two TLS files is given.
   void validate() const;
 };
 
@@ -86,6 +93,7 @@ struct server_stats {
   std::uint64_t connections_refused = 0;  ///< over `max_connections`
   std::uint64_t requests = 0;  ///< requests received since start
   std::uint64_t timeouts = 0;  ///< connections closed by the read deadline
+  std::uint64_t tls_failures = 0;  ///< TLS handshakes that failed or timed out
 };
 
 /// An HTTP server on a caller-run io_context.
@@ -123,7 +131,8 @@ class server {
   server(const server&) = delete;
   server& operator=(const server&) = delete;
 
-  /// Binds and starts accepting. Throws `ingest::error` when the address cannot be bound.
+  /// Loads the TLS files (if any), binds and starts accepting. Throws `ingest::error`
+  /// when the address cannot be bound or a TLS file cannot be loaded.
   void start();
   /// The bound port (after `start()`).
   std::uint16_t port() const noexcept;
