@@ -21,6 +21,7 @@ packages=(
   libfmt-dev doctest-dev libbenchmark-dev
   libssl-dev openssl libcli11-dev
   doxygen
+  curl python3
 )
 
 sudo_cmd=()

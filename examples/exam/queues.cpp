@@ -121,6 +121,14 @@ void queue_backend::publish(std::shared_ptr<publish_job> job) {
       return;
     }
     auto& respond = job->respond;
+    // Readiness follows the accept path at once (the stats probe runs once a second
+    // and may itself wait on a dead backend): a backend that failed a publish is not
+    // ready until one succeeds or the probe reaches it again.
+    if (ec == ingest::errc::backend_unavailable || ec == ingest::errc::storage_error ||
+        ec == ingest::errc::publish_timeout)
+      probe_->ready = false;
+    else if (!ec)
+      probe_->ready = true;
     if (ec) {
       if (ec == ingest::errc::conflict)
         return respond(ingest::http::error_response(stub, status::unprocessable_entity, "idempotency_key_reused",
