@@ -52,16 +52,14 @@ void direct_backend::submit(const exam_info& exam, submission s, const ingest::h
                             ingest::http::responder respond) {
   const auto queued_at = std::chrono::steady_clock::now();
   ++waiting_;
-  ingest::http::request stub;
-  stub.version(req.version());
-  stub.keep_alive(req.keep_alive());
+  const ingest::http::reply_to to(req);
   // pool_size threads, pool_size connections: a task always finds one idle.
-  boost::asio::post(pool_, [this, &exam, s = std::move(s), stub = std::move(stub), respond = std::move(respond),
+  boost::asio::post(pool_, [this, &exam, s = std::move(s), to, respond = std::move(respond),
                             queued_at]() mutable {
     --waiting_;
     if (std::chrono::steady_clock::now() - queued_at > settings_.pool_timeout) {
       ++pool_timeouts_;
-      return respond(ingest::http::error_response(stub, status::service_unavailable, "unavailable",
+      return respond(ingest::http::error_response(to, status::service_unavailable, "unavailable",
                                                   "no database connection free in time", std::chrono::seconds(2)));
     }
     auto c = acquire();
@@ -79,16 +77,16 @@ void direct_backend::submit(const exam_info& exam, submission s, const ingest::h
         release(std::move(c));
         ++duplicates_;
         if (old_fp != fp)
-          return respond(ingest::http::error_response(stub, status::unprocessable_entity, "idempotency_key_reused",
+          return respond(ingest::http::error_response(to, status::unprocessable_entity, "idempotency_key_reused",
                                                       "this Idempotency-Key was used with a different body"));
-        return respond(ingest::http::json_response(stub, status::ok, app::receipt_json(id, at, st)));
+        return respond(ingest::http::json_response(to, status::ok, app::receipt_json(id, at, st)));
       }
       find.reset();
       const auto now = ingest::clock::now();
       if (exam.late(now)) {
         tx.rollback();
         release(std::move(c));
-        return respond(ingest::http::error_response(stub, status::forbidden, "deadline_passed",
+        return respond(ingest::http::error_response(to, status::forbidden, "deadline_passed",
                                                     "the deadline has passed"));
       }
       stored_submission row;
@@ -106,7 +104,7 @@ void direct_backend::submit(const exam_info& exam, submission s, const ingest::h
       tx.commit();
       release(std::move(c));
       ++committed_;
-      respond(ingest::http::json_response(stub, status::created,
+      respond(ingest::http::json_response(to, status::created,
                                           app::receipt_json(row.receipt_id, row.accepted_at, "received")));
     } catch (const std::exception& e) {
       if (c) {
@@ -114,7 +112,7 @@ void direct_backend::submit(const exam_info& exam, submission s, const ingest::h
         release(std::move(c));
       }
       ++db_errors_;
-      respond(ingest::http::error_response(stub, status::service_unavailable, "unavailable",
+      respond(ingest::http::error_response(to, status::service_unavailable, "unavailable",
                                            std::string("database: ") + e.what(), std::chrono::seconds(2)));
     }
   });

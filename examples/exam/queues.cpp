@@ -102,7 +102,7 @@ void queue_backend::submit(const exam_info& exam, submission s, const ingest::ht
   auto job = std::make_shared<publish_job>(publish_job{
       ingest::submission{.idempotency_key = s.queue_key(), .subject = "exam." + s.exam_id, .payload = std::move(payload),
                          .headers = {}},
-      req.version(), req.keep_alive(), exam.deadline + exam.grace,
+      ingest::http::reply_to(req), exam.deadline + exam.grace,
       std::chrono::steady_clock::now() + options_.in_flight_wait, std::move(respond)});
   publish(std::move(job));
 }
@@ -110,9 +110,6 @@ void queue_backend::submit(const exam_info& exam, submission s, const ingest::ht
 void queue_backend::publish(std::shared_ptr<publish_job> job) {
   auto item = job->item;  // kept for a second attempt
   producer_.async_submit(std::move(item), [this, job](ingest::error_code ec, ingest::receipt r) mutable {
-    ingest::http::request stub;
-    stub.version(job->version);
-    stub.keep_alive(job->keep_alive);
     // A double click: the first request with this key is still being stored. Wait for
     // it and answer with its receipt rather than send the browser a 409.
     if (ec == ingest::errc::in_flight && std::chrono::steady_clock::now() < job->join_until) {
@@ -127,21 +124,21 @@ void queue_backend::publish(std::shared_ptr<publish_job> job) {
     if (ec == ingest::errc::backend_unavailable || ec == ingest::errc::storage_error ||
         ec == ingest::errc::publish_timeout)
       probe_->ready = false;
-    else if (!ec)
-      probe_->ready = true;
+    else if (!ec && !probe_->ready.load(std::memory_order_relaxed))
+      probe_->ready = true;  // written only on a change: no shared-line store per accept
     if (ec) {
       if (ec == ingest::errc::conflict)
-        return respond(ingest::http::error_response(stub, status::unprocessable_entity, "idempotency_key_reused",
+        return respond(ingest::http::error_response(job->to, status::unprocessable_entity, "idempotency_key_reused",
                                                     "this Idempotency-Key was used with a different body"));
-      return respond(ingest::http::error_response(stub, ec));
+      return respond(ingest::http::error_response(job->to, ec));
     }
     // The deadline is judged on the durable accept time the queue stamped. A late
     // message is dropped by the grader, and no receipt is ever shown for it.
     if (r.accepted_at > job->deadline_with_grace)
-      return respond(ingest::http::error_response(stub, status::forbidden, "deadline_passed",
+      return respond(ingest::http::error_response(job->to, status::forbidden, "deadline_passed",
                                                   "accepted at " + ingest::format_time(r.accepted_at) +
                                                       ", after the deadline"));
-    respond(ingest::http::json_response(stub, r.duplicate ? status::ok : status::accepted,
+    respond(ingest::http::json_response(job->to, r.duplicate ? status::ok : status::accepted,
                                         app::receipt_json(r.id, ingest::format_time(r.accepted_at), "received")));
   });
 }

@@ -45,8 +45,7 @@ class queue_backend final : public submit_backend {
  private:
   struct publish_job {
     ingest::submission item;
-    unsigned version;
-    bool keep_alive;
+    ingest::http::reply_to to;
     time_point deadline_with_grace;
     std::chrono::steady_clock::time_point join_until;
     ingest::http::responder respond;

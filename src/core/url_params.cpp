@@ -40,17 +40,22 @@ bool parse_bool(std::string_view what, std::string_view text) {
   throw error(errc::invalid_config, std::string(what) + " must be true or false, not '" + std::string(text) + "'");
 }
 
-void for_each_param(std::string_view query, const std::function<void(std::string_view, std::string_view)>& each) {
+void for_each_query_part(std::string_view query, const std::function<void(std::string_view)>& each) {
   while (!query.empty()) {
     const auto amp = query.find('&');
-    const auto pair = query.substr(0, amp);
+    const auto part = query.substr(0, amp);
     query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (pair.empty()) continue;
+    if (!part.empty()) each(part);
+  }
+}
+
+void for_each_param(std::string_view query, const std::function<void(std::string_view, std::string_view)>& each) {
+  for_each_query_part(query, [&](std::string_view pair) {
     const auto eq = pair.find('=');
     if (eq == std::string_view::npos)
       throw error(errc::invalid_config, "URL parameter without a value: " + std::string(pair));
     each(pair.substr(0, eq), pair.substr(eq + 1));
-  }
+  });
 }
 
 }  // namespace ingest::detail

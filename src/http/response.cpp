@@ -7,21 +7,21 @@ namespace ingest::http {
 
 namespace bhttp = boost::beast::http;
 
-response json_response(const request& req, status s, std::string body) {
-  response r{s, req.version()};
+response json_response(reply_to to, status s, std::string body) {
+  response r{s, to.version};
   r.set(bhttp::field::content_type, "application/json");
-  r.keep_alive(req.keep_alive());
+  r.keep_alive(to.keep_alive);
   r.body() = std::move(body);
   r.prepare_payload();
   return r;
 }
 
-response error_response(const request& req, status s, std::string_view code, std::string_view message,
+response error_response(reply_to to, status s, std::string_view code, std::string_view message,
                         std::chrono::seconds retry_after) {
   boost::json::object body;
   body["error"] = code;
   body["message"] = message;
-  auto r = json_response(req, s, boost::json::serialize(body));
+  auto r = json_response(to, s, boost::json::serialize(body));
   if (retry_after.count() > 0) r.set(bhttp::field::retry_after, std::to_string(retry_after.count()));
   return r;
 }
@@ -39,11 +39,11 @@ error_mapping map_error(const error_code& ec) noexcept {
   return {status::internal_server_error, "internal", {}};
 }
 
-response error_response(const request& req, const error_code& ec) {
+response error_response(reply_to to, const error_code& ec) {
   const auto m = map_error(ec);
   std::string message = ec.message();
   if (ec == errc::in_flight) message = "the first request with this key is still being stored; retry to get its receipt";
-  return error_response(req, m.code, m.error, message, m.retry_after);
+  return error_response(to, m.code, m.error, message, m.retry_after);
 }
 
 }  // namespace ingest::http

@@ -190,20 +190,19 @@ class connection final : public session {
       return close();
     // A request we cannot read is answered and the connection closed: the rest of the
     // stream cannot be trusted to start at a message boundary.
-    request stub;
-    stub.version(11);
-    stub.keep_alive(false);
+    reply_to last;  // the connection closes after this answer
+    last.keep_alive = false;
     busy_ = true;
     keep_alive_ = false;
     version_ = 11;
     if (ec == bhttp::error::body_limit)
-      write(error_response(stub, status::payload_too_large, "body_too_large",
+      write(error_response(last, status::payload_too_large, "body_too_large",
                            "request body over " + std::to_string(owner_->options.max_body_bytes) + " bytes"));
     else if (ec == bhttp::error::header_limit)
-      write(error_response(stub, status::request_header_fields_too_large, "headers_too_large",
+      write(error_response(last, status::request_header_fields_too_large, "headers_too_large",
                            "request headers over " + std::to_string(owner_->options.max_header_bytes) + " bytes"));
     else
-      write(error_response(stub, status::bad_request, "bad_request", "malformed HTTP request: " + ec.message()));
+      write(error_response(last, status::bad_request, "bad_request", "malformed HTTP request: " + ec.message()));
   }
 
   void write(response r) {
@@ -264,9 +263,7 @@ responder::responder(std::shared_ptr<detail::session> s) noexcept : session_(std
 responder& responder::operator=(responder&& other) noexcept {
   if (this != &other) {
     if (session_) {
-      request stub;
-      stub.version(11);
-      session_->send(error_response(stub, status::internal_server_error, "internal", "request dropped"));
+      session_->send(error_response(reply_to{}, status::internal_server_error, "internal", "request dropped"));
     }
     session_ = std::move(other.session_);
   }
@@ -276,9 +273,7 @@ responder& responder::operator=(responder&& other) noexcept {
 responder::~responder() {
   if (!session_) return;
   try {
-    request stub;
-    stub.version(11);
-    session_->send(error_response(stub, status::internal_server_error, "internal", "request dropped"));
+    session_->send(error_response(reply_to{}, status::internal_server_error, "internal", "request dropped"));
   } catch (...) {  // out of memory while dropping: the connection closes instead
   }
 }

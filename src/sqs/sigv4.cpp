@@ -10,6 +10,8 @@
 #include <ctime>
 #include <map>
 
+#include "ingest/detail/url_params.hpp"
+
 namespace ingest::sqs {
 
 namespace {
@@ -59,15 +61,11 @@ std::string canonical_value(std::string_view v) {
 
 std::string canonical_query(std::string_view query) {
   std::vector<std::pair<std::string, std::string>> params;
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const auto part = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (part.empty()) continue;
-    const auto eq = part.find('=');
+  ingest::detail::for_each_query_part(query, [&](std::string_view part) {
+    const auto eq = part.find('=');  // a name without a value signs as "name="
     params.emplace_back(std::string(part.substr(0, eq)),
                         eq == std::string_view::npos ? std::string() : std::string(part.substr(eq + 1)));
-  }
+  });
   std::sort(params.begin(), params.end());
   std::string out;
   for (const auto& [k, v] : params) {

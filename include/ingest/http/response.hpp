@@ -15,11 +15,21 @@ namespace ingest::http {
 /// HTTP status codes (Beast's).
 using status = boost::beast::http::status;
 
-/// A response to `req` (same version, keep-alive as asked) with a JSON body.
-response json_response(const request& req, status s, std::string body);
+/// What an answer takes from its request: the HTTP version and whether to keep the
+/// connection. Two bytes to keep for an answer given later, instead of the request.
+struct reply_to {
+  unsigned version = 11;  ///< HTTP/1.1 unless the request said otherwise
+  bool keep_alive = true;  ///< as the request asked
+  reply_to() = default;
+  /// Taken from `req` (implicit, so a request can be passed wherever a `reply_to` is asked).
+  reply_to(const request& req) noexcept : version(req.version()), keep_alive(req.keep_alive()) {}  // NOLINT
+};
+
+/// A response (same version, keep-alive as asked) with a JSON body.
+response json_response(reply_to to, status s, std::string body);
 
 /// `{"error": code, "message": message}`; `retry_after` > 0 adds `Retry-After` (seconds).
-response error_response(const request& req, status s, std::string_view code, std::string_view message,
+response error_response(reply_to to, status s, std::string_view code, std::string_view message,
                         std::chrono::seconds retry_after = std::chrono::seconds(0));
 
 /// How an error from `producer::async_submit` is told to a client.
@@ -43,6 +53,6 @@ struct error_mapping {
 error_mapping map_error(const error_code& ec) noexcept;
 
 /// `error_response` for `ec` as `map_error` classifies it, with `ec.message()`.
-response error_response(const request& req, const error_code& ec);
+response error_response(reply_to to, const error_code& ec);
 
 }  // namespace ingest::http
