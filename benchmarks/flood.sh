@@ -8,6 +8,12 @@
 #   benchmarks/flood.sh [--students 10000] [--window 1] [--runs 3] [--consumer-rate 5000]
 #                       [--open-rate 25000] [--open-seconds 5] [--build build] [--out DIR]
 #   benchmarks/flood.sh --quick [--backend sqlite|nats|sqs|memory]   # 500 students, one run, for CI
+#   benchmarks/flood.sh --abuse [--legit-rate 1000] [--abuse-rate 20000] [--open-seconds 10]
+#
+# --abuse measures the rate limits instead: legitimate students at a constant rate,
+# alone and then while an abusive client (one account, its own address 127.0.0.2, a new
+# key per request, no backoff) floods the server; the server runs with a per-student
+# and a per-address limit. It reports the students' latency in both runs.
 #
 # --backend nats starts nats-server, --backend sqs the fauxqs emulator (tests/sqs, on
 # 127.0.0.1), each with exam_worker as a separate process.
@@ -15,7 +21,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 students=10000 window=1 runs=3 consumer_rate=5000 open_rate=25000 open_seconds=5
-build="$here/build" out="" quick=0 backend=sqlite
+build="$here/build" out="" quick=0 backend=sqlite abuse=0 legit_rate=1000 abuse_rate=20000
 while [[ $# -gt 0 ]]; do
   case $1 in
     --students) students=$2; shift 2 ;;
@@ -28,6 +34,9 @@ while [[ $# -gt 0 ]]; do
     --out) out=$2; shift 2 ;;
     --backend) backend=$2; shift 2 ;;
     --quick) quick=1; students=500; runs=1; shift ;;
+    --abuse) abuse=1; open_seconds=10; shift ;;
+    --legit-rate) legit_rate=$2; shift 2 ;;
+    --abuse-rate) abuse_rate=$2; shift 2 ;;
     *) echo "flood.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -89,7 +98,7 @@ stop() {
 free_port() {
   local p
   for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 20000))
+    p=$((12000 + RANDOM % 20000))  # below the ephemeral range: no clash with client ports
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
   echo "flood.sh: no free port" >&2
@@ -97,6 +106,36 @@ free_port() {
 }
 
 failures=0
+
+if [[ $abuse -eq 1 ]]; then
+  dir="$work/run-abuse"
+  mkdir -p "$dir"
+  start exam_server "$dir/server.log" "$bin/exam_server" --listen 127.0.0.1:0 --data "$dir" --rate "$consumer_rate" \
+    --student-rate 10 --student-burst 20 --ip-rate 5000 --ip-burst 10000
+  qpid=$pid
+  legit() {
+    "$bin/spike" --url "$url" --rate "$legit_rate" --duration "$open_seconds" --connections 200 --db "$dir/exam.db" \
+      --server-pid "$qpid" --label "$1" --json "$out/$1.json" || failures=$((failures + 1))
+  }
+  legit students-alone
+  "$bin/spike" --url "$url" --rate "$abuse_rate" --duration $((open_seconds + 3)) --connections 200 --one-student \
+    --bind 127.0.0.2 --retries 0 --label abuser --json "$out/abuser.json" >"$dir/abuser.log" 2>&1 &
+  apid=$!
+  sleep 1.5
+  legit students-under-abuse
+  wait "$apid" || true
+  stop "$qpid" exam_server "$dir/server.log"
+  echo
+  echo "## Rate limits: students at $legit_rate/s for ${open_seconds}s, alone and during an abusive client's flood"
+  echo "## (abuser: one account from 127.0.0.2 at up to $abuse_rate/s; limits 10/s per student, 5000/s per address)"
+  echo
+  "$bin/spike" report "$out/students-alone.json" "$out/students-under-abuse.json" "$out/abuser.json"
+  echo
+  echo "results: $out"
+  [[ $failures -eq 0 ]] || { echo "flood.sh: $failures audit(s) failed" >&2; exit 1; }
+  exit 0
+fi
+
 # wall LABEL SERVER ARGS...: one audited flood against a fresh server.
 wall() {
   local label=$1 server=$2 n=$3

@@ -22,6 +22,7 @@ packages=(
   libssl-dev openssl libcli11-dev
   doxygen
   curl python3
+  clang libclang-rt-14-dev
 )
 
 sudo_cmd=()

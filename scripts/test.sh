@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs the test suite three ways: a normal build (every test, including the
 # install + find_package test), AddressSanitizer + UndefinedBehaviorSanitizer (every
-# test), and ThreadSanitizer (the tests labelled "concurrency").
+# test), and ThreadSanitizer (the tests labelled "concurrency"); then runs every fuzz
+# target for a bounded time (scripts/fuzz.sh, clang + libFuzzer; INGEST_FUZZ_SECONDS
+# per target, default 20).
 #
 #   scripts/test.sh           all three
 #   scripts/test.sh --quick   the normal build only
@@ -15,6 +17,9 @@ quick=0
 jobs=$(nproc)
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+# Paths relative to the checkout in ccache's keys: another clone of the same sources
+# (as CI makes) hits the cache.
+export CCACHE_BASEDIR="$here" CCACHE_NOHASHDIR=1
 
 build() {
   local dir=$1
@@ -54,3 +59,6 @@ build "$here/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINGEST_SANITIZE=thr
   -DINGEST_BUILD_EXAMPLES=ON -DINGEST_BUILD_BENCHMARKS=OFF
 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$here/tests/tsan.supp" \
   run_ctest "$here/build-tsan" -L concurrency
+
+echo "== fuzzing (${INGEST_FUZZ_SECONDS:-20}s per target)"
+bash "$here/scripts/fuzz.sh" "${INGEST_FUZZ_SECONDS:-20}"

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "support/test_support.hpp"
 
@@ -62,6 +63,62 @@ TEST_CASE("time text round-trips with millisecond precision") {
   CHECK_THROWS_AS(parse_time("2026-13-22T10:00:00Z"), ingest::error);
   CHECK_THROWS_AS(parse_time("2026-11-22T10:00:00+01:00"), ingest::error);
   CHECK_THROWS_AS(parse_time(""), ingest::error);
+  // Years a time_point of nanoseconds cannot hold are refused, not overflowed.
+  CHECK_THROWS_AS(parse_time("9999-12-31T23:59:59.999Z"), ingest::error);
+  CHECK_THROWS_AS(parse_time("0001-01-01T00:00:00Z"), ingest::error);
+  CHECK(format_time(parse_time("2262-01-01T00:00:00Z")) == "2262-01-01T00:00:00.000Z");
+}
+
+TEST_CASE("stored microseconds become time points clamped to what they can hold") {
+  CHECK(time_from_us(1'795'341'600'123'456) == parse_time("2026-11-22T10:00:00.123456Z"));
+  CHECK(time_from_us(0) == time_point{});
+  const auto high = time_from_us(std::numeric_limits<std::int64_t>::max());
+  const auto low = time_from_us(std::numeric_limits<std::int64_t>::min());
+  CHECK(high > parse_time("2262-01-01T00:00:00Z"));
+  CHECK(low < parse_time("1678-01-01T00:00:00Z"));
+  CHECK(time_from_us(std::numeric_limits<std::int64_t>::max() / 1000 + 1) == high);
+}
+
+TEST_CASE("headers and subjects: what every backend carries unchanged") {
+  CHECK(valid_header_name("x-trace"));
+  CHECK(valid_header_name("X!#$%&'*+-.^_`|~9"));
+  CHECK(valid_header_name(std::string(255, 'h')));
+  CHECK_FALSE(valid_header_name(""));
+  CHECK_FALSE(valid_header_name(std::string(256, 'h')));
+  CHECK_FALSE(valid_header_name("two words"));
+  CHECK_FALSE(valid_header_name("colon:"));
+  CHECK_FALSE(valid_header_name("caf\xc3\xa9"));
+  CHECK_FALSE(valid_header_name("Ingest-Receipt-Id"));
+  CHECK_FALSE(valid_header_name("ingest-anything"));
+  CHECK_FALSE(valid_header_name("NATS-Msg-Id"));
+  CHECK(valid_header_name("Ingestion"));
+
+  CHECK(valid_header_value(""));
+  CHECK(valid_header_value("a b\tc: d"));
+  CHECK(valid_header_value("caf\xc3\xa9 \xff"));
+  CHECK_FALSE(valid_header_value("a\r\nInjected: yes"));
+  CHECK_FALSE(valid_header_value("a\nb"));
+  CHECK_FALSE(valid_header_value(std::string_view("a\0b", 3)));
+  CHECK_FALSE(valid_header_value("del\x7f"));
+  CHECK_FALSE(valid_header_value(" lead"));
+  CHECK_FALSE(valid_header_value("trail\t"));
+
+  envelope m;
+  m.idempotency_key = "k";
+  m.subject = "submissions";
+  m.headers = {{"x-a", "1"}};
+  CHECK_FALSE(validate_envelope(m));
+  m.subject = "two\nlines";
+  CHECK(validate_envelope(m) == errc::invalid_header);
+  m.subject = "s";
+  m.receipt_id = "r\r\n";
+  CHECK(validate_envelope(m) == errc::invalid_header);
+  m.receipt_id.clear();
+  m.headers.emplace_back("nats-msg-id", "x");
+  CHECK(validate_envelope(m) == errc::invalid_header);
+  m.headers.pop_back();
+  m.idempotency_key.clear();
+  CHECK(validate_envelope(m) == errc::invalid_key);
 }
 
 TEST_CASE("fingerprint is the hex SHA-256 of the payload") {

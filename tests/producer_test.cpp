@@ -141,6 +141,12 @@ TEST_CASE("bad input is refused before anything is published") {
   CHECK(submit(p, item("bad key\n")).first == errc::invalid_key);
   CHECK(submit(p, item(std::string(256, 'k'))).first == errc::invalid_key);
   CHECK(submit(p, item("big", std::string(17, 'x'))).first == errc::payload_too_large);
+  auto injected = item("headers");
+  injected.headers = {{"x-a", "1\r\nIngest-Receipt-Id: forged"}};
+  CHECK(submit(p, injected).first == errc::invalid_header);
+  auto odd_subject = item("subject");
+  odd_subject.subject = "a\nb";
+  CHECK(submit(p, odd_subject).first == errc::invalid_header);
   CHECK(stats(q).accepted == 0);
   CHECK_THROWS_AS(producer(q, {.max_in_flight = 0}), ingest::error);
 }

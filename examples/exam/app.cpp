@@ -74,6 +74,12 @@ bool is_json_media_type(std::string_view ct) {
   return true;
 }
 
+// The id is echoed only when it is one (error bodies stay valid JSON: a path may hold
+// any bytes).
+std::string unknown_exam(std::string_view id) {
+  return valid_id(id) ? "no exam '" + std::string(id) + "'" : std::string("no such exam");
+}
+
 const char* state_name(ingest::message_state s) {
   switch (s) {
     case ingest::message_state::leased:
@@ -204,7 +210,7 @@ void app::post_submission(const std::string& exam_id, request req, responder res
                   std::chrono::ceil<std::chrono::seconds>(wait));
   }
   const exam_info* e = exams_.find(exam_id);
-  if (!e) return fail(req, respond, status::not_found, "exam_not_found", "no exam '" + exam_id + "'");
+  if (!e) return fail(req, respond, status::not_found, "exam_not_found", unknown_exam(exam_id));
   if (who->role != role::student)
     return fail(req, respond, status::forbidden, "forbidden", "only students submit answers");
   if (!e->allows(who->sub))
@@ -267,7 +273,7 @@ void app::get_submission(const std::string& receipt_id, request req, responder r
 void app::list_submissions(const std::string& exam_id, request req, responder respond) {
   auto who = authenticate(req, respond);
   if (!who) return;
-  if (!exams_.find(exam_id)) return fail(req, respond, status::not_found, "exam_not_found", "no exam '" + exam_id + "'");
+  if (!exams_.find(exam_id)) return fail(req, respond, status::not_found, "exam_not_found", unknown_exam(exam_id));
   if (who->role != role::teacher)
     return fail(req, respond, status::forbidden, "forbidden", "only teachers list an exam's submissions");
   const std::string_view target = req.target();

@@ -50,7 +50,7 @@ queue_backend::queue_backend(ingest::durable_queue& queue, ingest::producer& pro
       producer_(producer),
       store_(store),
       metrics_(metrics),
-      probe_(std::make_shared<probe_state>(queue, std::move(metrics), boost::asio::steady_timer(queue.get_executor()))) {}
+      probe_(std::make_shared<probe_state>(queue, std::move(metrics))) {}
 
 queue_backend::~queue_backend() {
   stop();

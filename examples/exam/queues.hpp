@@ -55,6 +55,8 @@ class queue_backend final : public submit_backend {
   queue_backend_options options_;
   // Shared with the probe's pending completions, which may outlive this object.
   struct probe_state {
+    probe_state(ingest::durable_queue& q, std::shared_ptr<ingest::pipeline_metrics> m)
+        : queue(q), metrics(std::move(m)), timer(q.get_executor()) {}
     ingest::durable_queue& queue;
     std::shared_ptr<ingest::pipeline_metrics> metrics;
     boost::asio::steady_timer timer;

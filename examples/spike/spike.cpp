@@ -79,6 +79,8 @@ struct settings {
   double drain_timeout_s = 300;
   std::string json_out, svg_out, label;
   int questions = 10;
+  bool one_student = false;  // every submission from the same student (an abusive client)
+  std::string bind;          // local address to connect from (e.g. 127.0.0.2: another client IP)
 };
 
 // What happened, shared by every student (thread-safe).
@@ -143,6 +145,18 @@ class client {
     const auto t = steady::now();
     stream_.expires_after(std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(s_.timeout_s)));
     beast::error_code ec;
+    if (!s_.bind.empty()) {
+      // Another source address: the server sees another client IP.
+      auto& socket = stream_.socket();
+      socket.open(ep_.protocol(), ec);
+      if (!ec) socket.bind(tcp::endpoint(asio::ip::make_address(s_.bind, ec), 0), ec);
+      if (ec) {
+        r_.error("bind_error");
+        beast::error_code ignored;
+        socket.close(ignored);
+        co_return false;
+      }
+    }
     co_await stream_.async_connect(ep_, asio::redirect_error(use_awaitable, ec));
     if (ec) {
       r_.error("connect_error");
@@ -542,6 +556,9 @@ int main(int argc, char** argv) {
   cli.add_option("--json", s.json_out, "write the results as JSON here");
   cli.add_option("--svg", s.svg_out, "draw the chart here");
   cli.add_option("--label", s.label, "name of this run in the outputs");
+  cli.add_flag("--one-student", s.one_student,
+               "every submission from one student, each with a new key (an abusive client; see the rate limits)");
+  cli.add_option("--bind", s.bind, "local address to connect from, e.g. 127.0.0.2 (another client IP)");
   CLI11_PARSE(cli, argc, argv);
   if (s.label.empty()) s.label = s.url;
   bool generated = false;
@@ -564,8 +581,13 @@ int main(int argc, char** argv) {
   const auto expires = std::chrono::system_clock::now() + std::chrono::hours(2);
   for (int i = 0; i < n; ++i) {
     auto& st = students[static_cast<std::size_t>(i)];
-    st.id = "st" + std::to_string(i);
-    st.token = exam::mint_token({st.id, exam::role::student, expires}, s.secret);
+    if (s.one_student && i > 0) {
+      st.id = students[0].id;
+      st.token = students[0].token;
+    } else {
+      st.id = (s.one_student ? "abuser-" + run : "st") + std::to_string(i);
+      st.token = exam::mint_token({st.id, exam::role::student, expires}, s.secret);
+    }
     st.key = prefix + std::to_string(i);
     boost::json::object answers;
     for (int q = 1; q <= s.questions; ++q) answers["q" + std::to_string(q)] = std::string(1, static_cast<char>('A' + choice(rng)));

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "ingest/error.hpp"
+
 namespace ingest {
 
 /// The clock of accept times (wall clock: receipts are shown to people).
@@ -55,6 +57,31 @@ std::string make_receipt_id();
 
 /// RFC 3339 UTC text with milliseconds, e.g. `2026-11-22T10:00:00.123Z`.
 std::string format_time(time_point t);
+
+/// Converts microseconds since the Unix epoch (as stored by the backends) to a
+/// `time_point`, clamped to the range `time_point` can hold (about ±292 years), so
+/// that a damaged or foreign stored value cannot overflow the conversion.
+time_point time_from_us(std::int64_t us) noexcept;
+
+/// True when `name` can be an application header name on every backend: 1-255
+/// characters of an HTTP token (RFC 9110 tchar: ASCII letters, digits and the
+/// punctuation ! # $ % & ' * + - . ^ _ | ~ and the backquote), not starting with the
+/// reserved prefixes `Ingest-` or `Nats-` (in any case).
+bool valid_header_name(std::string_view name) noexcept;
+
+/// True when `value` travels unchanged as a header value on every backend: no control
+/// characters except tab (no CR, LF or NUL), and no space or tab at either end
+/// (header parsers trim them). Bytes 0x80-0xFF are allowed.
+bool valid_header_value(std::string_view value) noexcept;
+
+struct envelope;
+
+/// What every backend checks before accepting `message`: `errc::invalid_key` for an
+/// idempotency key `valid_idempotency_key` refuses; `errc::invalid_header` for a
+/// header name or value refused by `valid_header_name` / `valid_header_value`, or a
+/// subject, receipt id or fingerprint that is not a valid header value. Empty result
+/// when the message is publishable.
+error_code validate_envelope(const envelope& message) noexcept;
 
 /// Parses what `format_time` writes (also accepts 0-9 fraction digits). Throws
 /// `ingest::error` (errc::invalid_config) on malformed text.

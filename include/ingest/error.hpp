@@ -33,6 +33,7 @@ enum class errc {
   invalid_config,       ///< options failed validation
   storage_error,        ///< the backend's storage failed (disk full, corrupt file, I/O error)
   not_supported,        ///< the backend does not offer this operation
+  invalid_header,       ///< a header name or value, or the subject, that not every backend can carry
 };
 
 /// The category of `ingest::errc`; name "ingest".

@@ -18,7 +18,9 @@ struct submission {
   std::string idempotency_key{};  ///< client-chosen, reused on every retry of the same submission
   std::string subject{};          ///< empty: the producer's default subject
   std::string payload{};  ///< opaque bytes (at most `producer_options::max_payload_bytes`)
-  header_list headers{};  ///< application headers, carried to the consumer
+  /// Application headers, carried to the consumer: names as `valid_header_name` and
+  /// values as `valid_header_value` allow (otherwise `errc::invalid_header`).
+  header_list headers{};
 };
 
 /// How a `producer` bounds and checks what it accepts.

@@ -290,7 +290,9 @@ struct batching_consumer::state {
     }
 
     // Dead letters one by one, so that each alert follows its own confirmed write.
-    for (auto& [decision, i] : letters) {
+    for (auto& entry : letters) {
+      auto& decision = entry.first;
+      const auto i = entry.second;
       dead_letter letter{b[i].message,          decision.reason, decision.last_error, b[i].message.attempts,
                          b[i].first_attempt_at, attempted_at,    clock::now()};
       auto ec = wait_done([&](auto done) { queue.async_settle({std::move(decision)}, std::move(done)); });

@@ -1,12 +1,15 @@
 #include "ingest/envelope.hpp"
 
+#include <algorithm>
 #include <array>
+#include <limits>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
 #include <random>
 
 #include "ingest/error.hpp"
+#include "ingest/fingerprint.hpp"
 
 namespace ingest {
 namespace {
@@ -128,7 +131,53 @@ time_point parse_time(std::string_view text) {
   }
   if (pos + 1 != text.size() || (text[pos] != 'Z' && text[pos] != 'z')) fail();
   const std::time_t secs = timegm(&tm);
+  // Years 0000-9999 parse; a time_point of nanoseconds holds about 1678-2262.
+  constexpr auto limit = std::chrono::duration_cast<std::chrono::seconds>(clock::duration::max()).count() - 1;
+  if (secs > limit || secs < -limit) throw error(errc::invalid_config, "time out of range: " + std::string(text));
   return time_point(std::chrono::duration_cast<clock::duration>(std::chrono::seconds(secs) + fraction));
+}
+
+time_point time_from_us(std::int64_t us) noexcept {
+  using rep = clock::duration::rep;
+  constexpr auto per_us = std::chrono::duration_cast<clock::duration>(std::chrono::microseconds(1)).count();
+  constexpr auto max_us = std::numeric_limits<rep>::max() / per_us;
+  const auto clamped = std::clamp<std::int64_t>(us, -max_us, max_us);
+  return time_point(clock::duration(static_cast<rep>(clamped) * per_us));
+}
+
+bool valid_header_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > 255) return false;
+  auto reserved = [&](std::string_view prefix) {
+    if (name.size() < prefix.size()) return false;
+    for (std::size_t i = 0; i < prefix.size(); ++i)
+      if ((name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]) != prefix[i]) return false;
+    return true;
+  };
+  if (reserved("ingest-") || reserved("nats-")) return false;
+  constexpr std::string_view punctuation = "!#$%&'*+-.^_`|~";
+  for (const char c : name) {
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && punctuation.find(c) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
+bool valid_header_value(std::string_view value) noexcept {
+  if (!value.empty() && (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' || value.back() == '\t'))
+    return false;
+  for (const unsigned char c : value)
+    if ((c < 0x20 && c != '\t') || c == 0x7F) return false;
+  return true;
+}
+
+error_code validate_envelope(const envelope& message) noexcept {
+  if (!valid_idempotency_key(message.idempotency_key)) return errc::invalid_key;
+  if (!valid_header_value(message.subject) || !valid_header_value(message.receipt_id) ||
+      !valid_header_value(message.fingerprint))
+    return errc::invalid_header;
+  for (const auto& [name, value] : message.headers)
+    if (!valid_header_name(name) || !valid_header_value(value)) return errc::invalid_header;
+  return {};
 }
 
 }  // namespace ingest

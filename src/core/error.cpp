@@ -37,6 +37,8 @@ class category final : public std::error_category {
         return "storage error";
       case errc::not_supported:
         return "not supported by this backend";
+      case errc::invalid_header:
+        return "header name or value (or subject) that the backends cannot carry unchanged";
     }
     return "unknown ingest error";
   }

@@ -277,7 +277,7 @@ void memory_queue::do_publish(envelope message, callback<error_code, receipt> do
   std::lock_guard lock(s.mutex);
   if (s.closed) return done(errc::shutting_down, receipt{});
   if (s.publish_fault) return done(s.publish_fault, receipt{});
-  if (!valid_idempotency_key(message.idempotency_key)) return done(errc::invalid_key, receipt{});
+  if (const auto invalid = validate_envelope(message)) return done(invalid, receipt{});
   if (message.fingerprint.empty()) message.fingerprint = fingerprint(message.payload);
 
   if (auto known = s.keys.find(message.idempotency_key); known != s.keys.end()) {

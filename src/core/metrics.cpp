@@ -103,6 +103,8 @@ std::string_view errc_name(errc e) noexcept {
       return "storage_error";
     case errc::not_supported:
       return "not_supported";
+    case errc::invalid_header:
+      return "invalid_header";
   }
   return "other";
 }
@@ -144,7 +146,7 @@ std::string to_prometheus(const pipeline_metrics& m, std::string_view prefix) {
                  "# HELP {0}rejected_total Submissions refused, by reason.\n"
                  "# TYPE {0}rejected_total counter\n",
                  prefix);
-  for (int v = static_cast<int>(errc::invalid_key); v <= static_cast<int>(errc::storage_error); ++v)
+  for (int v = static_cast<int>(errc::invalid_key); v <= static_cast<int>(errc::invalid_header); ++v)
     fmt::format_to(std::back_inserter(out), "{}rejected_total{{reason=\"{}\"}} {}\n", prefix,
                    errc_name(static_cast<errc>(v)), m.rejected_by_reason[static_cast<std::size_t>(v)].value());
   write_histogram(out, prefix, "accept_latency_seconds", "Time from submit to its answer.", m.accept_latency, -17, 5);

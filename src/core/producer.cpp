@@ -151,6 +151,7 @@ void producer::do_submit(submission item, detail::callback<void(error_code, rece
   message.payload = std::move(item.payload);
   message.headers = std::move(item.headers);
   message.receipt_id = make_receipt_id();
+  if (const auto invalid = validate_envelope(message)) return reject(invalid);
 
   auto p = std::make_shared<state::pending>();
   p->fingerprint = message.fingerprint;

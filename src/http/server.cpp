@@ -260,6 +260,21 @@ class connection final : public session {
 
 responder::responder(std::shared_ptr<detail::session> s) noexcept : session_(std::move(s)) {}
 
+namespace {
+class function_session final : public detail::session {
+ public:
+  explicit function_session(std::function<void(response)> deliver) : deliver_(std::move(deliver)) {}
+  void send(response r) override { deliver_(std::move(r)); }
+  void close_if_idle() override {}
+
+ private:
+  std::function<void(response)> deliver_;
+};
+}  // namespace
+
+responder::responder(std::function<void(response)> deliver)
+    : session_(std::make_shared<function_session>(std::move(deliver))) {}
+
 responder& responder::operator=(responder&& other) noexcept {
   if (this != &other) {
     if (session_) {

@@ -12,6 +12,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "codec.hpp"
 #include "ingest/detail/url_params.hpp"
 #include "ingest/error.hpp"
 #include "ingest/fingerprint.hpp"
@@ -40,62 +41,7 @@ using consumer_info_handle = handle<jsConsumerInfo, jsConsumerInfo_Destroy>;
 using metadata_handle = handle<jsMsgMetaData, jsMsgMetaData_Destroy>;
 using pub_ack_handle = handle<jsPubAck, jsPubAck_Destroy>;
 
-// Headers the library writes; application headers keep their own names.
-constexpr const char* h_receipt = "Ingest-Receipt-Id";
-constexpr const char* h_key = "Ingest-Key";
-constexpr const char* h_fingerprint = "Ingest-Fingerprint";
-constexpr const char* h_accepted = "Ingest-Accepted-At";
-constexpr const char* h_subject = "Ingest-Subject";
-constexpr const char* h_sequence = "Ingest-Stream-Seq";
-constexpr const char* h_reason = "Ingest-Reason";
-constexpr const char* h_error = "Ingest-Last-Error";
-constexpr const char* h_attempts = "Ingest-Attempts";
-constexpr const char* h_first = "Ingest-First-Attempt-At";
-constexpr const char* h_last = "Ingest-Last-Attempt-At";
-constexpr const char* h_dead = "Ingest-Dead-At";
-
-bool library_header(std::string_view name) {
-  return name.rfind("Ingest-", 0) == 0 || name.rfind("Nats-", 0) == 0;
-}
-
-std::int64_t to_us(time_point t) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-}
-time_point from_us(std::int64_t us) {
-  return time_point(std::chrono::duration_cast<clock::duration>(std::chrono::microseconds(us)));
-}
-
-std::string header(natsMsg* m, const char* name) {
-  const char* value = nullptr;
-  return natsMsgHeader_Get(m, name, &value) == NATS_OK && value ? std::string(value) : std::string();
-}
-
-std::int64_t header_int(natsMsg* m, const char* name) {
-  const auto text = header(m, name);
-  try {
-    return text.empty() ? 0 : std::stoll(text);
-  } catch (...) {
-    return 0;
-  }
-}
-
-header_list application_headers(natsMsg* m) {
-  header_list out;
-  const char** keys = nullptr;
-  int count = 0;
-  if (natsMsgHeader_Keys(m, &keys, &count) != NATS_OK) return out;
-  for (int i = 0; i < count; ++i) {
-    if (library_header(keys[i])) continue;
-    const char** values = nullptr;
-    int n = 0;
-    if (natsMsgHeader_Values(m, keys[i], &values, &n) == NATS_OK) {
-      for (int j = 0; j < n; ++j) out.emplace_back(keys[i], values[j]);
-      free(values);
-    }
-  }
-  free(keys);
-  return out;
-}
+using namespace detail;
 
 std::string describe(natsStatus s, jsErrCode code, std::string_view what) {
   std::string text(what);
@@ -540,7 +486,7 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     if (s != NATS_OK) return p.done(unavailable_or(s, errc::not_found), receipt{});
     if (header(original.get(), h_fingerprint) != p.fingerprint) return p.done(errc::conflict, receipt{});
     p.done(error_code{},
-           receipt{header(original.get(), h_receipt), p.key, from_us(header_int(original.get(), h_accepted)), true});
+           receipt{header(original.get(), h_receipt), p.key, time_from_us(header_int(original.get(), h_accepted)), true});
   }
 
   void publish(envelope m, callback<error_code, receipt> done) {
@@ -549,14 +495,7 @@ struct queue::engine : std::enable_shared_from_this<engine> {
         NATS_OK)
       return done(errc::backend_unavailable, receipt{});
     message_handle msg(raw);
-    const auto accepted = std::to_string(to_us(m.accepted_at));
-    natsMsgHeader_Set(msg.get(), h_receipt, m.receipt_id.c_str());
-    natsMsgHeader_Set(msg.get(), h_key, m.idempotency_key.c_str());
-    natsMsgHeader_Set(msg.get(), h_fingerprint, m.fingerprint.c_str());
-    natsMsgHeader_Set(msg.get(), h_accepted, accepted.c_str());
-    natsMsgHeader_Set(msg.get(), h_subject, m.subject.c_str());
-    for (const auto& [name, value] : m.headers)
-      if (!library_header(name)) natsMsgHeader_Add(msg.get(), name.c_str(), value.c_str());
+    write_envelope(msg.get(), m);
     // Fail fast while disconnected (guarantee 6) instead of parking the message in
     // nats.c's reconnect buffer: its PubAck timeout could then fire while the publish
     // call still reads the message.
@@ -631,13 +570,7 @@ struct queue::engine : std::enable_shared_from_this<engine> {
       if (natsMsg_GetMetaData(&raw, msg.get()) != NATS_OK) continue;
       metadata_handle meta(raw);
       delivery d;
-      d.message.receipt_id = header(msg.get(), h_receipt);
-      d.message.idempotency_key = header(msg.get(), h_key);
-      d.message.fingerprint = header(msg.get(), h_fingerprint);
-      d.message.subject = header(msg.get(), h_subject);
-      d.message.accepted_at = from_us(header_int(msg.get(), h_accepted));
-      d.message.payload.assign(natsMsg_GetData(msg.get()), static_cast<std::size_t>(natsMsg_GetDataLength(msg.get())));
-      d.message.headers = application_headers(msg.get());
+      d.message = read_envelope(msg.get());
       d.message.attempts = static_cast<std::uint32_t>(meta->NumDelivered);
       if (first_seen.size() > 100000) first_seen.clear();
       const auto seen =
@@ -726,20 +659,15 @@ struct queue::engine : std::enable_shared_from_this<engine> {
                        natsMsg_GetDataLength(h.msg.get())) != NATS_OK)
       return errc::backend_unavailable;
     message_handle letter(raw);
-    for (const char* name : {h_receipt, h_key, h_fingerprint, h_accepted, h_subject}) {
-      const auto value = header(h.msg.get(), name);
-      natsMsgHeader_Set(letter.get(), name, value.c_str());
-    }
-    for (const auto& [name, value] : application_headers(h.msg.get()))
-      natsMsgHeader_Add(letter.get(), name.c_str(), value.c_str());
-    const auto now = std::to_string(to_us(clock::now()));
-    natsMsgHeader_Set(letter.get(), h_sequence, std::to_string(h.sequence).c_str());
-    natsMsgHeader_Set(letter.get(), h_reason, d.reason.c_str());
-    natsMsgHeader_Set(letter.get(), h_error, d.last_error.c_str());
-    natsMsgHeader_Set(letter.get(), h_attempts, std::to_string(h.attempts).c_str());
-    natsMsgHeader_Set(letter.get(), h_first, std::to_string(to_us(h.first_attempt_at)).c_str());
-    natsMsgHeader_Set(letter.get(), h_last, now.c_str());
-    natsMsgHeader_Set(letter.get(), h_dead, now.c_str());
+    dead_letter dead;
+    dead.message = read_envelope(h.msg.get());
+    write_envelope(letter.get(), dead.message);
+    dead.reason = d.reason;
+    dead.last_error = d.last_error;
+    dead.attempts = h.attempts;
+    dead.first_attempt_at = h.first_attempt_at;
+    dead.last_attempt_at = dead.dead_lettered_at = clock::now();
+    write_dead(letter.get(), dead, h.sequence);
     jsPubOptions po;
     jsPubOptions_Init(&po);
     const auto msg_id = "dlq:" + header(h.msg.get(), h_receipt) + ":" + std::to_string(h.sequence);
@@ -810,20 +738,9 @@ struct queue::engine : std::enable_shared_from_this<engine> {
       if (s == NATS_NOT_FOUND) continue;  // deleted (replayed or purged)
       if (s != NATS_OK) return unavailable_or(s, errc::backend_unavailable);
       dead_letter l;
-      l.message.receipt_id = header(m.get(), h_receipt);
-      l.message.idempotency_key = header(m.get(), h_key);
-      l.message.fingerprint = header(m.get(), h_fingerprint);
-      l.message.subject = header(m.get(), h_subject);
-      l.message.accepted_at = from_us(header_int(m.get(), h_accepted));
-      l.message.payload.assign(natsMsg_GetData(m.get()), static_cast<std::size_t>(natsMsg_GetDataLength(m.get())));
-      l.message.headers = application_headers(m.get());
-      l.reason = header(m.get(), h_reason);
-      l.last_error = header(m.get(), h_error);
-      l.attempts = static_cast<std::uint32_t>(header_int(m.get(), h_attempts));
+      l.message = read_envelope(m.get());
+      read_dead(m.get(), l);
       l.message.attempts = l.attempts;
-      l.first_attempt_at = from_us(header_int(m.get(), h_first));
-      l.last_attempt_at = from_us(header_int(m.get(), h_last));
-      l.dead_lettered_at = from_us(header_int(m.get(), h_dead));
       out.emplace_back(seq, std::move(l));
     }
     std::sort(out.begin(), out.end(),
@@ -843,13 +760,7 @@ struct queue::engine : std::enable_shared_from_this<engine> {
                            static_cast<int>(l.message.payload.size())) != NATS_OK)
           return errc::backend_unavailable;
         message_handle m(raw);
-        const auto accepted = std::to_string(to_us(l.message.accepted_at));
-        natsMsgHeader_Set(m.get(), h_receipt, l.message.receipt_id.c_str());
-        natsMsgHeader_Set(m.get(), h_key, l.message.idempotency_key.c_str());
-        natsMsgHeader_Set(m.get(), h_fingerprint, l.message.fingerprint.c_str());
-        natsMsgHeader_Set(m.get(), h_accepted, accepted.c_str());
-        natsMsgHeader_Set(m.get(), h_subject, l.message.subject.c_str());
-        for (const auto& [name, value] : l.message.headers) natsMsgHeader_Add(m.get(), name.c_str(), value.c_str());
+        write_envelope(m.get(), l.message);
         jsPubOptions po;
         jsPubOptions_Init(&po);
         // Not the client's key: that one still names the original in the duplicate window.
@@ -1004,7 +915,7 @@ void queue::close() {
 }
 
 void queue::do_publish(envelope message, callback<error_code, receipt> done) {
-  if (!valid_idempotency_key(message.idempotency_key)) return done(errc::invalid_key, receipt{});
+  if (const auto invalid = validate_envelope(message)) return done(invalid, receipt{});
   if (message.fingerprint.empty()) message.fingerprint = fingerprint(message.payload);
   if (message.receipt_id.empty()) message.receipt_id = make_receipt_id();
   message.accepted_at = clock::now();

@@ -35,9 +35,6 @@ constexpr std::int64_t schema_version = 1;
 std::int64_t to_us(time_point t) {
   return std::chrono::duration_cast<micros>(t.time_since_epoch()).count();
 }
-time_point from_us(std::int64_t us) {
-  return time_point(std::chrono::duration_cast<clock::duration>(micros(us)));
-}
 std::int64_t now_us() {
   return to_us(clock::now());
 }
@@ -677,7 +674,7 @@ struct queue::engine {
         if (look.column_text(1) != m.fingerprint)
           o.ec = errc::conflict;
         else
-          o.result = receipt{look.column_text(0), m.idempotency_key, from_us(look.column_int(2)), true};
+          o.result = receipt{look.column_text(0), m.idempotency_key, time_from_us(look.column_int(2)), true};
       }
       look.reset();
       if (same) return;
@@ -702,7 +699,7 @@ struct queue::engine {
     keys.emplace(hash, seq);
     keys_added.emplace_back(hash, seq);
     last_seen_seq = seq;
-    o.result = receipt{m.receipt_id, m.idempotency_key, from_us(t), false};
+    o.result = receipt{m.receipt_id, m.idempotency_key, time_from_us(t), false};
     ++d.accepted;
     if (pending_now >= 0) ++pending_now;
   }
@@ -726,9 +723,9 @@ struct queue::engine {
         d.message.subject = s.column_text(4);
         d.message.payload = s.column_text(5);
         d.message.headers = detail::decode_headers(s.column_text(6));
-        d.message.accepted_at = from_us(s.column_int(7));
+        d.message.accepted_at = time_from_us(s.column_int(7));
         d.message.attempts = static_cast<std::uint32_t>(s.column_int(8));
-        d.first_attempt_at = from_us(s.column_int(9));
+        d.first_attempt_at = time_from_us(s.column_int(9));
         d.token = make_token(seq, lease_id);
         rows.emplace_back(seq, std::move(d));
       }
@@ -954,7 +951,7 @@ struct queue::engine {
         m.subject = s.column_text(3);
         m.payload = s.column_text(4);
         m.headers = detail::decode_headers(s.column_text(5));
-        m.accepted_at = from_us(s.column_int(6));
+        m.accepted_at = time_from_us(s.column_int(6));
         m.attempts = static_cast<std::uint32_t>(s.column_int(9));
         o.result.last_error = s.column_text(10);
         o.result.reason = s.column_text(11);
@@ -989,15 +986,15 @@ struct queue::engine {
         l.reason = s.column_text(1);
         l.last_error = s.column_text(2);
         l.attempts = static_cast<std::uint32_t>(s.column_int(3));
-        l.first_attempt_at = from_us(s.column_int(4));
-        l.last_attempt_at = from_us(s.column_int(5));
-        l.dead_lettered_at = from_us(s.column_int(6));
+        l.first_attempt_at = time_from_us(s.column_int(4));
+        l.last_attempt_at = time_from_us(s.column_int(5));
+        l.dead_lettered_at = time_from_us(s.column_int(6));
         l.message.idempotency_key = s.column_text(7);
         l.message.fingerprint = s.column_text(8);
         l.message.subject = s.column_text(9);
         l.message.payload = s.column_text(10);
         l.message.headers = detail::decode_headers(s.column_text(11));
-        l.message.accepted_at = from_us(s.column_int(12));
+        l.message.accepted_at = time_from_us(s.column_int(12));
         l.message.attempts = l.attempts;
         o.result.push_back(std::move(l));
       }
@@ -1047,7 +1044,7 @@ std::string queue::last_error() const {
 }
 
 void queue::do_publish(envelope message, callback<error_code, receipt> done) {
-  if (!valid_idempotency_key(message.idempotency_key)) return done(errc::invalid_key, receipt{});
+  if (const auto invalid = validate_envelope(message)) return done(invalid, receipt{});
   if (message.fingerprint.empty()) message.fingerprint = fingerprint(message.payload);
   if (message.receipt_id.empty()) message.receipt_id = make_receipt_id();
   message.attempts = 0;

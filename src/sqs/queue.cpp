@@ -1,7 +1,5 @@
 #include "ingest/sqs/queue.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -21,6 +19,7 @@
 #include <unordered_map>
 
 #include "http_client.hpp"
+#include "wire.hpp"
 #include "ingest/detail/url_params.hpp"
 #include "ingest/error.hpp"
 #include "ingest/fingerprint.hpp"
@@ -112,199 +111,7 @@ queue_options queue_options::from_url(std::string_view url) {
 
 namespace {
 
-constexpr const char* meta_attribute = "ingest";
-constexpr const char* dead_attribute = "ingest-dead";
-
-std::int64_t to_us(time_point t) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-}
-time_point from_us(std::int64_t us) { return time_point(std::chrono::microseconds(us)); }
-time_point from_ms_text(std::string_view text) {
-  std::int64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') break;
-    v = v * 10 + (c - '0');
-  }
-  return time_point(std::chrono::milliseconds(v));
-}
-
-std::string base64_encode(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3), '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
-
-std::string base64_decode(std::string_view in) {
-  if (in.size() % 4 != 0) throw error(errc::storage_error, "sqs: malformed base64");
-  std::string out(3 * in.size() / 4, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  if (n < 0) throw error(errc::storage_error, "sqs: malformed base64");
-  std::size_t pad = 0;
-  if (!in.empty() && in.back() == '=') ++pad;
-  if (in.size() > 1 && in[in.size() - 2] == '=') ++pad;
-  out.resize(static_cast<std::size_t>(n) - pad);
-  return out;
-}
-
-// What SQS accepts in a body or string attribute: well-formed UTF-8 of #x9 #xA #xD,
-// #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF.
-bool sqs_text(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  while (p < end) {
-    std::uint32_t cp;
-    int len;
-    if (*p < 0x80) {
-      cp = *p;
-      len = 1;
-    } else if ((*p & 0xE0) == 0xC0) {
-      cp = *p & 0x1F;
-      len = 2;
-    } else if ((*p & 0xF0) == 0xE0) {
-      cp = *p & 0x0F;
-      len = 3;
-    } else if ((*p & 0xF8) == 0xF0) {
-      cp = *p & 0x07;
-      len = 4;
-    } else {
-      return false;
-    }
-    if (end - p < len) return false;
-    for (int i = 1; i < len; ++i) {
-      if ((p[i] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    static constexpr std::uint32_t min_for_len[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_for_len[len]) return false;  // overlong
-    const bool ok = cp == 0x9 || cp == 0xA || cp == 0xD || (cp >= 0x20 && cp <= 0xD7FF) ||
-                    (cp >= 0xE000 && cp <= 0xFFFD) || (cp >= 0x10000 && cp <= 0x10FFFF);
-    if (!ok) return false;
-    p += len;
-  }
-  return true;
-}
-
-json::object attribute(const std::string& text) {
-  json::object a;
-  if (sqs_text(text)) {
-    a["DataType"] = "String";
-    a["StringValue"] = text;
-  } else {
-    a["DataType"] = "Binary";
-    a["BinaryValue"] = base64_encode(text);
-  }
-  return a;
-}
-
-std::string attribute_text(const json::value& attrs, const char* name) {
-  const auto* obj = attrs.if_object();
-  if (!obj) return {};
-  const auto* a = obj->if_contains(name);
-  if (!a || !a->is_object()) return {};
-  if (const auto* s = a->as_object().if_contains("StringValue"); s && s->is_string()) return std::string(s->as_string());
-  if (const auto* b = a->as_object().if_contains("BinaryValue"); b && b->is_string())
-    return base64_decode(std::string(b->as_string()));
-  return {};
-}
-
-std::string str(const json::object& o, std::string_view key) {
-  const auto* v = o.if_contains(key);
-  return v && v->is_string() ? std::string(v->as_string()) : std::string();
-}
-std::int64_t num(const json::object& o, std::string_view key) {
-  const auto* v = o.if_contains(key);
-  if (!v) return 0;
-  if (v->is_int64()) return v->as_int64();
-  if (v->is_uint64()) return static_cast<std::int64_t>(v->as_uint64());
-  if (v->is_string()) return std::strtoll(v->as_string().c_str(), nullptr, 10);
-  return 0;
-}
-
-// The message body and the metadata attribute of an envelope.
-struct encoded {
-  std::string body;
-  std::string meta;
-  std::size_t size() const { return body.size() + meta.size() + 32; }
-};
-
-encoded encode(const envelope& m) {
-  json::object meta;
-  meta["v"] = 1;
-  meta["id"] = m.receipt_id;
-  meta["key"] = m.idempotency_key;
-  meta["subject"] = m.subject;
-  meta["fp"] = m.fingerprint;
-  meta["at"] = to_us(m.accepted_at);
-  if (!m.headers.empty()) {
-    json::array h;
-    for (const auto& [n, v] : m.headers) h.push_back(json::array{json::string(n), json::string(v)});
-    meta["h"] = std::move(h);
-  }
-  encoded e;
-  if (sqs_text(m.payload) && !m.payload.empty()) {
-    e.body = m.payload;
-  } else {
-    meta["enc"] = "base64";
-    e.body = m.payload.empty() ? std::string("=") : base64_encode(m.payload);
-  }
-  e.meta = json::serialize(meta);
-  return e;
-}
-
-// A message as SQS returns it. Messages that other writers put in the queue (no
-// metadata) get the SQS message id as receipt id and key.
-envelope decode(const json::object& msg) {
-  envelope m;
-  const auto body = str(msg, "Body");
-  const auto* attrs = msg.if_contains("MessageAttributes");
-  const auto meta_text = attrs ? attribute_text(*attrs, meta_attribute) : std::string();
-  const auto* sys = msg.if_contains("Attributes");
-  const json::object empty;
-  const auto& system = sys && sys->is_object() ? sys->as_object() : empty;
-  if (meta_text.empty()) {
-    m.receipt_id = str(msg, "MessageId");
-    m.idempotency_key = m.receipt_id;
-    m.payload = body;
-    m.fingerprint = fingerprint(m.payload);
-    m.accepted_at = from_ms_text(str(system, "SentTimestamp"));
-  } else {
-    boost::system::error_code ec;
-    const auto parsed = json::parse(meta_text, ec);
-    if (ec || !parsed.is_object()) throw error(errc::storage_error, "sqs: unreadable message metadata");
-    const auto& meta = parsed.as_object();
-    m.receipt_id = str(meta, "id");
-    m.idempotency_key = str(meta, "key");
-    m.subject = str(meta, "subject");
-    m.fingerprint = str(meta, "fp");
-    m.accepted_at = from_us(num(meta, "at"));
-    if (const auto* h = meta.if_contains("h"); h && h->is_array())
-      for (const auto& pair : h->as_array())
-        if (pair.is_array() && pair.as_array().size() == 2 && pair.as_array()[0].is_string() &&
-            pair.as_array()[1].is_string())
-          m.headers.emplace_back(std::string(pair.as_array()[0].as_string()), std::string(pair.as_array()[1].as_string()));
-    if (str(meta, "enc") == "base64") m.payload = body == "=" ? std::string() : base64_decode(body);
-    else m.payload = body;
-  }
-  m.attempts = static_cast<std::uint32_t>(std::max<std::int64_t>(1, num(system, "ApproximateReceiveCount")));
-  return m;
-}
-
-std::string dedup_id(std::string_view key) {
-  // Deduplication ids: up to 128 of a-z A-Z 0-9 and punctuation; anything else is hashed.
-  bool ok = !key.empty() && key.size() <= 128;
-  for (char c : key) ok = ok && c > 0x20 && c < 0x7F;
-  return ok ? std::string(key) : sha256_hex(key);
-}
-
-struct aws_reply {
-  boost::system::error_code ec;
-  bool sent = false;  ///< the request may have reached SQS (timeout, reset after write)
-  json::value body;
-  std::string message;  ///< for errors: AWS type and message
-};
+using namespace detail::wire;
 
 boost::system::error_code code(errc e) { return make_error_code(e); }
 
@@ -403,25 +210,8 @@ struct queue::engine {
       note_error(out.message);
       return out;
     }
-    boost::system::error_code jec;
-    out.body = r.body.empty() ? json::value(json::object()) : json::parse(r.body, jec);
-    if (r.status == 200 && !jec) return out;
-    out.sent = true;
-    std::string type, text;
-    if (!jec && out.body.is_object()) {
-      type = str(out.body.as_object(), "__type");
-      text = str(out.body.as_object(), "message");
-      if (text.empty()) text = str(out.body.as_object(), "Message");
-    }
-    if (const auto hash = type.rfind('#'); hash != std::string::npos) type = type.substr(hash + 1);
-    out.message = action + ": HTTP " + std::to_string(r.status) + " " + type + (text.empty() ? "" : ": " + text);
-    note_error(out.message);
-    const bool throttled = type.find("Throttl") != std::string::npos || type == "RequestThrottled" ||
-                           type.find("OverLimit") != std::string::npos || r.status == 429;
-    if (r.status >= 500 || throttled || jec) out.ec = code(errc::backend_unavailable);
-    else if (type.find("NonExistentQueue") != std::string::npos || type.find("QueueDoesNotExist") != std::string::npos)
-      out.ec = code(errc::not_found);
-    else out.ec = code(errc::invalid_config);  // access denied, bad signature, bad request: fail fast
+    out = read_reply(action, r.status, r.body);
+    if (out.ec) note_error(out.message);
     return out;
   }
 
@@ -633,43 +423,23 @@ struct queue::engine {
       }
       return;
     }
-    std::vector<bool> done(batch.size(), false);
-    const auto& body = r.body.as_object();
-    auto index = [&](const json::object& e) -> std::size_t {
-      const auto id = str(e, "Id");
-      if (id.size() < 2) return batch.size();
-      const auto i = static_cast<std::size_t>(std::strtoul(id.c_str() + 1, nullptr, 10));
-      return i < batch.size() ? i : batch.size();
-    };
-    if (const auto* ok = body.if_contains("Successful"); ok && ok->is_array())
-      for (const auto& e : ok->as_array()) {
-        if (!e.is_object()) continue;
-        const auto i = index(e.as_object());
-        if (i == batch.size() || done[i]) continue;
-        done[i] = true;
+    const auto results = batch_entries(r.body.as_object(), 0, batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto& e = results[i];
+      if (e.what == entry_result::outcome::succeeded) {
         finish(batch[i], error_code{});
+      } else if (e.what == entry_result::outcome::failed) {
+        note_error("SendMessageBatch entry: " + e.code + ": " + e.message);
+        if (!e.sender_fault) resend(batch[i], code(errc::backend_unavailable));
+        else if (e.code.find("TooLong") != std::string::npos || e.message.find("shorter") != std::string::npos)
+          finish(batch[i], code(errc::payload_too_large));
+        else
+          finish(batch[i], code(errc::invalid_config));
       }
-    if (const auto* failed = body.if_contains("Failed"); failed && failed->is_array())
-      for (const auto& e : failed->as_array()) {
-        if (!e.is_object()) continue;
-        const auto& f = e.as_object();
-        const auto i = index(f);
-        if (i == batch.size() || done[i]) continue;
-        done[i] = true;
-        const bool sender = f.if_contains("SenderFault") && f.at("SenderFault").is_bool() && f.at("SenderFault").as_bool();
-        note_error("SendMessageBatch entry: " + str(f, "Code") + ": " + str(f, "Message"));
-        if (sender) {
-          const auto c = str(f, "Code");
-          finish(batch[i], code(c.find("TooLong") != std::string::npos || str(f, "Message").find("shorter") != std::string::npos
-                                    ? errc::payload_too_large
-                                    : errc::invalid_config));
-        } else {
-          resend(batch[i], code(errc::backend_unavailable));
-        }
-      }
+    }
     // Neither accepted nor refused: the outcome is unknown, send again.
     for (std::size_t i = 0; i < batch.size(); ++i)
-      if (!done[i]) {
+      if (results[i].what == entry_result::outcome::unanswered) {
         batch[i]->maybe_sent = true;
         resend(batch[i], code(errc::backend_unavailable));
       }
@@ -873,33 +643,23 @@ struct queue::engine {
       }
       call(action, json::object{{"QueueUrl", url}, {"Entries", std::move(chunk)}}, o.request_timeout,
            [self = this, job, shared_entry, start, end](aws_reply r) {
-             std::vector<bool> seen(end - start, false);
              if (r.ec) {
                if (!job->first_error) job->first_error = r.ec;
                for (std::size_t i = start; i < end; ++i) (*shared_entry)(i, false, "request failed");
              } else {
-               const auto& body = r.body.as_object();
-               auto each = [&](const char* list, bool ok) {
-                 const auto* a = body.if_contains(list);
-                 if (!a || !a->is_array()) return;
-                 for (const auto& e : a->as_array()) {
-                   if (!e.is_object()) continue;
-                   const auto id = str(e.as_object(), "Id");
-                   const auto i = id.size() > 1 ? std::strtoul(id.c_str() + 1, nullptr, 10) : 0;
-                   if (id.size() < 2 || i < start || i >= end || seen[i - start]) continue;
-                   seen[i - start] = true;
-                   if (!ok) self->note_error(std::string("batch entry: ") + str(e.as_object(), "Code") + ": " +
-                                             str(e.as_object(), "Message"));
-                   (*shared_entry)(i, ok, ok ? std::string() : str(e.as_object(), "Code"));
-                 }
-               };
-               each("Successful", true);
-               each("Failed", false);
-               for (std::size_t i = start; i < end; ++i)
-                 if (!seen[i - start]) {
+               const auto results = batch_entries(r.body.as_object(), start, end - start);
+               for (std::size_t i = start; i < end; ++i) {
+                 const auto& e = results[i - start];
+                 if (e.what == entry_result::outcome::succeeded) {
+                   (*shared_entry)(i, true, std::string());
+                 } else if (e.what == entry_result::outcome::failed) {
+                   self->note_error("batch entry: " + e.code + ": " + e.message);
+                   (*shared_entry)(i, false, e.code);
+                 } else {
                    if (!job->first_error) job->first_error = code(errc::backend_unavailable);
                    (*shared_entry)(i, false, "no answer for entry");
                  }
+               }
              }
              if (--job->outstanding == 0) job->done(job->first_error);
            });
@@ -987,15 +747,16 @@ struct queue::engine {
     std::vector<json::object> entries;
     for (auto& [l, s] : items) {
       const auto data = encode(l.message);
-      json::object dead_meta{{"reason", s.reason},
-                             {"error", s.last_error},
-                             {"attempts", l.message.attempts},
-                             {"first", to_us(l.first_attempt_at)},
-                             {"last", to_us(now)},
-                             {"dead", to_us(now)}};
+      dead_letter dead;
+      dead.reason = s.reason;
+      dead.last_error = s.last_error;
+      dead.attempts = l.message.attempts;
+      dead.first_attempt_at = l.first_attempt_at;
+      dead.last_attempt_at = now;
+      dead.dead_lettered_at = now;
       json::object e{{"MessageBody", data.body}};
       e["MessageAttributes"] =
-          json::object{{meta_attribute, attribute(data.meta)}, {dead_attribute, attribute(json::serialize(dead_meta))}};
+          json::object{{meta_attribute, attribute(data.meta)}, {dead_attribute, attribute(encode_dead(dead))}};
       if (fifo) {
         e["MessageGroupId"] = o.group_per_key ? dedup_id(l.message.idempotency_key) : o.message_group;
         e["MessageDeduplicationId"] = l.message.receipt_id + "-" + std::to_string(to_us(now));
@@ -1142,18 +903,7 @@ struct queue::engine {
       l.message.receipt_id = str(m, "MessageId");
       l.message.payload = s.body;
     }
-    const auto dead_text = attribute_text(s.attributes, dead_attribute);
-    boost::system::error_code ec;
-    const auto dead = dead_text.empty() ? json::value() : json::parse(dead_text, ec);
-    if (!ec && dead.is_object()) {
-      const auto& d = dead.as_object();
-      l.reason = str(d, "reason");
-      l.last_error = str(d, "error");
-      l.attempts = static_cast<std::uint32_t>(num(d, "attempts"));
-      l.first_attempt_at = from_us(num(d, "first"));
-      l.last_attempt_at = from_us(num(d, "last"));
-      l.dead_lettered_at = from_us(num(d, "dead"));
-    } else {
+    if (!decode_dead(s.attributes, l)) {
       // Moved by the queue's RedrivePolicy: SQS keeps no reason or times.
       l.reason = "max_receives";
       l.attempts = o.redrive_max_receives ? o.redrive_max_receives : l.message.attempts;
@@ -1296,6 +1046,7 @@ std::string queue::last_error() const {
 
 void queue::do_publish(envelope message, callback<error_code, receipt> done) {
   if (engine_->closed) return done(code(errc::shutting_down), receipt{});
+  if (const auto invalid = validate_envelope(message)) return done(invalid, receipt{});
   if (engine_->publishes_pending.fetch_add(1) >= engine_->o.max_pending_publishes) {
     --engine_->publishes_pending;
     return done(code(errc::backpressure), receipt{});

@@ -16,6 +16,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <set>
 #include <thread>
@@ -236,6 +237,56 @@ TEST_CASE_TEMPLATE_DEFINE("conformance", Backend, ingest_queue_conformance) {
     CHECK(st.dead_lettered == 0);
     if (q->features().exact_stats) CHECK(st.purged == 1);
     CHECK(st.balanced());
+  }
+
+  SUBCASE("headers every backend can carry arrive unchanged; others are refused and nothing is stored") {
+    auto q = backend.open(30s);
+    const std::vector<header_list> refused_headers = {
+        {{"", "v"}},
+        {{"bad name", "v"}},
+        {{"x:y", "v"}},
+        {{"Ingest-Receipt-Id", "forged"}},
+        {{"nats-msg-id", "forged"}},
+        {{"x-crlf", "a\r\nIngest-Receipt-Id: forged"}},
+        {{"x-nul", std::string("a\0b", 3)}},
+        {{"x-lead", " a"}},
+        {{"x-trail", "a\t"}},
+        {{std::string(256, 'n'), "v"}},
+    };
+    for (const auto& h : refused_headers) {
+      CAPTURE(h.front().first);
+      CAPTURE(h.front().second);
+      auto e = message("h-refused", "x");
+      e.headers = h;
+      CHECK(publish(*q, e).first == errc::invalid_header);
+    }
+    auto odd_subject = message("h-refused", "x");
+    odd_subject.subject = "a\nb";
+    CHECK(publish(*q, odd_subject).first == errc::invalid_header);
+    CHECK(stats(*q).accepted == 0);
+
+    auto e = message("h-odd", "y");
+    e.headers = {{"x-multi", "1"},  {"x-utf8", "\xC3\xA9 \xE2\x82\xAC"},   {"x-multi", "2"},
+                 {"x-empty", ""},   {"x-inner", "a  b\tc: d"}, {"x!#$%&'*+-.^_`|~9", "v"},
+                 {"X-Case", "kept"}};
+    REQUIRE_FALSE(publish(*q, e).first);
+    auto [fec, batch] = fetch(*q, 1, 1s);
+    REQUIRE(batch.size() == 1);
+    // Values of one name keep their order; the order across names is the backend's.
+    auto by_name = [](header_list h) {
+      std::stable_sort(h.begin(), h.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      return h;
+    };
+    CHECK(by_name(batch[0].message.headers) == by_name(e.headers));
+
+    // Reasons and errors are any text: multi-line exception messages included.
+    const std::string error_text = "line 1\r\nIngest-Receipt-Id: forged\n 100% \t";
+    REQUIRE_FALSE(settle(*q, {{batch[0].token, settle_action::dead_letter, {}, " odd reason:\n", error_text}}));
+    auto letters = dead_letters(*q);
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].reason == " odd reason:\n");
+    CHECK(letters[0].last_error == error_text);
+    CHECK(by_name(letters[0].message.headers) == by_name(e.headers));
   }
 
   SUBCASE("find follows a message through pending, leased, processed and dead-lettered") {

@@ -34,6 +34,10 @@ class responder {
   responder() = default;
   /// Used by the server (one per request).
   explicit responder(std::shared_ptr<detail::session> s) noexcept;
+  /// Hands the answer to `deliver` instead of a connection: for running a handler
+  /// without a socket (tests, fuzzing, another transport). Dropped without an answer,
+  /// it delivers a 500 like a connection's responder.
+  explicit responder(std::function<void(response)> deliver);
   /// Moves the duty to answer; the source answers nothing.
   responder(responder&&) noexcept = default;
   /// Moves the duty to answer; a responder still owing an answer answers 500 first.

@@ -1,0 +1,136 @@
+#include "codec.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <limits>
+
+namespace ingest::nats::detail {
+namespace {
+
+// An empty value makes the next header line part of it on the wire; "%E" stands for
+// it (escape_value never writes a lone "%E" otherwise: it escapes '%' itself).
+constexpr std::string_view empty_value = "%E";
+
+bool library_header(std::string_view name) {
+  return name.rfind("Ingest-", 0) == 0 || name.rfind("Nats-", 0) == 0;
+}
+
+void set(natsMsg* m, const char* name, std::string_view value) {
+  natsMsgHeader_Set(m, name, escape_value(value).c_str());
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::int64_t to_us(time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+std::string header(natsMsg* m, const char* name) {
+  const char* value = nullptr;
+  return natsMsgHeader_Get(m, name, &value) == NATS_OK && value ? unescape_value(value) : std::string();
+}
+
+std::int64_t header_int(natsMsg* m, const char* name) {
+  const auto text = header(m, name);
+  std::int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  return ec == std::errc{} && end == text.data() + text.size() ? v : 0;
+}
+
+void write_envelope(natsMsg* msg, const envelope& m) {
+  set(msg, h_receipt, m.receipt_id);
+  set(msg, h_key, m.idempotency_key);
+  set(msg, h_fingerprint, m.fingerprint);
+  set(msg, h_accepted, std::to_string(to_us(m.accepted_at)));
+  set(msg, h_subject, m.subject);
+  for (const auto& [name, value] : m.headers)
+    if (!library_header(name)) natsMsgHeader_Add(msg, name.c_str(), escape_value(value).c_str());
+}
+
+envelope read_envelope(natsMsg* msg) {
+  envelope m;
+  m.receipt_id = header(msg, h_receipt);
+  m.idempotency_key = header(msg, h_key);
+  m.fingerprint = header(msg, h_fingerprint);
+  m.subject = header(msg, h_subject);
+  m.accepted_at = time_from_us(header_int(msg, h_accepted));
+  if (const int n = natsMsg_GetDataLength(msg); n > 0) m.payload.assign(natsMsg_GetData(msg), static_cast<std::size_t>(n));
+  const char** keys = nullptr;
+  int count = 0;
+  if (natsMsgHeader_Keys(msg, &keys, &count) != NATS_OK) return m;
+  for (int i = 0; i < count; ++i) {
+    if (library_header(keys[i])) continue;
+    const char** values = nullptr;
+    int n = 0;
+    if (natsMsgHeader_Values(msg, keys[i], &values, &n) == NATS_OK) {
+      for (int j = 0; j < n; ++j) m.headers.emplace_back(keys[i], unescape_value(values[j]));
+      free(values);
+    }
+  }
+  free(keys);
+  return m;
+}
+
+std::string escape_value(std::string_view text) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  if (text.empty()) return std::string(empty_value);
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const bool edge = (i == 0 || i + 1 == text.size()) && (c == ' ' || c == '\t');
+    if (c < 0x20 || c == 0x7F || c == '%' || edge) {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 0x0F];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+std::string unescape_value(std::string_view text) {
+  if (text == empty_value) return {};
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && hex_digit(text[i + 1]) >= 0 && hex_digit(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex_digit(text[i + 1]) * 16 + hex_digit(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+void write_dead(natsMsg* letter, const dead_letter& l, std::uint64_t sequence) {
+  set(letter, h_sequence, std::to_string(sequence));
+  set(letter, h_reason, l.reason);
+  set(letter, h_error, l.last_error);
+  set(letter, h_attempts, std::to_string(l.attempts));
+  set(letter, h_first, std::to_string(to_us(l.first_attempt_at)));
+  set(letter, h_last, std::to_string(to_us(l.last_attempt_at)));
+  set(letter, h_dead, std::to_string(to_us(l.dead_lettered_at)));
+}
+
+void read_dead(natsMsg* letter, dead_letter& l) {
+  l.reason = header(letter, h_reason);
+  l.last_error = header(letter, h_error);
+  l.attempts = static_cast<std::uint32_t>(
+      std::clamp<std::int64_t>(header_int(letter, h_attempts), 0, std::numeric_limits<std::uint32_t>::max()));
+  l.first_attempt_at = time_from_us(header_int(letter, h_first));
+  l.last_attempt_at = time_from_us(header_int(letter, h_last));
+  l.dead_lettered_at = time_from_us(header_int(letter, h_dead));
+}
+
+}  // namespace ingest::nats::detail

@@ -1,0 +1,57 @@
+#pragma once
+// How an envelope and a dead letter travel as NATS message headers. Pure functions of
+// a natsMsg, so they can be tested and fuzzed without a server.
+
+#include <nats/nats.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "ingest/durable_queue.hpp"
+#include "ingest/envelope.hpp"
+
+namespace ingest::nats::detail {
+
+// Headers the library writes; application headers keep their own names.
+inline constexpr const char* h_receipt = "Ingest-Receipt-Id";
+inline constexpr const char* h_key = "Ingest-Key";
+inline constexpr const char* h_fingerprint = "Ingest-Fingerprint";
+inline constexpr const char* h_accepted = "Ingest-Accepted-At";
+inline constexpr const char* h_subject = "Ingest-Subject";
+inline constexpr const char* h_sequence = "Ingest-Stream-Seq";
+inline constexpr const char* h_reason = "Ingest-Reason";
+inline constexpr const char* h_error = "Ingest-Last-Error";
+inline constexpr const char* h_attempts = "Ingest-Attempts";
+inline constexpr const char* h_first = "Ingest-First-Attempt-At";
+inline constexpr const char* h_last = "Ingest-Last-Attempt-At";
+inline constexpr const char* h_dead = "Ingest-Dead-At";
+
+std::int64_t to_us(time_point t);
+
+/// The value of header `name`, unescaped; "" when absent.
+std::string header(natsMsg* m, const char* name);
+/// The value of header `name` as a decimal integer, 0 when absent or not a number.
+std::int64_t header_int(natsMsg* m, const char* name);
+
+/// Writes the envelope's fields (receipt id, key, fingerprint, accept time, subject)
+/// and its application headers onto `msg`, whose data is the payload. The envelope
+/// must have passed `validate_envelope`.
+void write_envelope(natsMsg* msg, const envelope& m);
+/// Reads what `write_envelope` wrote, and the payload; `attempts` is left 0.
+envelope read_envelope(natsMsg* msg);
+
+/// Text of any bytes as a header value that survives the wire: `%`, control
+/// characters and a space or tab at either end are written as %XX, and the empty text
+/// as `%E` (an empty value would swallow the next header line); `unescape_value`
+/// gives the bytes back. Every text header the library writes goes through it.
+std::string escape_value(std::string_view text);
+std::string unescape_value(std::string_view text);
+
+/// Writes a dead letter's reason, last error, attempts and times (and the stream
+/// sequence it came from) onto `letter`.
+void write_dead(natsMsg* letter, const dead_letter& l, std::uint64_t sequence);
+/// Reads what `write_dead` wrote into `l` (the message is read by `read_envelope`).
+void read_dead(natsMsg* letter, dead_letter& l);
+
+}  // namespace ingest::nats::detail
