@@ -531,7 +531,6 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     std::lock_guard serial(fetch_mutex);
     const auto deadline = steady::now() + wait;
     std::vector<delivery> out;
-    bool topping_up = false;
     while (true) {
       {
         std::lock_guard lock(mutex);
@@ -542,22 +541,16 @@ struct queue::engine : std::enable_shared_from_this<engine> {
       }
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
       // Short slices, so that close() is noticed quickly.
-      const auto slice = topping_up ? 5 : std::clamp<std::int64_t>(left.count(), 5, 250);
+      const auto slice = std::clamp<std::int64_t>(left.count(), 5, 250);
       natsMsgList list{};
       jsErrCode code = static_cast<jsErrCode>(0);
-      const auto s =
-          natsSubscription_Fetch(&list, subscription.get(), static_cast<int>(max - out.size()), slice, &code);
+      const auto s = natsSubscription_Fetch(&list, subscription.get(), static_cast<int>(max), slice, &code);
       if (s == NATS_OK) {
         take(list, out);
         natsMsgList_Destroy(&list);
-        // Fetch returns with what arrived first; the server may still be sending the
-        // rest of what it has: one short look for it, then answer.
-        if (topping_up || out.size() >= max) return out;
-        topping_up = true;
-        continue;
+        return out;
       }
       natsMsgList_Destroy(&list);
-      if (topping_up) return out;
       if (s != NATS_TIMEOUT && s != NATS_NOT_FOUND) {
         ec = unavailable_or(s, errc::backend_unavailable);
         return out;
