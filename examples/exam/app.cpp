@@ -247,20 +247,14 @@ void app::get_submission(const std::string& receipt_id, request req, responder r
   auto shared = std::make_shared<std::pair<request, responder>>(std::move(req), std::move(respond));
   backend_.find_unprocessed(receipt_id, [this, shared, who = *who, receipt_id, not_found](std::optional<unprocessed> u) {
     auto& [rq, rs] = *shared;
-    if (!u) {
-      // Graded, acknowledged and compacted out of the queue since the first read: the
-      // row is in exam.db now.
+    if (!u || u->state == ingest::message_state::processed) {
+      // Written to exam.db since the first read (and perhaps compacted out of the
+      // queue since), or not stored at all: accepted too late.
       auto again = store_.with([&](store_reader& r) { return r.by_receipt(receipt_id); });
       if (!again || (who.role != role::teacher && again->student_id != who.sub)) return not_found(rq, rs);
       return rs(ingest::http::json_response(rq, status::ok, submission_json(*again)));
     }
     if (who.role != role::teacher && u->what.student_id != who.sub) return not_found(rq, rs);
-    if (u->state == ingest::message_state::processed) {
-      // Written to exam.db since the first read (or not stored: accepted too late).
-      auto again = store_.with([&](store_reader& r) { return r.by_receipt(receipt_id); });
-      if (!again) return not_found(rq, rs);
-      return rs(ingest::http::json_response(rq, status::ok, submission_json(*again)));
-    }
     boost::json::object o;
     o["receipt_id"] = receipt_id;
     o["exam_id"] = u->what.exam_id;

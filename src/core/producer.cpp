@@ -141,7 +141,6 @@ void producer::do_submit(submission item, detail::callback<void(error_code, rece
     }
     done(ec, receipt{});
   };
-  if (!valid_idempotency_key(item.idempotency_key)) return reject(errc::invalid_key);
   if (item.payload.size() > s.options.max_payload_bytes) return reject(errc::payload_too_large);
 
   envelope message;

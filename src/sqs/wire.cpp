@@ -14,6 +14,17 @@
 #include "ingest/sqs/sigv4.hpp"
 
 namespace ingest::sqs::detail::wire {
+namespace {
+
+// The library's own attributes: keys, subjects, header values, reasons and errors may
+// hold bytes that are not UTF-8 (the attribute is binary then); read them as written.
+json::value parse_as_written(std::string_view text, boost::system::error_code& ec) {
+  json::parse_options options;
+  options.allow_invalid_utf8 = true;
+  return json::parse(text, ec, {}, options);
+}
+
+}  // namespace
 
 std::int64_t to_us(time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
@@ -162,11 +173,7 @@ envelope decode(const json::object& msg) {
     m.accepted_at = from_ms_text(str(system, "SentTimestamp"));
   } else {
     boost::system::error_code ec;
-    // Keys, subjects and header values may hold bytes that are not UTF-8 (they travel
-    // as a binary attribute then): read them back as written.
-    json::parse_options bytes_as_written;
-    bytes_as_written.allow_invalid_utf8 = true;
-    const auto parsed = json::parse(meta_text, ec, {}, bytes_as_written);
+    const auto parsed = parse_as_written(meta_text, ec);
     if (ec || !parsed.is_object()) throw error(errc::storage_error, "sqs: unreadable message metadata");
     const auto& meta = parsed.as_object();
     m.receipt_id = str(meta, "id");
@@ -212,9 +219,7 @@ bool decode_dead(const json::value& attrs, dead_letter& l) {
   }
   if (text.empty()) return false;
   boost::system::error_code ec;
-  json::parse_options bytes_as_written;  // reasons and errors may hold any bytes
-  bytes_as_written.allow_invalid_utf8 = true;
-  const auto dead = json::parse(text, ec, {}, bytes_as_written);
+  const auto dead = parse_as_written(text, ec);
   if (ec || !dead.is_object()) return false;
   const auto& d = dead.as_object();
   l.reason = str(d, "reason");
