@@ -141,7 +141,7 @@ TEST_CASE("sqlite database: clear errors for bad files and bad settings") {
     sqlite::database db(dir.file("ok.db"));
     CHECK_THROWS_AS(sqlite::idempotency_store(db, {.table = "x; DROP TABLE y"}), ingest::error);
   }
-  SUBCASE("WAL and synchronous=FULL are on") {
+  SUBCASE("WAL, synchronous=FULL and temp_store=MEMORY are on") {
     sqlite::database db(dir.file("ok.db"));
     sqlite::statement mode(db, "PRAGMA journal_mode");
     REQUIRE(mode.step());
@@ -149,6 +149,13 @@ TEST_CASE("sqlite database: clear errors for bad files and bad settings") {
     sqlite::statement sync(db, "PRAGMA synchronous");
     REQUIRE(sync.step());
     CHECK(sync.column_int(0) == 2);
+    sqlite::statement temp(db, "PRAGMA temp_store");
+    REQUIRE(temp.step());
+    CHECK(temp.column_int(0) == 2);  // savepoint journals never go to a temporary file
+    sqlite::database plain(dir.file("ok.db"), {.temp_store_memory = false});
+    sqlite::statement default_temp(plain, "PRAGMA temp_store");
+    REQUIRE(default_temp.step());
+    CHECK(default_temp.column_int(0) == 0);
   }
 }
 

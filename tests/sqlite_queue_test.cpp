@@ -64,6 +64,24 @@ TEST_CASE("sqlite queue: concurrent publishes all complete durably and share com
   CHECK(count_rows(path, "SELECT count(*) FROM ingest_messages") == 2000);
 }
 
+TEST_CASE("sqlite queue: a full commit does not wait out the commit linger") {
+  io_thread io;
+  temp_dir dir;
+  // The linger is the longest allowed; the batch fills at once, so the commit starts
+  // as soon as the last operation is queued.
+  sqlite::queue q(io.executor(), {.path = dir.file("queue.db"), .commit_linger = std::chrono::seconds(1),
+                                  .max_ops_per_commit = 8});
+  constexpr int n = 8;
+  std::vector<capture<receipt>> results(n);
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i)
+    q.async_publish(message("full" + std::to_string(i)), results[static_cast<std::size_t>(i)].handler());
+  for (auto& r : results) REQUIRE_FALSE(r.get().first);
+  // The first publish wakes the idle writer, which lingers until the eighth arrives;
+  // waiting out the linger would take a whole second.
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(800));
+}
+
 TEST_CASE("sqlite queue: two connections to one file (a server and a worker) share the work") {
   io_thread io;
   temp_dir dir;

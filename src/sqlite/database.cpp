@@ -51,6 +51,7 @@ database::database(const std::string& path, database_options options) : path_(pa
     }
     exec(options.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
   }
+  if (options.temp_store_memory) exec("PRAGMA temp_store=MEMORY");
 }
 
 database::~database() = default;

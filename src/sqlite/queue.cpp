@@ -325,6 +325,7 @@ struct queue::engine {
   std::deque<operation> pending;
   bool closed = false;
   bool stopping = false;
+  bool idle = false;  // the writer waits for work (not lingering before a commit)
   std::string last_error;
 
   // Writer thread only.
@@ -421,13 +422,18 @@ struct queue::engine {
 
   // Returns false (and leaves `op` alone) when the queue is closed.
   bool enqueue(operation&& op, bool refused_when_closed) {
+    bool notify = false;
     {
       std::lock_guard lock(mutex);
       if (closed && refused_when_closed) return false;
       if (stopping) return false;
       pending.push_back(std::move(op));
+      // The writer is woken when it sleeps for want of work, or when its commit linger
+      // can end early. Waking it for every operation during the linger cost a context
+      // switch per publish and changed nothing.
+      notify = idle || pending.size() >= options.max_ops_per_commit;
     }
-    wake.notify_one();
+    if (notify) wake.notify_one();
     return true;
   }
 
@@ -445,8 +451,10 @@ struct queue::engine {
       }
       if (stopping && pending.empty()) break;
       if (pending.empty()) {
+        idle = true;
         wake.wait_until(lock, next_wake(),
                         [&] { return stopping || !pending.empty() || (closed && !waiters.empty()); });
+        idle = false;
         if (closed && !waiters.empty()) continue;
       }
       if (!pending.empty() && options.commit_linger > micros::zero() && pending.size() < options.max_ops_per_commit) {

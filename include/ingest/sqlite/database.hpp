@@ -23,6 +23,10 @@ struct database_options {
   bool wal = true;               ///< journal_mode=WAL
   bool synchronous_full = true;  ///< synchronous=FULL: a commit is on disk when it returns
   std::chrono::milliseconds busy_timeout{std::chrono::seconds(5)};  ///< how long a statement waits for another connection's lock before `SQLITE_BUSY`
+  /// temp_store=MEMORY: savepoint and statement journals (a savepoint per item in
+  /// `transactional_handler`) and temporary b-trees stay in memory instead of spilling
+  /// to a temporary file, which cost a write system call per page.
+  bool temp_store_memory = true;
 };
 
 /// Error category of SQLite result codes (name "sqlite"); values are extended result codes.
