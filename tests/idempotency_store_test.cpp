@@ -1,6 +1,7 @@
 #include "ingest/sqlite/idempotency_store.hpp"
 
 #include <doctest/doctest.h>
+#include <sqlite3.h>
 
 #include <fstream>
 
@@ -117,6 +118,25 @@ TEST_CASE("prune removes completed records older than the cutoff, never in-progr
   CHECK_FALSE(keys.find("old"));
   CHECK(keys.find("claimed"));
   CHECK(keys.find("new"));
+}
+
+TEST_CASE("sqlite: memory statistics can be turned off only before SQLite starts") {
+  temp_dir dir;
+  {
+    sqlite::database db(dir.file("stats.db"));  // SQLite is initialised from here on
+    CHECK_FALSE(sqlite::disable_memory_statistics());
+    CHECK(sqlite3_memory_used() > 0);
+  }
+  // With every connection closed, SQLite can be shut down and configured again.
+  REQUIRE(sqlite3_shutdown() == SQLITE_OK);
+  CHECK(sqlite::disable_memory_statistics());
+  {
+    sqlite::database db(dir.file("stats.db"));
+    db.exec("CREATE TABLE t(x); INSERT INTO t VALUES (randomblob(10000))");
+    CHECK(sqlite3_memory_used() == 0);  // no longer counted
+  }
+  REQUIRE(sqlite3_shutdown() == SQLITE_OK);
+  REQUIRE(sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 1) == SQLITE_OK);  // as the other tests expect
 }
 
 TEST_CASE("sqlite database: clear errors for bad files and bad settings") {

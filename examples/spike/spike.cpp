@@ -670,7 +670,11 @@ int main(int argc, char** argv) {
       asio::co_spawn(io, [&, ci]() -> awaitable<void> {
         for (int i = next++; i < n; i = next++) {
           const auto at = r.t0 + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(i / s.rate));
-          if (steady::now() < at) co_await wait_until(at);
+          // Timers end on whole milliseconds (rounded up): the requests of one
+          // millisecond share one timer expiry instead of re-arming the kernel's timer
+          // for each. Latency still counts from `at`, so the pacing delay is charged
+          // to the server, never hidden.
+          if (steady::now() < at) co_await wait_until(std::chrono::ceil<std::chrono::milliseconds>(at));
           co_await submit(*clients[static_cast<std::size_t>(ci)], students[static_cast<std::size_t>(i)], s, r, at);
         }
       }, asio::detached);

@@ -26,6 +26,10 @@ const std::error_category& sqlite_category() noexcept {
   return instance;
 }
 
+bool disable_memory_statistics() noexcept {
+  return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
+}
+
 void database::closer::operator()(sqlite3* db) const noexcept {
   sqlite3_close_v2(db);
 }

@@ -2,9 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <boost/asio/post.hpp>
 #include <charconv>
 #include <condition_variable>
-#include <deque>
 #include <list>
 #include <map>
 #include <mutex>
@@ -246,8 +246,9 @@ queue_options queue_options::from_url(std::string_view url) {
 // ---- the engine: one connection, one writer thread --------------------------------
 
 struct queue::engine {
-  explicit engine(queue_options o)
-      : options(std::move(o)),
+  engine(durable_queue::executor_type ex, queue_options o)
+      : executor(std::move(ex)),
+        options(std::move(o)),
         db(options.path, database_options{.busy_timeout = options.busy_timeout}),
         rng(std::random_device{}()) {
     if (options.max_page_count > 0) db.exec("PRAGMA max_page_count = " + std::to_string(options.max_page_count));
@@ -315,6 +316,7 @@ struct queue::engine {
     }
   }
 
+  durable_queue::executor_type executor;  // where completions run
   queue_options options;
   database db;
   std::mt19937_64 rng;  // writer thread only
@@ -322,7 +324,7 @@ struct queue::engine {
   // Shared with the callers' threads.
   mutable std::mutex mutex;
   std::condition_variable wake;
-  std::deque<operation> pending;
+  std::vector<operation> pending;  // in arrival order
   bool closed = false;
   bool stopping = false;
   bool idle = false;  // the writer waits for work (not lingering before a commit)
@@ -440,6 +442,7 @@ struct queue::engine {
   // ---- the writer loop ----
 
   void run() {
+    std::vector<operation> batch;
     std::unique_lock lock(mutex);
     while (true) {
       if (closed && !waiters.empty()) {
@@ -461,10 +464,14 @@ struct queue::engine {
         wake.wait_for(lock, options.commit_linger,
                       [&] { return stopping || pending.size() >= options.max_ops_per_commit; });
       }
-      std::vector<operation> batch;
-      while (!pending.empty() && batch.size() < options.max_ops_per_commit) {
-        batch.push_back(std::move(pending.front()));
-        pending.pop_front();
+      // The two vectors trade buffers: no allocation per operation on either side.
+      batch.clear();
+      if (pending.size() <= options.max_ops_per_commit) {
+        batch.swap(pending);
+      } else {
+        const auto end = pending.begin() + static_cast<std::ptrdiff_t>(options.max_ops_per_commit);
+        batch.assign(std::make_move_iterator(pending.begin()), std::make_move_iterator(end));
+        pending.erase(pending.begin(), end);
       }
       lock.unlock();
       step(batch);
@@ -585,37 +592,55 @@ struct queue::engine {
         for (auto it = keys.begin(); it != keys.end();) it = it->second < sweep_below ? keys.erase(it) : std::next(it);
     }
     sweep_below = 0;
-    complete(batch, failure);
-    for (auto& w : served) w.done(error_code{}, std::move(w.result));
+    complete(batch, served, failure);
     expire_waiters(steady::now());
   }
 
-  void complete(std::vector<operation>& batch, error_code failure) {
+  // Hands the step's results to the queue's executor in one post. Completing each
+  // operation here, on the writer thread, posted one handler per publish from this
+  // thread and freed every message on it, away from the threads that allocated them:
+  // at a few thousand publishes per commit the allocator's locks were contended on
+  // every request.
+  void complete(std::vector<operation>& batch, std::vector<fetch_op>& served, error_code failure) {
+    std::vector<operation> done;
+    done.reserve(batch.size() + served.size());
+    const auto now = steady::now();
     for (auto& op : batch) {
-      std::visit(
-          [&](auto& o) {
-            using T = std::decay_t<decltype(o)>;
-            if constexpr (std::is_same_v<T, publish_op>) {
-              if (failure) return o.done(failure, receipt{});
-              o.done(o.ec, o.ec ? receipt{} : std::move(o.result));
-            } else if constexpr (std::is_same_v<T, fetch_op>) {
-              if (failure) return o.done(failure, std::vector<delivery>{});
-              if (!o.result.empty() || o.deadline <= steady::now()) return o.done(error_code{}, std::move(o.result));
-              waiters.push_back(std::move(o));  // nothing yet: wait (still owned by us)
-            } else if constexpr (std::is_same_v<T, settle_op> || std::is_same_v<T, extend_op>) {
-              o.done(failure ? failure : o.ec);
-            } else if constexpr (std::is_same_v<T, stats_op>) {
-              o.done(failure, failure ? queue_stats{} : o.result);
-            } else if constexpr (std::is_same_v<T, list_op>) {
-              o.done(failure, failure ? std::vector<dead_letter>{} : std::move(o.result));
-            } else if constexpr (std::is_same_v<T, replay_op>) {
-              o.done(failure, failure ? 0 : o.result);
-            } else if constexpr (std::is_same_v<T, find_op>) {
-              o.done(failure ? failure : o.ec, failure ? message_status{} : std::move(o.result));
-            }
-          },
-          op);
+      if (auto* f = std::get_if<fetch_op>(&op); f && !failure && f->result.empty() && f->deadline > now)
+        waiters.push_back(std::move(*f));  // nothing yet: wait (still owned by us)
+      else
+        done.push_back(std::move(op));
     }
+    for (auto& w : served) done.emplace_back(std::move(w));
+    if (done.empty()) return;
+    boost::asio::post(executor, [ops = std::move(done), failure]() mutable {
+      for (auto& op : ops) finish(op, failure);
+    });
+  }
+
+  static void finish(operation& op, error_code failure) {
+    std::visit(
+        [&](auto& o) {
+          using T = std::decay_t<decltype(o)>;
+          if constexpr (std::is_same_v<T, publish_op>) {
+            if (failure) return o.done(failure, receipt{});
+            o.done(o.ec, o.ec ? receipt{} : std::move(o.result));
+          } else if constexpr (std::is_same_v<T, fetch_op>) {
+            if (failure) return o.done(failure, std::vector<delivery>{});
+            o.done(error_code{}, std::move(o.result));
+          } else if constexpr (std::is_same_v<T, settle_op> || std::is_same_v<T, extend_op>) {
+            o.done(failure ? failure : o.ec);
+          } else if constexpr (std::is_same_v<T, stats_op>) {
+            o.done(failure, failure ? queue_stats{} : o.result);
+          } else if constexpr (std::is_same_v<T, list_op>) {
+            o.done(failure, failure ? std::vector<dead_letter>{} : std::move(o.result));
+          } else if constexpr (std::is_same_v<T, replay_op>) {
+            o.done(failure, failure ? 0 : o.result);
+          } else if constexpr (std::is_same_v<T, find_op>) {
+            o.done(failure ? failure : o.ec, failure ? message_status{} : std::move(o.result));
+          }
+        },
+        op);
   }
 
   void expire_waiters(steady::time_point now) {
@@ -707,7 +732,9 @@ struct queue::engine {
     keys.emplace(hash, seq);
     keys_added.emplace_back(hash, seq);
     last_seen_seq = seq;
-    o.result = receipt{m.receipt_id, m.idempotency_key, time_from_us(t), false};
+    // The message is done with: its strings move into the receipt (allocated by the
+    // publishing thread, they are freed there too).
+    o.result = receipt{std::move(m.receipt_id), std::move(m.idempotency_key), time_from_us(t), false};
     ++d.accepted;
     if (pending_now >= 0) ++pending_now;
   }
@@ -1018,7 +1045,7 @@ struct queue::engine {
 
 queue::queue(executor_type ex, queue_options options) : executor_(ex) {
   options.validate();
-  engine_ = std::make_unique<engine>(std::move(options));
+  engine_ = std::make_unique<engine>(ex, std::move(options));
 }
 
 queue::~queue() = default;

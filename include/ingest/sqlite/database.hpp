@@ -32,6 +32,15 @@ struct database_options {
 /// Error category of SQLite result codes (name "sqlite"); values are extended result codes.
 const std::error_category& sqlite_category() noexcept;
 
+/// Turns off SQLite's process-wide memory statistics (`SQLITE_CONFIG_MEMSTATUS`). With
+/// them on, every allocation of every connection takes one global mutex; a queue
+/// writer, consumers and a checkpointer on threads of their own contend for it at
+/// every statement. It is process-wide, so the library never changes it by itself:
+/// call it first thing in `main`, before anything opens an SQLite database. Returns
+/// false, changing nothing, once SQLite is initialised. Without the statistics,
+/// `sqlite3_memory_used()` reads 0 and the soft heap limit does not apply.
+bool disable_memory_statistics() noexcept;
+
 /// One connection. Move-only; not thread-safe (one thread at a time).
 ///
 /// Errors throw `ingest::error` whose code is in `sqlite_category()` and whose text

@@ -95,8 +95,10 @@ struct queue_options {
 /// messages live in the file. Not copyable.
 ///
 /// **Threading.** Thread-safe; completions run on their associated executor (default:
-/// the one given here). The destructor closes the queue and completes every pending
-/// operation. Completion and cancellation: as `durable_queue` says.
+/// the one given here). The writer thread hands each commit's completions to the
+/// executor given here in one post, so that executor must be run even when the
+/// handlers carry executors of their own. The destructor closes the queue and completes
+/// every pending operation. Completion and cancellation: as `durable_queue` says.
 ///
 /// @code
 /// ingest::sqlite::queue queue(io.get_executor(), {.path = "data/queue.db"});
