@@ -152,7 +152,8 @@ wall() {
     nats-server -js -a 127.0.0.1 -p "$port" -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
     nats_pid=$!
     pids+=("$nats_pid")
-    sleep 0.5
+    # exam_worker gives up at once when nothing listens yet: wait for the server.
+    for _ in $(seq 100); do grep -q "Server is ready" "$dir/nats.log" && break; sleep 0.1; done
     queue_args=(--queue "nats://127.0.0.1:$port" --workers 0)
     "$bin/exam_worker" --data "$dir" --queue "nats://127.0.0.1:$port" --rate "$consumer_rate" >"$dir/worker.log" 2>&1 &
     worker_pid=$!
@@ -173,8 +174,16 @@ wall() {
   fi
   start "$server" "$dir/server.log" "$bin/$server" --listen 127.0.0.1:0 --data "$dir" --student-rate 0 "${queue_args[@]}" "$@"
   local spid=$pid rc=0
+  # A quick run drains in seconds: give up after a minute rather than at the test's timeout.
+  local drain_timeout=300
+  [[ $quick -eq 1 ]] && drain_timeout=60
   "$bin/spike" --url "$url" --exam demo --students "$students" --window "$window" --db "$dir/exam.db" \
-    --server-pid "$spid" --label "$label" --json "$out/$label-$n.json" --svg "$out/$label-$n.svg" || rc=$?
+    --server-pid "$spid" --label "$label" --json "$out/$label-$n.json" --svg "$out/$label-$n.svg" \
+    --drain-timeout "$drain_timeout" || rc=$?
+  if [[ -n "$worker_pid" ]] && ! kill -0 "$worker_pid" 2>/dev/null; then
+    echo "flood.sh: exam_worker exited during the run:" >&2
+    tail -5 "$dir/worker.log" >&2
+  fi
   stop "$spid" "$server" "$dir/server.log"
   [[ -n "$worker_pid" ]] && stop "$worker_pid" exam_worker "$dir/worker.log"
   [[ -n "$nats_pid" ]] && kill -TERM "$nats_pid" && wait "$nats_pid" || true
