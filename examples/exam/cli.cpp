@@ -23,10 +23,7 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
                    "queue URL: sqlite://FILE[?options] (default: DATA/queue.db?commit_linger=500us), nats://HOST:PORT, "
                    "sqs+http[s]://HOST:PORT/ACCOUNT/QUEUE, memory (not durable)");
   app.add_option("--jwt-secret", o.jwt_secret, "HS256 secret (default: $INGEST_JWT_SECRET, else generated)");
-  app.add_option("--threads", o.threads,
-                 with_queue ? "HTTP threads (0: one per core, less one when the queue writer and graders run here)"
-                            : "HTTP threads (0: one per core)")
-      ->capture_default_str();
+  app.add_option("--threads", o.threads, "HTTP threads (0: one per core)")->capture_default_str();
   app.add_option("--student-rate", o.student_rate, "submissions/s per student (0: no limit)")->capture_default_str();
   app.add_option("--student-burst", o.student_burst, "burst per student")->capture_default_str();
   app.add_option("--ip-rate", o.ip_rate, "requests/s to /v1 per client IP, checked before the token (0: no limit)")->capture_default_str();

@@ -1,11 +1,9 @@
 // The queue-based exam server: validate, publish durably, answer 202 with a receipt;
 // graders drain the queue into exam.db at their own pace. See examples/README.md.
 
-#include <algorithm>
 #include <boost/asio/use_future.hpp>
 #include <cstdio>
 #include <optional>
-#include <thread>
 
 #include "app.hpp"
 #include "cli.hpp"
@@ -75,15 +73,7 @@ int main(int argc, char** argv) {
     std::printf("queue: %s, graders in this process: %d\n", queue_url.c_str(), workers);
     std::fflush(stdout);
 
-    // The embedded queue's writer thread and the graders need a core of their own:
-    // HTTP threads on every core took more CPU per request than one thread fewer
-    // (2 cores, 20,000 submissions/s: p99 343 ms with 2 threads, 78 ms with 1).
-    unsigned http_threads = o.threads;
-    if (http_threads == 0) {
-      const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-      http_threads = embedded && workers > 0 ? std::max(1u, cores - 1) : cores;
-    }
-    return exam::run_until_signal(io, http_threads, [&] {
+    return exam::run_until_signal(io, o.threads, [&] {
       // Guarantee 8: refuse new work, answer what is in flight, commit what is in hand.
       std::fprintf(stderr, "exam_server: draining\n");
       api.drain();
