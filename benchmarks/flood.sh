@@ -65,6 +65,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# wait_for_log FILE TEXT: waits up to 10 s for TEXT in a log (a broker saying it is up).
+wait_for_log() {
+  for _ in $(seq 100); do grep -q "$2" "$1" && return 0; sleep 0.1; done
+  echo "flood.sh: no '$2' in $1 after 10 s" >&2
+}
+
 # start NAME LOG ARGS...: starts a server on a free port; sets pid and url.
 start() {
   local name=$1 log=$2
@@ -153,7 +159,7 @@ wall() {
     nats_pid=$!
     pids+=("$nats_pid")
     # exam_worker gives up at once when nothing listens yet: wait for the server.
-    for _ in $(seq 100); do grep -q "Server is ready" "$dir/nats.log" && break; sleep 0.1; done
+    wait_for_log "$dir/nats.log" "Server is ready"
     queue_args=(--queue "nats://127.0.0.1:$port" --workers 0)
     "$bin/exam_worker" --data "$dir" --queue "nats://127.0.0.1:$port" --rate "$consumer_rate" >"$dir/worker.log" 2>&1 &
     worker_pid=$!
@@ -165,7 +171,7 @@ wall() {
     node "$fauxqs_dir/fauxqs.mjs" --port "$port" >"$dir/fauxqs.log" 2>&1 &
     nats_pid=$!
     pids+=("$nats_pid")
-    for _ in $(seq 100); do grep -q listening "$dir/fauxqs.log" && break; sleep 0.1; done
+    wait_for_log "$dir/fauxqs.log" listening
     local queue_url="sqs+http://127.0.0.1:$port/000000000000/exam-submissions"
     queue_args=(--queue "$queue_url" --workers 0)
     "$bin/exam_worker" --data "$dir" --queue "$queue_url" --rate "$consumer_rate" >"$dir/worker.log" 2>&1 &
