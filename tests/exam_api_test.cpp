@@ -516,6 +516,39 @@ TEST_CASE("HTTP edges: pipelined requests answered in order, malformed requests,
   CHECK(f.server->stats().timeouts >= 1);
 }
 
+TEST_CASE("a client that sends requests but never reads the answers is cut off by the write deadline") {
+  exam_fixture f(kind::queue_memory, {}, 1h, true, 1000ms, "", {.read_timeout = 5s, .write_timeout = 500ms});
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket s(io);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), f.server->port()});
+  s.non_blocking(true);
+  // Pipelined /metrics requests (a few hundred bytes each, answers of kilobytes): the
+  // answers fill both socket buffers, the server's write stalls, and its deadline must
+  // close the connection. Sending stops with an error once it is closed.
+  const std::string req = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::string burst;
+  for (int i = 0; i < 64; ++i) burst += req;
+  const auto start = std::chrono::steady_clock::now();
+  boost::system::error_code ec;
+  std::size_t sent = 0;
+  while (std::chrono::steady_clock::now() - start < 20s) {
+    sent += s.write_some(boost::asio::buffer(burst), ec);
+    if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
+      ec.clear();
+      std::this_thread::sleep_for(20ms);
+      continue;
+    }
+    if (ec) break;
+  }
+  INFO("sent " << sent << " bytes; last error: " << ec.message());
+  CHECK((ec == boost::asio::error::connection_reset || ec == boost::asio::error::broken_pipe));
+  CHECK(std::chrono::steady_clock::now() - start < 15s);
+  // The server keeps serving others.
+  auto other = f.client();
+  other.send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(other.read().status == 200);
+}
+
 TEST_CASE("HTTPS: submissions over TLS; plain HTTP and silent clients on the TLS port are cut off") {
   test_certificates certs;
   const auto &cert = certs.cert, &key = certs.key, &other = certs.other;
