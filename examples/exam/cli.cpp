@@ -20,7 +20,7 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
   app.add_option("--exams", o.exams, "exams JSON file (default: the built-in demo exam)");
   if (with_queue)
     app.add_option("--queue", o.queue,
-                   "queue URL: sqlite://FILE[?options] (default: DATA/queue.db?commit_linger=500us), nats://HOST:PORT, "
+                   "queue URL: sqlite://FILE[?options] (default: DATA/queue.db?commit_linger=5ms), nats://HOST:PORT, "
                    "sqs+http[s]://HOST:PORT/ACCOUNT/QUEUE, memory (not durable)");
   app.add_option("--jwt-secret", o.jwt_secret, "HS256 secret (default: $INGEST_JWT_SECRET, else generated)");
   app.add_option("--threads", o.threads, "HTTP threads (0: one per core)")->capture_default_str();
