@@ -75,11 +75,11 @@ struct server_options {
   std::size_t max_header_bytes = 16 * 1024;  ///< larger: 431
   std::size_t max_body_bytes = 64 * 1024;    ///< larger: 413
   /// Time allowed to receive one whole request, headers and body (slowloris guard),
-  /// and to wait for the next request on an idle keep-alive connection.
+  /// and to wait for the next request on an idle keep-alive connection. This and
+  /// `write_timeout` are checked by one timer for all connections, an eighth of the
+  /// shorter one apart (10 ms to 1 s): a connection is closed up to that much late.
   std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};
   std::chrono::milliseconds write_timeout{std::chrono::seconds(10)};  ///< time allowed to write one response
-  // Both deadlines are checked by one timer for all connections, an eighth of the
-  // shorter one apart (10 ms to 1 s): a connection is closed up to that much late.
   std::string server_name = "ingest";  ///< the `Server` header
   /// PEM file with the server's certificate (and chain). With `tls_key_file`, the
   /// server speaks HTTPS only (TLS 1.2 or newer); the handshake counts against
