@@ -22,6 +22,7 @@
 #include <optional>
 #include <type_traits>
 #include <unordered_map>
+#include <vector>
 
 #include "ingest/error.hpp"
 #include "ingest/http/response.hpp"
@@ -67,6 +68,9 @@ struct server::state : std::enable_shared_from_this<server::state> {
   void accept();
   void close_idle();
   void sweep_deadlines();
+  // The open connections, copied under the mutex; drop them outside it (a connection's
+  // destructor takes the same mutex).
+  std::vector<std::shared_ptr<detail::session>> live_sessions();
 };
 
 namespace detail {
@@ -373,13 +377,7 @@ void server::state::sweep_deadlines() {
   sweep.expires_after(every);
   sweep.async_wait([self = shared_from_this()](beast::error_code ec) {
     if (ec || (self->stopped && self->open.load() == 0)) return;
-    std::vector<std::shared_ptr<detail::session>> live;
-    {
-      std::lock_guard lock(self->mutex);
-      live.reserve(self->sessions.size());
-      for (auto& [id, weak] : self->sessions)
-        if (auto s = weak.lock()) live.push_back(std::move(s));
-    }
+    auto live = self->live_sessions();
     const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
     for (auto& s : live) s->expire_if_due(now);
     live.clear();  // a connection that ended meanwhile goes here, outside the lock
@@ -387,14 +385,17 @@ void server::state::sweep_deadlines() {
   });
 }
 
-void server::state::close_idle() {
+std::vector<std::shared_ptr<detail::session>> server::state::live_sessions() {
   std::vector<std::shared_ptr<detail::session>> live;
-  {
-    std::lock_guard lock(mutex);
-    for (auto& [id, weak] : sessions)
-      if (auto s = weak.lock()) live.push_back(std::move(s));
-  }
-  for (auto& s : live) s->close_if_idle();
+  std::lock_guard lock(mutex);
+  live.reserve(sessions.size());
+  for (auto& [id, weak] : sessions)
+    if (auto s = weak.lock()) live.push_back(std::move(s));
+  return live;
+}
+
+void server::state::close_idle() {
+  for (auto& s : live_sessions()) s->close_if_idle();
 }
 
 server::server(asio::io_context& io, server_options options, handler h) {
