@@ -60,24 +60,51 @@ trap cleanup EXIT
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
 log() { printf '[%6s] %s\n' "$(since "$t_start")" "$*"; }
 t_start=$EPOCHREALTIME
+ulimit -c unlimited 2>/dev/null || true  # a crash leaves a core dump for backtraces()
 
-free_port() {
+free_port() {  # a port nothing listens on and not handed out before in this run
   local p
   for _ in $(seq 50); do
     p=$((12000 + RANDOM % 20000))  # below the ephemeral range (32768-): a restarted server's
     # port is never taken by a reconnecting client's own ephemeral port (TCP self-connect)
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+    grep -qx "$p" "$work/ports" 2>/dev/null && continue
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p" >>"$work/ports"
+      echo "$p"
+      return
+    fi
   done
   echo "fault.sh: no free port" >&2
   exit 1
 }
 
-# spawn NAME LOG CMD...: runs CMD in the background as NAME.
+# spawn NAME LOG CMD...: runs CMD in the background as NAME, in a directory of its own
+# (where a core dump of it lands, if the kernel writes them to the working directory).
+declare -A programs=()  # name -> executable, to read a core dump with
 spawn() {
   local name=$1 logf=$2
   shift 2
-  "$@" >>"$logf" 2>&1 &
+  mkdir -p "$work/run/$name"
+  (cd "$work/run/$name" && exec "$@") >>"$logf" 2>&1 &
   procs[$name]=$!
+  programs[$name]=$(command -v "$1")
+}
+
+# backtraces: the stack of every thread of each process that left a core dump.
+backtraces() {
+  local dir name
+  for dir in "$work"/run/*; do
+    name=${dir##*/}
+    for core in "$dir"/core*; do
+      [[ -f $core ]] || continue
+      if command -v gdb >/dev/null; then
+        echo "fault.sh: $name dumped core; its threads:" >&2
+        gdb -batch -nx -ex 'thread apply all bt 30' "${programs[$name]}" "$core" 2>&1 | grep -v '^\[New LWP' >&2 || true
+      else
+        echo "fault.sh: $name dumped core ($core); gdb is not installed to read it" >&2
+      fi
+    done
+  done
 }
 
 # wait_for LOG TEXT [SECONDS]
@@ -118,7 +145,7 @@ start_worker() {
   spawn worker "$work/worker.log" "$bin/exam_worker" --data "$data" --queue "$queue_url" --rate 800 --batch 100
 }
 
-nats_ports=() nats_cluster_ports=()
+nats_ports=() nats_cluster_ports=() nats_monitor_ports=()
 start_nats() {  # start_nats INDEX [cluster]
   local i=$1
   local args=(-js -a 127.0.0.1 -p "${nats_ports[$i]}" -sd "$work/nats$i" -n "n$i")
@@ -126,10 +153,28 @@ start_nats() {  # start_nats INDEX [cluster]
     local routes=()
     for j in 0 1 2; do [[ $j != "$i" ]] && routes+=("nats://127.0.0.1:${nats_cluster_ports[$j]}"); done
     args+=(--cluster_name faults --cluster "nats://127.0.0.1:${nats_cluster_ports[$i]}" \
-      --routes "$(IFS=,; echo "${routes[*]}")")
+      --routes "$(IFS=,; echo "${routes[*]}")" -m "${nats_monitor_ports[$i]}")
   fi
   spawn "nats$i" "$work/nats$i.log" nats-server "${args[@]}"
   wait_for "$work/nats$i.log" "Server is ready"
+}
+
+# cluster_ready: every node is in contact with a JetStream meta leader that knows all
+# three (before that, creating an R3 stream fails with "no suitable peers for placement").
+cluster_ready() {
+  local i ok
+  for _ in $(seq 300); do
+    ok=0
+    for i in 0 1 2; do
+      [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${nats_monitor_ports[$i]}/healthz") == 200 ]] &&
+        ok=$((ok + 1))
+    done
+    ((ok == 3)) && return 0
+    sleep 0.1
+  done
+  echo "fault.sh: the nats cluster did not become healthy within 30 s" >&2
+  tail -5 "$work"/nats*.log >&2
+  exit 1
 }
 
 fauxqs_port=""
@@ -224,8 +269,9 @@ case $scenario in
   nats_node_kill)
     nats_ports=("$(free_port)" "$(free_port)" "$(free_port)")
     nats_cluster_ports=("$(free_port)" "$(free_port)" "$(free_port)")
+    nats_monitor_ports=("$(free_port)" "$(free_port)" "$(free_port)")
     for i in 0 1 2; do start_nats "$i" cluster; done
-    sleep 2  # the cluster elects its meta leader
+    cluster_ready
     queue_url="nats://127.0.0.1:${nats_ports[0]},127.0.0.1:${nats_ports[1]},127.0.0.1:${nats_ports[2]}?replicas=3&ack_wait=3s"
     workers_args=(--workers 0)
     worker_needed=1 ;;
@@ -339,14 +385,23 @@ EOF
 ) || rc=1
 echo "$scenario: $figures recovery_s=${recovery:-n/a}"
 
-# Graceful stop: the drain must still end with exit code 0.
+# Graceful stop: the drain must still end with exit code 0. A process that is already
+# gone died during the flood (a crash, not a scenario's kill: those are restarted).
 for name in server worker; do
   [[ -n ${procs[$name]:-} ]] || continue
   code=0
-  kill -TERM "${procs[$name]}"; wait "${procs[$name]}" || code=$?
+  if kill -0 "${procs[$name]}" 2>/dev/null; then
+    kill -TERM "${procs[$name]}"
+    wait "${procs[$name]}" || code=$?
+    what="exited with $code after SIGTERM"
+  else
+    wait "${procs[$name]}" || code=$?
+    what="died during the flood (exit status $code)"
+    ((code > 128)) && what="died during the flood (signal $((code - 128)))"
+  fi
   unset "procs[$name]"
   if [[ $code -ne 0 ]]; then
-    echo "fault.sh: $name exited with $code after SIGTERM" >&2
+    echo "fault.sh: $name $what" >&2
     tail -20 "$work/$name.log" >&2
     rc=1
   fi
@@ -355,5 +410,6 @@ if [[ $rc -ne 0 ]]; then
   echo "fault.sh: $scenario FAILED" >&2
   tail -30 "$work/server.log" >&2
   [[ -f $work/worker.log ]] && tail -30 "$work/worker.log" >&2
+  backtraces
 fi
 exit "$rc"
