@@ -383,6 +383,32 @@ TEST_CASE("503 with Retry-After when the queue refuses; nothing accepted; the re
   REQUIRE(f.written(1));
 }
 
+TEST_CASE("GET of a receipt answers 503 with Retry-After, not 404, while the queue cannot be read") {
+  exam_fixture f(kind::queue_memory, {}, 1h, false);  // no graders: the receipt stays in the queue
+  auto c = f.client();
+  const auto s1 = token("s1");
+  const auto teacher = token("t1", exam::role::teacher);
+  auto get = [&](const std::string& id, const std::string& tok) {
+    return c.call(verb::get, "/v1/submissions/" + id, {{"Authorization", "Bearer " + tok}});
+  };
+  auto first = f.submit(c, "open", s1, "k-get-503");
+  REQUIRE(first.status == 202);
+  const auto id = first.field("receipt_id");
+  const std::string unknown = "00000000-0000-0000-0000-000000000000";
+  f.memory->fail_lookups(make_error_code(errc::backend_unavailable));
+  for (const auto& [receipt, tok] : {std::pair{id, s1}, std::pair{id, teacher}, std::pair{unknown, teacher}}) {
+    auto r = get(receipt, tok);
+    check_error(r, 503, "unavailable");
+    CHECK_FALSE(r.headers["Retry-After"].empty());
+  }
+  f.memory->fail_lookups({});
+  check_error(get(unknown, teacher), 404, "not_found");
+  auto mine = get(id, s1);
+  CHECK(mine.status == 200);
+  CHECK(mine.field("receipt_id") == id);
+  CHECK(mine.field("status") == "received");
+}
+
 TEST_CASE("429 with Retry-After per student and per address; other students unaffected") {
   exam_fixture f(kind::queue_memory, {.student_rate = 1, .student_burst = 2, .ip_rate = 0});
   auto c = f.client();

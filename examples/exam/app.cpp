@@ -245,8 +245,13 @@ void app::get_submission(const std::string& receipt_id, request req, responder r
     return respond(ingest::http::json_response(req, status::ok, submission_json(*row)));
   }
   auto shared = std::make_shared<std::pair<request, responder>>(std::move(req), std::move(respond));
-  backend_.find_unprocessed(receipt_id, [this, shared, who = *who, receipt_id, not_found](std::optional<unprocessed> u) {
+  backend_.find_unprocessed(receipt_id, [this, shared, who = *who, receipt_id, not_found](
+                                            ingest::error_code ec, std::optional<unprocessed> u) {
     auto& [rq, rs] = *shared;
+    // The queue could not be asked: "no such submission" could be false, so retry later.
+    if (ec)
+      return fail(rq, rs, status::service_unavailable, "unavailable",
+                  "the queue cannot be read right now (" + ec.message() + ")", std::chrono::seconds(1));
     if (!u || u->state == ingest::message_state::processed) {
       // Written to exam.db since the first read (and perhaps compacted out of the
       // queue since), or not stored at all: accepted too late.

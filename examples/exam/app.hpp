@@ -36,11 +36,13 @@ class submit_backend {
   // Stores a validated, authorised submission (or refuses it) and answers.
   virtual void submit(const exam_info& exam, submission s, const ingest::http::request& req,
                       ingest::http::responder respond) = 0;
-  // Looks up a receipt that exam.db does not have. Default: unknown.
+  // Looks up a receipt that exam.db does not have: nullopt when unknown (or when the
+  // backend cannot look receipts up), an error when the lookup itself failed and may
+  // succeed later. Default: unknown.
   virtual void find_unprocessed(const std::string& receipt_id,
-                                std::function<void(std::optional<unprocessed>)> done) {
+                                std::function<void(ingest::error_code, std::optional<unprocessed>)> done) {
     (void)receipt_id;
-    done(std::nullopt);
+    done({}, std::nullopt);
   }
   virtual bool ready() const = 0;
   // Prometheus text appended to /metrics.

@@ -144,12 +144,13 @@ void queue_backend::publish(std::shared_ptr<publish_job> job) {
 }
 
 void queue_backend::find_unprocessed(const std::string& receipt_id,
-                                     std::function<void(std::optional<unprocessed>)> done) {
+                                     std::function<void(ingest::error_code, std::optional<unprocessed>)> done) {
   queue_.async_find(receipt_id, [done = std::move(done)](ingest::error_code ec, ingest::message_status st) {
-    if (ec) return done(std::nullopt);
+    if (ec == ingest::errc::not_found || ec == ingest::errc::not_supported) return done({}, std::nullopt);
+    if (ec) return done(ec, std::nullopt);
     auto what = submission::from_json(st.message.payload);
-    if (!what) return done(std::nullopt);
-    done(unprocessed{std::move(*what), ingest::format_time(st.message.accepted_at), st.state, st.reason});
+    if (!what) return done({}, std::nullopt);
+    done({}, unprocessed{std::move(*what), ingest::format_time(st.message.accepted_at), st.state, st.reason});
   });
 }
 

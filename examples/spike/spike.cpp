@@ -332,7 +332,9 @@ void classify_missing(audit_result& a, const settings& s, const tcp::endpoint& e
   for (const auto& id : a.missing) {
     int status = 0;
     std::string body;
-    if (!ec) {
+    // 503: the server could not read its queue just now; asked again a few times.
+    for (int attempt = 0; attempt < 5 && !ec && (status == 0 || status == 503); ++attempt) {
+      if (status == 503) std::this_thread::sleep_for(std::chrono::seconds(1));
       bhttp::request<bhttp::empty_body> req{bhttp::verb::get, "/v1/submissions/" + id, 11};
       req.set(bhttp::field::host, "127.0.0.1");
       req.set(bhttp::field::authorization, "Bearer " + teacher);

@@ -35,8 +35,8 @@ struct memory_queue_options {
 /// **Completion and cancellation:** as `durable_queue` says (`close()` ends waiting
 /// fetches).
 ///
-/// Fault injection, for tests of the layers above: `fail_publishes`, `hold_acks`,
-/// `drop_settlements`.
+/// Fault injection, for tests of the layers above: `fail_publishes`, `fail_lookups`,
+/// `hold_acks`, `drop_settlements`.
 ///
 /// @code
 /// asio::io_context io;
@@ -58,6 +58,9 @@ class memory_queue final : public durable_queue {
   /// From now on every publish fails with `ec` (and stores nothing); an empty code
   /// restores normal service.
   void fail_publishes(error_code ec);
+  /// From now on every `async_find` fails with `ec`; an empty code restores normal
+  /// service.
+  void fail_lookups(error_code ec);
   /// While held, publishes are stored but their completions (the "durable ack") are
   /// withheld; releasing delivers every withheld ack.
   void hold_acks(bool hold);

@@ -80,6 +80,7 @@ struct memory_queue::state : std::enable_shared_from_this<state> {
   std::mutex mutex;
   bool closed = false;
   error_code publish_fault;
+  error_code lookup_fault;
   bool holding_acks = false;
   bool dropping_settlements = false;
   std::vector<std::pair<callback<error_code, receipt>, receipt>> held_acks;
@@ -259,6 +260,11 @@ void memory_queue::fail_publishes(error_code ec) {
   state_->publish_fault = ec;
 }
 
+void memory_queue::fail_lookups(error_code ec) {
+  std::lock_guard lock(state_->mutex);
+  state_->lookup_fault = ec;
+}
+
 void memory_queue::hold_acks(bool hold) {
   std::lock_guard lock(state_->mutex);
   state_->holding_acks = hold;
@@ -400,6 +406,7 @@ void memory_queue::do_dead_letters(std::string after, std::size_t limit,
 void memory_queue::do_find(std::string receipt_id, callback<error_code, message_status> done) {
   auto& s = *state_;
   std::lock_guard lock(s.mutex);
+  if (s.lookup_fault) return done(s.lookup_fault, message_status{});
   message_status out;
   if (auto found = s.dead.find(receipt_id); found != s.dead.end()) {
     out.message = found->second.message;
