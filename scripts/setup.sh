@@ -21,7 +21,7 @@ packages=(
   libfmt-dev doctest-dev libbenchmark-dev
   libssl-dev openssl libcli11-dev
   doxygen
-  curl python3
+  curl python3 gdb
   clang libclang-rt-14-dev
 )
 

@@ -7,12 +7,10 @@
 #include "app.hpp"
 #include "cli.hpp"
 #include "direct.hpp"
-#include "ingest/sqlite/database.hpp"
 #include "run.hpp"
 
 int main(int argc, char** argv) {
-  // One global allocator mutex less for the database threads; nothing has opened SQLite yet.
-  ingest::sqlite::disable_memory_statistics();
+  exam::prepare_process();
   exam::server_cli o;
   exam::token_cli t;
   exam::direct_settings db;

@@ -10,13 +10,11 @@
 
 #include "cli.hpp"
 #include "dlq.hpp"
-#include "ingest/sqlite/database.hpp"
 #include "queues.hpp"
 #include "run.hpp"
 
 int main(int argc, char** argv) {
-  // One global allocator mutex less for the database threads; nothing has opened SQLite yet.
-  ingest::sqlite::disable_memory_statistics();
+  exam::prepare_process();
   std::string data = "data", queue_url, exams_path, log_level = "warning";
   exam::consumer_settings grading;
   CLI::App cli{"exam_worker: grades queued exam submissions into exam.db"};

@@ -5,7 +5,13 @@
 #include <csignal>
 #include <future>
 
+#include "ingest/sqlite/database.hpp"
+
 namespace exam {
+
+void prepare_process() {
+  ingest::sqlite::disable_memory_statistics();
+}
 
 int run_until_signal(boost::asio::io_context& io, unsigned threads, const std::function<int()>& drain) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());

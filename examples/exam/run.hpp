@@ -8,6 +8,11 @@
 
 namespace exam {
 
+// First thing in each example's main: process-wide settings that must come before
+// anything opens an SQLite database (SQLite's memory statistics off: one global
+// allocator mutex less for the database threads).
+void prepare_process();
+
 // Runs `io` on `threads` threads until SIGINT/SIGTERM, then calls `drain` on the
 // calling thread while the io threads keep serving (in-flight answers still go out),
 // then stops `io` and joins. Returns drain's exit code.
