@@ -62,6 +62,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   rm -rf "$work/run-"*
+  rmdir "$work" 2>/dev/null || true  # empty unless the results are in it
 }
 trap cleanup EXIT
 

@@ -17,8 +17,10 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -35,6 +37,8 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <limits>
+#include <optional>
 #include <string_view>
 #include <map>
 #include <mutex>
@@ -136,14 +140,31 @@ struct student {
   bool double_click = false;
 };
 
+// One connection. Its requests' timeout is a deadline time stamp that one sweeper
+// checks for every client (see `deadline_sweeper`): arming and cancelling a timer per
+// request cost the load generator a tenth of its CPU, which it shares with the server.
 class client {
  public:
   client(asio::any_io_executor ex, const settings& s, results& r, tcp::endpoint ep)
       : stream_(ex), s_(s), r_(r), ep_(ep) {}
 
+  asio::any_io_executor executor() { return stream_.get_executor(); }
+
+  // Called by the sweeper (any thread): closes the connection, on its own executor,
+  // if its request is still unanswered past the deadline.
+  void expire_if_late(steady::time_point now) {
+    if (deadline_.load(std::memory_order_relaxed) > now.time_since_epoch().count()) return;
+    asio::post(stream_.get_executor(), [this] {
+      if (deadline_.load(std::memory_order_relaxed) > steady::now().time_since_epoch().count()) return;
+      timed_out_ = true;
+      beast::error_code ignored;
+      stream_.socket().close(ignored);
+    });
+  }
+
   awaitable<bool> connect() {
     const auto t = steady::now();
-    stream_.expires_after(std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(s_.timeout_s)));
+    stream_.expires_after(timeout());  // once per connection: Beast's own timer
     beast::error_code ec;
     if (!s_.bind.empty()) {
       // Another source address: the server sees another client IP.
@@ -162,6 +183,7 @@ class client {
       r_.error("connect_error");
       co_return false;
     }
+    stream_.expires_never();  // requests are timed by the sweeper
     stream_.socket().set_option(tcp::no_delay(true), ec);
     r_.connect_latency.observe(std::chrono::duration<double>(steady::now() - t).count());
     connected_ = true;
@@ -173,20 +195,22 @@ class client {
     if (!connected_ && !co_await connect()) co_return std::pair<int, std::string>{0, "connect_error"};
     ++r_.requests;
     const auto t = steady::now();
-    stream_.expires_after(std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(s_.timeout_s)));
+    timed_out_ = false;
+    deadline_.store((t + timeout()).time_since_epoch().count(), std::memory_order_relaxed);
     beast::error_code ec;
     // The request bytes were made once, before the flood: the client spends its CPU
     // on the flood, not on formatting.
     co_await asio::async_write(stream_, asio::buffer(st.wire), asio::redirect_error(use_awaitable, ec));
     bhttp::response<bhttp::string_body> res;
     if (!ec) co_await bhttp::async_read(stream_, buffer_, res, asio::redirect_error(use_awaitable, ec));
+    deadline_.store(never, std::memory_order_relaxed);
     const auto done = steady::now();
     if (ec) {
       connected_ = false;
       beast::error_code ignored;
       stream_.socket().close(ignored);
       buffer_.clear();
-      co_return std::pair<int, std::string>{0, ec == beast::error::timeout ? "timeout" : "connection_error"};
+      co_return std::pair<int, std::string>{0, timed_out_ ? "timeout" : "connection_error"};
     }
     const double seconds = std::chrono::duration<double>(done - t).count();
     r_.all_latency.observe(seconds);
@@ -204,17 +228,56 @@ class client {
   }
 
  private:
+  static constexpr steady::rep never = std::numeric_limits<steady::rep>::max();
+
+  steady::duration timeout() const {
+    return std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(s_.timeout_s));
+  }
+
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   const settings& s_;
   results& r_;
   tcp::endpoint ep_;
   bool connected_ = false;
+  bool timed_out_ = false;  // the sweeper closed the connection
+  std::atomic<steady::rep> deadline_{never};  // of the request in flight
+};
+
+// Expires late requests for a set of clients, every 50 ms, while any of the work it
+// guards is running: `start()` once per coroutine, `finish()` when it ends; the last
+// `finish()` stops the sweeper so that `io.run()` returns.
+class deadline_sweeper {
+ public:
+  deadline_sweeper(asio::io_context& io, std::vector<client*> clients)
+      : strand_(asio::make_strand(io)), timer_(strand_), clients_(std::move(clients)) {}
+
+  void start() { active_.fetch_add(1, std::memory_order_relaxed); }
+  void finish() {
+    if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) asio::post(strand_, [this] { timer_.cancel(); });
+  }
+  void run() {
+    asio::co_spawn(strand_, [this]() -> awaitable<void> {
+      while (active_.load(std::memory_order_acquire) > 0) {
+        timer_.expires_after(50ms);
+        beast::error_code ec;
+        co_await timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+        const auto now = steady::now();
+        for (auto* c : clients_) c->expire_if_late(now);
+      }
+    }, asio::detached);
+  }
+
+ private:
+  asio::strand<asio::io_context::executor_type> strand_;
+  asio::steady_timer timer_;
+  std::vector<client*> clients_;
+  std::atomic<int> active_{0};
 };
 
 // Sends one student's submission with a browser's retries; records the receipt.
 awaitable<void> submit(client& c, const student& st, const settings& s, results& r, steady::time_point scheduled) {
-  std::mt19937 rng(std::hash<std::string>{}(st.key));
+  std::optional<std::mt19937> rng;  // seeded on the first retry: seeding costs more than a request
   for (int attempt = 0;; ++attempt) {
     auto [code, body] = co_await c.post(st, attempt == 0 ? scheduled : steady::time_point{});
     if (code >= 200 && code < 300) {
@@ -238,8 +301,9 @@ awaitable<void> submit(client& c, const student& st, const settings& s, results&
     }
     ++r.retried;
     // Full-jitter backoff from 200 ms, doubling.
+    if (!rng) rng.emplace(std::hash<std::string>{}(st.key));
     std::uniform_int_distribution<int> jitter(0, 200 << attempt);
-    asio::steady_timer wait(co_await asio::this_coro::executor, std::chrono::milliseconds(100 + jitter(rng)));
+    asio::steady_timer wait(co_await asio::this_coro::executor, std::chrono::milliseconds(100 + jitter(*rng)));
     co_await wait.async_wait(use_awaitable);
   }
 }
@@ -648,7 +712,13 @@ int main(int argc, char** argv) {
   // Connections first (the students are already on the page), then the wall.
   std::vector<std::unique_ptr<client>> clients;
   const int pool = open_loop ? std::min(s.connections, n) : n;
-  for (int i = 0; i < pool; ++i) clients.push_back(std::make_unique<client>(io.get_executor(), s, r, ep));
+  // With more than one thread a client's work and the sweeper's close must not overlap:
+  // each client is then a strand.
+  const auto client_executor = [&]() -> asio::any_io_executor {
+    if (s.threads > 1) return asio::make_strand(io);
+    return io.get_executor();
+  };
+  for (int i = 0; i < pool; ++i) clients.push_back(std::make_unique<client>(client_executor(), s, r, ep));
   std::atomic<int> connected{0}, next_connect{0};
   const auto t_connect = steady::now();
   for (int lane = 0; lane < std::min(pool, 500); ++lane)
@@ -669,7 +739,12 @@ int main(int argc, char** argv) {
   r.t0 = steady::now() + 200ms;
   std::vector<std::unique_ptr<client>> extra;  // the second connection of a double click
   for (const auto& st : students)
-    if (st.double_click) extra.push_back(std::make_unique<client>(io.get_executor(), s, r, ep));
+    if (st.double_click) extra.push_back(std::make_unique<client>(client_executor(), s, r, ep));
+  std::vector<client*> all;
+  for (auto& c : clients) all.push_back(c.get());
+  for (auto& c : extra) all.push_back(c.get());
+  deadline_sweeper sweeper(io, std::move(all));
+  std::atomic<int> next{0};  // open loop: the next submission to send (outlives the coroutines)
   if (!open_loop) {
     std::size_t e = 0;
     for (int i = 0; i < n; ++i) {
@@ -677,22 +752,26 @@ int main(int argc, char** argv) {
                                  std::chrono::duration<double>(s.window_s * i / n));
       auto& c = *clients[static_cast<std::size_t>(i)];
       const auto& st = students[static_cast<std::size_t>(i)];
-      asio::co_spawn(io, [&, at]() -> awaitable<void> {
+      sweeper.start();
+      asio::co_spawn(c.executor(), [&, at]() -> awaitable<void> {
         co_await wait_until(at);
         co_await submit(c, st, s, r, steady::time_point{});
+        sweeper.finish();
       }, asio::detached);
       if (st.double_click) {
         auto& c2 = *extra[e++];
-        asio::co_spawn(io, [&, at]() -> awaitable<void> {
+        sweeper.start();
+        asio::co_spawn(c2.executor(), [&, at]() -> awaitable<void> {
           co_await wait_until(at + 30ms);  // the impatient second click
           co_await submit(c2, st, s, r, steady::time_point{});
+          sweeper.finish();
         }, asio::detached);
       }
     }
   } else {
-    std::atomic<int> next{0};
-    for (int ci = 0; ci < pool; ++ci)
-      asio::co_spawn(io, [&, ci]() -> awaitable<void> {
+    for (int ci = 0; ci < pool; ++ci) {
+      sweeper.start();
+      asio::co_spawn(clients[static_cast<std::size_t>(ci)]->executor(), [&, ci]() -> awaitable<void> {
         for (int i = next++; i < n; i = next++) {
           const auto at = r.t0 + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(i / s.rate));
           // Timers end on whole milliseconds (rounded up): the requests of one
@@ -702,7 +781,9 @@ int main(int argc, char** argv) {
           if (steady::now() < at) co_await wait_until(std::chrono::ceil<std::chrono::milliseconds>(at));
           co_await submit(*clients[static_cast<std::size_t>(ci)], students[static_cast<std::size_t>(i)], s, r, at);
         }
+        sweeper.finish();
       }, asio::detached);
+    }
   }
 
   // exam.db sampled every 100 ms while the flood runs and until it has drained.
@@ -734,6 +815,7 @@ int main(int argc, char** argv) {
       }
     });
   const auto t_flood = steady::now();
+  sweeper.run();
   {
     std::vector<std::thread> threads;
     for (int t = 0; t < s.threads; ++t) threads.emplace_back([&] { io.run(); });
