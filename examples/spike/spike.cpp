@@ -141,8 +141,9 @@ struct student {
 };
 
 // One connection. Its requests' timeout is a deadline time stamp that one sweeper
-// checks for every client (see `deadline_sweeper`): arming and cancelling a timer per
-// request cost the load generator a tenth of its CPU, which it shares with the server.
+// checks for every client (see `deadline_sweeper`), up to 50 ms late: arming and
+// cancelling a timer per request cost the load generator CPU that it shares with the
+// server it measures (see benchmarks/README.md).
 class client {
  public:
   client(asio::any_io_executor ex, const settings& s, results& r, tcp::endpoint ep)
