@@ -157,6 +157,7 @@ class client {
     if (deadline_.load(std::memory_order_relaxed) > now.time_since_epoch().count()) return;
     asio::post(stream_.get_executor(), [this] {
       if (deadline_.load(std::memory_order_relaxed) > steady::now().time_since_epoch().count()) return;
+      deadline_.store(never, std::memory_order_relaxed);  // closed once, not again every sweep
       timed_out_ = true;
       beast::error_code ignored;
       stream_.socket().close(ignored);

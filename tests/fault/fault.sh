@@ -92,7 +92,7 @@ spawn() {
 
 # backtraces: the stack of every thread of each process that left a core dump.
 backtraces() {
-  local dir name
+  local dir name core
   for dir in "$work"/run/*; do
     name=${dir##*/}
     for core in "$dir"/core*; do
