@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <future>
 
 #include "ingest/error.hpp"
 #include "ingest/memory_queue.hpp"
@@ -131,6 +132,32 @@ TEST_CASE("guarantee 6: a failing or silent backend gives errors, never receipts
     CHECK_FALSE(ec2);
     CHECK(r2.duplicate);
   }
+}
+
+TEST_CASE("publish_timeout: one sweeper answers every late publish, and stops when nothing is in flight") {
+  boost::asio::io_context io;
+  memory_queue q(io.get_executor(), {.quiet = true});
+  producer p(q, {.publish_timeout = 50ms});
+  q.hold_acks(true);
+  std::vector<capture<receipt>> held(5);
+  for (std::size_t i = 0; i < held.size(); ++i) p.async_submit(item("late" + std::to_string(i)), held[i].handler());
+  // No work guard: the io_context runs only while something waits on it.
+  auto runner = std::async(std::launch::async, [&io] { io.run(); });
+  for (auto& c : held) {
+    REQUIRE(c.future.wait_for(5s) == std::future_status::ready);
+    CHECK(c.get().first == errc::publish_timeout);
+  }
+  CHECK(p.stats().in_flight == 5);  // each slot stays taken until the backend answers
+  CHECK(runner.wait_for(200ms) == std::future_status::timeout);  // still sweeping
+  q.hold_acks(false);
+  // Every publish has its answer: the sweeper stops, and run() returns by itself.
+  const bool finished = runner.wait_for(5s) == std::future_status::ready;
+  if (!finished) io.stop();
+  runner.get();
+  CHECK(finished);
+  CHECK(p.stats().in_flight == 0);
+  CHECK(p.stats().rejected == 5);
+  CHECK(p.stats().accepted == 0);
 }
 
 TEST_CASE("bad input is refused before anything is published") {

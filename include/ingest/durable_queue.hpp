@@ -258,6 +258,9 @@ class durable_queue {
   }
 
  protected:
+  // The producer calls do_publish directly and handles the answer on the backend's thread.
+  friend class producer;
+
   /// The type-erased completion a backend receives; call it exactly once, from any thread.
   template <class... Args>
   using callback = detail::callback<void(Args...)>;

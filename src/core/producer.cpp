@@ -1,5 +1,6 @@
 #include "ingest/producer.hpp"
 
+#include <algorithm>
 #include <boost/asio/steady_timer.hpp>
 #include <mutex>
 #include <unordered_map>
@@ -24,21 +25,66 @@ struct producer::state : std::enable_shared_from_this<state> {
   // the ack or the timeout. The in-flight slot is held until the backend answers.
   struct pending {
     done_fn done;
-    std::unique_ptr<boost::asio::steady_timer> timer;
+    std::chrono::steady_clock::time_point deadline{};  // of the answer to the caller
     std::string fingerprint;
   };
 
-  state(durable_queue& q, producer_options o) : queue(q), options(std::move(o)) {}
+  state(durable_queue& q, producer_options o) : queue(q), options(std::move(o)), sweep(q.get_executor()) {}
 
   durable_queue& queue;
   producer_options options;
 
   mutable std::mutex mutex;
   bool draining = false;
-  std::uint64_t next_id = 0;
+  bool sweeping = false;  // the sweep timer is armed (or its handler is running)
   std::unordered_map<std::string, std::shared_ptr<pending>> in_flight;  // by idempotency key
   std::vector<detail::callback<void(error_code)>> drain_waiters;
   producer_stats counters;
+  // Enforces publish_timeout for every publish in flight: one timer, not one per publish
+  // (arming and cancelling a timer per publish cost the accept path a timer-queue
+  // insertion, a cancellation and one more handler to run).
+  boost::asio::steady_timer sweep;
+
+  std::chrono::steady_clock::duration sweep_period() const {
+    return std::clamp<std::chrono::steady_clock::duration>(options.publish_timeout / 8, std::chrono::milliseconds(10),
+                                                           std::chrono::seconds(1));
+  }
+
+  // Called with the mutex held, after a publish joined in_flight.
+  void start_sweeping() {
+    if (sweeping || options.publish_timeout <= std::chrono::milliseconds::zero()) return;
+    sweeping = true;
+    arm_sweep();
+  }
+
+  void arm_sweep() {
+    sweep.expires_after(sweep_period());
+    sweep.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (auto self = weak.lock()) self->sweep_due();
+    });
+  }
+
+  // Answers every caller whose deadline has passed with publish_timeout; the slot stays
+  // taken until the backend answers. Stops when nothing is in flight.
+  void sweep_due() {
+    std::vector<done_fn> late;
+    {
+      std::lock_guard lock(mutex);
+      const auto now = std::chrono::steady_clock::now();
+      for (auto& [key, p] : in_flight) {
+        if (p->done && p->deadline <= now) {
+          late.push_back(std::move(p->done));
+          ++counters.rejected;
+        }
+      }
+      if (in_flight.empty())
+        sweeping = false;
+      else
+        arm_sweep();
+    }
+    for (auto& done : late) done(errc::publish_timeout, receipt{});
+  }
 
   void finish(const std::string& key, const std::shared_ptr<pending>& p, error_code ec, receipt r) {
     std::vector<detail::callback<void(error_code)>> drained;
@@ -57,19 +103,8 @@ struct producer::state : std::enable_shared_from_this<state> {
       }
       if (draining && in_flight.empty()) drained.swap(drain_waiters);
     }
-    if (p->timer) p->timer->cancel();
     if (done) done(ec, std::move(r));
     for (auto& d : drained) d(error_code{});
-  }
-
-  void time_out(const std::shared_ptr<pending>& p) {
-    done_fn done;
-    {
-      std::lock_guard lock(mutex);
-      done = std::move(p->done);
-      if (done) ++counters.rejected;
-    }
-    if (done) done(errc::publish_timeout, receipt{});
   }
 };
 
@@ -169,19 +204,16 @@ void producer::do_submit(submission item, detail::callback<void(error_code, rece
       return done(errc::backpressure, receipt{});
     }
     p->done = std::move(done);
+    p->deadline = std::chrono::steady_clock::now() + s.options.publish_timeout;
     s.in_flight.emplace(message.idempotency_key, p);
+    s.start_sweeping();
   }
 
-  if (s.options.publish_timeout > std::chrono::milliseconds::zero()) {
-    p->timer = std::make_unique<boost::asio::steady_timer>(s.queue.get_executor(), s.options.publish_timeout);
-    p->timer->async_wait([weak = state_->weak_from_this(), p](const boost::system::error_code& ec) {
-      if (ec) return;  // cancelled: the ack came first
-      if (auto self = weak.lock()) self->time_out(p);
-    });
-  }
-
+  // The backend's answer is handled on the backend's thread: `done` posts the caller's
+  // handler to its executor, so a hop to the queue's executor first would only add a
+  // handler to run per publish.
   auto key = message.idempotency_key;
-  s.queue.async_publish(std::move(message), [self = state_, key = std::move(key), p](error_code ec, receipt r) {
+  s.queue.do_publish(std::move(message), [self = state_, key = std::move(key), p](error_code ec, receipt r) {
     self->finish(key, p, ec, std::move(r));
   });
 }
