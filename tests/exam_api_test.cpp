@@ -5,6 +5,9 @@
 
 #include <doctest/doctest.h>
 
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <thread>
 
@@ -608,4 +611,34 @@ TEST_CASE("HTTPS: submissions over TLS; plain HTTP and silent clients on the TLS
   http::server missing(f.io->context(), {.tls_cert_file = certs.dir.file("none.pem"), .tls_key_file = key},
                        [](auto, const auto&, auto) {});
   CHECK_THROWS_AS(missing.start(), ingest::error);
+}
+
+TEST_CASE("a responder names its connection's strand; an answer made there is written without a hand-off") {
+  io_thread io(2);
+  std::atomic<int> on_strand{0}, answered{0};
+  http::server srv(io.context(), {}, [&](http::request req, const http::request_info&, http::responder respond) {
+    auto ex = respond.executor();
+    // Answer later, from a completion bound to that executor (as the exam server does
+    // with the producer's receipt).
+    boost::asio::post(boost::asio::bind_executor(ex, [&, ex, req = std::move(req), respond = std::move(respond)]() mutable {
+      const auto* strand = ex.target<boost::asio::strand<boost::asio::io_context::executor_type>>();
+      if (strand && strand->running_in_this_thread()) ++on_strand;
+      respond(http::json_response(req, http::status::ok, R"({"ok":true})"));
+      if (!respond.executor()) ++answered;  // a responder that has answered names no executor
+    }));
+  });
+  srv.start();
+  http_client c(srv.port());
+  for (int i = 0; i < 3; ++i) CHECK(c.call(verb::get, "/x").status == 200);
+  CHECK(on_strand == 3);  // counted before the answer was sent
+  // Counted after the answer was sent, so possibly after the client read it.
+  CHECK(eventually([&] { return answered == 3; }));
+  srv.stop();
+
+  // A responder made from a function has no connection, so no executor.
+  http::response got;
+  http::responder detached([&got](http::response r) { got = std::move(r); });
+  CHECK_FALSE(detached.executor());
+  detached(http::response{http::status::ok, 11});
+  CHECK(got.result() == http::status::ok);
 }

@@ -1,5 +1,6 @@
 #include "queues.hpp"
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 #include <cstdio>
@@ -109,7 +110,11 @@ void queue_backend::submit(const exam_info& exam, submission s, const ingest::ht
 
 void queue_backend::publish(std::shared_ptr<publish_job> job) {
   auto item = job->item;  // kept for a second attempt
-  producer_.async_submit(std::move(item), [this, job](ingest::error_code ec, ingest::receipt r) mutable {
+  // The answer is made on the connection's strand, where it is written.
+  auto on = job->respond.executor();
+  if (!on) on = queue_.get_executor();
+  producer_.async_submit(std::move(item), boost::asio::bind_executor(on, [this, job](ingest::error_code ec,
+                                                                                     ingest::receipt r) mutable {
     // A double click: the first request with this key is still being stored. Wait for
     // it and answer with its receipt rather than send the browser a 409.
     if (ec == ingest::errc::in_flight && std::chrono::steady_clock::now() < job->join_until) {
@@ -140,7 +145,7 @@ void queue_backend::publish(std::shared_ptr<publish_job> job) {
                                                       ", after the deadline"));
     respond(ingest::http::json_response(job->to, r.duplicate ? status::ok : status::accepted,
                                         app::receipt_json(r.id, ingest::format_time(r.accepted_at), "received")));
-  });
+  }));
 }
 
 void queue_backend::find_unprocessed(const std::string& receipt_id,

@@ -85,6 +85,8 @@ class session : public std::enable_shared_from_this<session> {
   virtual void close_if_idle() = 0;
   // From the sweeper: closes the connection on its strand if its deadline has passed.
   virtual void expire_if_due(clock_ticks now) = 0;
+  // Where send() writes (empty: no connection).
+  virtual asio::any_io_executor executor() = 0;
 
  protected:
   using owner = server::state;  // a friend of the server names its state for the connections
@@ -126,6 +128,8 @@ class connection final : public session {
   void send(response r) override {
     asio::dispatch(stream_.get_executor(), [self = self(), r = std::move(r)]() mutable { self->write(std::move(r)); });
   }
+
+  asio::any_io_executor executor() override { return stream_.get_executor(); }
 
   void close_if_idle() override {
     asio::dispatch(stream_.get_executor(), [self = self()] {
@@ -299,6 +303,7 @@ class function_session final : public detail::session {
   void send(response r) override { deliver_(std::move(r)); }
   void close_if_idle() override {}
   void expire_if_due(clock_ticks) override {}
+  asio::any_io_executor executor() override { return {}; }
 
  private:
   std::function<void(response)> deliver_;
@@ -324,6 +329,10 @@ responder::~responder() {
     session_->send(error_response(reply_to{}, status::internal_server_error, "internal", "request dropped"));
   } catch (...) {  // out of memory while dropping: the connection closes instead
   }
+}
+
+asio::any_io_executor responder::executor() const {
+  return session_ ? session_->executor() : asio::any_io_executor{};
 }
 
 void responder::operator()(response r) {

@@ -5,6 +5,7 @@
 /// request (slow clients are cut off), a connection cap, optional TLS (OpenSSL), and
 /// a graceful stop.
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/beast/http/message.hpp>
@@ -50,6 +51,11 @@ class responder {
   void operator()(response r);
   /// False once called (or moved from).
   explicit operator bool() const noexcept { return session_ != nullptr; }
+  /// The connection's executor (a strand). A completion bound to it with
+  /// `boost::asio::bind_executor` runs where the answer is written, so answering costs
+  /// no further hand-off between threads. Empty for a responder made from a function,
+  /// and once called or moved from.
+  boost::asio::any_io_executor executor() const;
 
  private:
   std::shared_ptr<detail::session> session_;
