@@ -2,8 +2,12 @@
 
 #include <doctest/doctest.h>
 
+#include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -80,6 +84,55 @@ TEST_CASE("sqlite queue: a full commit does not wait out the commit linger") {
   // The first publish wakes the idle writer, which lingers until the eighth arrives;
   // waiting out the linger would take a whole second.
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(800));
+}
+
+TEST_CASE("sqlite database: processes opening a new file at the same moment all get it in WAL mode") {
+  // A server and its worker started together: both switch the fresh file to WAL, and
+  // SQLite can answer one of them SQLITE_BUSY at once (it calls no busy handler for a
+  // lock that could deadlock). The switch is retried within the busy timeout.
+  temp_dir dir;
+  int failures = 0;
+  for (int round = 0; round < 40; ++round) {
+    const auto path = dir.file("race-" + std::to_string(round) + ".db");
+    const auto start = std::chrono::steady_clock::now() + 30ms;
+    std::vector<pid_t> openers;
+    for (int i = 0; i < 4; ++i) {
+      const pid_t pid = fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        while (std::chrono::steady_clock::now() < start) {
+        }
+        int code = 0;
+        try {
+          ingest::sqlite::database db(path);
+          db.exec("CREATE TABLE IF NOT EXISTS t(x INTEGER)");
+          db.exec("INSERT INTO t VALUES (1)");
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "opener: %s\n", e.what());
+          code = 1;
+        }
+        _exit(code);
+      }
+      openers.push_back(pid);
+    }
+    for (const pid_t pid : openers) {
+      int status = 0;
+      waitpid(pid, &status, 0);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failures;
+    }
+  }
+  CHECK(failures == 0);
+}
+
+TEST_CASE("sqlite database: is_busy names lock conflicts, with any extended code, and nothing else") {
+  using ingest::sqlite::is_busy;
+  using ingest::sqlite::sqlite_category;
+  CHECK(is_busy(std::error_code(SQLITE_BUSY, sqlite_category())));
+  CHECK(is_busy(std::error_code(SQLITE_BUSY_SNAPSHOT, sqlite_category())));
+  CHECK(is_busy(std::error_code(SQLITE_LOCKED_SHAREDCACHE, sqlite_category())));
+  CHECK_FALSE(is_busy(std::error_code(SQLITE_FULL, sqlite_category())));
+  CHECK_FALSE(is_busy(std::error_code(SQLITE_IOERR_FSYNC, sqlite_category())));
+  CHECK_FALSE(is_busy(std::error_code(SQLITE_BUSY, std::generic_category())));
 }
 
 TEST_CASE("sqlite queue: two connections to one file (a server and a worker) share the work") {

@@ -2,6 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
+#include <thread>
+
 #include "ingest/error.hpp"
 
 namespace ingest::sqlite {
@@ -26,6 +29,12 @@ const std::error_category& sqlite_category() noexcept {
   return instance;
 }
 
+bool is_busy(const std::error_code& ec) noexcept {
+  if (ec.category() != sqlite_category()) return false;
+  const int primary = ec.value() & 0xff;
+  return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
+}
+
 bool disable_memory_statistics() noexcept {
   return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
 }
@@ -48,17 +57,32 @@ database::database(const std::string& path, database_options options) : path_(pa
   // not at the first write.
   exec("SELECT count(*) FROM sqlite_schema");
   if (!options.read_only) {
-    if (options.wal) {
-      statement mode(*this, "PRAGMA journal_mode=WAL");
-      if (!mode.step() || mode.column_text(0) != "wal")
-        throw error(errc::storage_error, "could not switch " + path + " to WAL mode");
-    }
+    if (options.wal) switch_to_wal(options.busy_timeout);
     exec(options.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
   }
   if (options.temp_store_memory) exec("PRAGMA temp_store=MEMORY");
 }
 
 database::~database() = default;
+
+// Two processes opening a new file at once both switch it to WAL. That needs the
+// exclusive lock, and SQLite answers SQLITE_BUSY at once, without the busy handler, to
+// the one that would otherwise deadlock. Such a refusal is retried until the busy
+// timeout has passed.
+void database::switch_to_wal(std::chrono::milliseconds patience) {
+  const auto give_up = std::chrono::steady_clock::now() + patience;
+  for (;;) {
+    try {
+      statement mode(*this, "PRAGMA journal_mode=WAL");
+      if (!mode.step() || mode.column_text(0) != "wal")
+        throw error(errc::storage_error, "could not switch " + path_ + " to WAL mode");
+      return;
+    } catch (const error& e) {
+      if (!is_busy(e.code()) || std::chrono::steady_clock::now() >= give_up) throw;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
 
 void database::exec(std::string_view sql) {
   const std::string text(sql);

@@ -68,12 +68,8 @@ bool parse_token(const std::string& token, std::int64_t& seq, std::int64_t& leas
 // An SQLite failure inside a transaction: busy (another process holds the lock) is
 // "unavailable, retry later"; anything else is a storage failure.
 error_code classify(const ingest::error& e) {
-  if (e.code().category() == sqlite_category()) {
-    const int primary = e.code().value() & 0xFF;
-    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) return errc::backend_unavailable;
-    return errc::storage_error;
-  }
-  return e.code();
+  if (is_busy(e.code())) return errc::backend_unavailable;
+  return e.code().category() == sqlite_category() ? errc::storage_error : e.code();
 }
 
 const char* const schema_sql = R"sql(

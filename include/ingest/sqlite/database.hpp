@@ -32,6 +32,10 @@ struct database_options {
 /// Error category of SQLite result codes (name "sqlite"); values are extended result codes.
 const std::error_category& sqlite_category() noexcept;
 
+/// True when `ec` is SQLite's "another connection holds the lock" (`SQLITE_BUSY` or
+/// `SQLITE_LOCKED`, with any extended code): a failure that may pass if tried again.
+bool is_busy(const std::error_code& ec) noexcept;
+
 /// Turns off SQLite's process-wide memory statistics (`SQLITE_CONFIG_MEMSTATUS`). With
 /// them on, every allocation of every connection takes one global mutex; a queue
 /// writer, consumers and a checkpointer on threads of their own contend for it at
@@ -74,6 +78,7 @@ class database {
   const std::string& path() const noexcept { return path_; }
 
  private:
+  void switch_to_wal(std::chrono::milliseconds patience);
   struct closer {
     void operator()(sqlite3* db) const noexcept;
   };
