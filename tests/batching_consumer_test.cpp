@@ -219,6 +219,7 @@ TEST_CASE("guarantee 5: the write rate stays within 5% of max_rate, however deep
   sqlite_sink sink(dir.file("sink.db"));
   fill(q, 8000);
   constexpr double rate = 2000;
+  constexpr std::size_t workers = 3, max_batch = 100;
   std::mutex m;
   std::vector<std::pair<std::chrono::steady_clock::time_point, std::size_t>> starts;
   auto inner = sink.handler();
@@ -231,7 +232,7 @@ TEST_CASE("guarantee 5: the write rate stays within 5% of max_rate, however deep
         }
         inner(b);
       },
-      quick({.workers = 3, .max_batch = 100, .max_rate = rate}));
+      quick({.workers = workers, .max_batch = max_batch, .max_rate = rate}));
   consumer.start();
   std::this_thread::sleep_for(3s);
   consumer.drain();
@@ -247,7 +248,11 @@ TEST_CASE("guarantee 5: the write rate stays within 5% of max_rate, however deep
   MESSAGE("measured " << measured << " items/s against a limit of " << rate);
   CHECK(measured <= rate * 1.05);
   CHECK(measured >= rate * 0.95);
-  // And no one-second window ever holds more than the rate plus one batch.
+  // And no one-second window ever holds more than the limiter's schedule allows. The
+  // starts are stamped after each worker wakes, and a worker can wake late (sanitizers,
+  // a loaded machine): a window then also holds the batches reserved before it but not
+  // yet started, at most one per worker. Reservations inside the window add up to the
+  // rate plus one batch; the late ones, to one batch per worker.
   std::size_t busiest = 0;
   for (std::size_t i = 0; i < starts.size(); ++i) {
     std::size_t window = 0;
@@ -255,7 +260,8 @@ TEST_CASE("guarantee 5: the write rate stays within 5% of max_rate, however deep
       window += starts[j].second;
     busiest = std::max(busiest, window);
   }
-  CHECK(busiest <= static_cast<std::size_t>(rate) + 100);
+  MESSAGE("busiest one-second window: " << busiest << " items");
+  CHECK(busiest <= static_cast<std::size_t>(rate) + (workers + 1) * max_batch);
   CHECK(stats(q).pending > 0);  // the backlog was still there: the limit, not the queue, set the pace
 }
 
