@@ -27,6 +27,37 @@ int hex_digit(char c) {
   return -1;
 }
 
+// %XX for '%', control characters, a space or tab at either end, and `also`.
+void percent_encode(std::string& out, std::string_view text, std::string_view also) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const bool edge = (i == 0 || i + 1 == text.size()) && (c == ' ' || c == '\t');
+    if (c < 0x20 || c == 0x7F || c == '%' || edge || also.find(static_cast<char>(c)) != std::string_view::npos) {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 0x0F];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+}
+
+// Every %XX back to its byte; any other '%' stays as it is.
+std::string percent_decode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && hex_digit(text[i + 1]) >= 0 && hex_digit(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex_digit(text[i + 1]) * 16 + hex_digit(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::int64_t to_us(time_point t) {
@@ -51,8 +82,7 @@ void write_envelope(natsMsg* msg, const envelope& m) {
   set(msg, h_fingerprint, m.fingerprint);
   set(msg, h_accepted, std::to_string(to_us(m.accepted_at)));
   set(msg, h_subject, m.subject);
-  for (const auto& [name, value] : m.headers)
-    if (!library_header(name)) natsMsgHeader_Add(msg, name.c_str(), escape_value(value).c_str());
+  if (!m.headers.empty()) natsMsgHeader_Set(msg, h_headers, encode_headers(m.headers).c_str());
 }
 
 envelope read_envelope(natsMsg* msg) {
@@ -63,6 +93,10 @@ envelope read_envelope(natsMsg* msg) {
   m.subject = header(msg, h_subject);
   m.accepted_at = time_from_us(header_int(msg, h_accepted));
   if (const int n = natsMsg_GetDataLength(msg); n > 0) m.payload.assign(natsMsg_GetData(msg), static_cast<std::size_t>(n));
+  if (const char* all = nullptr; natsMsgHeader_Get(msg, h_headers, &all) == NATS_OK && all) {
+    m.headers = decode_headers(all);
+    return m;
+  }
   const char** keys = nullptr;
   int count = 0;
   if (natsMsgHeader_Keys(msg, &keys, &count) != NATS_OK) return m;
@@ -80,35 +114,36 @@ envelope read_envelope(natsMsg* msg) {
 }
 
 std::string escape_value(std::string_view text) {
-  static constexpr char hex[] = "0123456789ABCDEF";
   if (text.empty()) return std::string(empty_value);
   std::string out;
   out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    const bool edge = (i == 0 || i + 1 == text.size()) && (c == ' ' || c == '\t');
-    if (c < 0x20 || c == 0x7F || c == '%' || edge) {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 0x0F];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
+  percent_encode(out, text, {});
   return out;
 }
 
 std::string unescape_value(std::string_view text) {
-  if (text == empty_value) return {};
+  return text == empty_value ? std::string() : percent_decode(text);
+}
+
+std::string encode_headers(const header_list& headers) {
   std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size() && hex_digit(text[i + 1]) >= 0 && hex_digit(text[i + 2]) >= 0) {
-      out += static_cast<char>(hex_digit(text[i + 1]) * 16 + hex_digit(text[i + 2]));
-      i += 2;
-    } else {
-      out += text[i];
-    }
+  for (const auto& [name, value] : headers) {
+    if (!out.empty()) out += '&';
+    percent_encode(out, name, "&=");
+    out += '=';
+    percent_encode(out, value, "&=");
+  }
+  return out;
+}
+
+header_list decode_headers(std::string_view text) {
+  header_list out;
+  while (!text.empty()) {
+    const auto end = std::min(text.find('&'), text.size());
+    const auto pair = text.substr(0, end);
+    const auto eq = std::min(pair.find('='), pair.size());
+    out.emplace_back(percent_decode(pair.substr(0, eq)), percent_decode(pair.substr(std::min(eq + 1, pair.size()))));
+    text.remove_prefix(std::min(end + 1, text.size()));
   }
   return out;
 }

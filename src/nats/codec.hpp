@@ -13,12 +13,17 @@
 
 namespace ingest::nats::detail {
 
-// Headers the library writes; application headers keep their own names.
+// Headers the library writes. The application headers travel together in one of them
+// (h_headers): nats.c 3.4 (Debian 12) mixes up two header names when one is a prefix
+// of the other and their hashes collide (for "X-Long" and then "X-Lo", both get the
+// value of "X-Long", on write and on parse), so they cannot be NATS headers of their
+// own. No name below is a prefix of another.
 inline constexpr const char* h_receipt = "Ingest-Receipt-Id";
 inline constexpr const char* h_key = "Ingest-Key";
 inline constexpr const char* h_fingerprint = "Ingest-Fingerprint";
 inline constexpr const char* h_accepted = "Ingest-Accepted-At";
 inline constexpr const char* h_subject = "Ingest-Subject";
+inline constexpr const char* h_headers = "Ingest-Headers";  // name=value&name=value, each escaped
 inline constexpr const char* h_sequence = "Ingest-Stream-Seq";
 inline constexpr const char* h_reason = "Ingest-Reason";
 inline constexpr const char* h_error = "Ingest-Last-Error";
@@ -35,11 +40,18 @@ std::string header(natsMsg* m, const char* name);
 std::int64_t header_int(natsMsg* m, const char* name);
 
 /// Writes the envelope's fields (receipt id, key, fingerprint, accept time, subject)
-/// and its application headers onto `msg`, whose data is the payload. The envelope
-/// must have passed `validate_envelope`.
+/// and its application headers (in order, in `Ingest-Headers`) onto `msg`, whose data
+/// is the payload. The envelope must have passed `validate_envelope`.
 void write_envelope(natsMsg* msg, const envelope& m);
-/// Reads what `write_envelope` wrote, and the payload; `attempts` is left 0.
+/// Reads what `write_envelope` wrote, and the payload; `attempts` is left 0. A message
+/// without `Ingest-Headers` (published by another client) gives its own headers,
+/// other than the library's, as the application headers.
 envelope read_envelope(natsMsg* msg);
+
+/// The application headers as one header value, and back: `name=value` pairs joined
+/// by `&`, with `%`, `&`, `=`, control characters and edge spaces written as %XX.
+std::string encode_headers(const header_list& headers);
+header_list decode_headers(std::string_view text);
 
 /// Text of any bytes as a header value that survives the wire: `%`, control
 /// characters and a space or tab at either end are written as %XX, and the empty text
