@@ -9,6 +9,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/http/verb.hpp>
+#include <map>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "app.hpp"
@@ -641,4 +644,43 @@ TEST_CASE("a responder names its connection's strand; an answer made there is wr
   CHECK_FALSE(detached.executor());
   detached(http::response{http::status::ok, 11});
   CHECK(got.result() == http::status::ok);
+}
+
+TEST_CASE("a server on several io_contexts spreads its connections over them, round-robin") {
+  io_thread a, b;
+  std::vector<boost::asio::io_context*> loops{&a.context(), &b.context()};
+  std::mutex m;
+  std::map<std::uint64_t, std::set<int>> seen;  // connection -> the contexts its requests ran on
+  http::server srv(loops, {}, [&](http::request req, const http::request_info& info, http::responder respond) {
+    int where = -1;
+    for (int i = 0; i < 2; ++i)
+      if (loops[i]->get_executor().running_in_this_thread()) where = i;
+    {
+      std::lock_guard lock(m);
+      seen[info.connection].insert(where);
+    }
+    respond(http::json_response(req, http::status::ok, R"({"ok":true})"));
+  });
+  srv.start();
+  {
+    std::vector<std::unique_ptr<http_client>> clients;
+    for (int i = 0; i < 6; ++i) clients.push_back(std::make_unique<http_client>(srv.port()));
+    for (int round = 0; round < 3; ++round)
+      for (auto& c : clients) CHECK(c->call(verb::get, "/x").status == 200);
+  }
+  srv.stop();
+  std::lock_guard lock(m);
+  REQUIRE(seen.size() == 6);
+  std::map<int, int> per_context;
+  for (const auto& [connection, where] : seen) {
+    CHECK(where.size() == 1);  // a connection stays on its context
+    ++per_context[*where.begin()];
+  }
+  CHECK(per_context[0] == 3);
+  CHECK(per_context[1] == 3);
+
+  // No context, or a null one, is refused up front.
+  auto ok = [](auto, const auto&, auto) {};
+  CHECK_THROWS_AS(http::server(std::vector<boost::asio::io_context*>{}, {}, ok), ingest::error);
+  CHECK_THROWS_AS(http::server(std::vector<boost::asio::io_context*>{&a.context(), nullptr}, {}, ok), ingest::error);
 }

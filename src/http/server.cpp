@@ -48,11 +48,13 @@ void server_options::validate() const {
 }
 
 struct server::state : std::enable_shared_from_this<server::state> {
-  state(asio::io_context& io_, server_options o, handler h)
-      : io(io_), options(std::move(o)), on_request(std::move(h)), acceptor(asio::make_strand(io_)),
-        pause(acceptor.get_executor()), sweep(acceptor.get_executor()) {}
+  state(std::vector<asio::io_context*> c, server_options o, handler h)
+      : contexts(std::move(c)), options(std::move(o)), on_request(std::move(h)),
+        acceptor(asio::make_strand(*contexts.front())), pause(acceptor.get_executor()),
+        sweep(acceptor.get_executor()) {}
 
-  asio::io_context& io;
+  const std::vector<asio::io_context*> contexts;  // connections go round-robin over them
+  std::size_t next_context = 0;  // on the acceptor's strand
   const server_options options;
   const handler on_request;
   tcp::acceptor acceptor;
@@ -342,6 +344,8 @@ void responder::operator()(response r) {
 // ---- server -----------------------------------------------------------------------
 
 void server::state::accept() {
+  auto& io = *contexts[next_context];
+  next_context = (next_context + 1) % contexts.size();
   acceptor.async_accept(asio::make_strand(io), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || self->stopped) return;
     if (ec) {
@@ -407,10 +411,15 @@ void server::state::close_idle() {
   for (auto& s : live_sessions()) s->close_if_idle();
 }
 
-server::server(asio::io_context& io, server_options options, handler h) {
+server::server(asio::io_context& io, server_options options, handler h)
+    : server(std::vector<asio::io_context*>{&io}, std::move(options), std::move(h)) {}
+
+server::server(std::vector<asio::io_context*> contexts, server_options options, handler h) {
   options.validate();
   if (!h) throw error(errc::invalid_config, "http server: a handler is required");
-  state_ = std::make_shared<state>(io, std::move(options), std::move(h));
+  if (contexts.empty() || std::find(contexts.begin(), contexts.end(), nullptr) != contexts.end())
+    throw error(errc::invalid_config, "http server: needs at least one io_context, and no null one");
+  state_ = std::make_shared<state>(std::move(contexts), std::move(options), std::move(h));
 }
 
 server::~server() {

@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace ingest::http {
 
@@ -114,7 +115,8 @@ struct server_stats {
 /// connections. Not copyable or movable.
 ///
 /// **Threading.** Run the io_context on as many threads as you like: each connection
-/// is a strand. The handler may be called concurrently for different connections.
+/// is a strand. The handler may be called concurrently for different connections. Or
+/// give the server several io_contexts, one per thread (see the second constructor).
 ///
 /// **Completion.** The handler answers through its `responder`, at once or later from
 /// any thread; a dropped responder answers 500.
@@ -139,6 +141,17 @@ class server {
   /// Binds nothing yet (see `start()`); `io` must outlive the server and is run by the
   /// caller, on as many threads as wanted. Throws `ingest::error` for bad options.
   server(boost::asio::io_context& io, server_options options, handler h);
+  /// Spreads the connections over `contexts`, round-robin; a connection stays on the
+  /// context it started on. The listener and the deadline timer run on the first. Run
+  /// each context on a thread of its own and the threads share no event loop: no
+  /// scheduler lock between them, and a connection's work stays on one core. But work
+  /// is no longer balanced between the threads: a handler that blocks holds up every
+  /// connection of its context, and a context that also runs other work (a queue's
+  /// completions) falls behind. Measure both forms (benchmarks/README.md: `bare_http`
+  /// used 0.86x the CPU with one context per thread; `exam_server` gained nothing).
+  /// Every context must outlive the server.
+  /// Throws `ingest::error` for bad options, or when `contexts` is empty or holds null.
+  server(std::vector<boost::asio::io_context*> contexts, server_options options, handler h);
   ~server();
   server(const server&) = delete;
   server& operator=(const server&) = delete;
