@@ -88,6 +88,13 @@ struct queue_options {
 /// stream keeps messages at least `duplicate_window`); another payload under the same
 /// key is `errc::conflict`.
 ///
+/// **On the wire.** The payload is the message data. Receipt id, key, fingerprint,
+/// accept time and subject are `Ingest-*` headers; the application headers travel
+/// together, in order, in `Ingest-Headers` (`name=value` pairs joined by `&`, with `%`,
+/// `&`, `=`, control characters and edge spaces written as %XX), because nats.c 3.4
+/// mixes up two header names when one is a prefix of the other. A message published
+/// by another client, without `Ingest-Headers`, gives its own headers instead.
+///
 /// **Consume.** A durable pull consumer: fetch in batches, ack after commit,
 /// `NakWithDelay` for retry (a plain Nak when the delay is zero), `InProgress` to
 /// extend a lease (by the consumer's `ack_wait`, whatever is asked), attempts from the
