@@ -13,6 +13,16 @@ struct memory_backend {
   std::unique_ptr<durable_queue> open(std::chrono::milliseconds visibility) {
     return std::make_unique<memory_queue>(ex_, memory_queue_options{.visibility_timeout = visibility, .quiet = true});
   }
+  queue_features expected_features() const {
+    return {.durable = false,
+            .native_dedup = true,
+            .fifo = true,
+            .delayed_retry = true,
+            .lease_extension = true,
+            .exact_stats = true,
+            .lookup = true,
+            .dedup_window = std::chrono::milliseconds::max()};
+  }
   boost::asio::any_io_executor ex_;
 };
 

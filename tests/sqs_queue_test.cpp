@@ -58,6 +58,18 @@ struct sqs_backend {
   std::unique_ptr<durable_queue> open(std::chrono::milliseconds visibility) {
     return std::make_unique<sqs::queue>(ex_, options_for(shared_emulator().endpoint(), queue_, Fifo, visibility));
   }
+  // A FIFO queue dedups by key; with a message group per key it no longer keeps one
+  // order. SQS cannot name the original message of a key (dedup_window 0).
+  queue_features expected_features() const {
+    return {.durable = true,
+            .native_dedup = Fifo,
+            .fifo = false,
+            .delayed_retry = true,
+            .lease_extension = true,
+            .exact_stats = false,
+            .lookup = false,
+            .dedup_window = std::chrono::milliseconds::zero()};
+  }
   boost::asio::any_io_executor ex_;
   std::string queue_;
 };

@@ -22,7 +22,7 @@ struct queue_features {
   bool fifo = false;             ///< deliveries come in publish order (absent redelivery)
   bool delayed_retry = false;    ///< retry-after delays are honoured by the backend
   bool lease_extension = false;  ///< leases can be extended while a batch is in hand
-  bool exact_stats = false;      ///< stats() counts are exact, not approximate
+  bool exact_stats = false;      ///< every stats() count is exact and counted on its own (`queue_stats::balance_known()`)
   bool lookup = false;           ///< async_find() can look a message up by receipt id
   /// How long the backend remembers an accepted key at least (a repeat within it gets
   /// the original receipt); zero when it does not dedup. Past it, a repeat is a new
@@ -80,9 +80,29 @@ struct dead_letter {
   time_point dead_lettered_at{};  ///< when it was parked
 };
 
+/// Which counts of a `queue_stats` the backend took from its own record of that state,
+/// each on its own, and exactly. A count that is not exact is an estimate or is
+/// derived from the others; the balance of guarantee 4 can be checked only when the
+/// five counts that enter it are exact.
+struct stats_exactness {
+  bool accepted = false;       ///< `accepted` is a durable count of its own
+  bool pending = false;        ///< `pending` is counted from the pending messages themselves
+  bool processed = false;      ///< `processed` is counted from the processed messages (and what compaction removed)
+  bool dead_lettered = false;  ///< `dead_lettered` is counted from the dead-letter store
+  bool purged = false;         ///< `purged` is counted from the purged messages (and what compaction removed)
+
+  /// All five exact: the balance can be checked.
+  bool all() const noexcept { return accepted && pending && processed && dead_lettered && purged; }
+};
+
 /// Per-state counts (guarantee 4). Every accepted message is in exactly one of
 /// processed, pending (waiting, leased, or waiting to be retried) and dead-lettered,
 /// unless an operator purged it from the dead-letter store.
+///
+/// Each state is counted on its own, never derived from the others, where the backend
+/// can count it; `exact` says which counts are. A message that vanished from the
+/// backend (a row deleted behind the queue's back, a message purged from a stream)
+/// then shows as a balance that does not add up, instead of as a processed message.
 struct queue_stats {
   std::uint64_t accepted = 0;       ///< distinct messages durably accepted (duplicates not counted)
   std::uint64_t pending = 0;        ///< not yet processed: ready, leased or delayed
@@ -91,9 +111,16 @@ struct queue_stats {
   std::uint64_t processed = 0;      ///< acknowledged after commit
   std::uint64_t dead_lettered = 0;  ///< in the dead-letter store now
   std::uint64_t purged = 0;         ///< removed from the dead-letter store by an operator
+  stats_exactness exact{};          ///< which of the counts above are exact
 
-  /// The invariant of guarantee 4.
-  bool balanced() const noexcept { return accepted == pending + processed + dead_lettered + purged; }
+  /// Whether the balance can be checked: every count that enters it is exact.
+  bool balance_known() const noexcept { return exact.all(); }
+  /// The invariant of guarantee 4: true only when every count is exact and they add
+  /// up. False when they do not add up, and false when the backend cannot count every
+  /// state exactly (see `balance_known()`): an estimate never claims a balance.
+  bool balanced() const noexcept {
+    return balance_known() && accepted == pending + processed + dead_lettered + purged;
+  }
 };
 
 /// A durable queue: the single point where the producer and the consumers meet.

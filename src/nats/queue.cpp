@@ -719,7 +719,11 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     st.pending = consumer_info->NumPending + st.leased;
     st.retrying = static_cast<std::uint64_t>(consumer_info->NumRedelivered);
     st.dead_lettered = dead_info->State.Msgs;
+    // JetStream keeps no count of acknowledged messages, so `processed` is what remains
+    // of the stream's sequence numbers, which count a replayed dead letter again: neither
+    // is a count of its own, and the balance is not claimed (guarantee 4).
     st.processed = st.accepted >= st.pending + st.dead_lettered ? st.accepted - st.pending - st.dead_lettered : 0;
+    st.exact = {.accepted = false, .pending = true, .processed = false, .dead_lettered = true, .purged = false};
     return {};
   }
 

@@ -30,7 +30,7 @@ using micros = std::chrono::microseconds;
 enum : std::int64_t { st_ready = 0, st_leased = 1, st_done = 2, st_dead = 3, st_purged = 4 };
 
 constexpr std::int64_t application_id = 0x696E7131;  // "inq1"
-constexpr std::int64_t schema_version = 1;
+constexpr std::int64_t schema_version = 2;
 
 std::int64_t to_us(time_point t) {
   return std::chrono::duration_cast<micros>(t.time_since_epoch()).count();
@@ -102,7 +102,21 @@ CREATE TABLE IF NOT EXISTS ingest_dead_letters(
   last_attempt_at INTEGER,
   dead_at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ingest_counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-INSERT OR IGNORE INTO ingest_counters VALUES ('accepted', 0), ('processed', 0), ('dead_lettered', 0), ('purged', 0);
+INSERT OR IGNORE INTO ingest_counters VALUES ('accepted', 0), ('processed', 0), ('dead_lettered', 0), ('purged', 0),
+  ('compacted_processed', 0), ('compacted_purged', 0);
+CREATE INDEX IF NOT EXISTS ingest_messages_finished ON ingest_messages(state) WHERE state >= 2;
+)sql";
+
+// Version 1 kept no count of the rows compaction removed; stats derived `pending`
+// from the counters. What compaction removed is what the counters say was finished
+// less the finished rows still in the file.
+const char* const upgrade_from_1_sql = R"sql(
+INSERT OR IGNORE INTO ingest_counters VALUES
+  ('compacted_processed', (SELECT value FROM ingest_counters WHERE name = 'processed') -
+                          (SELECT count(*) FROM ingest_messages WHERE state = 2)),
+  ('compacted_purged', (SELECT value FROM ingest_counters WHERE name = 'purged') -
+                       (SELECT count(*) FROM ingest_messages WHERE state = 4));
+CREATE INDEX IF NOT EXISTS ingest_messages_finished ON ingest_messages(state) WHERE state >= 2;
 )sql";
 
 std::int64_t pragma_int(database& db, const char* sql) {
@@ -121,7 +135,10 @@ void prepare_file(database& db) {
     db.exec("PRAGMA user_version = " + std::to_string(schema_version));
   } else if (app != application_id) {
     throw error(errc::invalid_config, db.path() + " is not an ingest queue file (it holds other data)");
-  } else if (const auto version = pragma_int(db, "PRAGMA user_version"); version != schema_version) {
+  } else if (const auto version = pragma_int(db, "PRAGMA user_version"); version == 1) {
+    db.exec(upgrade_from_1_sql);
+    db.exec("PRAGMA user_version = " + std::to_string(schema_version));
+  } else if (version != schema_version) {
     throw error(errc::invalid_config, db.path() + " has queue schema version " + std::to_string(version) +
                                           ", this library reads version " + std::to_string(schema_version));
   }
@@ -347,7 +364,7 @@ struct queue::engine {
 
   struct statements {
     std::optional<statement> insert, lookup_key, lease, ack, retry, dead, dead_row, extend, any_due, next_due, counters,
-        add_counter, leased_count, retrying_count, list, dead_seq, replay, purge, drop_dead, all_dead, compact,
+        add_counter, pending_counts, finished_counts, list, dead_seq, replay, purge, drop_dead, all_dead, compact,
         new_keys, min_seq, seq_bounds, accepted_at_or_after, find;
   } sql;
 
@@ -391,9 +408,15 @@ struct queue::engine {
     sql.next_due.emplace(db, "SELECT min(visible_at) FROM ingest_messages WHERE state < 2");
     sql.counters.emplace(db, "SELECT name, value FROM ingest_counters");
     sql.add_counter.emplace(db, "UPDATE ingest_counters SET value = value + ?2 WHERE name = ?1");
-    sql.leased_count.emplace(db,
-                             "SELECT count(*) FROM ingest_messages WHERE state < 2 AND visible_at > ?1 AND state = 1");
-    sql.retrying_count.emplace(db, "SELECT count(*) FROM ingest_messages WHERE state < 2 AND attempts > 0");
+    // Stats count each state from the rows themselves (guarantee 4): pending rows
+    // through the partial index of due rows, finished ones through their own.
+    sql.pending_counts.emplace(db,
+                               "SELECT count(*), coalesce(sum(state = 1 AND visible_at > ?1), 0),"
+                               " coalesce(sum(attempts > 0), 0) FROM ingest_messages INDEXED BY ingest_messages_due"
+                               " WHERE state < 2");
+    sql.finished_counts.emplace(db,
+                                "SELECT state, count(*) FROM ingest_messages INDEXED BY ingest_messages_finished"
+                                " WHERE state >= 2 GROUP BY state");
     sql.list.emplace(db,
                      "SELECT d.receipt_id, d.reason, d.last_error, d.attempts, d.first_attempt_at, d.last_attempt_at,"
                      " d.dead_at, m.idempotency_key, m.fingerprint, m.subject, m.payload, m.headers, m.accepted_at"
@@ -410,7 +433,7 @@ struct queue::engine {
     sql.all_dead.emplace(db, "SELECT receipt_id FROM ingest_dead_letters ORDER BY receipt_id");
     sql.compact.emplace(db,
                         "DELETE FROM ingest_messages WHERE seq IN (SELECT seq FROM ingest_messages"
-                        " WHERE seq <= ?1 AND state IN (2, 4) ORDER BY seq LIMIT ?2) RETURNING seq, key_hash");
+                        " WHERE seq <= ?1 AND state IN (2, 4) ORDER BY seq LIMIT ?2) RETURNING seq, key_hash, state");
     sql.seq_bounds.emplace(db, "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM ingest_messages");
     sql.accepted_at_or_after.emplace(
         db, "SELECT seq, accepted_at FROM ingest_messages WHERE seq >= ?1 ORDER BY seq LIMIT 1");
@@ -485,6 +508,7 @@ struct queue::engine {
   // Counter changes made by the current transaction.
   struct deltas {
     std::int64_t accepted = 0, processed = 0, dead = 0, purged = 0;
+    std::int64_t compacted_processed = 0, compacted_purged = 0;  // rows compaction removed
   };
 
   // Whether an operation can make messages deliverable to a waiting fetch.
@@ -553,7 +577,7 @@ struct queue::engine {
           }
         }
       }
-      if (compact) compact_rows(t);
+      if (compact) compact_rows(t, d);
       flush(d);
       for (auto& op : batch) {
         if (auto* s = std::get_if<stats_op>(&op)) read_stats(*s, t);
@@ -652,6 +676,8 @@ struct queue::engine {
 
   // ---- operations inside the transaction ----
 
+  // The capacity check's figure: taken from the counters, which every commit keeps,
+  // because counting the rows on each commit would cost as much as the backlog is long.
   std::int64_t pending_count() {
     auto& s = *sql.counters;
     std::int64_t accepted = 0, done = 0;
@@ -659,7 +685,7 @@ struct queue::engine {
       const auto name = s.column_text(0);
       if (name == "accepted")
         accepted = s.column_int(1);
-      else
+      else if (name == "processed" || name == "dead_lettered" || name == "purged")
         done += s.column_int(1);
     }
     s.reset();
@@ -873,6 +899,8 @@ struct queue::engine {
     add("processed", d.processed);
     add("dead_lettered", d.dead);
     add("purged", d.purged);
+    add("compacted_processed", d.compacted_processed);
+    add("compacted_purged", d.compacted_purged);
   }
 
   // The last seq accepted before `cutoff`, found by bisecting on seq (accepted_at
@@ -905,7 +933,7 @@ struct queue::engine {
 
   // Deletes finished (processed or purged) rows accepted more than dedup_window ago,
   // oldest first. Unfinished rows (pending, dead letters) are never compacted.
-  void compact_rows(std::int64_t t) {
+  void compact_rows(std::int64_t t, deltas& d) {
     const auto bound = last_seq_before(t - std::chrono::duration_cast<micros>(options.dedup_window).count());
     if (bound == 0) return;
     auto& s = *sql.compact;
@@ -914,6 +942,7 @@ struct queue::engine {
     try {
       while (s.step()) {
         keys_removed.emplace_back(s.column_int(1), s.column_int(0));
+        ++(s.column_int(2) == st_done ? d.compacted_processed : d.compacted_purged);
         ++removed;
       }
     } catch (...) {
@@ -945,27 +974,43 @@ struct queue::engine {
     return due;
   }
 
+  // Every state is counted on its own: pending and dead letters from their rows,
+  // processed and purged from their rows plus what compaction removed of them, and
+  // accepted from its counter, moved only by the transaction that inserts a row. A
+  // row that vanished behind the queue's back breaks the balance instead of hiding in
+  // a derived figure.
   void read_stats(stats_op& o, std::int64_t t) {
     auto& c = *sql.counters;
+    std::int64_t compacted_processed = 0, compacted_purged = 0;
     while (c.step()) {
       const auto name = c.column_text(0);
-      const auto v = static_cast<std::uint64_t>(c.column_int(1));
-      if (name == "accepted") o.result.accepted = v;
-      if (name == "processed") o.result.processed = v;
-      if (name == "dead_lettered") o.result.dead_lettered = v;
-      if (name == "purged") o.result.purged = v;
+      const auto v = c.column_int(1);
+      if (name == "accepted") o.result.accepted = static_cast<std::uint64_t>(v);
+      if (name == "compacted_processed") compacted_processed = v;
+      if (name == "compacted_purged") compacted_purged = v;
     }
     c.reset();
-    o.result.pending = o.result.accepted - o.result.processed - o.result.dead_lettered - o.result.purged;
-    auto& l = *sql.leased_count;
-    l.bind(1, t);
-    l.step();
-    o.result.leased = static_cast<std::uint64_t>(l.column_int(0));
-    l.reset();
-    auto& r = *sql.retrying_count;
-    r.step();
-    o.result.retrying = static_cast<std::uint64_t>(r.column_int(0));
-    r.reset();
+    auto& p = *sql.pending_counts;
+    p.bind(1, t);
+    p.step();
+    o.result.pending = static_cast<std::uint64_t>(p.column_int(0));
+    o.result.leased = static_cast<std::uint64_t>(p.column_int(1));
+    o.result.retrying = static_cast<std::uint64_t>(p.column_int(2));
+    p.reset();
+    std::int64_t processed = compacted_processed, purged = compacted_purged, dead = 0;
+    auto& f = *sql.finished_counts;
+    while (f.step()) {
+      const auto state = f.column_int(0);
+      const auto n = f.column_int(1);
+      if (state == st_done) processed += n;
+      if (state == st_dead) dead += n;
+      if (state == st_purged) purged += n;
+    }
+    f.reset();
+    o.result.processed = static_cast<std::uint64_t>(processed);
+    o.result.dead_lettered = static_cast<std::uint64_t>(dead);
+    o.result.purged = static_cast<std::uint64_t>(purged);
+    o.result.exact = {.accepted = true, .pending = true, .processed = true, .dead_lettered = true, .purged = true};
   }
 
   void read_message(find_op& o, std::int64_t now) {

@@ -2,9 +2,10 @@
 //
 //   queue_child publish <queue.db> <count> <concurrency>
 //       publishes keys k0..k<count-1>, printing "ok <key> <receipt_id>" after each receipt
-//   queue_child consume <queue.db | nats://...> <sink.db> <batch> <visibility_ms>
+//   queue_child consume <queue.db | nats://...> <sink.db> <batch> <visibility_ms> [<hold_after>]
 //       drains into <sink.db> through the transactional handler, printing "committed <n>"
-//       after each batch's commit and pausing before the ack
+//       after each batch's commit and pausing before the ack; after batch <hold_after>
+//       commits it prints "holding" and never acks it (the test kills it there)
 
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
@@ -55,7 +56,8 @@ int publish(const std::string& path, int count, int concurrency) {
   return 0;
 }
 
-int consume(const std::string& queue_path, const std::string& sink_path, std::size_t batch, int visibility_ms) {
+int consume(const std::string& queue_path, const std::string& sink_path, std::size_t batch, int visibility_ms,
+            int hold_after) {
   asio::io_context io;
   auto work = asio::make_work_guard(io);
   std::thread runner([&] { io.run(); });
@@ -86,6 +88,11 @@ int consume(const std::string& queue_path, const std::string& sink_path, std::si
         handler(b);
         std::printf("committed %d\n", ++batches);
         std::fflush(stdout);
+        if (batches == hold_after) {
+          std::printf("holding\n");
+          std::fflush(stdout);
+          while (true) std::this_thread::sleep_for(1s);  // committed, never acked
+        }
         std::this_thread::sleep_for(20ms);  // a window between commit and ack
       },
       {.workers = 1, .max_batch = batch, .linger = 0ms, .poll_wait = 50ms, .lease_heartbeat = 0ms});
@@ -96,9 +103,10 @@ int consume(const std::string& queue_path, const std::string& sink_path, std::si
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "publish" && argc == 5) return publish(argv[2], std::stoi(argv[3]), std::stoi(argv[4]));
-  if (mode == "consume" && argc == 6)
-    return consume(argv[2], argv[3], static_cast<std::size_t>(std::stoul(argv[4])), std::stoi(argv[5]));
+  if (mode == "consume" && (argc == 6 || argc == 7))
+    return consume(argv[2], argv[3], static_cast<std::size_t>(std::stoul(argv[4])), std::stoi(argv[5]),
+                   argc == 7 ? std::stoi(argv[6]) : -1);
   std::fprintf(stderr,
-               "usage: queue_child publish <db> <count> <concurrency> | consume <db> <sink> <batch> <vis_ms>\n");
+               "usage: queue_child publish <db> <count> <concurrency> | consume <db> <sink> <batch> <vis_ms> [<hold>]\n");
   return 2;
 }

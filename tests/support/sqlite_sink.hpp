@@ -39,6 +39,8 @@ class sqlite_sink {
     return [this](batch& b) {
       std::lock_guard lock(mutex_);
       ++calls_;
+      for (const auto& item : b.items())
+        if (item.message.attempts > 1) ++redelivered_;
       handler_(b);
       if (after_commit) after_commit(b);
     };
@@ -54,6 +56,8 @@ class sqlite_sink {
     return s.column_int(0);
   }
   int calls() const { return calls_; }
+  /// Deliveries handed to this sink that were not the first of their message.
+  int redelivered() const { return redelivered_; }
 
  private:
   static sqlite::statement prepare(sqlite::database& db) {
@@ -73,6 +77,7 @@ class sqlite_sink {
   sqlite::statement insert_;
   batch_handler handler_;
   std::atomic<int> calls_{0};
+  std::atomic<int> redelivered_{0};
 };
 
 }  // namespace ingest::test

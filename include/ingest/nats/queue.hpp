@@ -103,9 +103,12 @@ struct queue_options {
 /// sequence in headers. `first_attempt_at` is exact when this process made the first
 /// delivery, and the accept time otherwise (JetStream does not keep it).
 ///
-/// **Stats** are approximate (`features().exact_stats` is false): they come from the
-/// stream and consumer info; `accepted` counts stream sequence numbers (a replayed
-/// dead letter counts again) and `processed` is what remains.
+/// **Stats** (`features().exact_stats` is false, so `balanced()` is never claimed):
+/// `pending` and `leased` come from the consumer's own counts and `dead_lettered` from
+/// the dead-letter stream, exactly (`queue_stats::exact`). JetStream keeps no count of
+/// acknowledged messages: `accepted` is the stream's last sequence number (a replayed
+/// dead letter is stored, and counted, again), `processed` is what remains of it, and
+/// `purged` is not counted (0).
 ///
 /// **Reconnects** are automatic. While disconnected, publishes fail at once with
 /// `errc::backend_unavailable` (retry later with the same key); a publish whose

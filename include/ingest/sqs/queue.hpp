@@ -111,10 +111,12 @@ struct queue_options {
 /// replay and purge scan the dead-letter queue (SQS has no browse): fine for the
 /// hundreds of letters an operator looks at, not for millions.
 ///
-/// **Stats** are approximate (`exact_stats` false): `pending`, `leased` and
-/// `dead_lettered` come from `GetQueueAttributes`, `processed` and `purged` count what
-/// this object acked and purged, `retrying` the deliveries in hand that are not first
-/// attempts, and `accepted` is their sum.
+/// **Stats** are approximate (`exact_stats` false, every flag of `queue_stats::exact`
+/// false, so `balanced()` is never claimed): `pending`, `leased` and `dead_lettered`
+/// come from SQS's approximate `GetQueueAttributes`, `processed` and `purged` count
+/// what this object acked and purged since it was made, `retrying` the deliveries in
+/// hand that are not first attempts, and `accepted` is their sum (SQS keeps no count
+/// of messages sent).
 ///
 /// **Ownership.** Owns its I/O thread and connection pool; messages live in SQS. Not
 /// copyable. Destroying it drops operations still in progress (their handlers are not
