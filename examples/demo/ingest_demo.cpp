@@ -1,7 +1,7 @@
 // A deadline flood in miniature: submissions go through the producer into a durable
 // queue (the embedded SQLite queue by default), a rate-limited batching consumer
 // writes them to an SQLite sink one transaction per batch, and the per-state counts
-// are printed at the end, with an audit of the sink.
+// are printed at the end, with an audit of the sink against the receipts handed out.
 //
 //   ingest_demo [--submissions 5000] [--rate 5000] [--db data/demo.db]
 //               [--queue sqlite://data/demo-queue.db | --queue memory]
@@ -14,6 +14,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <latch>
+#include <map>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "ingest/ingest.hpp"
@@ -23,19 +26,65 @@
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
+namespace {
+
+struct audit_result {
+  long long rows = 0;     // rows in the sink
+  long long stored = 0;   // receipts found in the sink once
+  long long dead = 0;     // receipts found in the dead-letter store instead
+  long long missing = 0;  // receipts found in neither
+  long long doubled = 0;  // receipts with more than one row, or both a row and a dead letter
+  long long unknown = 0;  // rows whose receipt id no client was told
+};
+
+// Every receipt the producer handed out must be in the sink exactly once, or in the
+// dead-letter store; and nothing else may be in the sink. Checked against the receipts
+// themselves, not against the sink's own counts (its UNIQUE constraints would make
+// those agree by construction).
+audit_result audit_sink(ingest::sqlite::database& db, ingest::durable_queue& queue,
+                        const std::map<std::string, std::string>& given) {
+  audit_result a;
+  std::map<std::string, long long> rows;
+  ingest::sqlite::statement s(db, "SELECT receipt_id FROM submissions");
+  while (s.step()) {
+    ++rows[s.column_text(0)];
+    ++a.rows;
+  }
+  std::set<std::string> dead;
+  for (const auto& l : queue.async_dead_letters("", 1000000, asio::use_future).get()) dead.insert(l.message.receipt_id);
+  std::set<std::string> told;
+  for (const auto& [key, id] : given) {
+    told.insert(id);
+    const auto n = rows.count(id) ? rows[id] : 0;
+    const bool letter = dead.count(id) > 0;
+    if (n == 1 && !letter) ++a.stored;
+    else if (n == 0 && letter) ++a.dead;
+    else if (n == 0) ++a.missing;
+    else ++a.doubled;
+  }
+  for (const auto& [id, n] : rows)
+    if (!told.count(id)) a.unknown += n;
+  return a;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   int submissions = 5000;
   int double_click_every = 10;
   double rate = 5000;
   std::string db_path = "data/demo.db";
   std::string queue_url = "sqlite://data/demo-queue.db";
-  CLI::App app{"ingest demo: producer -> in-memory queue -> batching consumer -> SQLite sink"};
+  CLI::App app{"ingest demo: producer -> durable queue (embedded SQLite by default) -> batching consumer -> SQLite sink"};
   app.add_option("--submissions", submissions, "students submitting")->check(CLI::Range(1, 1000000));
   app.add_option("--double-click-every", double_click_every, "every Nth student submits twice")
       ->check(CLI::Range(1, 1000000));
   app.add_option("--rate", rate, "consumer write limit, rows/s")->check(CLI::PositiveNumber);
   app.add_option("--db", db_path, "sink database (recreated)");
-  app.add_option("--queue", queue_url, "sqlite://FILE (recreated) or memory (not durable)");
+  app.add_option("--queue", queue_url, "sqlite://FILE (recreated) or memory (not durable)")->capture_default_str();
+  app.get_option("--db")->capture_default_str();
+  app.get_option("--submissions")->capture_default_str();
+  app.get_option("--rate")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   // Every run starts from empty files.
@@ -113,6 +162,9 @@ int main(int argc, char** argv) {
   }
   const int requests = static_cast<int>(to_send.size());
   std::atomic<int> receipts{0}, originals_returned{0};
+  std::mutex given_mutex;
+  std::map<std::string, std::string> given;  // key -> the receipt id the client was told
+  int inconsistent = 0;                      // a key answered with two different receipt ids
   int retried = 0, rounds = 0;
   const auto t0 = std::chrono::steady_clock::now();
   while (!to_send.empty()) {
@@ -131,6 +183,9 @@ int main(int argc, char** argv) {
         if (!ec) {
           ++receipts;
           if (r.duplicate) ++originals_returned;
+          std::lock_guard lock(given_mutex);
+          if (auto [it, added] = given.try_emplace(r.idempotency_key, r.id); !added && it->second != r.id)
+            ++inconsistent;
         } else if (ingest::is_retry_later(ec) || ec == ingest::errc::in_flight) {
           std::lock_guard lock(m);
           again.push_back(student);
@@ -156,10 +211,7 @@ int main(int argc, char** argv) {
   queue.close();
 
   const auto st = stats();
-  ingest::sqlite::statement rows(db, "SELECT count(*), count(DISTINCT receipt_id) FROM submissions");
-  rows.step();
-  const auto stored = rows.column_int(0), distinct = rows.column_int(1);
-
+  const auto audit = audit_sink(db, queue, given);
   std::printf("\n%-34s %10s\n", "", "count");
   std::printf("%-34s %10d\n", "requests sent", requests);
   std::printf("%-34s %10d\n", "receipts returned", receipts.load());
@@ -169,7 +221,7 @@ int main(int argc, char** argv) {
   std::printf("%-34s %10llu\n", "processed", static_cast<unsigned long long>(st.processed));
   std::printf("%-34s %10llu\n", "pending/retrying", static_cast<unsigned long long>(st.pending));
   std::printf("%-34s %10llu\n", "dead-lettered", static_cast<unsigned long long>(st.dead_lettered));
-  std::printf("%-34s %10lld\n", "rows in sink", static_cast<long long>(stored));
+  std::printf("%-34s %10lld\n", "rows in sink", static_cast<long long>(audit.rows));
   std::printf("%-34s %10d\n", "alerts raised", alerts.load());
   std::printf("\nall receipts after %.2f s (%d client round(s)); sink caught up after %.2f s (limit %.0f rows/s)\n",
               accept_seconds, rounds, drain_seconds, rate);
@@ -183,11 +235,17 @@ int main(int argc, char** argv) {
               1e3 * metrics->commit_latency.quantile(0.99));
 
   const bool balanced = st.balanced() && st.pending == 0;
-  const bool audit = stored == distinct && static_cast<std::uint64_t>(stored) == st.processed &&
-                     st.accepted == static_cast<std::uint64_t>(receipts - originals_returned);
-  std::printf("states add up: %s; audit (every receipt once, nothing else): %s\n", balanced ? "yes" : "NO",
-              audit ? "passed" : "FAILED");
+  const bool audited = audit.missing == 0 && audit.doubled == 0 && audit.unknown == 0 && inconsistent == 0;
+  if (st.balance_known())
+    std::printf("states add up: %s\n", balanced ? "yes" : "NO");
+  else
+    std::printf("states add up: cannot be checked on this backend (its counts are not all exact)\n");
+  std::printf("audit against the %zu receipts handed out: %s (%lld in the sink, %lld dead-lettered; missing %lld,"
+              " stored twice %lld, rows nobody was told of %lld, keys answered with two ids %d)\n",
+              given.size(), audited ? "passed" : "FAILED", static_cast<long long>(audit.stored),
+              static_cast<long long>(audit.dead), static_cast<long long>(audit.missing),
+              static_cast<long long>(audit.doubled), static_cast<long long>(audit.unknown), inconsistent);
   work.reset();
   io_thread.join();
-  return balanced && audit ? 0 : 1;
+  return (balanced || !st.balance_known()) && audited ? 0 : 1;
 }
