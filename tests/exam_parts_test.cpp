@@ -18,6 +18,21 @@
 
 using namespace std::chrono_literals;
 
+namespace {
+
+// RFC 4648 base64url without padding, through OpenSSL's base64.
+std::string base64url(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+  out.resize(static_cast<std::size_t>(n));
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  for (auto& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
+  return out;
+}
+
+}  // namespace
+
 TEST_CASE("jwt: the signature of a published HS256 token verifies; claims are then checked") {
   // The example token of RFC 7519's ecosystem (jwt.io), secret "your-256-bit-secret":
   // a correct HMAC gets past the signature check and fails on our required claims.
@@ -42,19 +57,74 @@ TEST_CASE("jwt: mint and verify, expiry, algorithms, tampering, long secrets") {
   // alg "none" with an empty signature, and HS512 in the header, are refused outright.
   CHECK(exam::verify_token("eyJhbGciOiJub25lIn0.eyJzdWIiOiJzMSJ9.", "k").error == exam::token_error::bad_algorithm);
   CHECK(exam::verify_token("eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJzMSJ9.AAAA", "k").error == exam::token_error::bad_algorithm);
-  // A secret longer than the SHA-256 block is hashed first (RFC 2104): compare with OpenSSL's HMAC.
-  const std::string long_secret(200, 'x');
-  const auto lt = exam::mint_token({"t1", exam::role::teacher, now + 1h}, long_secret);
-  const auto dot = lt.rfind('.');
-  unsigned char mac[32];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), long_secret.data(), static_cast<int>(long_secret.size()),
-       reinterpret_cast<const unsigned char*>(lt.data()), dot, mac, &len);
-  auto again = exam::mint_token({"t1", exam::role::teacher, now + 1h}, long_secret);
-  CHECK(exam::verify_token(lt, long_secret).error == exam::token_error::none);
-  CHECK(exam::verify_token(lt, long_secret).who.role == exam::role::teacher);
-  CHECK(exam::verify_token(lt, "x").error == exam::token_error::bad_signature);
-  CHECK(len == 32);
+  // Secrets shorter and longer than the SHA-256 block (a longer one is hashed first,
+  // RFC 2104): the signature is OpenSSL's HMAC of the signing input, byte for byte.
+  for (const auto& secret : {std::string("k"), std::string(64, 'y'), std::string(200, 'x')}) {
+    CAPTURE(secret.size());
+    const auto lt = exam::mint_token({"t1", exam::role::teacher, now + 1h}, secret);
+    const auto dot = lt.rfind('.');
+    unsigned char mac[32];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(lt.data()),
+         dot, mac, &len);
+    REQUIRE(len == 32);
+    CHECK(lt.substr(dot + 1) == base64url(std::string_view(reinterpret_cast<const char*>(mac), len)));
+    CHECK(exam::verify_token(lt, secret).error == exam::token_error::none);
+    CHECK(exam::verify_token(lt, secret).who.role == exam::role::teacher);
+    CHECK(exam::verify_token(lt, "x").error == exam::token_error::bad_signature);
+  }
+}
+
+TEST_CASE("jwt: one token has one spelling: non-canonical base64url is refused") {
+  const auto t = exam::mint_token({"s1", exam::role::student, std::chrono::system_clock::now() + 1h}, "k");
+  REQUIRE(exam::verify_token(t, "k").error == exam::token_error::none);
+  // The signature is 32 bytes: 43 characters whose last one carries 2 unused bits. Each
+  // other last character with the same 4 used bits decodes to the same bytes.
+  const auto dot = t.rfind('.');
+  const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  const auto last = alphabet.find(t.back());
+  REQUIRE(t.size() - dot - 1 == 43);
+  REQUIRE(last % 4 == 0);  // canonical: the unused bits are zero
+  for (std::size_t low = 1; low < 4; ++low) {
+    auto other = t;
+    other.back() = alphabet[last + low];
+    CAPTURE(other.back());
+    CHECK(exam::verify_token(other, "k").error == exam::token_error::malformed);
+  }
+  // Padding and the standard alphabet are not base64url either.
+  CHECK(exam::verify_token(t + "=", "k").error == exam::token_error::malformed);
+  auto plus = t;
+  plus[1] = '+';
+  CHECK(exam::verify_token(plus, "k").error == exam::token_error::malformed);
+}
+
+TEST_CASE("jwt: nbf, and iss and aud when the server asks for them") {
+  using exam::token_error;
+  const auto now = std::chrono::system_clock::now();
+  const auto at = [&](std::chrono::seconds d) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::seconds>((now + d).time_since_epoch()).count());
+  };
+  auto check = [&](const std::string& claims, const exam::token_checks& c = {}) {
+    return exam::verify_token(exam::sign_claims(claims, "k"), "k", c, now).error;
+  };
+  const auto base = R"({"sub":"s1","role":"student","exp":)" + at(1h);
+  CHECK(check(base + R"(,"nbf":)" + at(-1s) + "}") == token_error::none);
+  CHECK(check(base + R"(,"nbf":)" + at(1min) + "}") == token_error::not_yet_valid);
+  CHECK(check(base + R"(,"nbf":"soon"})") == token_error::bad_claims);
+
+  const exam::token_checks lms{.issuer = "https://lms.example", .audience = "exam-api"};
+  CHECK(check(base + "}") == token_error::none);  // nothing asked, nothing checked
+  CHECK(check(base + "}", lms) == token_error::bad_issuer);
+  CHECK(check(base + R"(,"iss":"https://other.example","aud":"exam-api"})", lms) == token_error::bad_issuer);
+  CHECK(check(base + R"(,"iss":"https://lms.example"})", lms) == token_error::bad_audience);
+  CHECK(check(base + R"(,"iss":"https://lms.example","aud":"grades"})", lms) == token_error::bad_audience);
+  CHECK(check(base + R"(,"iss":"https://lms.example","aud":["grades",7]})", lms) == token_error::bad_audience);
+  CHECK(check(base + R"(,"iss":"https://lms.example","aud":"exam-api"})", lms) == token_error::none);
+  CHECK(check(base + R"(,"iss":"https://lms.example","aud":["grades","exam-api"]})", lms) == token_error::none);
+  // What the server mints with the same settings passes them.
+  const auto minted = exam::mint_token({"s1", exam::role::student, now + 1h}, "k", lms);
+  CHECK(exam::verify_token(minted, "k", lms, now).error == token_error::none);
+  CHECK(exam::verify_token(minted, "k", {.issuer = "x"}, now).error == token_error::bad_issuer);
 }
 
 TEST_CASE("jwt: correctly signed tokens with odd claims") {
@@ -115,8 +185,15 @@ TEST_CASE("catalogue: the shipped file loads; bad files are refused with the rea
 
 TEST_CASE("request bodies: answers must be an object of strings; the payload is canonical") {
   CHECK(exam::parse_answers(R"({"answers":{"q1":"B"}})").error.empty());
-  // A repeated question: the last answer counts (Boost.JSON's rule), the same on every retry.
-  CHECK(exam::parse_answers(R"({"answers":{"q1":"B","q1":"C"}})").answers.at("q1") == "C");
+  // A question answered twice is refused, with the key named (Boost.JSON would keep
+  // the last one silently); so is a repeated key at the top.
+  const auto twice = exam::parse_answers(R"({"answers":{"q1":"B","q2":"A","q1":"C"}})");
+  CHECK(twice.error.find("\"q1\" appears twice") != std::string::npos);
+  CHECK(twice.answers.empty());
+  CHECK_FALSE(exam::parse_answers(R"({"answers":{"q1":"B"},"answers":{}})").error.empty());
+  // The same key in two different objects is no repeat.
+  CHECK(exam::parse_answers(R"({"answers":{"answers":"B"}})").error.empty());
+  CHECK(exam::parse_answers(R"({"answers":{}})").error.empty());  // a blank submission
   CHECK_FALSE(exam::parse_answers(R"({"answers":{"":"B"}})").error.empty());
   CHECK_FALSE(exam::parse_answers(R"({"answers":{"q1":null}})").error.empty());
   CHECK_FALSE(exam::parse_answers(R"([])").error.empty());

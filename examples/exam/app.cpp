@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "ingest/fingerprint.hpp"
+#include "ingest/sqlite/database.hpp"
+#include "json_text.hpp"
 
 namespace exam {
 
@@ -64,6 +66,20 @@ std::map<std::string, std::string> parse_query(std::string_view q) {
   return out;
 }
 
+// The token of an `Authorization: Bearer <token>` header; the scheme's name is
+// case-insensitive (RFC 9110), and spaces may follow it.
+std::optional<std::string_view> bearer_token(std::string_view header) {
+  constexpr std::string_view scheme = "bearer";
+  if (header.size() <= scheme.size() || header[scheme.size()] != ' ') return std::nullopt;
+  for (std::size_t i = 0; i < scheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(header[i])) != scheme[i]) return std::nullopt;
+  auto token = header.substr(scheme.size());
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  if (token.empty()) return std::nullopt;
+  return token;
+}
+
 bool is_json_media_type(std::string_view ct) {
   const auto semi = ct.find(';');
   auto type = ct.substr(0, semi);
@@ -106,7 +122,7 @@ std::string app::receipt_json(std::string_view receipt_id, std::string_view acce
   o["receipt_id"] = receipt_id;
   o["accepted_at"] = accepted_at;
   o["status"] = st;
-  return boost::json::serialize(o);
+  return to_plain_json(o);
 }
 
 std::string app::submission_json(const stored_submission& s) {
@@ -118,7 +134,7 @@ std::string app::submission_json(const stored_submission& s) {
   o["status"] = s.status;
   if (s.score) o["score"] = *s.score;
   if (s.graded_at) o["graded_at"] = *s.graded_at;
-  return boost::json::serialize(o);
+  return to_plain_json(o);
 }
 
 void app::reject(std::string_view reason) {
@@ -138,67 +154,93 @@ std::string app::metrics() const {
   return out;
 }
 
-void app::fail(const request& req, responder& respond, status s, std::string_view code, std::string_view message,
-               std::chrono::seconds retry_after) {
+void app::fail(ingest::http::reply_to to, responder& respond, status s, std::string_view code,
+               std::string_view message, std::chrono::seconds retry_after) {
   reject(code);
-  respond(ingest::http::error_response(req, s, code, message, retry_after));
+  respond(ingest::http::error_response(to, s, code, message, retry_after));
 }
 
 std::optional<principal> app::authenticate(const request& req, responder& respond) {
-  const auto header = req[bhttp::field::authorization];
-  constexpr std::string_view scheme = "Bearer ";
-  if (header.size() <= scheme.size() || !header.starts_with(scheme)) {
-    fail(req, respond, status::unauthorized, "unauthorized", "an Authorization: Bearer <token> header is required");
+  const auto token = bearer_token(req[bhttp::field::authorization]);
+  // RFC 6750: a 401 names the scheme, and says when a token was given but refused.
+  auto refuse = [&](std::string_view challenge, std::string_view message) {
+    reject("unauthorized");
+    auto r = ingest::http::error_response(req, status::unauthorized, "unauthorized", message);
+    r.set(bhttp::field::www_authenticate, challenge);
+    respond(std::move(r));
+  };
+  if (!token) {
+    refuse("Bearer", "an Authorization: Bearer <token> header is required");
     return std::nullopt;
   }
-  auto v = verify_token(header.substr(scheme.size()), options_.jwt_secret);
+  auto v = verify_token(*token, options_.jwt_secret, options_.jwt);
   if (v.error != token_error::none) {
-    fail(req, respond, status::unauthorized, "unauthorized", "token refused (" + std::string(to_string(v.error)) + ")");
+    refuse("Bearer error=\"invalid_token\"", "token refused (" + std::string(to_string(v.error)) + ")");
     return std::nullopt;
   }
   return std::move(v.who);
 }
 
 void app::handle(request req, const ingest::http::request_info& info, responder respond) {
+  const ingest::http::reply_to to(req);
+  try {
+    route(std::move(req), info, respond);
+  } catch (const std::exception& e) {
+    // Nothing was accepted by this request (a receipt is only ever sent last). The
+    // client learns no internals; the log gets them.
+    if (auto& log = options_.log; log && log->enabled(ingest::log_level::error))
+      log->write({.level = ingest::log_level::error, .component = "http", .event = "handler_failed",
+                  .detail = e.what()});
+    if (!respond) return;
+    // A database that cannot be read now (busy, the disk) may be readable in a moment.
+    const auto* ie = dynamic_cast<const ingest::error*>(&e);
+    if (ie && ie->code().category() == ingest::sqlite::sqlite_category())
+      return fail(to, respond, status::service_unavailable, "unavailable",
+                  "the database cannot be read right now; retry", std::chrono::seconds(2));
+    fail(to, respond, status::internal_server_error, "internal", "an unexpected error; retry later");
+  }
+}
+
+void app::route(request req, const ingest::http::request_info& info, responder& respond) {
   const std::string_view target = req.target();
   const auto qmark = target.find('?');
   const auto path = split_path(target.substr(0, qmark));
   const auto verb = req.method();
-  try {
-    if (path.size() == 1 && verb == bhttp::verb::get) {
-      if (path[0] == "healthz") return respond(ingest::http::json_response(req, status::ok, R"({"status":"ok"})"));
-      if (path[0] == "readyz") {
-        const bool ready = !draining_ && backend_.ready();
-        return respond(ingest::http::json_response(req, ready ? status::ok : status::service_unavailable,
-                                                   ready ? R"({"ready":true})" : R"({"ready":false})"));
-      }
-      if (path[0] == "metrics") {
-        auto r = ingest::http::json_response(req, status::ok, backend_.metrics() + metrics());
-        r.set(bhttp::field::content_type, "text/plain; version=0.0.4");
-        return respond(std::move(r));
-      }
+  const bool get = verb == bhttp::verb::get || verb == bhttp::verb::head;  // the server drops HEAD's content
+  auto not_allowed = [&](std::string_view allow) {
+    reject("method_not_allowed");
+    auto r = ingest::http::error_response(req, status::method_not_allowed, "method_not_allowed",
+                                          "allowed here: " + std::string(allow));
+    r.set(bhttp::field::allow, allow);
+    respond(std::move(r));
+  };
+  if (path.size() == 1 && (path[0] == "healthz" || path[0] == "readyz" || path[0] == "metrics")) {
+    if (!get) return not_allowed("GET, HEAD");
+    if (path[0] == "healthz") return respond(ingest::http::json_response(req, status::ok, R"({"status":"ok"})"));
+    if (path[0] == "readyz") {
+      const bool ready = !draining_ && backend_.ready();
+      return respond(ingest::http::json_response(req, ready ? status::ok : status::service_unavailable,
+                                                 ready ? R"({"ready":true})" : R"({"ready":false})"));
     }
-    // Per address before anything else, bad tokens included: a bot probing with forged
-    // tokens is limited like anyone else.
-    if (!path.empty() && path[0] == "v1" && per_ip_.enabled()) {
-      if (auto wait = per_ip_.take(info.remote.to_string()); wait.count() > 0)
-        return fail(req, respond, status::too_many_requests, "rate_limited", "too many requests from this address",
-                    std::chrono::ceil<std::chrono::seconds>(wait));
-    }
-    if (path.size() == 4 && path[0] == "v1" && path[1] == "exams" && path[3] == "submissions") {
-      if (verb == bhttp::verb::post) return post_submission(std::string(path[2]), std::move(req), std::move(respond));
-      if (verb == bhttp::verb::get) return list_submissions(std::string(path[2]), std::move(req), std::move(respond));
-      return fail(req, respond, status::method_not_allowed, "method_not_allowed", "use POST or GET");
-    }
-    if (path.size() == 3 && path[0] == "v1" && path[1] == "submissions") {
-      if (verb == bhttp::verb::get) return get_submission(std::string(path[2]), std::move(req), std::move(respond));
-      return fail(req, respond, status::method_not_allowed, "method_not_allowed", "use GET");
-    }
-    fail(req, respond, status::not_found, "not_found", "no such route");
-  } catch (const std::exception& e) {
-    // A store read failed (e.g. the disk): nothing was accepted by this request.
-    if (respond) fail(req, respond, status::service_unavailable, "unavailable", e.what(), std::chrono::seconds(2));
+    auto r = ingest::http::json_response(req, status::ok, backend_.metrics() + metrics());
+    r.set(bhttp::field::content_type, "text/plain; version=0.0.4");
+    return respond(std::move(r));
   }
+  const bool submissions_of_exam = path.size() == 4 && path[0] == "v1" && path[1] == "exams" && path[3] == "submissions";
+  const bool one_submission = path.size() == 3 && path[0] == "v1" && path[1] == "submissions";
+  if (submissions_of_exam && !get && verb != bhttp::verb::post) return not_allowed("GET, HEAD, POST");
+  if (one_submission && !get) return not_allowed("GET, HEAD");
+  // Per address before anything else, bad tokens included: a bot probing with forged
+  // tokens is limited like anyone else.
+  if (!path.empty() && path[0] == "v1" && per_ip_.enabled()) {
+    if (auto wait = per_ip_.take(info.remote.to_string()); wait.count() > 0)
+      return fail(req, respond, status::too_many_requests, "rate_limited", "too many requests from this address",
+                  std::chrono::ceil<std::chrono::seconds>(wait));
+  }
+  if (submissions_of_exam && !get) return post_submission(std::string(path[2]), std::move(req), std::move(respond));
+  if (submissions_of_exam) return list_submissions(std::string(path[2]), std::move(req), std::move(respond));
+  if (one_submission) return get_submission(std::string(path[2]), std::move(req), std::move(respond));
+  fail(req, respond, status::not_found, "not_found", "no such route");
 }
 
 void app::post_submission(const std::string& exam_id, request req, responder respond) {
@@ -226,6 +268,11 @@ void app::post_submission(const std::string& exam_id, request req, responder res
                 "an Idempotency-Key header of 1-255 printable ASCII characters is required");
   auto parsed = parse_answers(req.body(), options_.max_answers);
   if (!parsed.error.empty()) return fail(req, respond, status::bad_request, "invalid_body", parsed.error);
+  // Answers only to this exam's questions (none at all is a blank submission, allowed).
+  for (const auto& [question, answer] : parsed.answers)
+    if (!e->answer_key.contains(question))
+      return fail(req, respond, status::bad_request, "invalid_body",
+                  "answers.\"" + question + "\": this exam has no such question");
   if (draining_)
     return fail(req, respond, status::service_unavailable, "shutting_down", "the server is shutting down",
                 std::chrono::seconds(5));
@@ -272,7 +319,7 @@ void app::get_submission(const std::string& receipt_id, request req, responder r
     } else {
       o["status"] = state_name(u->state);
     }
-    rs(ingest::http::json_response(rq, status::ok, boost::json::serialize(o)));
+    rs(ingest::http::json_response(rq, status::ok, to_plain_json(o)));
   });
 }
 
@@ -304,7 +351,7 @@ void app::list_submissions(const std::string& exam_id, request req, responder re
     o["next_after"] = rows.back().receipt_id;
   else
     o["next_after"] = nullptr;
-  respond(ingest::http::json_response(req, status::ok, boost::json::serialize(o)));
+  respond(ingest::http::json_response(req, status::ok, to_plain_json(o)));
 }
 
 }  // namespace exam

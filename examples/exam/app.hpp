@@ -15,6 +15,7 @@
 #include "ingest/durable_queue.hpp"
 #include "ingest/http/response.hpp"
 #include "ingest/http/server.hpp"
+#include "ingest/log.hpp"
 #include "jwt.hpp"
 #include "limits.hpp"
 #include "store.hpp"
@@ -51,12 +52,14 @@ class submit_backend {
 
 struct app_options {
   std::string jwt_secret{};
+  token_checks jwt{};  // iss and aud required of every token, when set
   double student_rate = 10;  // per principal, requests/s (0: off)
   double student_burst = 20;
   double ip_rate = 0;  // per client IP (0: off; every load-test student shares 127.0.0.1)
   double ip_burst = 100;
   std::size_t max_answers = 1000;
   std::size_t max_page = 1000;
+  std::shared_ptr<ingest::logger> log{};  // unexpected failures (their text never reaches a client)
 };
 
 class app {
@@ -83,7 +86,9 @@ class app {
   void list_submissions(const std::string& exam_id, request req, responder respond);
   // The caller, or an answered 401 and nullopt.
   std::optional<principal> authenticate(const request& req, responder& respond);
-  void fail(const request& req, responder& respond, ingest::http::status s, std::string_view code,
+  // Routes by path and method (405 with Allow for a method the path does not take).
+  void route(request req, const ingest::http::request_info& info, responder& respond);
+  void fail(ingest::http::reply_to to, responder& respond, ingest::http::status s, std::string_view code,
             std::string_view message, std::chrono::seconds retry_after = std::chrono::seconds(0));
 
   const catalog& exams_;

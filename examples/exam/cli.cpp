@@ -23,6 +23,7 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
                    "queue URL: sqlite://FILE[?options] (default: DATA/queue.db?commit_linger=5ms), nats://HOST:PORT, "
                    "sqs+http[s]://HOST:PORT/ACCOUNT/QUEUE, memory (not durable)");
   app.add_option("--jwt-secret", o.jwt_secret, "HS256 secret (default: $INGEST_JWT_SECRET, else generated)");
+  add_token_check_options(app, o.jwt);
   app.add_option("--threads", o.threads, "HTTP threads (0: one per core)")->capture_default_str();
   app.add_option("--student-rate", o.student_rate, "submissions/s per student (0: no limit)")->capture_default_str();
   app.add_option("--student-burst", o.student_burst, "burst per student")->capture_default_str();
@@ -47,7 +48,13 @@ CLI::App* add_token_command(CLI::App& app, token_cli& t) {
   cmd->add_option("--role", t.role, "student or teacher")->check(CLI::IsMember({"student", "teacher"}));
   cmd->add_option("--ttl", t.ttl, "lifetime: 90s, 30m, 2h, 1d")->capture_default_str();
   cmd->add_option("--jwt-secret", t.jwt_secret, "HS256 secret (default: $INGEST_JWT_SECRET)");
+  add_token_check_options(*cmd, t.jwt);
   return cmd;
+}
+
+void add_token_check_options(CLI::App& app, token_checks& checks) {
+  app.add_option("--jwt-issuer", checks.issuer, "tokens must carry this `iss` (default: not checked)");
+  app.add_option("--jwt-audience", checks.audience, "tokens must name this `aud` (default: not checked)");
 }
 
 int run_token(const token_cli& t) {
@@ -67,7 +74,7 @@ int run_token(const token_cli& t) {
     return 2;
   }
   principal p{t.sub, t.role == "teacher" ? role::teacher : role::student, std::chrono::system_clock::now() + *ttl};
-  std::printf("%s\n", mint_token(p, secret).c_str());
+  std::printf("%s\n", mint_token(p, secret, t.jwt).c_str());
   return 0;
 }
 
@@ -120,10 +127,12 @@ server_setup prepare_server(const server_cli& o) {
 
 app_options make_app_options(const server_cli& o, const std::string& secret) {
   return {.jwt_secret = secret,
+          .jwt = o.jwt,
           .student_rate = o.student_rate,
           .student_burst = o.student_burst,
           .ip_rate = o.ip_rate,
-          .ip_burst = o.ip_burst};
+          .ip_burst = o.ip_burst,
+          .log = ingest::json_lines_logger(stderr, ingest::parse_log_level(o.log_level))};
 }
 
 ingest::http::server_options make_http_options(const server_cli& o, const server_setup& s, std::string name) {
@@ -147,10 +156,10 @@ void wait_closed(const ingest::http::server& server, std::chrono::seconds limit)
 }
 
 void print_banner(const std::string& name, const std::string& url, const std::string& secret, bool generated_secret,
-                  const catalog& exams) {
+                  const catalog& exams, const token_checks& checks) {
   const auto now = std::chrono::system_clock::now();
   const std::string exam_id = exams.size() ? exams.begin()->first : "demo";
-  const auto token = mint_token({"student-1", role::student, now + std::chrono::hours(2)}, secret);
+  const auto token = mint_token({"student-1", role::student, now + std::chrono::hours(2)}, secret, checks);
   std::printf("%s listening on %s\n", name.c_str(), url.c_str());
   if (generated_secret)
     std::printf("JWT secret (generated; set INGEST_JWT_SECRET to keep one): %s\n", secret.c_str());

@@ -17,6 +17,7 @@ struct server_cli {
   std::string exams;  // empty: the built-in demo exam
   std::string queue;  // empty: sqlite://<data>/queue.db
   std::string jwt_secret;
+  token_checks jwt{};  // --jwt-issuer, --jwt-audience
   unsigned threads = 0;  // 0: one per core
   double student_rate = 10;
   double student_burst = 20;
@@ -34,6 +35,7 @@ struct token_cli {
   std::string role = "student";
   std::string ttl = "2h";
   std::string jwt_secret;
+  token_checks jwt{};
 };
 
 // Adds --listen --data --exams --jwt-secret --threads --tls-cert --tls-key and the limits
@@ -70,8 +72,11 @@ std::string server_url(const server_cli& o, const server_setup& s, std::uint16_t
 // After server.stop(): waits (at most `limit`) for the last answers to be written.
 void wait_closed(const ingest::http::server& server, std::chrono::seconds limit = std::chrono::seconds(5));
 
+// Adds --jwt-issuer and --jwt-audience.
+void add_token_check_options(CLI::App& app, token_checks& checks);
+
 // Prints URL, a demo token and a ready curl command.
 void print_banner(const std::string& name, const std::string& url, const std::string& secret, bool generated_secret,
-                  const catalog& exams);
+                  const catalog& exams, const token_checks& checks = {});
 
 }  // namespace exam

@@ -105,7 +105,7 @@ void direct_backend::submit(const exam_info& exam, submission s, const ingest::h
       release(std::move(c));
       ++committed_;
       respond(ingest::http::json_response(to, status::created,
-                                          app::receipt_json(row.receipt_id, row.accepted_at, "received")));
+                                          app::receipt_json(row.receipt_id, row.accepted_at, row.status)));
     } catch (const std::exception& e) {
       if (c) {
         c->find.reset();

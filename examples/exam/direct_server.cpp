@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
                                 });
     server.start();
     exam::print_banner("direct_server", exam::server_url(o, setup, server.port()), setup.secret,
-                       setup.generated_secret, setup.exams);
+                       setup.generated_secret, setup.exams, o.jwt);
     std::printf("database pool: %zu connections\n", db.pool_size);
     std::fflush(stdout);
     return exam::run_until_signal(io, o.threads, [&] {

@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 
 #include <array>
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -50,6 +51,8 @@ std::optional<std::string> b64url_decode(std::string_view in) {
     }
   }
   if (bits >= 6) return std::nullopt;  // a lone trailing character
+  // The bits left over must be zero: otherwise one value would have several spellings.
+  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
   return out;
 }
 
@@ -114,6 +117,32 @@ std::string_view mac_view(const std::array<unsigned char, 32>& mac) {
   return {reinterpret_cast<const char*>(mac.data()), mac.size()};
 }
 
+// A NumericDate claim (exp, nbf) as a time point, clamped to about the year 2096: a
+// larger value (1e300, 2^64-1) would overflow the conversion to nanoseconds.
+std::chrono::system_clock::time_point time_claim(const boost::json::value& v) {
+  constexpr double max_seconds = 4e9;
+  double seconds = 0;
+  if (v.is_int64())
+    seconds = static_cast<double>(v.as_int64());
+  else if (v.is_uint64())
+    seconds = static_cast<double>(v.as_uint64());
+  else
+    seconds = v.as_double();
+  if (!(seconds > -max_seconds)) seconds = -max_seconds;  // also NaN (not produced by Boost.JSON)
+  if (seconds > max_seconds) seconds = max_seconds;
+  return std::chrono::system_clock::time_point(std::chrono::seconds(static_cast<std::int64_t>(seconds)));
+}
+
+// RFC 7519: `aud` is one string or an array of strings.
+bool names_audience(const boost::json::value* aud, std::string_view audience) {
+  if (!aud) return false;
+  if (aud->is_string()) return aud->as_string() == audience;
+  if (!aud->is_array()) return false;
+  for (const auto& a : aud->as_array())
+    if (a.is_string() && a.as_string() == audience) return true;
+  return false;
+}
+
 }  // namespace
 
 std::string_view to_string(token_error e) noexcept {
@@ -128,14 +157,22 @@ std::string_view to_string(token_error e) noexcept {
       return "bad_signature";
     case token_error::expired:
       return "expired";
+    case token_error::not_yet_valid:
+      return "not_yet_valid";
     case token_error::bad_claims:
       return "bad_claims";
+    case token_error::bad_issuer:
+      return "bad_issuer";
+    case token_error::bad_audience:
+      return "bad_audience";
   }
   return "unknown";
 }
 
-std::string mint_token(const principal& p, std::string_view secret) {
+std::string mint_token(const principal& p, std::string_view secret, const token_checks& checks) {
   boost::json::object claims;
+  if (!checks.issuer.empty()) claims["iss"] = checks.issuer;
+  if (!checks.audience.empty()) claims["aud"] = checks.audience;
   claims["sub"] = p.sub;
   claims["role"] = p.role == role::teacher ? "teacher" : "student";
   claims["exp"] = std::chrono::duration_cast<std::chrono::seconds>(p.expires.time_since_epoch()).count();
@@ -147,7 +184,8 @@ std::string sign_claims(std::string_view claims_json, std::string_view secret) {
   return signing_input + '.' + b64url_encode(mac_view(hmac_sha256(secret, signing_input)));
 }
 
-verified verify_token(std::string_view token, std::string_view secret, std::chrono::system_clock::time_point now) {
+verified verify_token(std::string_view token, std::string_view secret, const token_checks& checks,
+                      std::chrono::system_clock::time_point now) {
   const auto dot1 = token.find('.');
   const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
   if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
@@ -183,20 +221,18 @@ verified verify_token(std::string_view token, std::string_view secret, std::chro
     out.who.role = role::teacher;
   else
     return {token_error::bad_claims};
-  // Clamped to about the year 2096 before it becomes a time_point of nanoseconds: a
-  // larger exp (1e300, 2^64-1) would overflow the conversion.
-  constexpr double max_exp = 4e9;
-  double exp_seconds = 0;
-  if (exp->is_int64())
-    exp_seconds = static_cast<double>(exp->as_int64());
-  else if (exp->is_uint64())
-    exp_seconds = static_cast<double>(exp->as_uint64());
-  else
-    exp_seconds = exp->as_double();
-  if (!(exp_seconds > -max_exp)) exp_seconds = -max_exp;  // also NaN (not produced by Boost.JSON)
-  if (exp_seconds > max_exp) exp_seconds = max_exp;
-  out.who.expires = std::chrono::system_clock::time_point(std::chrono::seconds(static_cast<std::int64_t>(exp_seconds)));
+  out.who.expires = time_claim(*exp);
   if (out.who.expires <= now) return {token_error::expired};
+  if (const auto* nbf = claims.if_contains("nbf")) {
+    if (!nbf->is_number()) return {token_error::bad_claims};
+    if (time_claim(*nbf) > now) return {token_error::not_yet_valid};
+  }
+  if (!checks.issuer.empty()) {
+    const auto* iss = claims.if_contains("iss");
+    if (!iss || !iss->is_string() || iss->as_string() != checks.issuer) return {token_error::bad_issuer};
+  }
+  if (!checks.audience.empty() && !names_audience(claims.if_contains("aud"), checks.audience))
+    return {token_error::bad_audience};
   return out;
 }
 

@@ -5,6 +5,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "ingest/fingerprint.hpp"
+#include "json_text.hpp"
 
 namespace exam {
 
@@ -63,6 +64,11 @@ parsed_answers parse_answers(std::string_view body, std::size_t max_questions) {
     out.error = "body is not valid JSON: " + ec.message();
     return out;
   }
+  // Boost.JSON keeps the last of repeated keys; a question answered twice is refused.
+  if (auto key = repeated_json_key(body, options.max_depth)) {
+    out.error = "the key \"" + *key + "\" appears twice in one object";
+    return out;
+  }
   const auto* answers = v.is_object() ? v.as_object().if_contains("answers") : nullptr;
   if (!answers || !answers->is_object()) {
     out.error = "body must be {\"answers\": {\"<question>\": \"<answer>\", ...}}";
@@ -78,7 +84,7 @@ parsed_answers parse_answers(std::string_view body, std::size_t max_questions) {
       out.answers.clear();
       return out;
     }
-    out.answers.insert_or_assign(std::string(q), std::string(a.as_string()));
+    out.answers.emplace(std::string(q), std::string(a.as_string()));
   }
   return out;
 }

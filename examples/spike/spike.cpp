@@ -52,6 +52,7 @@
 #include "ingest/envelope.hpp"
 #include "ingest/metrics.hpp"
 #include "ingest/sqlite/database.hpp"
+#include "json_text.hpp"
 #include "jwt.hpp"
 
 namespace asio = boost::asio;
@@ -78,6 +79,7 @@ struct settings {
   int connections = 1000;  // open-loop pool
   int threads = 1;
   std::string secret;
+  exam::token_checks jwt{};
   std::string db;
   int server_pid = 0;
   double drain_timeout_s = 300;
@@ -389,7 +391,7 @@ audit_result audit(ingest::sqlite::database& db, const std::string& prefix, resu
 void classify_missing(audit_result& a, const settings& s, const tcp::endpoint& ep) {
   if (a.missing.empty()) return;
   const auto teacher = exam::mint_token(
-      {"spike-auditor", exam::role::teacher, std::chrono::system_clock::now() + std::chrono::hours(1)}, s.secret);
+      {"spike-auditor", exam::role::teacher, std::chrono::system_clock::now() + std::chrono::hours(1)}, s.secret, s.jwt);
   asio::io_context io;
   beast::tcp_stream stream(io);
   beast::error_code ec;
@@ -639,6 +641,7 @@ int main(int argc, char** argv) {
   cli.add_option("--connections", s.connections, "open-loop mode: connection pool size")->capture_default_str();
   cli.add_option("--threads", s.threads, "client threads")->capture_default_str();
   cli.add_option("--jwt-secret", s.secret, "the server's secret (default: $INGEST_JWT_SECRET)");
+  exam::add_token_check_options(cli, s.jwt);
   cli.add_option("--db", s.db, "exam.db to watch and audit (empty: no audit)");
   cli.add_option("--server-pid", s.server_pid, "server process, for peak RSS and CPU");
   cli.add_option("--drain-timeout", s.drain_timeout_s, "seconds to wait for exam.db to catch up")->capture_default_str();
@@ -675,7 +678,7 @@ int main(int argc, char** argv) {
       st.token = students[0].token;
     } else {
       st.id = (s.one_student ? "abuser-" + run : "st") + std::to_string(i);
-      st.token = exam::mint_token({st.id, exam::role::student, expires}, s.secret);
+      st.token = exam::mint_token({st.id, exam::role::student, expires}, s.secret, s.jwt);
     }
     st.key = prefix + std::to_string(i);
     boost::json::object answers;
@@ -960,7 +963,7 @@ int main(int argc, char** argv) {
     for (auto v : written) wr.push_back(v);
     o["accepted_per_100ms"] = std::move(acc);
     o["written_cumulative_per_100ms"] = std::move(wr);
-    std::ofstream(s.json_out) << boost::json::serialize(o) << "\n";
+    std::ofstream(s.json_out) << exam::to_plain_json(o) << "\n";
   }
   if (!s.svg_out.empty()) std::ofstream(s.svg_out) << svg_chart(s, r.accepted_per_tick, written, lat);
 

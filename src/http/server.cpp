@@ -216,6 +216,7 @@ class connection final : public session {
     request req = parser_->release();
     version_ = req.version();
     keep_alive_ = req.keep_alive();
+    head_ = req.method() == bhttp::verb::head;
     owner_->on_request(std::move(req), info_, responder(shared_from_this()));
   }
 
@@ -231,6 +232,7 @@ class connection final : public session {
     busy_ = true;
     keep_alive_ = false;
     version_ = 11;
+    head_ = false;
     if (ec == bhttp::error::body_limit)
       write(error_response(last, status::payload_too_large, "body_too_large",
                            "request body over " + std::to_string(owner_->options.max_body_bytes) + " bytes"));
@@ -247,6 +249,8 @@ class connection final : public session {
     r.keep_alive(keep);
     if (r.find(bhttp::field::server) == r.end()) r.set(bhttp::field::server, owner_->options.server_name);
     r.prepare_payload();
+    // A response to HEAD has the headers of the GET answer and no content (RFC 9110).
+    if (head_) r.body().clear();
     out_.emplace(std::move(r));
     arm(owner_->options.write_timeout, phase::writing);
     bhttp::async_write(stream_, *out_, [self = self(), keep](beast::error_code ec, std::size_t) {
@@ -286,6 +290,7 @@ class connection final : public session {
   request_info info_;
   unsigned version_ = 11;
   bool keep_alive_ = true;
+  bool head_ = false;  // the request being answered is a HEAD
   bool busy_ = false;  // a request is being handled or answered
   phase phase_ = phase::handshake;
   std::atomic<clock_ticks> deadline_{0};  // steady_clock ticks; 0: none (a handler is at work)

@@ -11,6 +11,8 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -75,6 +77,26 @@ class http_client {
     with_stream([&](auto& s) { bhttp::write(s, req); });
     return read();
   }
+
+  // A HEAD request: the answer's headers; the parser is told no content follows, and
+  // whatever the server sent after them is left in the buffer for `leftover()`.
+  http_result head(const std::string& target, std::vector<std::pair<std::string, std::string>> headers = {}) {
+    namespace bhttp = boost::beast::http;
+    bhttp::request<bhttp::empty_body> req{bhttp::verb::head, target, 11};
+    req.set(bhttp::field::host, "127.0.0.1");
+    for (auto& [k, v] : headers) req.set(k, v);
+    with_stream([&](auto& s) { bhttp::write(s, req); });
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.skip(true);
+    with_stream([&](auto& s) { bhttp::read(s, buffer_, parser); });
+    http_result out;
+    out.status = static_cast<int>(parser.get().result_int());
+    out.body = parser.get().body();
+    for (const auto& f : parser.get()) out.headers.set(f.name_string(), f.value());
+    return out;
+  }
+  // Bytes read from the connection but not yet parsed.
+  std::size_t leftover() const { return buffer_.size(); }
 
   // Sends bytes as they are (malformed requests, pipelining).
   void send_raw(const std::string& bytes) {

@@ -119,7 +119,9 @@ struct server_stats {
 /// give the server several io_contexts, one per thread (see the second constructor).
 ///
 /// **Completion.** The handler answers through its `responder`, at once or later from
-/// any thread; a dropped responder answers 500.
+/// any thread; a dropped responder answers 500. A HEAD request reaches the handler as
+/// HEAD; answer it as the GET it mirrors: the server sends that answer's headers,
+/// `Content-Length` included, and drops its content.
 ///
 /// **Cancellation.** `stop()`; requests have no per-request cancellation (a client that
 /// goes away simply does not read its answer).
