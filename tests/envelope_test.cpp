@@ -138,3 +138,17 @@ TEST_CASE("idempotency keys: 1-255 printable ASCII") {
   CHECK_FALSE(valid_idempotency_key("caf\xc3\xa9"));
   CHECK_FALSE(valid_idempotency_key(std::string_view("nul\0", 4)));
 }
+
+TEST_CASE("derived receipt ids: the same message always gets the same id, time-ordered by the broker's time") {
+  const auto at = time_point(std::chrono::milliseconds(1763800000123));
+  const auto id = derived_receipt_id(at, "EXAMS", 42);
+  CHECK(id == derived_receipt_id(at, "EXAMS", 42));
+  CHECK(id.size() == 36);
+  CHECK(id.substr(0, 13) == "019aaaac-267b");  // 1763800000123 ms in the first 48 bits
+  CHECK(id[14] == '7');                         // version 7
+  CHECK(std::string("89ab").find(id[19]) != std::string::npos);  // RFC 9562 variant
+  CHECK(id != derived_receipt_id(at, "EXAMS", 43));
+  CHECK(id != derived_receipt_id(at, "OTHER", 42));
+  CHECK(id < derived_receipt_id(at + std::chrono::milliseconds(1), "EXAMS", 1));
+  CHECK_FALSE(validate_envelope(envelope{.receipt_id = id, .idempotency_key = "k"}));
+}

@@ -10,10 +10,15 @@
 #include <set>
 #include <thread>
 
+#include <boost/json/serialize.hpp>
+
 #include "conformance/queue_conformance.hpp"
+#include "ingest/batching_consumer.hpp"
 #include "ingest/error.hpp"
+#include "ingest/fingerprint.hpp"
 #include "support/fauxqs.hpp"
 #include "support/http_client.hpp"
+#include "support/sqlite_sink.hpp"
 
 namespace ingest::test {
 
@@ -337,6 +342,79 @@ TEST_CASE("sqs: emulator killed mid-flood: errors, never receipts; publishing re
   }
   CHECK(doubles == 0);
   for (const auto& id : receipts) CHECK(seen.count(id) == 1);
+}
+
+TEST_CASE("sqs: messages another program sent are processed or dead-lettered, never acked into nothing") {
+  namespace json = boost::json;
+  io_thread io;
+  temp_dir dir;
+  sqs::queue q(io.executor(), options_for(shared_emulator().endpoint(), unique_name("wire"), false));
+  // Unsigned SendMessage requests, as an emulator takes them from any client.
+  auto send = [&](const std::string& body, const std::string& meta = {}) {
+    json::object request{{"QueueUrl", q.queue_url()}, {"MessageBody", body}};
+    if (!meta.empty())
+      request["MessageAttributes"] =
+          json::object{{"ingest", json::object{{"DataType", "String"}, {"StringValue", meta}}}};
+    REQUIRE(aws(shared_emulator().port(), "SendMessage", json::serialize(request)).status == 200);
+  };
+  const auto before = clock::now();
+  send(R"({"n":1})");
+  send(R"({"n":2})");
+  // Built from docs/wire-format.md alone.
+  const std::string doc_payload = R"({"answers":{"q1":"B"}})";
+  const std::string doc_receipt = "0190b5c8-0000-7000-8000-00000000d0c2";
+  const std::int64_t doc_at_us = 1763800000123456;
+  json::object doc_meta{{"v", 1},           {"id", doc_receipt},        {"key", "doc/s1/k"},
+                        {"subject", "exam.doc"}, {"fp", fingerprint(doc_payload)}, {"at", doc_at_us},
+                        {"h", json::array{json::array{"X-Trace", "abc"}}}};
+  send(doc_payload, json::serialize(doc_meta));
+  // Breaking the rules: metadata that is not JSON, and an accept time in nanoseconds.
+  send("broken", "{not json");
+  doc_meta["key"] = "doc/s1/ns";
+  doc_meta["fp"] = fingerprint("nanoseconds");
+  doc_meta["at"] = doc_at_us * 1000;
+  send("nanoseconds", json::serialize(doc_meta));
+
+  sqlite_sink sink(dir.file("sink.db"));
+  std::mutex m;
+  std::map<std::string, envelope> seen;  // by key
+  sink.on_write = [&](const delivery& d) {
+    std::lock_guard lock(m);
+    seen.emplace(d.message.idempotency_key, d.message);
+  };
+  batching_consumer consumer(q, sink.handler(), {.workers = 1, .max_batch = 10, .linger = 0ms, .poll_wait = 200ms});
+  consumer.start();
+  REQUIRE(eventually([&] { return sink.rows() + static_cast<std::int64_t>(dead_letters(q).size()) >= 5; }, 30s));
+  consumer.drain();
+
+  CHECK(sink.rows() == 3);
+  CHECK(sink.distinct_receipts() == 3);
+  std::lock_guard lock(m);
+  REQUIRE(seen.count("doc/s1/k"));
+  const auto& doc = seen.at("doc/s1/k");
+  CHECK(doc.receipt_id == doc_receipt);
+  CHECK(doc.accepted_at == time_from_us(doc_at_us));
+  CHECK(doc.subject == "exam.doc");
+  CHECK(doc.payload == doc_payload);
+  CHECK(doc.headers == header_list{{"X-Trace", "abc"}});
+  int plain = 0;
+  for (const auto& [key, e] : seen) {
+    if (key == "doc/s1/k") continue;
+    ++plain;
+    CHECK(e.receipt_id == key);  // the SQS message id is both
+    CHECK(e.accepted_at >= before - 2s);
+    CHECK(e.fingerprint == fingerprint(e.payload));
+  }
+  CHECK(plain == 2);
+  std::map<std::string, dead_letter> by_payload;
+  for (const auto& l : dead_letters(q)) by_payload.emplace(l.message.payload, l);
+  REQUIRE(by_payload.size() == 2);
+  REQUIRE(by_payload.count("broken"));
+  REQUIRE(by_payload.count("nanoseconds"));
+  CHECK(by_payload.at("broken").reason == "malformed_envelope");
+  CHECK(by_payload.at("broken").last_error.find("attribute ingest: not a JSON object") != std::string::npos);
+  CHECK(by_payload.at("nanoseconds").reason == "malformed_envelope");
+  CHECK(by_payload.at("nanoseconds").last_error.find("ingest.at") != std::string::npos);
 }
 
 }  // namespace ingest::test

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "ingest/error.hpp"
+#include "ingest/fingerprint.hpp"
 
 using namespace ingest;
 namespace wire = ingest::sqs::detail::wire;
@@ -62,14 +63,67 @@ TEST_CASE("sqs wire: times from foreign or damaged messages never overflow") {
   CHECK(wire::from_ms_text("99999999999999999999999") == time_from_us(std::numeric_limits<std::int64_t>::max()));
   CHECK(wire::from_ms_text("9223372036854775") == time_from_us(std::numeric_limits<std::int64_t>::max()));
 
+  // An accept time of 2^63-1 microseconds is no time at all: malformed, and SQS's own
+  // sent time stands in for it.
   const auto msg = json::parse(R"({"MessageId": "m", "Body": "b", "MessageAttributes": {"ingest": {
       "DataType": "String", "StringValue": "{\"id\":\"r\",\"key\":\"k\",\"at\":9223372036854775807}"}},
-      "Attributes": {"ApproximateReceiveCount": "-4"}})")
+      "Attributes": {"ApproximateReceiveCount": "-4", "SentTimestamp": "1763800000123"}})")
                        .as_object();
-  const auto e = wire::decode(msg);
+  std::string malformed;
+  const auto e = wire::decode(msg, malformed);
   CHECK(e.receipt_id == "r");
-  CHECK(e.accepted_at == time_from_us(std::numeric_limits<std::int64_t>::max()));
+  CHECK(e.accepted_at == time_point(std::chrono::milliseconds(1763800000123)));
+  CHECK(malformed.find("ingest.at: not microseconds") != std::string::npos);
   CHECK(e.attempts == 1);
+}
+
+TEST_CASE("sqs wire: a message another program sent is read from what SQS knows of it") {
+  const auto plain = json::parse(R"({"MessageId": "5fea7756-0ea4-451a-a703-a558b933e274", "Body": "{\"a\":1}",
+      "Attributes": {"SentTimestamp": "1763800000123", "ApproximateReceiveCount": "1"}})")
+                         .as_object();
+  std::string malformed;
+  const auto e = wire::decode(plain, malformed);
+  CHECK(malformed.empty());
+  CHECK(e.receipt_id == "5fea7756-0ea4-451a-a703-a558b933e274");
+  CHECK(e.idempotency_key == e.receipt_id);
+  CHECK(e.payload == R"({"a":1})");
+  CHECK(e.fingerprint == fingerprint(e.payload));
+  CHECK(e.accepted_at == time_point(std::chrono::milliseconds(1763800000123)));
+  // On a FIFO queue the deduplication id is the key.
+  auto fifo = plain;
+  fifo["Attributes"].as_object()["MessageDeduplicationId"] = "exam/s1/k-1";
+  CHECK(wire::decode(fifo, malformed).idempotency_key == "exam/s1/k-1");
+}
+
+TEST_CASE("sqs wire: metadata that breaks the format is named, never thrown") {
+  auto with_meta = [](const std::string& meta, const std::string& body = "b") {
+    json::object m{{"MessageId", "m-1"}, {"Body", body}};
+    m["MessageAttributes"] = json::object{{wire::meta_attribute, wire::attribute(meta)}};
+    m["Attributes"] = json::object{{"SentTimestamp", "1763800000123"}};
+    return m;
+  };
+  const auto fp = fingerprint("b");
+  const auto good = R"({"id":"r-1","key":"k","subject":"s","fp":")" + fp + R"(","at":1763800000123456})";
+  std::string malformed;
+  (void)wire::decode(with_meta(good), malformed);
+  CHECK(malformed.empty());
+  for (const auto& [meta, named] : std::vector<std::pair<std::string, std::string>>{
+           {"not json", "attribute ingest: not a JSON object"},
+           {R"({"id":"r-1","key":"k","fp":")" + fp + R"(","at":1763800000123456000})", "ingest.at"},  // nanoseconds
+           {R"({"id":"r-1","key":"k","fp":")" + fp + R"(","at":"1763800000123456"})", "ingest.at"},
+           {R"({"id":"r-1","key":"k","fp":")" + fingerprint("other") + R"(","at":1763800000123456})",
+            "ingest.fp: does not match"},
+           {R"({"id":"r-1","key":"","fp":")" + fp + R"(","at":1763800000123456})", "ingest.key"},
+           {R"({"id":"r-1","key":"k","fp":")" + fp + R"(","at":1763800000123456,"h":[["bad name","v"]]})",
+            "ingest.h"}}) {
+    CAPTURE(meta);
+    malformed.clear();
+    const auto e = wire::decode(with_meta(meta), malformed);
+    CHECK(malformed.find(named) != std::string::npos);
+    CHECK_FALSE(validate_envelope(e));  // still publishable: a dead letter keeps it
+    CHECK(e.payload == "b");
+    CHECK_THROWS_AS(wire::decode(with_meta(meta)), ingest::error);
+  }
 }
 
 TEST_CASE("sqs wire: unreadable metadata is refused; a damaged dead-letter attribute is no dead letter") {
@@ -77,6 +131,9 @@ TEST_CASE("sqs wire: unreadable metadata is refused; a damaged dead-letter attri
       "DataType": "Binary", "BinaryValue": "***"}}})")
                             .as_object();
   CHECK_THROWS_AS(wire::decode(bad_meta), ingest::error);
+  std::string malformed;
+  CHECK(wire::decode(bad_meta, malformed).payload == "b");
+  CHECK(malformed.find("not base64") != std::string::npos);
   const auto attrs = json::parse(R"({"ingest-dead": {"DataType": "Binary", "BinaryValue": "a"}})");
   dead_letter l;
   CHECK_FALSE(wire::decode_dead(attrs, l));

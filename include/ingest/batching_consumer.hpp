@@ -48,8 +48,12 @@ class batch {
 
   /// Item `i` failed for a reason that may pass (it was not committed).
   void retry(std::size_t i, std::string error);
-  /// Item `i` can never succeed (it was not committed): dead-letter it.
+  /// Item `i` can never succeed (it was not committed): dead-letter it, with the
+  /// reason `permanent_failure`.
   void fail(std::size_t i, std::string error);
+  /// The same, with the dead letter's reason chosen by the handler (e.g. a domain
+  /// reason a person acts on, such as `deadline_passed`).
+  void fail(std::size_t i, std::string error, std::string reason);
 
   /// What the handler decided for item `i` so far.
   item_outcome outcome(std::size_t i) const { return results_.at(i).kind; }
@@ -61,6 +65,7 @@ class batch {
   struct result {
     item_outcome kind = item_outcome::ok;
     std::string error;
+    std::string reason{};  // for fail: the dead letter's reason (empty: permanent_failure)
   };
   std::vector<delivery> items_;
   std::vector<result> results_;

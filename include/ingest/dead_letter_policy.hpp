@@ -14,6 +14,7 @@ namespace ingest {
 namespace dead_letter_reason {
 inline constexpr std::string_view max_attempts = "max_attempts";            ///< transient failures, retries used up
 inline constexpr std::string_view permanent_failure = "permanent_failure";  ///< the classifier said permanent
+inline constexpr std::string_view malformed_envelope = "malformed_envelope";  ///< the message breaks the wire format (`delivery::malformed`)
 }  // namespace dead_letter_reason
 
 /// Dead-letter handling of a batching consumer.

@@ -31,10 +31,20 @@ struct queue_features {
 };
 
 /// One message handed to a consumer, leased to it until settled or the lease expires.
+///
+/// A message another program published may lack what the library writes (receipt id,
+/// key, accept time, fingerprint): the backend derives those from the broker's own
+/// record of the message (see docs/wire-format.md). A message that breaks the wire
+/// format (a field present but unreadable, a fingerprint that does not match the
+/// payload) is delivered with `malformed` saying which field and what is wrong, and
+/// the fields it could not read derived instead; `batching_consumer` dead-letters it
+/// with the reason `malformed_envelope` without calling the handler. Never ack one
+/// without a row or a letter.
 struct delivery {
   envelope message{};             ///< `message.attempts` counts this delivery
   std::string token{};            ///< opaque lease handle; pass it back to settle
   time_point first_attempt_at{};  ///< when the message was first delivered
+  std::string malformed{};        ///< empty, or why the message breaks the wire format
 };
 
 /// How a delivery ends.

@@ -55,6 +55,13 @@ struct receipt {
 /// Thread-safe. Time-ordered keys keep SQLite B-tree inserts at the right edge.
 std::string make_receipt_id();
 
+/// The receipt id of a message another program published, which carries none:
+/// derived from the broker's own identity of it, so that every delivery of the same
+/// message gets the same id. UUIDv7 layout with `at` (the broker's store time) as its
+/// time and the rest a hash of `source` (e.g. the stream's name) and `number` (e.g. the
+/// stream sequence). Thread-safe.
+std::string derived_receipt_id(time_point at, std::string_view source, std::uint64_t number);
+
 /// RFC 3339 UTC text with milliseconds, e.g. `2026-11-22T10:00:00.123Z`.
 std::string format_time(time_point t);
 

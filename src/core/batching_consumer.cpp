@@ -24,6 +24,10 @@ void batch::fail(std::size_t i, std::string error) {
   results_.at(i) = {item_outcome::fail, std::move(error)};
 }
 
+void batch::fail(std::size_t i, std::string error, std::string reason) {
+  results_.at(i) = {item_outcome::fail, std::move(error), std::move(reason)};
+}
+
 void consumer_options::validate() const {
   auto bad = [](const char* what) { throw error(errc::invalid_config, std::string("consumer_options: ") + what); };
   if (workers == 0) bad("workers must be at least 1");
@@ -192,7 +196,9 @@ struct batching_consumer::state {
     std::vector<delivery> runnable;
     std::vector<std::size_t> positions;
     for (std::size_t i = 0; i < b.size(); ++i) {
-      if (b[i].message.attempts > options.retry.max_attempts)
+      if (!b[i].malformed.empty())  // never handed to the handler, never acked
+        b.results_[i] = {item_outcome::fail, b[i].malformed, std::string(dead_letter_reason::malformed_envelope)};
+      else if (b[i].message.attempts > options.retry.max_attempts)
         b.results_[i] = {item_outcome::fail,
                          "delivered " + std::to_string(b[i].message.attempts) + " times without being settled"};
       else {
@@ -245,9 +251,10 @@ struct batching_consumer::state {
           }
           break;
         case item_outcome::fail:
-          letters.push_back(
-              {{d.token, settle_action::dead_letter, {}, std::string(dead_letter_reason::permanent_failure), r.error},
-               i});
+          letters.push_back({{d.token, settle_action::dead_letter, {},
+                              r.reason.empty() ? std::string(dead_letter_reason::permanent_failure) : r.reason,
+                              r.error},
+                             i});
           break;
       }
     }

@@ -47,18 +47,9 @@ struct uuid7_clock {
 
 }  // namespace
 
-std::string make_receipt_id() {
-  static uuid7_clock state;
-  const auto [ms, counter] = state.next();
-  const std::uint64_t tail = random_u64();
+namespace {
 
-  std::array<unsigned char, 16> b{};
-  for (int i = 0; i < 6; ++i) b[i] = static_cast<unsigned char>(ms >> (40 - 8 * i));
-  b[6] = static_cast<unsigned char>(0x70 | ((counter >> 8) & 0x0F));
-  b[7] = static_cast<unsigned char>(counter & 0xFF);
-  b[8] = static_cast<unsigned char>(0x80 | ((tail >> 56) & 0x3F));
-  for (int i = 9; i < 16; ++i) b[i] = static_cast<unsigned char>(tail >> (8 * (15 - i)));
-
+std::string uuid_text(const std::array<unsigned char, 16>& b) {
   static constexpr char hex[] = "0123456789abcdef";
   std::string out;
   out.reserve(36);
@@ -68,6 +59,45 @@ std::string make_receipt_id() {
     out.push_back(hex[b[i] & 0x0F]);
   }
   return out;
+}
+
+// UUIDv7 layout: 48-bit milliseconds, version 7, 12 bits, variant, 62 bits.
+std::string uuid7(std::uint64_t ms, std::uint64_t twelve, std::uint64_t tail) {
+  std::array<unsigned char, 16> b{};
+  for (int i = 0; i < 6; ++i) b[i] = static_cast<unsigned char>(ms >> (40 - 8 * i));
+  b[6] = static_cast<unsigned char>(0x70 | ((twelve >> 8) & 0x0F));
+  b[7] = static_cast<unsigned char>(twelve & 0xFF);
+  b[8] = static_cast<unsigned char>(0x80 | ((tail >> 56) & 0x3F));
+  for (int i = 9; i < 16; ++i) b[i] = static_cast<unsigned char>(tail >> (8 * (15 - i)));
+  return uuid_text(b);
+}
+
+// splitmix64's finaliser: spreads the bits of a number over the whole word.
+std::uint64_t mix(std::uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+std::string make_receipt_id() {
+  static uuid7_clock state;
+  const auto [ms, counter] = state.next();
+  return uuid7(ms, counter, random_u64());
+}
+
+std::string derived_receipt_id(time_point at, std::string_view source, std::uint64_t number) {
+  std::uint64_t h = 14695981039346656037ull;  // FNV-1a of the source
+  for (unsigned char c : source) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
+  const auto tail = mix(h ^ mix(number));
+  return uuid7(static_cast<std::uint64_t>(std::max<std::int64_t>(ms, 0)), mix(tail) >> 52, tail);
 }
 
 std::string format_time(time_point t) {

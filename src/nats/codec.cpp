@@ -4,6 +4,10 @@
 #include <charconv>
 #include <cstdlib>
 #include <limits>
+#include <optional>
+
+#include "ingest/detail/wire_check.hpp"
+#include "ingest/fingerprint.hpp"
 
 namespace ingest::nats::detail {
 namespace {
@@ -110,6 +114,112 @@ envelope read_envelope(natsMsg* msg) {
     }
   }
   free(keys);
+  return m;
+}
+
+namespace {
+
+// A header's raw value, if the message has it.
+std::optional<std::string> raw_header(natsMsg* m, const char* name) {
+  const char* value = nullptr;
+  if (natsMsgHeader_Get(m, name, &value) != NATS_OK || !value) return std::nullopt;
+  return std::string(value);
+}
+
+using ingest::detail::is_sha256_hex;
+using ingest::detail::note_malformed;
+using ingest::detail::plausible_accept_us;
+
+void read_application_headers(natsMsg* msg, envelope& m, std::string& malformed) {
+  if (auto all = raw_header(msg, h_headers)) {
+    for (auto& [name, value] : decode_headers(*all)) {
+      if (valid_header_name(name) && valid_header_value(value))
+        m.headers.emplace_back(std::move(name), std::move(value));
+      else
+        note_malformed(malformed, std::string(h_headers) + ": a header that is not a valid name and value");
+    }
+    return;
+  }
+  const char** keys = nullptr;
+  int count = 0;
+  if (natsMsgHeader_Keys(msg, &keys, &count) != NATS_OK) return;
+  for (int i = 0; i < count; ++i) {
+    if (library_header(keys[i])) continue;
+    const char** values = nullptr;
+    int n = 0;
+    if (natsMsgHeader_Values(msg, keys[i], &values, &n) != NATS_OK) continue;
+    for (int j = 0; j < n; ++j) {
+      if (valid_header_name(keys[i]) && valid_header_value(values[j]))
+        m.headers.emplace_back(keys[i], values[j]);
+      else
+        note_malformed(malformed, std::string("header ") + keys[i] + ": not a valid application header name and value");
+    }
+    free(values);
+  }
+  free(keys);
+}
+
+}  // namespace
+
+envelope read_delivered(natsMsg* msg, const broker_facts& facts, std::string& malformed) {
+  envelope m;
+  if (const int n = natsMsg_GetDataLength(msg); n > 0) m.payload.assign(natsMsg_GetData(msg), static_cast<std::size_t>(n));
+  const auto derived_key = "nats:" + std::string(facts.stream) + ":" + std::to_string(facts.sequence);
+  if (auto key = raw_header(msg, h_key)) {
+    m.idempotency_key = unescape_value(*key);
+    if (!valid_idempotency_key(m.idempotency_key)) {
+      note_malformed(malformed, std::string(h_key) + ": not 1-255 printable ASCII characters");
+      m.idempotency_key = derived_key;
+    }
+  } else if (auto id = raw_header(msg, "Nats-Msg-Id")) {
+    m.idempotency_key = *id;
+    if (!valid_idempotency_key(m.idempotency_key)) {
+      note_malformed(malformed, "Nats-Msg-Id: not 1-255 printable ASCII characters");
+      m.idempotency_key = derived_key;
+    }
+  } else {
+    m.idempotency_key = derived_key;
+  }
+  const auto derived_id = derived_receipt_id(facts.stored_at, facts.stream, facts.sequence);
+  if (auto id = raw_header(msg, h_receipt)) {
+    m.receipt_id = unescape_value(*id);
+    if (m.receipt_id.empty() || m.receipt_id.size() > 255 || !valid_header_value(m.receipt_id)) {
+      note_malformed(malformed, std::string(h_receipt) + ": empty, longer than 255 or with control characters");
+      m.receipt_id = derived_id;
+    }
+  } else {
+    m.receipt_id = derived_id;
+  }
+  m.accepted_at = facts.stored_at;
+  if (auto at = raw_header(msg, h_accepted)) {
+    const auto text = unescape_value(*at);
+    std::int64_t us = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), us);
+    if (ec != std::errc{} || end != text.data() + text.size() || !plausible_accept_us(us))
+      note_malformed(malformed, std::string(h_accepted) + ": '" + text.substr(0, 40) +
+                          "' is not microseconds since 1970-01-01 (a nanosecond value is 1000 times too large)");
+    else
+      m.accepted_at = time_from_us(us);
+  }
+  const auto actual = fingerprint(m.payload);
+  m.fingerprint = actual;
+  if (auto fp = raw_header(msg, h_fingerprint)) {
+    const auto claimed = unescape_value(*fp);
+    if (!is_sha256_hex(claimed))
+      note_malformed(malformed, std::string(h_fingerprint) + ": not 64 lower-case hex digits of SHA-256");
+    else if (claimed != actual)
+      note_malformed(malformed, std::string(h_fingerprint) + ": does not match the payload (changed or damaged on the way)");
+  }
+  if (auto subject = raw_header(msg, h_subject)) {
+    m.subject = unescape_value(*subject);
+    if (!valid_header_value(m.subject)) {
+      note_malformed(malformed, std::string(h_subject) + ": control characters or spaces at an end");
+      m.subject.clear();
+    }
+  } else if (const char* s = natsMsg_GetSubject(msg)) {
+    m.subject = s;
+  }
+  read_application_headers(msg, m, malformed);
   return m;
 }
 

@@ -48,6 +48,23 @@ void write_envelope(natsMsg* msg, const envelope& m);
 /// other than the library's, as the application headers.
 envelope read_envelope(natsMsg* msg);
 
+/// What JetStream itself knows of a delivered message: the stream, the message's
+/// sequence in it, and when the server stored it.
+struct broker_facts {
+  std::string_view stream;
+  std::uint64_t sequence = 0;
+  time_point stored_at{};
+};
+
+/// Reads a delivered message, whoever published it (docs/wire-format.md). Fields the
+/// library writes are read and checked; a missing one is derived: the key from
+/// `Nats-Msg-Id` (else `nats:<stream>:<sequence>`), the receipt id from the stream and
+/// sequence, the accept time from the broker's store time, the fingerprint from the
+/// payload, the subject from the NATS subject. A field present but unreadable (or a
+/// fingerprint that does not match the payload) is named in `malformed` and derived
+/// instead, so that the envelope returned is always publishable.
+envelope read_delivered(natsMsg* msg, const broker_facts& facts, std::string& malformed);
+
 /// The application headers as one header value, and back: `name=value` pairs joined
 /// by `&`, with `%`, `&`, `=`, control characters and edge spaces written as %XX.
 std::string encode_headers(const header_list& headers);

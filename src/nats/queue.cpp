@@ -231,6 +231,7 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     std::uint64_t sequence = 0;
     std::uint32_t attempts = 0;
     time_point first_attempt_at{};
+    envelope message{};  // as delivered (derived fields included): what a dead letter keeps
   };
 
   explicit engine(queue_options o) : options(std::move(o)) {}
@@ -484,9 +485,16 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     const auto s = js_GetMsg(&raw, js.get(), options.stream.c_str(), seq, nullptr, &code);
     message_handle original(raw);
     if (s != NATS_OK) return p.done(unavailable_or(s, errc::not_found), receipt{});
-    if (header(original.get(), h_fingerprint) != p.fingerprint) return p.done(errc::conflict, receipt{});
-    p.done(error_code{},
-           receipt{header(original.get(), h_receipt), p.key, time_from_us(header_int(original.get(), h_accepted)), true});
+    // The original may have come from another client: read it as a consumer would, so
+    // that the receipt is the one its delivery carries.
+    std::string malformed;
+    const auto first = read_delivered(
+        original.get(),
+        {options.stream, seq, time_point(std::chrono::duration_cast<clock::duration>(
+                                  std::chrono::nanoseconds(natsMsg_GetTime(original.get()))))},
+        malformed);
+    if (first.fingerprint != p.fingerprint) return p.done(errc::conflict, receipt{});
+    p.done(error_code{}, receipt{first.receipt_id, p.key, first.accepted_at, true});
   }
 
   void publish(envelope m, callback<error_code, receipt> done) {
@@ -570,7 +578,11 @@ struct queue::engine : std::enable_shared_from_this<engine> {
       if (natsMsg_GetMetaData(&raw, msg.get()) != NATS_OK) continue;
       metadata_handle meta(raw);
       delivery d;
-      d.message = read_envelope(msg.get());
+      const broker_facts facts{meta->Stream ? std::string_view(meta->Stream) : std::string_view(options.stream),
+                               meta->Sequence.Stream,
+                               time_point(std::chrono::duration_cast<clock::duration>(
+                                   std::chrono::nanoseconds(meta->Timestamp)))};
+      d.message = read_delivered(msg.get(), facts, d.malformed);
       d.message.attempts = static_cast<std::uint32_t>(meta->NumDelivered);
       if (first_seen.size() > 100000) first_seen.clear();
       const auto seen =
@@ -578,7 +590,7 @@ struct queue::engine : std::enable_shared_from_this<engine> {
       d.first_attempt_at = seen.first->second;
       d.token = std::to_string(meta->Sequence.Stream) + ":" + std::to_string(meta->NumDelivered);
       held[d.token] = held_message{std::move(msg), now + lease_for(d.message.attempts), meta->Sequence.Stream,
-                                   d.message.attempts, d.first_attempt_at};
+                                   d.message.attempts, d.first_attempt_at, d.message};
       out.push_back(std::move(d));
     }
   }
@@ -660,7 +672,7 @@ struct queue::engine : std::enable_shared_from_this<engine> {
       return errc::backend_unavailable;
     message_handle letter(raw);
     dead_letter dead;
-    dead.message = read_envelope(h.msg.get());
+    dead.message = h.message;
     write_envelope(letter.get(), dead.message);
     dead.reason = d.reason;
     dead.last_error = d.last_error;
@@ -670,7 +682,7 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     write_dead(letter.get(), dead, h.sequence);
     jsPubOptions po;
     jsPubOptions_Init(&po);
-    const auto msg_id = "dlq:" + header(h.msg.get(), h_receipt) + ":" + std::to_string(h.sequence);
+    const auto msg_id = "dlq:" + h.message.receipt_id + ":" + std::to_string(h.sequence);
     po.MsgId = msg_id.c_str();
     jsPubAck* ack = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
@@ -798,7 +810,7 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     stream_info_handle si(s_raw);
     std::uint64_t lo = si->State.FirstSeq, hi = std::min<std::uint64_t>(floor, si->State.LastSeq);
     if (si->State.Msgs == 0 || lo == 0 || hi < lo) return;
-    // The first sequence still inside the duplicate window, by bisection on accept time.
+    // The first sequence still inside the duplicate window, by bisection on store time.
     const auto cutoff = to_us(clock::now() - options.duplicate_window);
     std::uint64_t keep_from = hi + 1;
     while (lo <= hi) {
@@ -811,7 +823,9 @@ struct queue::engine : std::enable_shared_from_this<engine> {
         continue;
       }
       if (s != NATS_OK) return;
-      if (header_int(m.get(), h_accepted) < cutoff) {
+      // The server's store time, which every message has (one another client published
+      // carries no accept time of ours), and which the duplicate window counts from.
+      if (natsMsg_GetTime(m.get()) / 1000 < cutoff) {
         lo = mid + 1;
       } else {
         keep_from = mid;

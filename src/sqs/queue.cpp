@@ -457,7 +457,7 @@ struct queue::engine {
 
   delivery take(const json::object& msg) {
     delivery d;
-    d.message = decode(msg);
+    d.message = decode(msg, d.malformed);
     d.token = str(msg, "ReceiptHandle");
     const auto* sys = msg.if_contains("Attributes");
     const auto first = sys && sys->is_object() ? str(sys->as_object(), "ApproximateFirstReceiveTimestamp") : std::string();
@@ -519,7 +519,8 @@ struct queue::engine {
                         {"VisibilityTimeout", visibility},
                         {"MessageAttributeNames", json::array{"All"}},
                         {"MessageSystemAttributeNames",
-                         json::array{"ApproximateReceiveCount", "ApproximateFirstReceiveTimestamp", "SentTimestamp"}}};
+                         json::array{"ApproximateReceiveCount", "ApproximateFirstReceiveTimestamp", "SentTimestamp",
+                                     "MessageDeduplicationId"}}};
   }
 
   // Makes received messages visible again at once (a fetch that is already over, a

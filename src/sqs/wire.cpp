@@ -9,6 +9,7 @@
 #include <charconv>
 #include <limits>
 
+#include "ingest/detail/wire_check.hpp"
 #include "ingest/error.hpp"
 #include "ingest/fingerprint.hpp"
 #include "ingest/sqs/sigv4.hpp"
@@ -157,39 +158,101 @@ encoded encode(const envelope& m) {
   return e;
 }
 
-envelope decode(const json::object& msg) {
+namespace {
+
+using ingest::detail::is_sha256_hex;
+using ingest::detail::note_malformed;
+using ingest::detail::plausible_accept_us;
+
+// The fields of the metadata attribute, checked; what is missing or unreadable is
+// left as the foreign defaults already in `m`.
+void read_meta(const json::object& meta, const std::string& body, envelope& m, std::string& malformed) {
+  if (const auto id = str(meta, "id"); !id.empty() && id.size() <= 255 && valid_header_value(id))
+    m.receipt_id = id;
+  else
+    note_malformed(malformed, "ingest.id: missing, longer than 255 or with control characters");
+  if (const auto key = str(meta, "key"); valid_idempotency_key(key))
+    m.idempotency_key = key;
+  else
+    note_malformed(malformed, "ingest.key: not 1-255 printable ASCII characters");
+  if (const auto subject = str(meta, "subject"); valid_header_value(subject))
+    m.subject = subject;
+  else
+    note_malformed(malformed, "ingest.subject: control characters or spaces at an end");
+  const auto* at = meta.if_contains("at");
+  if (at && (at->is_int64() || at->is_uint64()) && plausible_accept_us(num(meta, "at")))
+    m.accepted_at = time_from_us(num(meta, "at"));
+  else
+    note_malformed(malformed, "ingest.at: not microseconds since 1970-01-01 (a nanosecond value is 1000 times too large)");
+  if (const auto* h = meta.if_contains("h"); h && h->is_array())
+    for (const auto& pair : h->as_array()) {
+      const auto* p = pair.if_array();
+      if (p && p->size() == 2 && (*p)[0].is_string() && (*p)[1].is_string() &&
+          valid_header_name((*p)[0].as_string()) && valid_header_value((*p)[1].as_string()))
+        m.headers.emplace_back(std::string((*p)[0].as_string()), std::string((*p)[1].as_string()));
+      else
+        note_malformed(malformed, "ingest.h: a header that is not a valid [name, value] pair");
+    }
+  if (str(meta, "enc") == "base64") {
+    try {
+      m.payload = body == "=" ? std::string() : base64_decode(body);
+    } catch (const error&) {
+      note_malformed(malformed, "Body: ingest.enc says base64 but the body is not base64");
+    }
+  }
+  m.fingerprint = fingerprint(m.payload);
+  const auto claimed = str(meta, "fp");
+  if (!is_sha256_hex(claimed))
+    note_malformed(malformed, "ingest.fp: not 64 lower-case hex digits of SHA-256");
+  else if (claimed != m.fingerprint)
+    note_malformed(malformed, "ingest.fp: does not match the payload (changed or damaged on the way)");
+}
+
+}  // namespace
+
+envelope decode(const json::object& msg, std::string& malformed) {
   envelope m;
   const auto body = str(msg, "Body");
-  const auto* attrs = msg.if_contains("MessageAttributes");
-  const auto meta_text = attrs ? attribute_text(*attrs, meta_attribute) : std::string();
   const auto* sys = msg.if_contains("Attributes");
   const json::object empty;
   const auto& system = sys && sys->is_object() ? sys->as_object() : empty;
-  if (meta_text.empty()) {
-    m.receipt_id = str(msg, "MessageId");
-    m.idempotency_key = m.receipt_id;
-    m.payload = body;
-    m.fingerprint = fingerprint(m.payload);
-    m.accepted_at = from_ms_text(str(system, "SentTimestamp"));
-  } else {
+  // What SQS itself knows, for a message another program sent: its id (a UUID), the
+  // deduplication id of a FIFO queue, and when it was sent.
+  m.receipt_id = str(msg, "MessageId");
+  if (m.receipt_id.empty() || m.receipt_id.size() > 255 || !valid_header_value(m.receipt_id)) {
+    note_malformed(malformed, "MessageId: empty or not text");
+    m.receipt_id = "sqs-" + sha256_hex(m.receipt_id).substr(0, 32);
+  }
+  const auto dedup = str(system, "MessageDeduplicationId");
+  m.idempotency_key = valid_idempotency_key(dedup) ? dedup : m.receipt_id;
+  if (!valid_idempotency_key(m.idempotency_key)) m.idempotency_key = "sqs:" + sha256_hex(m.receipt_id);
+  m.payload = body;
+  m.accepted_at = from_ms_text(str(system, "SentTimestamp"));
+  std::string meta_text;
+  if (const auto* attrs = msg.if_contains("MessageAttributes")) {
+    try {
+      meta_text = attribute_text(*attrs, meta_attribute);
+    } catch (const error&) {
+      note_malformed(malformed, std::string("attribute ") + meta_attribute + ": binary value is not base64");
+    }
+  }
+  if (!meta_text.empty()) {
     boost::system::error_code ec;
     const auto parsed = parse_as_written(meta_text, ec);
-    if (ec || !parsed.is_object()) throw error(errc::storage_error, "sqs: unreadable message metadata");
-    const auto& meta = parsed.as_object();
-    m.receipt_id = str(meta, "id");
-    m.idempotency_key = str(meta, "key");
-    m.subject = str(meta, "subject");
-    m.fingerprint = str(meta, "fp");
-    m.accepted_at = time_from_us(num(meta, "at"));
-    if (const auto* h = meta.if_contains("h"); h && h->is_array())
-      for (const auto& pair : h->as_array())
-        if (pair.is_array() && pair.as_array().size() == 2 && pair.as_array()[0].is_string() &&
-            pair.as_array()[1].is_string())
-          m.headers.emplace_back(std::string(pair.as_array()[0].as_string()), std::string(pair.as_array()[1].as_string()));
-    if (str(meta, "enc") == "base64") m.payload = body == "=" ? std::string() : base64_decode(body);
-    else m.payload = body;
+    if (ec || !parsed.is_object())
+      note_malformed(malformed, std::string("attribute ") + meta_attribute + ": not a JSON object");
+    else
+      read_meta(parsed.as_object(), body, m, malformed);
   }
+  if (m.fingerprint.empty()) m.fingerprint = fingerprint(m.payload);
   m.attempts = static_cast<std::uint32_t>(std::max<std::int64_t>(1, num(system, "ApproximateReceiveCount")));
+  return m;
+}
+
+envelope decode(const json::object& msg) {
+  std::string malformed;
+  auto m = decode(msg, malformed);
+  if (!malformed.empty()) throw error(errc::storage_error, "sqs: " + malformed);
   return m;
 }
 

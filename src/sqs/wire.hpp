@@ -56,9 +56,15 @@ struct encoded {
 };
 encoded encode(const envelope& m);
 
-/// A message as SQS returns it (an element of ReceiveMessage's "Messages"). Messages
-/// that other writers put in the queue (no metadata) get the SQS message id as receipt
-/// id and key. Throws ingest::error(storage_error) on unreadable metadata.
+/// A message as SQS returns it (an element of ReceiveMessage's "Messages"), whoever
+/// sent it (docs/wire-format.md). A message without the metadata attribute (another
+/// program sent it) gets the SQS message id as receipt id, its deduplication id (FIFO)
+/// or else the message id as key, and SQS's SentTimestamp as accept time. Metadata
+/// present but unreadable, or a fingerprint that does not match the body, is named in
+/// `malformed` and the field derived as for a foreign message. Never throws.
+envelope decode(const json::object& msg, std::string& malformed);
+/// The same for messages the library wrote itself (dead letters): throws
+/// ingest::error(storage_error) when anything is malformed.
 envelope decode(const json::object& msg);
 
 /// A MessageGroupId / MessageDeduplicationId for `key`: the key itself when SQS allows

@@ -57,6 +57,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(read.reason == l.reason);
     FUZZ_CHECK(read.last_error == l.last_error);
     FUZZ_CHECK(read.attempts == l.attempts);
+    // Delivered, a well-formed message is read whole, with nothing malformed.
+    fuzz::make_well_formed(m);
+    message_handle sent;
+    FUZZ_CHECK(natsMsg_Create(&sent.msg, "fuzz", nullptr, m.payload.data(), static_cast<int>(m.payload.size())) ==
+               NATS_OK);
+    nats::detail::write_envelope(sent.msg, m);
+    std::string malformed;
+    const auto delivered = nats::detail::read_delivered(sent.msg, {"S", 9, clock::now()}, malformed);
+    FUZZ_CHECK(malformed.empty());
+    fuzz::check_same_fields(delivered, m);
+    FUZZ_CHECK(by_name(delivered.headers) == by_name(m.headers));
     return 0;
   }
   // A message written by someone else, any header names and values: read, never a crash.
@@ -68,5 +79,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   dead_letter l;
   nats::detail::read_dead(h.msg, l);
   FUZZ_CHECK(back.payload == m.payload);
+  // Delivered, it is malformed or not, but always publishable again (a dead letter, a
+  // replay), with the payload's own fingerprint.
+  std::string malformed;
+  const auto delivered = nats::detail::read_delivered(h.msg, {"S", 9, clock::now()}, malformed);
+  FUZZ_CHECK(!validate_envelope(delivered));
+  FUZZ_CHECK(delivered.payload == m.payload);
+  FUZZ_CHECK(delivered.fingerprint == fingerprint(m.payload));
   return 0;
 }

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "ingest/envelope.hpp"
+#include "ingest/fingerprint.hpp"
 
 #define FUZZ_CHECK(cond)                                                                          \
   do {                                                                                            \
@@ -69,6 +70,17 @@ inline envelope make_envelope(reader& in) {
   }
   m.payload = in.rest();
   return m;
+}
+
+// Makes a publishable envelope also one a consumer reads as well-formed: the
+// fingerprint of its payload, and an accept time in microseconds since 1970 that
+// docs/wire-format.md allows (1973 to 5138).
+inline void make_well_formed(envelope& m) {
+  m.fingerprint = fingerprint(m.payload);
+  constexpr std::int64_t lo = 100'000'000'000'000, hi = 100'000'000'000'000'000;
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(m.accepted_at.time_since_epoch()).count();
+  if (us < lo || us >= hi) us = lo + static_cast<std::int64_t>(static_cast<std::uint64_t>(us) % (hi - lo));
+  m.accepted_at = time_from_us(us);
 }
 
 // Checks that a message read back carries what was written (headers aside: backends

@@ -92,8 +92,11 @@ struct queue_options {
 /// accept time and subject are `Ingest-*` headers; the application headers travel
 /// together, in order, in `Ingest-Headers` (`name=value` pairs joined by `&`, with `%`,
 /// `&`, `=`, control characters and edge spaces written as %XX), because nats.c 3.4
-/// mixes up two header names when one is a prefix of the other. A message published
-/// by another client, without `Ingest-Headers`, gives its own headers instead.
+/// mixes up two header names when one is a prefix of the other. docs/wire-format.md
+/// has the whole format for programs in other languages. A message another client
+/// published is completed from what JetStream knows (key from `Nats-Msg-Id`, receipt
+/// id from the stream sequence, accept time from the store time, its own headers);
+/// one that breaks the format is delivered with `delivery::malformed` set.
 ///
 /// **Consume.** A durable pull consumer: fetch in batches, ack after commit,
 /// `NakWithDelay` for retry (a plain Nak when the delay is zero), `InProgress` to

@@ -97,6 +97,12 @@ struct queue_options {
 /// idempotency key (hashed when it is not a valid deduplication id) as
 /// `MessageDeduplicationId`.
 ///
+/// **On the wire.** The body is the payload (base64 when it is not text SQS takes),
+/// and the message attribute `ingest` holds the rest as JSON (docs/wire-format.md). A
+/// message another program sent without it gets the SQS message id as receipt id, the
+/// deduplication id (FIFO) or else the message id as key, and `SentTimestamp` as accept
+/// time; one that breaks the format is delivered with `delivery::malformed` set.
+///
 /// **Consume.** `ReceiveMessage` long polling (split into `receive_concurrency` calls
 /// for large fetches), `DeleteMessageBatch` for acks, `ChangeMessageVisibilityBatch`
 /// for retry delays and lease extension (whole seconds, up to 12 h), attempts from

@@ -1,0 +1,165 @@
+// Messages another program published into the NATS stream, with nats.c's ordinary
+// JetStream publish: built from docs/wire-format.md alone, or carrying only a payload
+// and a Nats-Msg-Id, or breaking the rules. Every one ends as a row or a dead letter.
+
+#include <doctest/doctest.h>
+#include <nats/nats.h>
+#include <openssl/evp.h>
+
+#include <map>
+#include <mutex>
+
+#include "ingest/batching_consumer.hpp"
+#include "ingest/nats/queue.hpp"
+#include "support/nats_server.hpp"
+#include "support/sqlite_sink.hpp"
+
+namespace ingest::test {
+namespace {
+
+// SHA-256 in lower-case hex, as the document says, without the library's helper.
+std::string sha256_hex(std::string_view data) {
+  unsigned char md[32];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
+// A plain JetStream publisher, as another service would be.
+class other_client {
+ public:
+  explicit other_client(const std::string& url) {
+    REQUIRE(natsConnection_ConnectTo(&nc_, url.c_str()) == NATS_OK);
+    REQUIRE(natsConnection_JetStream(&js_, nc_, nullptr) == NATS_OK);
+  }
+  ~other_client() {
+    jsCtx_Destroy(js_);
+    natsConnection_Destroy(nc_);
+  }
+  // Publishes and waits for the PubAck; true when the stream stored it (not a duplicate).
+  bool publish(const std::string& subject, const std::string& data,
+               const std::vector<std::pair<std::string, std::string>>& headers) {
+    natsMsg* m = nullptr;
+    REQUIRE(natsMsg_Create(&m, subject.c_str(), nullptr, data.data(), static_cast<int>(data.size())) == NATS_OK);
+    for (const auto& [k, v] : headers) natsMsgHeader_Add(m, k.c_str(), v.c_str());
+    jsPubAck* ack = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    const auto s = js_PublishMsg(&ack, js_, m, nullptr, &code);
+    natsMsg_Destroy(m);
+    REQUIRE(s == NATS_OK);
+    const bool stored = !ack->Duplicate;
+    jsPubAck_Destroy(ack);
+    return stored;
+  }
+
+ private:
+  natsConnection* nc_ = nullptr;
+  jsCtx* js_ = nullptr;
+};
+
+}  // namespace
+
+TEST_CASE("nats: messages another program published are processed or dead-lettered, never acked into nothing") {
+  temp_dir dir;
+  nats_server server(dir.path() / "wire");
+  io_thread io;
+  nats::queue_options o;
+  o.servers = {server.url()};
+  o.stream = "WIRE";
+  o.subject = "ingest.wire";
+  o.dead_letter_stream = "WIRE_DLQ";
+  o.dead_letter_subject = "ingest.wire.dead";
+  o.consumer = "WIRE_workers";
+  nats::queue q(io.executor(), o);
+
+  other_client other(server.url());
+  const auto before = clock::now();
+  // Only a payload, as a plain client sends it; and two with ids of their own (which
+  // used to read as the same empty key and vanish after the first).
+  REQUIRE(other.publish(o.subject, R"({"n":1})", {}));
+  REQUIRE(other.publish(o.subject, R"({"n":2})", {{"Nats-Msg-Id", "ext-a"}}));
+  REQUIRE(other.publish(o.subject, R"({"n":3})", {{"Nats-Msg-Id", "ext-b"}}));
+  CHECK_FALSE(other.publish(o.subject, R"({"n":2})", {{"Nats-Msg-Id", "ext-a"}}));  // the server's dedup
+  // Built from docs/wire-format.md alone.
+  const std::string doc_payload = R"({"answers":{"q1":"B"}})";
+  const std::string doc_receipt = "0190b5c8-0000-7000-8000-00000000d0c1";
+  const std::int64_t doc_at_us = 1763800000123456;
+  REQUIRE(other.publish(o.subject, doc_payload,
+                        {{"Nats-Msg-Id", "doc/s1/100%"},
+                         {"Ingest-Receipt-Id", doc_receipt},
+                         {"Ingest-Key", "doc/s1/100%25"},
+                         {"Ingest-Fingerprint", sha256_hex(doc_payload)},
+                         {"Ingest-Accepted-At", std::to_string(doc_at_us)},
+                         {"Ingest-Subject", "exam.doc"},
+                         {"Ingest-Headers", "X-Trace=abc&X-Note=a%26b%3Dc"}}));
+  // Breaking the rules: nanoseconds for microseconds, and a fingerprint of another body.
+  REQUIRE(other.publish(o.subject, "late?", {{"Nats-Msg-Id", "bad-time"},
+                                             {"Ingest-Accepted-At", std::to_string(doc_at_us * 1000)}}));
+  REQUIRE(other.publish(o.subject, "changed", {{"Nats-Msg-Id", "bad-fp"},
+                                               {"Ingest-Fingerprint", sha256_hex("original")}}));
+
+  sqlite_sink sink(dir.file("sink.db"));
+  std::mutex m;
+  std::map<std::string, delivery> seen;  // by key
+  sink.on_write = [&](const delivery& d) {
+    std::lock_guard lock(m);
+    seen.emplace(d.message.idempotency_key, d);
+  };
+  std::vector<dead_letter> alerts;
+  consumer_options co{.workers = 1, .max_batch = 50, .linger = 0ms, .poll_wait = 50ms};
+  co.dead_letter.alert = [&](const dead_letter& l) {
+    std::lock_guard lock(m);
+    alerts.push_back(l);
+  };
+  batching_consumer consumer(q, sink.handler(), co);
+  consumer.start();
+  REQUIRE(eventually([&] { return stats(q).pending == 0 && sink.rows() + dead_letters(q).size() >= 6; }, 20s));
+  consumer.drain();
+
+  CHECK(sink.rows() == 4);
+  CHECK(sink.distinct_receipts() == 4);
+  std::lock_guard lock(m);
+  REQUIRE(seen.size() == 4);
+  // The document's message arrives exactly as written.
+  REQUIRE(seen.count("doc/s1/100%"));
+  const auto& doc = seen.at("doc/s1/100%").message;
+  CHECK(doc.receipt_id == doc_receipt);
+  CHECK(doc.accepted_at == time_from_us(doc_at_us));
+  CHECK(doc.subject == "exam.doc");
+  CHECK(doc.payload == doc_payload);
+  CHECK(doc.headers == header_list{{"X-Trace", "abc"}, {"X-Note", "a&b=c"}});
+  // The others are completed from what JetStream knows.
+  for (const auto& key : {std::string("ext-a"), std::string("ext-b"), std::string("nats:WIRE:1")}) {
+    CAPTURE(key);
+    REQUIRE(seen.count(key));
+    const auto& e = seen.at(key).message;
+    CHECK(e.receipt_id.size() == 36);
+    CHECK(e.receipt_id[14] == '7');  // UUIDv7 layout
+    CHECK(e.accepted_at >= before - 2s);
+    CHECK(e.accepted_at <= clock::now());
+    CHECK(e.subject == o.subject);
+    CHECK(e.fingerprint == sha256_hex(e.payload));
+  }
+  // The two that break the rules are dead letters that say which field and why.
+  const auto letters = dead_letters(q);
+  REQUIRE(letters.size() == 2);
+  REQUIRE(alerts.size() == 2);
+  std::map<std::string, dead_letter> by_key;
+  for (const auto& l : letters) by_key.emplace(l.message.idempotency_key, l);
+  REQUIRE(by_key.count("bad-time"));
+  REQUIRE(by_key.count("bad-fp"));
+  CHECK(by_key.at("bad-time").reason == "malformed_envelope");
+  CHECK(by_key.at("bad-time").last_error.find("Ingest-Accepted-At") != std::string::npos);
+  CHECK(by_key.at("bad-time").message.payload == "late?");
+  CHECK(by_key.at("bad-fp").reason == "malformed_envelope");
+  CHECK(by_key.at("bad-fp").last_error.find("Ingest-Fingerprint: does not match the payload") != std::string::npos);
+  CHECK(by_key.at("bad-fp").message.payload == "changed");
+}
+
+}  // namespace ingest::test
