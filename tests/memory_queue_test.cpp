@@ -21,6 +21,7 @@ struct memory_backend {
             .lease_extension = true,
             .exact_stats = true,
             .lookup = true,
+            .deadline_before_store = true,
             .dedup_window = std::chrono::milliseconds::max()};
   }
   boost::asio::any_io_executor ex_;

@@ -1,16 +1,20 @@
 // Messages another program published into the NATS stream, with nats.c's ordinary
 // JetStream publish: built from docs/wire-format.md alone, or carrying only a payload
 // and a Nats-Msg-Id, or breaking the rules. Every one ends as a row or a dead letter.
+// And the postmark's bound (guarantee 7) against a server that stalls.
 
 #include <doctest/doctest.h>
 #include <nats/nats.h>
 #include <openssl/evp.h>
 
+#include <boost/asio/use_future.hpp>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "ingest/batching_consumer.hpp"
 #include "ingest/nats/queue.hpp"
+#include "ingest/producer.hpp"
 #include "support/nats_server.hpp"
 #include "support/sqlite_sink.hpp"
 
@@ -57,6 +61,18 @@ class other_client {
     jsPubAck_Destroy(ack);
     return stored;
   }
+  // The server's store time of message `seq` of `stream`, and the postmark on it.
+  std::pair<time_point, time_point> times(const std::string& stream, std::uint64_t seq) {
+    natsMsg* m = nullptr;
+    REQUIRE(js_GetMsg(&m, js_, stream.c_str(), seq, nullptr, nullptr) == NATS_OK);
+    const char* postmark = nullptr;
+    REQUIRE(natsMsgHeader_Get(m, "Ingest-Accepted-At", &postmark) == NATS_OK);
+    const auto out = std::pair{time_point(std::chrono::duration_cast<clock::duration>(
+                                   std::chrono::nanoseconds(natsMsg_GetTime(m)))),
+                               time_from_us(std::strtoll(postmark, nullptr, 10))};
+    natsMsg_Destroy(m);
+    return out;
+  }
 
  private:
   natsConnection* nc_ = nullptr;
@@ -89,7 +105,10 @@ TEST_CASE("nats: messages another program published are processed or dead-letter
   // Built from docs/wire-format.md alone.
   const std::string doc_payload = R"({"answers":{"q1":"B"}})";
   const std::string doc_receipt = "0190b5c8-0000-7000-8000-00000000d0c1";
-  const std::int64_t doc_at_us = 1763800000123456;
+  const auto to_us = [](time_point t) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  };
+  const std::int64_t doc_at_us = to_us(clock::now());
   REQUIRE(other.publish(o.subject, doc_payload,
                         {{"Nats-Msg-Id", "doc/s1/100%"},
                          {"Ingest-Receipt-Id", doc_receipt},
@@ -98,6 +117,11 @@ TEST_CASE("nats: messages another program published are processed or dead-letter
                          {"Ingest-Accepted-At", std::to_string(doc_at_us)},
                          {"Ingest-Subject", "exam.doc"},
                          {"Ingest-Headers", "X-Trace=abc&X-Note=a%26b%3Dc"}}));
+  // A postmark a minute older than the server's store time: as a publish that timed out
+  // and was stored only when a stalled server came back would look. Past the postmark's
+  // bound (publish_timeout + 1 s), the store time is the accept time.
+  REQUIRE(other.publish(o.subject, "stale", {{"Nats-Msg-Id", "stale"},
+                                             {"Ingest-Accepted-At", std::to_string(doc_at_us - 60'000'000)}}));
   // Breaking the rules: nanoseconds for microseconds, and a fingerprint of another body.
   REQUIRE(other.publish(o.subject, "late?", {{"Nats-Msg-Id", "bad-time"},
                                              {"Ingest-Accepted-At", std::to_string(doc_at_us * 1000)}}));
@@ -119,13 +143,15 @@ TEST_CASE("nats: messages another program published are processed or dead-letter
   };
   batching_consumer consumer(q, sink.handler(), co);
   consumer.start();
-  REQUIRE(eventually([&] { return stats(q).pending == 0 && sink.rows() + dead_letters(q).size() >= 6; }, 20s));
+  REQUIRE(eventually([&] { return stats(q).pending == 0 && sink.rows() + dead_letters(q).size() >= 7; }, 20s));
   consumer.drain();
 
-  CHECK(sink.rows() == 4);
-  CHECK(sink.distinct_receipts() == 4);
+  CHECK(sink.rows() == 5);
+  CHECK(sink.distinct_receipts() == 5);
   std::lock_guard lock(m);
-  REQUIRE(seen.size() == 4);
+  REQUIRE(seen.size() == 5);
+  REQUIRE(seen.count("stale"));
+  CHECK(seen.at("stale").message.accepted_at >= before - 2s);  // the store time, not the minute-old postmark
   // The document's message arrives exactly as written.
   REQUIRE(seen.count("doc/s1/100%"));
   const auto& doc = seen.at("doc/s1/100%").message;
@@ -160,6 +186,86 @@ TEST_CASE("nats: messages another program published are processed or dead-letter
   CHECK(by_key.at("bad-fp").reason == "malformed_envelope");
   CHECK(by_key.at("bad-fp").last_error.find("Ingest-Fingerprint: does not match the payload") != std::string::npos);
   CHECK(by_key.at("bad-fp").message.payload == "changed");
+}
+
+TEST_CASE("nats: what a stalled server stores after the publish timed out carries the store time, not the postmark") {
+  temp_dir dir;
+  nats_server server(dir.path() / "stall");
+  io_thread io(2);
+  nats::queue_options o;
+  o.servers = {server.url()};
+  o.stream = "STALL";
+  o.subject = "ingest.stall";
+  o.dead_letter_stream = "STALL_DLQ";
+  o.dead_letter_subject = "ingest.stall.dead";
+  o.consumer = "STALL_workers";
+  o.publish_timeout = 500ms;  // the postmark's bound: 1.5 s
+  nats::queue q(io.executor(), o);
+  producer p(q, {.max_in_flight = 512, .publish_timeout = 500ms});
+
+  // Publishes go on while the server is frozen for 3 s with its connection open: they
+  // time out, and the frozen server stores them when it resumes, seconds after their
+  // postmark.
+  std::mutex m;
+  std::map<std::string, receipt> receipts;
+  std::atomic<bool> stop{false};
+  std::thread flooder([&] {
+    for (int i = 0; !stop; ++i) {
+      p.async_submit({.idempotency_key = "s" + std::to_string(i), .subject = {}, .payload = "x", .headers = {}},
+                     [&, key = "s" + std::to_string(i)](error_code ec, receipt r) {
+                       if (ec) return;
+                       std::lock_guard lock(m);
+                       receipts.emplace(key, std::move(r));
+                     });
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  std::this_thread::sleep_for(300ms);
+  server.freeze();
+  std::this_thread::sleep_for(3s);
+  server.thaw();
+  std::this_thread::sleep_for(300ms);
+  stop = true;
+  flooder.join();
+  REQUIRE(eventually([&] { return p.stats().in_flight == 0; }, 10s));
+
+  // Every stored message, as the consumer reads it, against the server's store time.
+  std::map<std::string, delivery> delivered;
+  while (true) {
+    auto [ec, got] = fetch(q, 500, 500ms);
+    if (got.empty()) break;
+    REQUIRE_FALSE(ack(q, got));
+    for (auto& d : got) delivered.emplace(d.message.idempotency_key, std::move(d));
+  }
+  std::size_t stale = 0;
+  for (const auto& [key, d] : delivered) {
+    CAPTURE(key);
+    // A repeat now gets the receipt the consumer sees: the same accept time.
+    auto again = p.async_submit({.idempotency_key = key, .subject = {}, .payload = "x", .headers = {}},
+                                boost::asio::use_future)
+                     .get();
+    CHECK(again.accepted_at == d.message.accepted_at);
+    if (auto r = receipts.find(key); r != receipts.end()) CHECK(r->second.accepted_at == d.message.accepted_at);
+    if (receipts.count(key) == 0) ++stale;  // stored, but its publish was told it timed out
+  }
+  MESSAGE("stored after their publish timed out: " << stale << " of " << delivered.size());
+  CHECK(stale > 0);  // the stall really left such messages
+  // Against the server's own record: a postmark within its bound of the store time
+  // stands; beyond it, the store time is the accept time.
+  other_client reader(server.url());
+  std::size_t past_bound = 0;
+  for (const auto& [key, d] : delivered) {
+    CAPTURE(key);
+    const auto [stored_at, postmark] = reader.times(o.stream, std::stoull(d.token.substr(0, d.token.find(':'))));
+    if (stored_at - postmark > o.publish_timeout + 1s) {
+      ++past_bound;
+      CHECK(d.message.accepted_at == stored_at);
+    } else {
+      CHECK(d.message.accepted_at == postmark);
+    }
+  }
+  MESSAGE("stored more than the bound after their postmark: " << past_bound);
+  CHECK(past_bound > 0);
 }
 
 }  // namespace ingest::test

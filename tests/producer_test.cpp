@@ -25,7 +25,80 @@ std::pair<error_code, receipt> submit(producer& p, submission s) {
   return c.get();
 }
 
+// A backend that stores first and learns only afterwards whether a key was new, as
+// NATS and SQS do: the memory queue with the deadline taken off every publish.
+class stores_then_tells final : public durable_queue {
+ public:
+  explicit stores_then_tells(memory_queue& inner) : inner_(inner) {}
+  executor_type get_executor() const override { return inner_.get_executor(); }
+  queue_features features() const override {
+    auto f = inner_.features();
+    f.deadline_before_store = false;
+    return f;
+  }
+  void close() override { inner_.close(); }
+
+ private:
+  void do_publish(envelope m, callback<error_code, receipt> done) override {
+    m.not_after = time_point::max();
+    inner_.async_publish(std::move(m), std::move(done));
+  }
+  void do_fetch(std::size_t max, duration wait, callback<error_code, std::vector<delivery>> done) override {
+    inner_.async_fetch(max, wait, std::move(done));
+  }
+  void do_settle(std::vector<settlement> d, callback<error_code> done) override {
+    inner_.async_settle(std::move(d), std::move(done));
+  }
+  void do_extend(std::vector<std::string> t, duration by, callback<error_code> done) override {
+    inner_.async_extend(std::move(t), by, std::move(done));
+  }
+  void do_stats(callback<error_code, queue_stats> done) override { inner_.async_stats(std::move(done)); }
+  void do_dead_letters(std::string after, std::size_t n, callback<error_code, std::vector<dead_letter>> done) override {
+    inner_.async_dead_letters(std::move(after), n, std::move(done));
+  }
+  void do_replay(std::vector<std::string> ids, callback<error_code, std::size_t> done) override {
+    inner_.async_replay(std::move(ids), std::move(done));
+  }
+  void do_purge(std::vector<std::string> ids, callback<error_code, std::size_t> done) override {
+    inner_.async_purge(std::move(ids), std::move(done));
+  }
+  memory_queue& inner_;
+};
+
 }  // namespace
+
+TEST_CASE("guarantee 7: a deadline refuses what is postmarked after it, on every kind of backend") {
+  io_thread io;
+  memory_queue inner(io.executor(), {.quiet = true});
+  stores_then_tells broker_like(inner);
+  for (durable_queue* q : {static_cast<durable_queue*>(&inner), static_cast<durable_queue*>(&broker_like)}) {
+    CAPTURE(q->features().deadline_before_store);
+    producer p(*q);
+    const auto prefix = q->features().deadline_before_store ? std::string("m-") : std::string("b-");
+    auto on_time = item(prefix + "on-time");
+    on_time.not_after = clock::now() + 1h;
+    auto [ec, first] = submit(p, on_time);
+    REQUIRE_FALSE(ec);
+    // After the deadline: a repeat of what came in time still gets its receipt...
+    auto repeat = item(prefix + "on-time");
+    repeat.not_after = first.accepted_at;
+    auto [rec, again] = submit(p, repeat);
+    REQUIRE_FALSE(rec);
+    CHECK(again.id == first.id);
+    // ...a new submission gets none, now or on any retry.
+    auto late = item(prefix + "late");
+    late.not_after = clock::now() - 1s;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      auto [lec, r] = submit(p, late);
+      CHECK(lec == errc::deadline_passed);
+      CHECK(r.id.empty());
+      CHECK_FALSE(is_retry_later(lec));
+    }
+  }
+  // The broker-like backend kept the late one (the consumer dead-letters it); the
+  // memory queue never stored its own.
+  CHECK(stats(inner).accepted == 3);
+}
 
 TEST_CASE("guarantee 1: no receipt before the durable ack") {
   io_thread io;

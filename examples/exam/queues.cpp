@@ -101,9 +101,12 @@ void queue_backend::submit(const exam_info& exam, submission s, const ingest::ht
   }
   // Only what the answer needs travels with the completion.
   auto job = std::make_shared<publish_job>(publish_job{
-      ingest::submission{.idempotency_key = s.queue_key(), .subject = "exam." + s.exam_id, .payload = std::move(payload),
-                         .headers = {}},
-      ingest::http::reply_to(req), exam.deadline + exam.grace,
+      ingest::submission{.idempotency_key = s.queue_key(),
+                         .subject = "exam." + s.exam_id,
+                         .payload = std::move(payload),
+                         .headers = {},
+                         .not_after = exam.deadline + exam.grace},
+      ingest::http::reply_to(req),
       std::chrono::steady_clock::now() + options_.in_flight_wait, std::move(respond)});
   publish(std::move(job));
 }
@@ -137,12 +140,8 @@ void queue_backend::publish(std::shared_ptr<publish_job> job) {
                                                     "this Idempotency-Key was used with a different body"));
       return respond(ingest::http::error_response(job->to, ec));
     }
-    // The deadline is judged on the durable accept time the queue stamped. A late
-    // message is dropped by the grader, and no receipt is ever shown for it.
-    if (r.accepted_at > job->deadline_with_grace)
-      return respond(ingest::http::error_response(job->to, status::forbidden, "deadline_passed",
-                                                  "accepted at " + ingest::format_time(r.accepted_at) +
-                                                      ", after the deadline"));
+    // (The deadline is the submission's not_after: the queue or the producer refused a
+    // late one with deadline_passed, a 403, above.)
     // A repeat answers with where the submission is now (graded, perhaps), read from
     // exam.db on the repeat path only.
     std::string now_status = "received";

@@ -47,7 +47,6 @@ class queue_backend final : public submit_backend {
   struct publish_job {
     ingest::submission item;
     ingest::http::reply_to to;
-    time_point deadline_with_grace;
     std::chrono::steady_clock::time_point join_until;
     ingest::http::responder respond;
   };

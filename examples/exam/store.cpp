@@ -145,9 +145,14 @@ ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalo
         const auto* e = exams.find(s->exam_id);
         if (!e) throw ingest::permanent_error("unknown exam '" + s->exam_id + "'");
         if (e->late(d.message.accepted_at)) {
-          // Refused with 403 deadline_passed when it was published: no receipt exists.
+          // Stored before the broker could tell the key was new (NATS, SQS), postmarked
+          // after the deadline: the student was answered 403 and has no receipt. A
+          // teacher sees it as a dead letter with this reason, never silently gone.
           ++counters->late;
-          return;
+          throw ingest::permanent_error("accepted at " + ingest::format_time(d.message.accepted_at) +
+                                            ", after the deadline plus grace (" +
+                                            ingest::format_time(e->deadline + e->grace) + ")",
+                                        "deadline_passed");
         }
         stored_submission row;
         row.receipt_id = d.message.receipt_id;

@@ -89,9 +89,11 @@ class store_writer {
 };
 
 // The consumer's batch handler for exam.db: one transaction per batch with the
-// idempotency records; grades each new submission; a submission accepted after its
-// exam's deadline plus grace is recorded as seen but not stored (the server refused
-// it: 403 deadline_passed). An unknown exam or unreadable payload is a permanent error.
+// idempotency records; grades each new submission. A submission postmarked after its
+// exam's deadline plus grace (the server answered 403 deadline_passed; only a broker
+// that stores before it can tell a key is new keeps one) is dead-lettered with the
+// reason `deadline_passed`; an unknown exam or unreadable payload with
+// `permanent_failure`.
 struct grading_counters {
   std::atomic<std::uint64_t> graded{0};
   std::atomic<std::uint64_t> late{0};

@@ -24,6 +24,10 @@ struct queue_features {
   bool lease_extension = false;  ///< leases can be extended while a batch is in hand
   bool exact_stats = false;      ///< every stats() count is exact and counted on its own (`queue_stats::balance_known()`)
   bool lookup = false;           ///< async_find() can look a message up by receipt id
+  /// `envelope::not_after` is checked before the message is stored: a late new message
+  /// leaves nothing behind. Otherwise (NATS, SQS: the broker decides whether a key is
+  /// new) it is stored and only its receipt is refused.
+  bool deadline_before_store = false;
   /// How long the backend remembers an accepted key at least (a repeat within it gets
   /// the original receipt); zero when it does not dedup. Past it, a repeat is a new
   /// message: an application that takes retries for longer checks its own records.
@@ -140,7 +144,7 @@ struct queue_stats {
 ///
 /// **Publish.** Completes with a receipt only after the backend has made the message
 /// durable (for a non-durable backend: stored in memory; see `features().durable`).
-/// The backend stamps `accepted_at` (the durable-accept time) and keeps the
+/// The backend stamps `accepted_at` (the postmark, see `envelope::accepted_at`) and keeps the
 /// idempotency key: a publish whose key was already accepted completes with the
 /// *original* receipt and `duplicate = true`, or with `errc::conflict` when the
 /// payload fingerprint differs. A full backend completes with `errc::queue_full`; a

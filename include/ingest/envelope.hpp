@@ -32,8 +32,24 @@ struct envelope {
   std::string payload{};          ///< opaque bytes
   header_list headers{};          ///< application headers
   std::string fingerprint{};      ///< hex SHA-256 of the payload (see fingerprint.hpp)
-  time_point accepted_at{};       ///< when the backend durably accepted it (guarantee 7)
+  /// The postmark (guarantee 7): when the backend took the message into its durable
+  /// write, before the write completes. The embedded SQLite queue and the memory queue
+  /// take it inside the transaction that stores the message; NATS and SQS just before
+  /// the publish is sent. A receipt follows only once the message is durable, and a
+  /// producer never answers later than its `publish_timeout` after the postmark: that
+  /// is the bound from postmark to receipt. A message whose write outlived it (the
+  /// caller was told `publish_timeout`) may still become durable; on NATS that happens
+  /// within `queue_options::publish_timeout` of the postmark (the library stops
+  /// resending then), on SQS within the producer's. A retry with the same key then gets
+  /// the receipt, postmark unchanged.
+  time_point accepted_at{};
   std::uint32_t attempts = 0;     ///< deliveries so far, this one included
+  /// Publish only, not stored: a new message whose postmark would fall after this is
+  /// refused with `errc::deadline_passed`. Backends with
+  /// `queue_features::deadline_before_store` refuse it before storing anything; the
+  /// others store it and the producer refuses its receipt. A repeat of a key accepted
+  /// in time still gets its receipt.
+  time_point not_after = time_point::max();
 };
 
 /// What a producer hands back once the backend durably acknowledged a message.
@@ -46,7 +62,7 @@ struct envelope {
 struct receipt {
   std::string id{};  ///< the envelope's receipt_id
   std::string idempotency_key{};  ///< the key the receipt belongs to
-  time_point accepted_at{};  ///< durable-accept time; deadlines are judged against it
+  time_point accepted_at{};  ///< the postmark (`envelope::accepted_at`); deadlines are judged against it
   bool duplicate = false;    ///< true when the key was already accepted: this is the original receipt
 };
 

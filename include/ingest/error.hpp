@@ -34,6 +34,7 @@ enum class errc {
   storage_error,        ///< the backend's storage failed (disk full, corrupt file, I/O error)
   not_supported,        ///< the backend does not offer this operation
   invalid_header,       ///< a header name or value, or the subject, that not every backend can carry
+  deadline_passed,      ///< the message's accept time is after its `not_after`: no receipt (not retry-later)
 };
 
 /// The category of `ingest::errc`; name "ingest".

@@ -21,6 +21,10 @@ struct submission {
   /// Application headers, carried to the consumer: names as `valid_header_name` and
   /// values as `valid_header_value` allow (otherwise `errc::invalid_header`).
   header_list headers{};
+  /// A deadline: a new submission accepted after it is refused with
+  /// `errc::deadline_passed` (see `envelope::not_after`); a repeat of one accepted in
+  /// time gets its receipt.
+  time_point not_after = time_point::max();
 };
 
 /// How a `producer` bounds and checks what it accepts.
@@ -57,7 +61,8 @@ struct producer_stats {
 /// Accepts submissions into a `durable_queue`.
 ///
 /// `async_submit` completes with a receipt only after the queue durably acknowledged
-/// the message (guarantee 1), stamped with the durable-accept time (guarantee 7). A
+/// the message (guarantee 1), stamped with the queue's postmark (guarantee 7, `envelope::accepted_at`); one
+/// postmarked after its `submission::not_after` with `errc::deadline_passed`. A
 /// repeated key completes with the original receipt; the same key with another
 /// payload with `errc::conflict`; a key whose first publish is still awaiting its ack
 /// with `errc::in_flight` (or `errc::conflict` when the payload differs). When

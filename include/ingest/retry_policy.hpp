@@ -20,7 +20,17 @@ enum class failure_kind { transient, permanent };
 /// dead-letters at once instead of retrying.
 class permanent_error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  /// A permanent failure; its dead letter's reason is `permanent_failure`.
+  explicit permanent_error(const std::string& what) : std::runtime_error(what) {}
+  /// A permanent failure whose dead letter carries `reason`, a word a person acts on
+  /// (e.g. `deadline_passed`), instead of `permanent_failure`.
+  permanent_error(const std::string& what, std::string reason)
+      : std::runtime_error(what), reason_(std::move(reason)) {}
+  /// The dead letter's reason.
+  const std::string& reason() const noexcept { return reason_; }
+
+ private:
+  std::string reason_ = "permanent_failure";
 };
 
 /// Decides transient vs permanent for an exception thrown by a handler.
@@ -32,6 +42,10 @@ failure_kind default_classifier(std::exception_ptr error) noexcept;
 /// The text recorded as an item's last error: `what()` of a `std::exception`, else
 /// "unknown exception".
 std::string failure_message(std::exception_ptr error);
+
+/// The dead-letter reason of an exception: a `permanent_error`'s `reason()`, else
+/// `permanent_failure`.
+std::string failure_reason(std::exception_ptr error);
 
 /// Exponential backoff with full jitter and a cap, and a maximum number of attempts.
 ///

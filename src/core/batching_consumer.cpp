@@ -180,7 +180,7 @@ struct batching_consumer::state {
     const auto text = failure_message(failure);
     for (std::size_t i = 0; i < b.size(); ++i) {
       if (kind == failure_kind::permanent)
-        b.fail(i, text);
+        b.fail(i, text, failure_reason(failure));
       else
         b.retry(i, text);
     }

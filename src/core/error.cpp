@@ -39,6 +39,8 @@ class category final : public std::error_category {
         return "not supported by this backend";
       case errc::invalid_header:
         return "header name or value (or subject) that the backends cannot carry unchanged";
+      case errc::deadline_passed:
+        return "accepted after the deadline";
     }
     return "unknown ingest error";
   }

@@ -240,6 +240,7 @@ queue_features memory_queue::features() const {
           .lease_extension = true,
           .exact_stats = true,
           .lookup = true,
+          .deadline_before_store = true,
           .dedup_window = std::chrono::milliseconds::max()};  // for the queue's lifetime
 }
 
@@ -295,6 +296,7 @@ void memory_queue::do_publish(envelope message, callback<error_code, receipt> do
 
   if (message.receipt_id.empty()) message.receipt_id = make_receipt_id();
   message.accepted_at = clock::now();
+  if (message.accepted_at > message.not_after) return done(errc::deadline_passed, receipt{});
   message.attempts = 0;
   receipt r{message.receipt_id, message.idempotency_key, message.accepted_at, false};
   s.keys.emplace(message.idempotency_key, key_record{message.fingerprint, message.receipt_id, message.accepted_at});

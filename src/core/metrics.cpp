@@ -105,6 +105,8 @@ std::string_view errc_name(errc e) noexcept {
       return "not_supported";
     case errc::invalid_header:
       return "invalid_header";
+    case errc::deadline_passed:
+      return "deadline_passed";
   }
   return "other";
 }

@@ -184,6 +184,7 @@ void producer::do_submit(submission item, detail::callback<void(error_code, rece
   message.subject = item.subject.empty() ? s.options.default_subject : std::move(item.subject);
   message.payload = std::move(item.payload);
   message.headers = std::move(item.headers);
+  message.not_after = item.not_after;
   message.receipt_id = make_receipt_id();
   if (const auto invalid = validate_envelope(message)) return reject(invalid);
 
@@ -213,7 +214,15 @@ void producer::do_submit(submission item, detail::callback<void(error_code, rece
   // handler to its executor, so a hop to the queue's executor first would only add a
   // handler to run per publish.
   auto key = message.idempotency_key;
-  s.queue.do_publish(std::move(message), [self = state_, key = std::move(key), p](error_code ec, receipt r) {
+  const auto not_after = message.not_after;
+  s.queue.do_publish(std::move(message), [self = state_, key = std::move(key), p, not_after](error_code ec,
+                                                                                            receipt r) mutable {
+    // A backend that stores first and tells later (NATS, SQS): a message postmarked
+    // after the deadline gets no receipt, now or on any repeat.
+    if (!ec && r.accepted_at > not_after) {
+      ec = errc::deadline_passed;
+      r = receipt{};
+    }
     self->finish(key, p, ec, std::move(r));
   });
 }

@@ -17,6 +17,18 @@ failure_kind default_classifier(std::exception_ptr error) noexcept {
   }
 }
 
+std::string failure_reason(std::exception_ptr error) {
+  if (error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const permanent_error& e) {
+      return e.reason();
+    } catch (...) {
+    }
+  }
+  return "permanent_failure";
+}
+
 std::string failure_message(std::exception_ptr error) {
   if (!error) return "no error";
   try {

@@ -36,6 +36,7 @@ error_mapping map_error(const error_code& ec) noexcept {
   if (ec == errc::invalid_key) return {status::bad_request, "invalid_idempotency_key", {}};
   if (ec == errc::payload_too_large) return {status::payload_too_large, "body_too_large", {}};
   if (ec == errc::not_found) return {status::not_found, "not_found", {}};
+  if (ec == errc::deadline_passed) return {status::forbidden, "deadline_passed", {}};
   return {status::internal_server_error, "internal", {}};
 }
 

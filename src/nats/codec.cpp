@@ -198,8 +198,9 @@ envelope read_delivered(natsMsg* msg, const broker_facts& facts, std::string& ma
     if (ec != std::errc{} || end != text.data() + text.size() || !plausible_accept_us(us))
       note_malformed(malformed, std::string(h_accepted) + ": '" + text.substr(0, 40) +
                           "' is not microseconds since 1970-01-01 (a nanosecond value is 1000 times too large)");
-    else
+    else if (facts.postmark_bound.count() == 0 || facts.stored_at - time_from_us(us) <= facts.postmark_bound)
       m.accepted_at = time_from_us(us);
+    // else: stored later than the postmark's bound allows; the store time stands.
   }
   const auto actual = fingerprint(m.payload);
   m.fingerprint = actual;

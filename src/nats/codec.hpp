@@ -54,12 +54,17 @@ struct broker_facts {
   std::string_view stream;
   std::uint64_t sequence = 0;
   time_point stored_at{};
+  /// How far after its postmark the server may have stored a message for the
+  /// postmark to stand; later (a stalled server that stored a timed-out publish), the
+  /// store time is the accept time. Zero: not checked.
+  std::chrono::milliseconds postmark_bound{0};
 };
 
 /// Reads a delivered message, whoever published it (docs/wire-format.md). Fields the
 /// library writes are read and checked; a missing one is derived: the key from
 /// `Nats-Msg-Id` (else `nats:<stream>:<sequence>`), the receipt id from the stream and
-/// sequence, the accept time from the broker's store time, the fingerprint from the
+/// sequence, the accept time from the broker's store time (also when the postmark is
+/// older than the store time by more than `postmark_bound`), the fingerprint from the
 /// payload, the subject from the NATS subject. A field present but unreadable (or a
 /// fingerprint that does not match the payload) is named in `malformed` and derived
 /// instead, so that the envelope returned is always publishable.

@@ -272,6 +272,11 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     check(natsOptions_SetTimeout(o, options.request_timeout.count()), 0, "timeout");
     check(natsOptions_SetMaxReconnect(o, -1), 0, "max reconnect");
     check(natsOptions_SetReconnectWait(o, 250), 0, "reconnect wait");
+    // Nothing is kept to be sent after a reconnect (nats.c would keep 8 MB): a message
+    // reaches the server while its publish is live, within publish_timeout of its
+    // postmark, or never (guarantee 7's bound). Publishes fail at once while
+    // disconnected; acks sent then fail and their messages come back.
+    check(natsOptions_SetReconnectBufSize(o, 1), 0, "reconnect buffer");
     if (!options.token.empty()) check(natsOptions_SetToken(o, options.token.c_str()), 0, "token");
     if (!options.user.empty())
       check(natsOptions_SetUserInfo(o, options.user.c_str(), options.password.c_str()), 0, "user");
@@ -490,8 +495,10 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     std::string malformed;
     const auto first = read_delivered(
         original.get(),
-        {options.stream, seq, time_point(std::chrono::duration_cast<clock::duration>(
-                                  std::chrono::nanoseconds(natsMsg_GetTime(original.get()))))},
+        {options.stream, seq,
+         time_point(std::chrono::duration_cast<clock::duration>(
+             std::chrono::nanoseconds(natsMsg_GetTime(original.get())))),
+         postmark_bound()},
         malformed);
     if (first.fingerprint != p.fingerprint) return p.done(errc::conflict, receipt{});
     p.done(error_code{}, receipt{first.receipt_id, p.key, first.accepted_at, true});
@@ -581,7 +588,8 @@ struct queue::engine : std::enable_shared_from_this<engine> {
       const broker_facts facts{meta->Stream ? std::string_view(meta->Stream) : std::string_view(options.stream),
                                meta->Sequence.Stream,
                                time_point(std::chrono::duration_cast<clock::duration>(
-                                   std::chrono::nanoseconds(meta->Timestamp)))};
+                                   std::chrono::nanoseconds(meta->Timestamp))),
+                               postmark_bound()};
       d.message = read_delivered(msg.get(), facts, d.malformed);
       d.message.attempts = static_cast<std::uint32_t>(meta->NumDelivered);
       if (first_seen.size() > 100000) first_seen.clear();
@@ -594,6 +602,12 @@ struct queue::engine : std::enable_shared_from_this<engine> {
       out.push_back(std::move(d));
     }
   }
+
+  // A message reaches the server while its publish is live: within publish_timeout of
+  // its postmark, and a second more for one already on the wire. Stored later (a
+  // server that stalled and then stored a publish that had timed out), its postmark is
+  // not trusted and the store time is its accept time (guarantee 7).
+  std::chrono::milliseconds postmark_bound() const { return options.publish_timeout + std::chrono::seconds(1); }
 
   // How long the server waits for an ack of delivery number `attempts`: its backoff
   // step when one is configured, else ack_wait.
@@ -936,7 +950,9 @@ void queue::do_publish(envelope message, callback<error_code, receipt> done) {
   if (const auto invalid = validate_envelope(message)) return done(invalid, receipt{});
   if (message.fingerprint.empty()) message.fingerprint = fingerprint(message.payload);
   if (message.receipt_id.empty()) message.receipt_id = make_receipt_id();
-  message.accepted_at = clock::now();
+  // The postmark, in the microseconds the wire keeps: the receipt carries exactly what
+  // every later reading of the message will.
+  message.accepted_at = time_from_us(to_us(clock::now()));
   engine_->publish(std::move(message), std::move(done));
 }
 

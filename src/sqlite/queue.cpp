@@ -736,6 +736,12 @@ struct queue::engine {
       // A row compacted away by another process: forget it.
       it = exists ? std::next(it) : keys.erase(it);
     }
+    // The postmark is t: a new message that would carry one after its deadline is
+    // refused here, before anything is written.
+    if (time_from_us(t) > m.not_after) {
+      o.ec = errc::deadline_passed;
+      return;
+    }
     if (options.max_messages != 0 && pending_now >= static_cast<std::int64_t>(options.max_messages)) {
       o.ec = errc::queue_full;
       return;
@@ -1103,6 +1109,7 @@ queue_features queue::features() const {
           .lease_extension = true,
           .exact_stats = true,
           .lookup = engine_->options.receipt_index,
+          .deadline_before_store = true,
           .dedup_window = engine_->options.dedup_window};
 }
 

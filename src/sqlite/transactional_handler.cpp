@@ -43,7 +43,7 @@ batch_handler transactional_handler(database& db, ingest::idempotency_store& key
         sp->undo.run();
         sp->release.run();
         if (options.classify(failure) == failure_kind::permanent)
-          b.fail(i, failure_message(failure));
+          b.fail(i, failure_message(failure), failure_reason(failure));
         else
           b.retry(i, failure_message(failure));
       }

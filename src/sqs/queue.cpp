@@ -331,7 +331,7 @@ struct queue::engine {
     }
     if (m.receipt_id.empty()) m.receipt_id = make_receipt_id();
     // Stamped once, before the first send: a resend carries the same time.
-    m.accepted_at = clock::now();
+    m.accepted_at = time_from_us(to_us(clock::now()));  // as the wire keeps it
     auto out = std::make_shared<outgoing>();
     out->data = encode(m);
     if (out->data.size() > o.max_batch_bytes) {
@@ -457,7 +457,9 @@ struct queue::engine {
 
   delivery take(const json::object& msg) {
     delivery d;
-    d.message = decode(msg, d.malformed);
+    // A send reaches SQS while it is live (publish_timeout), plus a second for one on
+    // the wire; sent later, SQS's own time is the accept time (guarantee 7).
+    d.message = decode(msg, d.malformed, o.publish_timeout + std::chrono::seconds(1));
     d.token = str(msg, "ReceiptHandle");
     const auto* sys = msg.if_contains("Attributes");
     const auto first = sys && sys->is_object() ? str(sys->as_object(), "ApproximateFirstReceiveTimestamp") : std::string();

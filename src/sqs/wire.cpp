@@ -166,7 +166,8 @@ using ingest::detail::plausible_accept_us;
 
 // The fields of the metadata attribute, checked; what is missing or unreadable is
 // left as the foreign defaults already in `m`.
-void read_meta(const json::object& meta, const std::string& body, envelope& m, std::string& malformed) {
+void read_meta(const json::object& meta, const std::string& body, envelope& m, std::string& malformed,
+               std::chrono::milliseconds postmark_bound) {
   if (const auto id = str(meta, "id"); !id.empty() && id.size() <= 255 && valid_header_value(id))
     m.receipt_id = id;
   else
@@ -180,9 +181,12 @@ void read_meta(const json::object& meta, const std::string& body, envelope& m, s
   else
     note_malformed(malformed, "ingest.subject: control characters or spaces at an end");
   const auto* at = meta.if_contains("at");
-  if (at && (at->is_int64() || at->is_uint64()) && plausible_accept_us(num(meta, "at")))
-    m.accepted_at = time_from_us(num(meta, "at"));
-  else
+  if (at && (at->is_int64() || at->is_uint64()) && plausible_accept_us(num(meta, "at"))) {
+    // Sent later than the postmark's bound allows (an endpoint that stalled and then
+    // took a send that had timed out): SQS's own sent time stands.
+    const auto postmark = time_from_us(num(meta, "at"));
+    if (postmark_bound.count() == 0 || m.accepted_at - postmark <= postmark_bound) m.accepted_at = postmark;
+  } else
     note_malformed(malformed, "ingest.at: not microseconds since 1970-01-01 (a nanosecond value is 1000 times too large)");
   if (const auto* h = meta.if_contains("h"); h && h->is_array())
     for (const auto& pair : h->as_array()) {
@@ -210,7 +214,7 @@ void read_meta(const json::object& meta, const std::string& body, envelope& m, s
 
 }  // namespace
 
-envelope decode(const json::object& msg, std::string& malformed) {
+envelope decode(const json::object& msg, std::string& malformed, std::chrono::milliseconds postmark_bound) {
   envelope m;
   const auto body = str(msg, "Body");
   const auto* sys = msg.if_contains("Attributes");
@@ -242,7 +246,7 @@ envelope decode(const json::object& msg, std::string& malformed) {
     if (ec || !parsed.is_object())
       note_malformed(malformed, std::string("attribute ") + meta_attribute + ": not a JSON object");
     else
-      read_meta(parsed.as_object(), body, m, malformed);
+      read_meta(parsed.as_object(), body, m, malformed, postmark_bound);
   }
   if (m.fingerprint.empty()) m.fingerprint = fingerprint(m.payload);
   m.attempts = static_cast<std::uint32_t>(std::max<std::int64_t>(1, num(system, "ApproximateReceiveCount")));
@@ -251,7 +255,7 @@ envelope decode(const json::object& msg, std::string& malformed) {
 
 envelope decode(const json::object& msg) {
   std::string malformed;
-  auto m = decode(msg, malformed);
+  auto m = decode(msg, malformed, std::chrono::milliseconds::zero());
   if (!malformed.empty()) throw error(errc::storage_error, "sqs: " + malformed);
   return m;
 }

@@ -61,8 +61,11 @@ encoded encode(const envelope& m);
 /// program sent it) gets the SQS message id as receipt id, its deduplication id (FIFO)
 /// or else the message id as key, and SQS's SentTimestamp as accept time. Metadata
 /// present but unreadable, or a fingerprint that does not match the body, is named in
-/// `malformed` and the field derived as for a foreign message. Never throws.
-envelope decode(const json::object& msg, std::string& malformed);
+/// `malformed` and the field derived as for a foreign message. A postmark older than
+/// `SentTimestamp` by more than `postmark_bound` (zero: not checked) gives way to
+/// `SentTimestamp`. Never throws.
+envelope decode(const json::object& msg, std::string& malformed,
+                std::chrono::milliseconds postmark_bound = std::chrono::milliseconds::zero());
 /// The same for messages the library wrote itself (dead letters): throws
 /// ingest::error(storage_error) when anything is malformed.
 envelope decode(const json::object& msg);

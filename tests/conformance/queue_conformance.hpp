@@ -59,6 +59,7 @@ TEST_CASE_TEMPLATE_DEFINE("conformance", Backend, ingest_queue_conformance) {
     CHECK(got.lease_extension == want.lease_extension);
     CHECK(got.exact_stats == want.exact_stats);
     CHECK(got.lookup == want.lookup);
+    CHECK(got.deadline_before_store == want.deadline_before_store);
     CHECK(got.dedup_window == want.dedup_window);
   }
 
@@ -124,6 +125,44 @@ TEST_CASE_TEMPLATE_DEFINE("conformance", Backend, ingest_queue_conformance) {
     CHECK(later.duplicate);
     CHECK(later.id == first.id);
     CHECK(stats(*q).accepted == 1);
+  }
+
+  SUBCASE("a deadline refuses a new message postmarked after it, before storing it where the backend can") {
+    auto q = backend.open(30s);
+    auto on_time = message("in-time", "a");
+    on_time.not_after = clock::now() + 1h;
+    auto [ec, first] = publish(*q, on_time);
+    REQUIRE_FALSE(ec);
+    auto late = message("too-late", "b");
+    late.not_after = clock::now() - 1s;
+    auto [lec, refused] = publish(*q, late);
+    if (q->features().deadline_before_store) {
+      CHECK(lec == errc::deadline_passed);
+      CHECK(refused.id.empty());
+    } else {
+      // Stored by the broker before it could tell the key was new: the receipt's
+      // postmark shows it late, and the producer refuses it (producer_test).
+      REQUIRE_FALSE(lec);
+      CHECK(refused.accepted_at > late.not_after);
+    }
+    // A repeat of the key accepted in time, after the deadline, is the original receipt.
+    if (q->features().dedup_window > std::chrono::milliseconds::zero()) {
+      auto again = message("in-time", "a");
+      again.not_after = first.accepted_at;
+      auto [aec, dup] = publish(*q, again);
+      REQUIRE_FALSE(aec);
+      CHECK(dup.duplicate);
+      CHECK(dup.id == first.id);
+    }
+    const std::size_t stored = q->features().deadline_before_store ? 1 : 2;
+    std::set<std::string> keys;
+    for (int i = 0; i < 10 && keys.size() < stored; ++i) {
+      auto [fec, got] = fetch(*q, 10, 1s);
+      for (const auto& d : got) keys.insert(d.message.idempotency_key);
+    }
+    CHECK(keys.count("in-time") == 1);
+    CHECK(keys.count("too-late") == (q->features().deadline_before_store ? 0u : 1u));
+    if (q->features().deadline_before_store) CHECK(stats(*q).accepted == 1);
   }
 
   SUBCASE("fetch returns at most max, waits when empty, and wakes on publish") {
@@ -202,18 +241,22 @@ TEST_CASE_TEMPLATE_DEFINE("conformance", Backend, ingest_queue_conformance) {
   }
 
   SUBCASE("a lease can be extended while the batch is in hand") {
-    auto q = backend.open(400ms);
+    auto q = backend.open(2s);
     if (!q->features().lease_extension) return;
     REQUIRE_FALSE(publish(*q, message("long")).first);
     auto [ec, got] = fetch(*q, 1, 1s);
     REQUIRE(got.size() == 1);
-    // Extended half-way through the lease; a backend may extend by its own lease
-    // length rather than the one asked, so only that much is checked: without the
-    // extension the message would come back 400 ms after the fetch.
-    std::this_thread::sleep_for(250ms);
+    const auto t0 = std::chrono::steady_clock::now();
+    // Extended half-way through the 2 s lease. A backend may extend by its own lease
+    // length from now rather than by what is asked (NATS), so the extended lease ends
+    // at t0 + 3 s at the earliest; without the extension the message would come back at
+    // t0 + 2 s. The extension only has to be sent within a second of its time, which
+    // holds on a loaded machine.
+    std::this_thread::sleep_until(t0 + 1s);
     capture_ec ext;
     q->async_extend({got[0].token}, 2s, ext.handler());
     REQUIRE_FALSE(ext.get());
+    std::this_thread::sleep_until(t0 + 2200ms);
     auto [ec2, none] = fetch(*q, 1, 300ms);
     CHECK(none.empty());
     CHECK_FALSE(ack(*q, got));

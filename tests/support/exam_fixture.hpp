@@ -66,7 +66,8 @@ struct exam_fixture {
   explicit exam_fixture(kind k, exam::app_options overrides = {}, std::chrono::seconds soon = 1h,
                         bool with_grader = true, std::chrono::milliseconds in_flight_wait = 1000ms,
                         const std::string& queue_params = "",
-                        http::server_options server_options = {.read_timeout = 2s})
+                        http::server_options server_options = {.read_timeout = 2s},
+                        std::chrono::milliseconds publish_timeout = 5s)
       : io(std::make_unique<io_thread>(2)),
         which(k),
         exams(exam::catalog::from_json(exams_json(soon))),
@@ -82,7 +83,8 @@ struct exam_fixture {
         queue = exam::open_queue("sqlite://" + dir.file("queue.db") + queue_params, io->executor());
       }
       metrics = std::make_shared<pipeline_metrics>();
-      producer = std::make_unique<ingest::producer>(*queue, producer_options{.max_in_flight = 64, .metrics = metrics});
+      producer = std::make_unique<ingest::producer>(
+          *queue, producer_options{.max_in_flight = 64, .publish_timeout = publish_timeout, .metrics = metrics});
       auto qb = std::make_unique<exam::queue_backend>(*queue, *producer, store, metrics,
                                                       exam::queue_backend_options{.in_flight_wait = in_flight_wait});
       qb->start();

@@ -101,6 +101,13 @@ class nats_server {
     stop();
     start();
   }
+  /// SIGSTOP / SIGCONT: a server that stalls with its connections open, and resumes.
+  void freeze() {
+    if (process_) ::kill(process_->pid(), SIGSTOP);
+  }
+  void thaw() {
+    if (process_) ::kill(process_->pid(), SIGCONT);
+  }
 
  private:
   std::filesystem::path dir_;

@@ -41,8 +41,8 @@ struct error_mapping {
 
 /// Maps `ec` to the answer of an accept path: retry-later errors to 503 with
 /// `Retry-After` (nothing was accepted), `conflict` to 422, `in_flight` to 409,
-/// `invalid_key` to 400, `payload_too_large` to 413, `not_found` to 404, anything
-/// else to 500.
+/// `invalid_key` to 400, `payload_too_large` to 413, `not_found` to 404,
+/// `deadline_passed` to 403, anything else to 500.
 ///
 /// @code
 /// producer.async_submit(std::move(item), [req, respond = std::move(respond)](auto ec, auto r) mutable {
