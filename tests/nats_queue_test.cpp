@@ -13,6 +13,7 @@
 #include "ingest/batching_consumer.hpp"
 #include "ingest/error.hpp"
 #include "ingest/producer.hpp"
+#include "support/nats_client.hpp"
 #include "support/nats_server.hpp"
 #include "support/sqlite_sink.hpp"
 
@@ -20,48 +21,27 @@ namespace ingest::test {
 
 namespace {
 
-// One nats-server for the whole binary; every backend instance gets its own streams.
 // The largest gap between the time the server stored a message of `stream` and the
-// postmark the library wrote on it (Ingest-Accepted-At), read with nats.c directly.
+// postmark the library wrote on it.
 std::chrono::microseconds largest_postmark_lag(const std::string& url, const std::string& stream) {
-  natsConnection* conn = nullptr;
-  REQUIRE(natsConnection_ConnectTo(&conn, url.c_str()) == NATS_OK);
-  jsCtx* js = nullptr;
-  REQUIRE(natsConnection_JetStream(&js, conn, nullptr) == NATS_OK);
-  jsStreamInfo* info = nullptr;
-  REQUIRE(js_GetStreamInfo(&info, js, stream.c_str(), nullptr, nullptr) == NATS_OK);
-  std::int64_t largest = 0;
-  for (auto seq = info->State.FirstSeq; seq <= info->State.LastSeq && info->State.Msgs > 0; ++seq) {
-    natsMsg* m = nullptr;
-    if (js_GetMsg(&m, js, stream.c_str(), seq, nullptr, nullptr) != NATS_OK) continue;
-    const char* postmark = nullptr;
-    if (natsMsgHeader_Get(m, "Ingest-Accepted-At", &postmark) == NATS_OK && postmark)
-      largest = std::max<std::int64_t>(largest, natsMsg_GetTime(m) / 1000 - std::strtoll(postmark, nullptr, 10));
-    natsMsg_Destroy(m);
+  nats_client reader(url);
+  const auto st = reader.state(stream);
+  auto largest = std::chrono::microseconds::zero();
+  for (auto seq = st.first; st.messages > 0 && seq <= st.last; ++seq) {
+    time_point stored_at, postmark;
+    if (reader.times(stream, seq, stored_at, postmark))
+      largest = std::max(largest, std::chrono::duration_cast<std::chrono::microseconds>(stored_at - postmark));
   }
-  jsStreamInfo_Destroy(info);
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(conn);
-  return std::chrono::microseconds(largest);
+  return largest;
 }
 
+// One nats-server for the whole binary; every backend instance gets its own streams.
 nats_server& shared_server() {
   static temp_dir dir;
   static nats_server server(dir.path() / "shared");
   return server;
 }
 
-nats::queue_options options_for(const std::string& url, const std::string& name, std::chrono::milliseconds ack_wait) {
-  nats::queue_options o;
-  o.servers = {url};
-  o.stream = name;
-  o.subject = "ingest." + name;
-  o.dead_letter_stream = name + "_DLQ";
-  o.dead_letter_subject = "ingest." + name + ".dead";
-  o.consumer = name + "_workers";
-  o.ack_wait = ack_wait;
-  return o;
-}
 
 std::string unique_name(const char* prefix) {
   static std::atomic<int> n{0};
@@ -74,7 +54,7 @@ struct nats_backend {
   static constexpr const char* name = "nats";
   explicit nats_backend(boost::asio::any_io_executor ex) : ex_(ex), stream_(unique_name("CONF")) {}
   std::unique_ptr<durable_queue> open(std::chrono::milliseconds visibility) {
-    return std::make_unique<nats::queue>(ex_, options_for(shared_server().url(), stream_, visibility));
+    return std::make_unique<nats::queue>(ex_, queue_options_for(shared_server().url(), stream_, visibility));
   }
   // JetStream keeps no count of acknowledged messages (exact_stats), and the library
   // has no lookup by receipt id on it.
@@ -98,7 +78,7 @@ TEST_CASE_TEMPLATE_APPLY(ingest_queue_conformance, std::tuple<nats_backend>);
 TEST_CASE("nats: an existing stream with another configuration is an error, not a silent change") {
   io_thread io;
   const auto name = unique_name("MISMATCH");
-  auto o = options_for(shared_server().url(), name, 30s);
+  auto o = queue_options_for(shared_server().url(), name, 30s);
   { nats::queue first(io.executor(), o); }
   o.duplicate_window = 5min;
   try {
@@ -112,7 +92,7 @@ TEST_CASE("nats: an existing stream with another configuration is an error, not 
 
 TEST_CASE("nats: a full stream refuses new work (DiscardNew) and keeps what it has") {
   io_thread io;
-  auto o = options_for(shared_server().url(), unique_name("FULL"), 30s);
+  auto o = queue_options_for(shared_server().url(), unique_name("FULL"), 30s);
   o.max_messages = 3;
   nats::queue q(io.executor(), o);
   for (int i = 0; i < 3; ++i) REQUIRE_FALSE(publish(q, message("f" + std::to_string(i))).first);
@@ -125,7 +105,7 @@ TEST_CASE("nats: a full stream refuses new work (DiscardNew) and keeps what it h
 
 TEST_CASE("nats: no server means an error at once, not a hang") {
   io_thread io;
-  auto o = options_for("nats://127.0.0.1:" + std::to_string(free_port()), "NOSERVER", 30s);
+  auto o = queue_options_for("nats://127.0.0.1:" + std::to_string(free_port()), "NOSERVER", 30s);
   o.request_timeout = 500ms;
   const auto t0 = std::chrono::steady_clock::now();
   try {
@@ -226,7 +206,7 @@ std::map<std::string, std::vector<std::string>> drain_all(durable_queue& q, std:
 
 TEST_CASE("nats: a poison message ends in the dead-letter stream after max attempts, alert once") {
   io_thread io;
-  nats::queue q(io.executor(), options_for(shared_server().url(), unique_name("POISON"), 2s));
+  nats::queue q(io.executor(), queue_options_for(shared_server().url(), unique_name("POISON"), 2s));
   for (int i = 0; i < 20; ++i) REQUIRE_FALSE(publish(q, message("ok" + std::to_string(i))).first);
   REQUIRE_FALSE(publish(q, message("poison", "unreadable")).first);
   std::atomic<int> alerts{0};
@@ -266,7 +246,7 @@ TEST_CASE("nats: a server restart mid-flood loses no acknowledged publish; both 
   temp_dir dir;
   nats_server server(dir.path() / "restart");
   io_thread io(2);
-  auto o = options_for(server.url(), "RESTART", 5s);
+  auto o = queue_options_for(server.url(), "RESTART", 5s);
   o.publish_timeout = 2s;
   nats::queue q(io.executor(), o);
   producer p(q, {.max_in_flight = 256, .publish_timeout = 3s});
@@ -312,7 +292,7 @@ TEST_CASE("nats: three-node cluster, R3 stream, one node SIGKILLed mid-flood: no
   nats_server n3(dir.path() / "n3", "n3", routes(c3));
 
   io_thread io(2);
-  auto o = options_for(n1.url(), "CLUSTER", 5s);
+  auto o = queue_options_for(n1.url(), "CLUSTER", 5s);
   o.servers = {n1.url(), n2.url(), n3.url()};
   o.replicas = 3;
   o.publish_timeout = 3s;
@@ -365,17 +345,7 @@ namespace {
 
 // Messages in a stream, read with nats.c directly.
 std::uint64_t stream_messages(const std::string& url, const std::string& stream) {
-  natsConnection* conn = nullptr;
-  REQUIRE(natsConnection_ConnectTo(&conn, url.c_str()) == NATS_OK);
-  jsCtx* js = nullptr;
-  REQUIRE(natsConnection_JetStream(&js, conn, nullptr) == NATS_OK);
-  jsStreamInfo* info = nullptr;
-  REQUIRE(js_GetStreamInfo(&info, js, stream.c_str(), nullptr, nullptr) == NATS_OK);
-  const auto n = info->State.Msgs;
-  jsStreamInfo_Destroy(info);
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(conn);
-  return n;
+  return nats_client(url).state(stream).messages;
 }
 
 }  // namespace
@@ -383,7 +353,7 @@ std::uint64_t stream_messages(const std::string& url, const std::string& stream)
 TEST_CASE("nats: processed messages are purged after the duplicate window, unprocessed ones never") {
   io_thread io;
   const auto name = unique_name("COMPACT");
-  auto o = options_for(shared_server().url(), name, 30s);
+  auto o = queue_options_for(shared_server().url(), name, 30s);
   o.duplicate_window = 1s;
   o.compaction_interval = 200ms;
   nats::queue q(io.executor(), o);
@@ -407,7 +377,7 @@ TEST_CASE("nats: while the server is down, publishes fail at once with retry-lat
   temp_dir dir;
   nats_server server(dir.path() / "down");
   io_thread io;
-  auto o = options_for(server.url(), "DOWN", 5s);
+  auto o = queue_options_for(server.url(), "DOWN", 5s);
   o.publish_timeout = 1s;
   nats::queue q(io.executor(), o);
   REQUIRE_FALSE(publish(q, message("before")).first);
@@ -478,7 +448,7 @@ TEST_CASE("nats: token authentication, and the server-side redelivery backoff") 
   temp_dir dir;
   nats_server server(dir.path() / "auth", "auth", {"--auth", "s3cret"});
   io_thread io;
-  auto o = options_for(server.url(), "AUTH", 1s);
+  auto o = queue_options_for(server.url(), "AUTH", 1s);
   o.request_timeout = 1s;
   o.token = "wrong";
   CHECK_THROWS_AS(nats::queue(io.executor(), o), ingest::error);

@@ -15,6 +15,7 @@
 #include "ingest/batching_consumer.hpp"
 #include "ingest/nats/queue.hpp"
 #include "ingest/producer.hpp"
+#include "support/nats_client.hpp"
 #include "support/nats_server.hpp"
 #include "support/sqlite_sink.hpp"
 
@@ -35,49 +36,6 @@ std::string sha256_hex(std::string_view data) {
   return out;
 }
 
-// A plain JetStream publisher, as another service would be.
-class other_client {
- public:
-  explicit other_client(const std::string& url) {
-    REQUIRE(natsConnection_ConnectTo(&nc_, url.c_str()) == NATS_OK);
-    REQUIRE(natsConnection_JetStream(&js_, nc_, nullptr) == NATS_OK);
-  }
-  ~other_client() {
-    jsCtx_Destroy(js_);
-    natsConnection_Destroy(nc_);
-  }
-  // Publishes and waits for the PubAck; true when the stream stored it (not a duplicate).
-  bool publish(const std::string& subject, const std::string& data,
-               const std::vector<std::pair<std::string, std::string>>& headers) {
-    natsMsg* m = nullptr;
-    REQUIRE(natsMsg_Create(&m, subject.c_str(), nullptr, data.data(), static_cast<int>(data.size())) == NATS_OK);
-    for (const auto& [k, v] : headers) natsMsgHeader_Add(m, k.c_str(), v.c_str());
-    jsPubAck* ack = nullptr;
-    jsErrCode code = static_cast<jsErrCode>(0);
-    const auto s = js_PublishMsg(&ack, js_, m, nullptr, &code);
-    natsMsg_Destroy(m);
-    REQUIRE(s == NATS_OK);
-    const bool stored = !ack->Duplicate;
-    jsPubAck_Destroy(ack);
-    return stored;
-  }
-  // The server's store time of message `seq` of `stream`, and the postmark on it.
-  std::pair<time_point, time_point> times(const std::string& stream, std::uint64_t seq) {
-    natsMsg* m = nullptr;
-    REQUIRE(js_GetMsg(&m, js_, stream.c_str(), seq, nullptr, nullptr) == NATS_OK);
-    const char* postmark = nullptr;
-    REQUIRE(natsMsgHeader_Get(m, "Ingest-Accepted-At", &postmark) == NATS_OK);
-    const auto out = std::pair{time_point(std::chrono::duration_cast<clock::duration>(
-                                   std::chrono::nanoseconds(natsMsg_GetTime(m)))),
-                               time_from_us(std::strtoll(postmark, nullptr, 10))};
-    natsMsg_Destroy(m);
-    return out;
-  }
-
- private:
-  natsConnection* nc_ = nullptr;
-  jsCtx* js_ = nullptr;
-};
 
 }  // namespace
 
@@ -85,16 +43,10 @@ TEST_CASE("nats: messages another program published are processed or dead-letter
   temp_dir dir;
   nats_server server(dir.path() / "wire");
   io_thread io;
-  nats::queue_options o;
-  o.servers = {server.url()};
-  o.stream = "WIRE";
-  o.subject = "ingest.wire";
-  o.dead_letter_stream = "WIRE_DLQ";
-  o.dead_letter_subject = "ingest.wire.dead";
-  o.consumer = "WIRE_workers";
+  const auto o = queue_options_for(server.url(), "WIRE");
   nats::queue q(io.executor(), o);
 
-  other_client other(server.url());
+  nats_client other(server.url());
   const auto before = clock::now();
   // Only a payload, as a plain client sends it; and two with ids of their own (which
   // used to read as the same empty key and vanish after the first).
@@ -192,13 +144,7 @@ TEST_CASE("nats: what a stalled server stores after the publish timed out carrie
   temp_dir dir;
   nats_server server(dir.path() / "stall");
   io_thread io(2);
-  nats::queue_options o;
-  o.servers = {server.url()};
-  o.stream = "STALL";
-  o.subject = "ingest.stall";
-  o.dead_letter_stream = "STALL_DLQ";
-  o.dead_letter_subject = "ingest.stall.dead";
-  o.consumer = "STALL_workers";
+  auto o = queue_options_for(server.url(), "STALL");
   o.publish_timeout = 500ms;  // the postmark's bound: 1.5 s
   nats::queue q(io.executor(), o);
   producer p(q, {.max_in_flight = 512, .publish_timeout = 500ms});
@@ -252,11 +198,12 @@ TEST_CASE("nats: what a stalled server stores after the publish timed out carrie
   CHECK(stale > 0);  // the stall really left such messages
   // Against the server's own record: a postmark within its bound of the store time
   // stands; beyond it, the store time is the accept time.
-  other_client reader(server.url());
+  nats_client reader(server.url());
   std::size_t past_bound = 0;
   for (const auto& [key, d] : delivered) {
     CAPTURE(key);
-    const auto [stored_at, postmark] = reader.times(o.stream, std::stoull(d.token.substr(0, d.token.find(':'))));
+    time_point stored_at, postmark;
+    REQUIRE(reader.times(o.stream, std::stoull(d.token.substr(0, d.token.find(':'))), stored_at, postmark));
     if (stored_at - postmark > o.publish_timeout + 1s) {
       ++past_bound;
       CHECK(d.message.accepted_at == stored_at);

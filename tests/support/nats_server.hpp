@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "ingest/nats/queue.hpp"
 #include "support/child_process.hpp"
 
 namespace ingest::test {
@@ -116,5 +117,20 @@ class nats_server {
   int port_;
   std::unique_ptr<child_process> process_;
 };
+
+/// Options for a queue of its own on `url`: stream `name`, subject `ingest.<name>`, its
+/// dead-letter stream and consumer named after it.
+inline nats::queue_options queue_options_for(const std::string& url, const std::string& name,
+                                             std::chrono::milliseconds ack_wait = std::chrono::seconds(30)) {
+  nats::queue_options o;
+  o.servers = {url};
+  o.stream = name;
+  o.subject = "ingest." + name;
+  o.dead_letter_stream = name + "_DLQ";
+  o.dead_letter_subject = "ingest." + name + ".dead";
+  o.consumer = name + "_workers";
+  o.ack_wait = ack_wait;
+  return o;
+}
 
 }  // namespace ingest::test
