@@ -226,6 +226,28 @@ TEST_CASE("rate limits: a bucket per key, refilled at the rate") {
   for (int i = 0; i < 100; ++i) CHECK(off.take("x").count() == 0);
 }
 
+TEST_CASE("a queue that cannot be opened is named, with its secret hidden and what to check") {
+  ingest::test::io_thread io;
+  auto refusal = [&](const std::string& url) {
+    try {
+      exam::open_queue(url, io.executor());
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("opened");
+  };
+  const auto nats = refusal("nats://bob:s3cret@127.0.0.1:1?stream=EXAMS");
+  CHECK(nats.find("cannot open the queue nats://bob:***@127.0.0.1:1?stream=EXAMS") != std::string::npos);
+  CHECK(nats.find("s3cret") == std::string::npos);
+  CHECK(nats.find("check that nats-server runs") != std::string::npos);
+  const auto sqlite = refusal("sqlite:///no-such-directory/for/sure/q.db");
+  CHECK(sqlite.find("sqlite:///no-such-directory/for/sure/q.db") != std::string::npos);
+  CHECK(sqlite.find("the directory exists") != std::string::npos);
+  CHECK(refusal("kafka://x").find("unknown queue URL") != std::string::npos);
+  CHECK(exam::redact_url("nats://tok3n@h:1,h:2") == "nats://***@h:1,h:2");
+  CHECK(exam::redact_url("sqs+https://sqs.example/1/q?dlq=a@b") == "sqs+https://sqs.example/1/q?dlq=a@b");
+}
+
 TEST_CASE("dead-letter command line: list, show, replay, purge") {
   using namespace ingest;
   using namespace ingest::test;

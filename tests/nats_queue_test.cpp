@@ -134,6 +134,28 @@ TEST_CASE("nats options from a URL") {
   CHECK_THROWS_AS(nats::queue_options::from_url("http://x"), ingest::error);
   CHECK_THROWS_AS(nats::queue_options::from_url("nats://h:1?replicas=9"), ingest::error);
   CHECK_THROWS_AS(nats::queue_options::from_url("nats://h:1?colour=red"), ingest::error);
+
+  // Credentials percent-decoded; TLS from the scheme or one boolean.
+  CHECK(nats::queue_options::from_url("nats://alice:p%40ss%3Aw@h:1").password == "p@ss:w");
+  auto on = nats::queue_options::from_url("nats://h:1,h:2?tls=true&tls_ca=%2Fetc%2Fca.pem");
+  CHECK(on.tls);
+  CHECK(on.servers == std::vector<std::string>{"tls://h:1", "tls://h:2"});
+  CHECK(on.tls_ca_file == "/etc/ca.pem");
+  auto refused = [](const char* url) {
+    try {
+      nats::queue_options::from_url(url);
+    } catch (const ingest::error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  CHECK(refused("nats://h:1?tls=yes").find("tls must be true or false, not 'yes'") != std::string::npos);
+  CHECK(refused("nats://h:1?tls_ca=/ca.pem").find("need TLS on") != std::string::npos);
+  CHECK(refused("tls://h:1?tls=false").find("tls:// with tls=false") != std::string::npos);
+  CHECK(refused("tls://h:1?tls_cert=/c.pem").find("tls_cert and tls_key go together") != std::string::npos);
+  CHECK(refused("nats://h:1?stream=A&stream=B").find("'stream' given twice") != std::string::npos);
+  CHECK(refused("nats://h:1?colour=red&stream=A").find("unknown parameter 'colour'") != std::string::npos);
+  CHECK(refused("nats://h:1,,h:2").find("an empty host") != std::string::npos);
 }
 
 }  // namespace ingest::test

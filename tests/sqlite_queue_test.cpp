@@ -445,6 +445,8 @@ TEST_CASE("sqlite queue options from a URL") {
   CHECK_THROWS_AS(sqlite::queue_options::from_url("sqlite://"), ingest::error);
   CHECK_THROWS_AS(sqlite::queue_options::from_url("sqlite://q.db?visibility_timeout=soon"), ingest::error);
   CHECK_THROWS_AS(sqlite::queue_options::from_url("sqlite://q.db?colour=blue"), ingest::error);
+  CHECK_THROWS_AS(sqlite::queue_options::from_url("sqlite://q.db?dedup_window=1h&dedup_window=2h"), ingest::error);
+  CHECK(sqlite::queue_options::from_url("sqlite:///tmp/my%20queue.db").path == "/tmp/my queue.db");
   auto more = sqlite::queue_options::from_url(
       "sqlite://q.db?receipt_index=false&checkpoint_interval=0ms&compaction_interval=250ms");
   CHECK_FALSE(more.receipt_index);

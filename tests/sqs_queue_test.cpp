@@ -101,6 +101,9 @@ TEST_CASE("sqs: queue URLs name the endpoint, account, queue and options") {
   CHECK_THROWS_AS(sqs::queue_options::from_url("sqs+http://h:1/onlyqueue"), ingest::error);
   CHECK_THROWS_AS(sqs::queue_options::from_url("sqs+http://h:1/a/q?secret=x"), ingest::error);
   CHECK_THROWS_AS(sqs::queue_options::from_url("http://h:1/a/q"), ingest::error);
+  CHECK_THROWS_AS(sqs::queue_options::from_url("sqs+http://h:1/a/q?tls_ca=/ca.pem"), ingest::error);  // no TLS
+  CHECK_THROWS_AS(sqs::queue_options::from_url("sqs+http://h:1/a/q?create=yes"), ingest::error);
+  CHECK_THROWS_AS(sqs::queue_options::from_url("sqs+http://h:1/a/q?dlq=x&dlq=y"), ingest::error);
   auto mixed = sqs::queue_options::from_url("sqs+http://h:1/a/q.fifo?dlq=plain");
   CHECK_THROWS_AS(mixed.validate(), ingest::error);
 }

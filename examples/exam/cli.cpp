@@ -15,7 +15,8 @@ namespace exam {
 void add_server_options(CLI::App& app, server_cli& o, const std::string& default_listen, bool with_queue) {
   o.listen = default_listen;
   app.add_option("--listen", o.listen, "HOST:PORT to listen on")->capture_default_str();
-  app.add_option("--data", o.data, "directory of exam.db (and queue.db for the embedded queue)")
+  app.add_option("--data", o.data,
+                 with_queue ? "directory of exam.db (and queue.db for the embedded queue)" : "directory of exam.db")
       ->capture_default_str();
   app.add_option("--exams", o.exams, "exams JSON file (default: the built-in demo exam)");
   if (with_queue)

@@ -40,6 +40,62 @@ bool parse_bool(std::string_view what, std::string_view text) {
   throw error(errc::invalid_config, std::string(what) + " must be true or false, not '" + std::string(text) + "'");
 }
 
+std::string percent_decode(std::string_view what, std::string_view text) {
+  auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out += text[i];
+      continue;
+    }
+    if (i + 2 >= text.size() || hex(text[i + 1]) < 0 || hex(text[i + 2]) < 0)
+      throw error(errc::invalid_config, std::string(what) + ": '%' must be followed by two hex digits in '" +
+                                            std::string(text) + "'");
+    out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
+    i += 2;
+  }
+  return out;
+}
+
+url_query::url_query(std::string_view what, std::string_view query) : what_(what) {
+  for_each_query_part(query, [&](std::string_view pair) {
+    const auto eq = pair.find('=');
+    if (eq == std::string_view::npos)
+      throw error(errc::invalid_config, what_ + ": parameter without a value: '" + std::string(pair) + "'");
+    auto name = percent_decode(what_, pair.substr(0, eq));
+    if (has(name)) throw error(errc::invalid_config, what_ + ": parameter '" + name + "' given twice");
+    params_.push_back({std::move(name), percent_decode(what_, pair.substr(eq + 1))});
+  });
+}
+
+std::optional<std::string> url_query::take(std::string_view name) {
+  for (auto& p : params_)
+    if (p.name == name) {
+      p.taken = true;
+      return p.value;
+    }
+  return std::nullopt;
+}
+
+bool url_query::has(std::string_view name) const {
+  for (const auto& p : params_)
+    if (p.name == name) return true;
+  return false;
+}
+
+void url_query::finish() const {
+  std::string unknown;
+  for (const auto& p : params_)
+    if (!p.taken) unknown += (unknown.empty() ? "'" : ", '") + p.name + "'";
+  if (!unknown.empty()) throw error(errc::invalid_config, what_ + ": unknown parameter " + unknown);
+}
+
 void for_each_query_part(std::string_view query, const std::function<void(std::string_view)>& each) {
   while (!query.empty()) {
     const auto amp = query.find('&');

@@ -126,91 +126,84 @@ void queue_options::validate() const {
   if (publish_timeout <= std::chrono::milliseconds::zero() || request_timeout <= std::chrono::milliseconds::zero())
     bad("timeouts must be positive");
   if (compaction_interval <= std::chrono::milliseconds::zero()) bad("compaction_interval must be positive");
+  // Files that would be ignored are a mistake to point out, not to pass over.
+  if (!tls && (!tls_ca_file.empty() || !tls_cert_file.empty() || !tls_key_file.empty()))
+    bad("tls_ca, tls_cert and tls_key need TLS on (a tls:// URL, or tls=true)");
+  if (tls_cert_file.empty() != tls_key_file.empty()) bad("tls_cert and tls_key go together");
+  if (!token.empty() && !user.empty()) bad("a token and a user name are two ways to sign in: give one");
 }
 
+namespace {
+
+// The URL parameters other than the hosts, credentials and `tls`.
+void read_params(ingest::detail::url_query& params, queue_options& o) {
+  params.set("stream", o.stream);
+  params.set("subject", o.subject);
+  params.set("dead_letter_stream", o.dead_letter_stream);
+  params.set("dead_letter_subject", o.dead_letter_subject);
+  params.set("consumer", o.consumer);
+  params.set("replicas", o.replicas);
+  if (auto v = params.take("storage")) {
+    if (*v != "file" && *v != "memory") throw error(errc::invalid_config, "nats URL: storage must be file or memory");
+    o.file_storage = *v == "file";
+  }
+  params.set("duplicate_window", o.duplicate_window);
+  params.set("ack_wait", o.ack_wait);
+  params.set("publish_timeout", o.publish_timeout);
+  params.set("max_deliver", o.max_deliver);
+  params.set("max_ack_pending", o.max_ack_pending);
+  params.set("max_messages", o.max_messages);
+  params.set("max_bytes", o.max_bytes);
+  params.set("creds", o.credentials_file);
+  params.set("tls_ca", o.tls_ca_file);
+  params.set("tls_cert", o.tls_cert_file);
+  params.set("tls_key", o.tls_key_file);
+}
+
+}  // namespace
+
 queue_options queue_options::from_url(std::string_view url) {
+  constexpr std::string_view what = "nats URL";
   queue_options o;
   std::string_view rest;
-  bool tls = false;
+  bool tls_scheme = false;
   if (url.rfind("nats://", 0) == 0) {
     rest = url.substr(7);
   } else if (url.rfind("tls://", 0) == 0) {
     rest = url.substr(6);
-    tls = true;
+    tls_scheme = true;
   } else {
     throw error(errc::invalid_config, "not a nats:// or tls:// URL: " + std::string(url));
   }
+  // RFC 3986 has no authority with several hosts (a NATS cluster): the hosts are split
+  // here, and every part is percent-decoded.
   const auto q = rest.find('?');
   auto hosts = rest.substr(0, q);
   if (const auto at = hosts.rfind('@'); at != std::string_view::npos) {
     const auto credentials = hosts.substr(0, at);
     hosts = hosts.substr(at + 1);
     if (const auto colon = credentials.find(':'); colon != std::string_view::npos) {
-      o.user = std::string(credentials.substr(0, colon));
-      o.password = std::string(credentials.substr(colon + 1));
+      o.user = ingest::detail::percent_decode(what, credentials.substr(0, colon));
+      o.password = ingest::detail::percent_decode(what, credentials.substr(colon + 1));
     } else {
-      o.token = std::string(credentials);
+      o.token = ingest::detail::percent_decode(what, credentials);
     }
   }
   if (hosts.empty()) throw error(errc::invalid_config, "nats URL without a host: " + std::string(url));
+  ingest::detail::url_query params(what, q == std::string_view::npos ? std::string_view{} : rest.substr(q + 1));
+  o.tls = tls_scheme;
+  params.set("tls", o.tls);
+  if (tls_scheme && !o.tls) throw error(errc::invalid_config, "nats URL: tls:// with tls=false");
   o.servers.clear();
   while (!hosts.empty()) {
     const auto comma = hosts.find(',');
-    o.servers.push_back(std::string(tls ? "tls://" : "nats://") + std::string(hosts.substr(0, comma)));
+    const auto host = hosts.substr(0, comma);
+    if (host.empty()) throw error(errc::invalid_config, "nats URL: an empty host in " + std::string(url));
+    o.servers.push_back(std::string(o.tls ? "tls://" : "nats://") + std::string(host));
     hosts = comma == std::string_view::npos ? std::string_view{} : hosts.substr(comma + 1);
   }
-  o.tls = tls;
-  using ms = std::chrono::milliseconds;
-  auto duration = [](auto name, auto value) {
-    return std::chrono::duration_cast<ms>(ingest::detail::parse_duration(name, value));
-  };
-  ingest::detail::for_each_param(q == std::string_view::npos ? std::string_view{} : rest.substr(q + 1),
-                                 [&](std::string_view name, std::string_view value) {
-                                   const std::string v(value);
-                                   if (name == "stream")
-                                     o.stream = v;
-                                   else if (name == "subject")
-                                     o.subject = v;
-                                   else if (name == "dead_letter_stream")
-                                     o.dead_letter_stream = v;
-                                   else if (name == "dead_letter_subject")
-                                     o.dead_letter_subject = v;
-                                   else if (name == "consumer")
-                                     o.consumer = v;
-                                   else if (name == "replicas")
-                                     o.replicas = static_cast<int>(ingest::detail::parse_count(name, value));
-                                   else if (name == "storage") {
-                                     if (v != "file" && v != "memory")
-                                       throw error(errc::invalid_config, "nats URL: storage must be file or memory");
-                                     o.file_storage = v == "file";
-                                   } else if (name == "duplicate_window")
-                                     o.duplicate_window = duration(name, value);
-                                   else if (name == "ack_wait")
-                                     o.ack_wait = duration(name, value);
-                                   else if (name == "publish_timeout")
-                                     o.publish_timeout = duration(name, value);
-                                   else if (name == "max_deliver")
-                                     o.max_deliver = ingest::detail::parse_count(name, value);
-                                   else if (name == "max_ack_pending")
-                                     o.max_ack_pending = ingest::detail::parse_count(name, value);
-                                   else if (name == "max_messages")
-                                     o.max_messages = ingest::detail::parse_count(name, value);
-                                   else if (name == "max_bytes")
-                                     o.max_bytes = ingest::detail::parse_count(name, value);
-                                   else if (name == "creds")
-                                     o.credentials_file = v;
-                                   else if (name == "tls")
-                                     o.tls = v == "true" || v == "1";
-                                   else if (name == "tls_ca")
-                                     o.tls_ca_file = v;
-                                   else if (name == "tls_cert")
-                                     o.tls_cert_file = v;
-                                   else if (name == "tls_key")
-                                     o.tls_key_file = v;
-                                   else
-                                     throw error(errc::invalid_config,
-                                                 "nats URL: unknown parameter " + std::string(name));
-                                 });
+  read_params(params, o);
+  params.finish();
   o.validate();
   return o;
 }

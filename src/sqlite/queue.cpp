@@ -223,35 +223,20 @@ queue_options queue_options::from_url(std::string_view url) {
   auto rest = url.substr(scheme.size());
   const auto q = rest.find('?');
   queue_options o;
-  o.path = std::string(rest.substr(0, q));
+  o.path = ingest::detail::percent_decode("sqlite queue URL", rest.substr(0, q));
   if (o.path.empty()) throw error(errc::invalid_config, "sqlite queue URL without a file path: " + std::string(url));
-  using std::chrono::duration_cast;
-  using ms = std::chrono::milliseconds;
-  ingest::detail::for_each_param(
-      q == std::string_view::npos ? std::string_view{} : rest.substr(q + 1), [&](auto name, auto value) {
-        if (name == "visibility_timeout")
-          o.visibility_timeout = duration_cast<ms>(ingest::detail::parse_duration(name, value));
-        else if (name == "commit_linger")
-          o.commit_linger = ingest::detail::parse_duration(name, value);
-        else if (name == "max_messages")
-          o.max_messages = static_cast<std::size_t>(ingest::detail::parse_count(name, value));
-        else if (name == "dedup_window")
-          o.dedup_window = duration_cast<ms>(ingest::detail::parse_duration(name, value));
-        else if (name == "receipt_index")
-          o.receipt_index = ingest::detail::parse_bool(name, value);
-        else if (name == "compaction_interval")
-          o.compaction_interval = duration_cast<ms>(ingest::detail::parse_duration(name, value));
-        else if (name == "checkpoint_interval")
-          o.checkpoint_interval = duration_cast<ms>(ingest::detail::parse_duration(name, value));
-        else if (name == "poll_interval")
-          o.poll_interval = duration_cast<ms>(ingest::detail::parse_duration(name, value));
-        else if (name == "busy_timeout")
-          o.busy_timeout = duration_cast<ms>(ingest::detail::parse_duration(name, value));
-        else if (name == "max_page_count")
-          o.max_page_count = ingest::detail::parse_count(name, value);
-        else
-          throw error(errc::invalid_config, "sqlite queue URL: unknown parameter " + std::string(name));
-      });
+  ingest::detail::url_query params("sqlite queue URL", q == std::string_view::npos ? std::string_view{} : rest.substr(q + 1));
+  params.set("visibility_timeout", o.visibility_timeout);
+  params.set("commit_linger", o.commit_linger);
+  params.set("dedup_window", o.dedup_window);
+  params.set("compaction_interval", o.compaction_interval);
+  params.set("checkpoint_interval", o.checkpoint_interval);
+  params.set("poll_interval", o.poll_interval);
+  params.set("busy_timeout", o.busy_timeout);
+  params.set("max_messages", o.max_messages);
+  params.set("receipt_index", o.receipt_index);
+  params.set("max_page_count", o.max_page_count);
+  params.finish();
   o.validate();
   return o;
 }

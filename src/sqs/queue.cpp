@@ -80,30 +80,27 @@ queue_options queue_options::from_url(std::string_view url) {
   const auto second = path.find('/');
   if (second == std::string_view::npos || second == 0 || second + 1 >= path.size())
     throw error(errc::invalid_config, "sqs: the URL path must be /account/queue");
-  o.account = std::string(path.substr(0, second));
+  o.account = ingest::detail::percent_decode("sqs URL", path.substr(0, second));
   if (o.account == "-") o.account.clear();
-  o.queue = std::string(path.substr(second + 1));
+  o.queue = ingest::detail::percent_decode("sqs URL", path.substr(second + 1));
   o.dead_letter_queue = o.queue.ends_with(".fifo") ? o.queue.substr(0, o.queue.size() - 5) + "-dlq.fifo"
                                                    : o.queue + "-dlq";
-  auto ms = [](std::string_view what, std::string_view v) {
-    return std::chrono::duration_cast<milliseconds>(ingest::detail::parse_duration(what, v));
-  };
-  ingest::detail::for_each_param(query, [&](std::string_view name, std::string_view value) {
-    if (name == "dlq") o.dead_letter_queue = std::string(value);
-    else if (name == "region") o.region = std::string(value);
-    else if (name == "create") o.create_queues = ingest::detail::parse_bool(name, value);
-    else if (name == "redrive") o.redrive_max_receives = static_cast<std::uint32_t>(ingest::detail::parse_count(name, value));
-    else if (name == "visibility") o.visibility_timeout = ms(name, value);
-    else if (name == "group") o.message_group = std::string(value);
-    else if (name == "group_per_key") o.group_per_key = ingest::detail::parse_bool(name, value);
-    else if (name == "publish_timeout") o.publish_timeout = ms(name, value);
-    else if (name == "max_connections") o.max_connections = static_cast<std::size_t>(ingest::detail::parse_count(name, value));
-    else if (name == "receive_concurrency")
-      o.receive_concurrency = static_cast<std::size_t>(ingest::detail::parse_count(name, value));
-    else if (name == "tls_verify") o.tls_verify = ingest::detail::parse_bool(name, value);
-    else if (name == "tls_ca") o.tls_ca_file = std::string(value);
-    else throw error(errc::invalid_config, "sqs: unknown URL parameter '" + std::string(name) + "'");
-  });
+  ingest::detail::url_query params("sqs URL", query);
+  params.set("dlq", o.dead_letter_queue);
+  params.set("region", o.region);
+  params.set("create", o.create_queues);
+  params.set("redrive", o.redrive_max_receives);
+  params.set("visibility", o.visibility_timeout);
+  params.set("group", o.message_group);
+  params.set("group_per_key", o.group_per_key);
+  params.set("publish_timeout", o.publish_timeout);
+  params.set("max_connections", o.max_connections);
+  params.set("receive_concurrency", o.receive_concurrency);
+  params.set("tls_verify", o.tls_verify);
+  params.set("tls_ca", o.tls_ca_file);
+  params.finish();
+  if (scheme == "http://" && (!o.tls_ca_file.empty() || params.has("tls_verify")))
+    throw error(errc::invalid_config, "sqs URL: tls_ca and tls_verify need sqs+https://");
   return o;
 }
 

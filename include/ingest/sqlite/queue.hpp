@@ -57,8 +57,9 @@ struct queue_options {
   /// query parameters `visibility_timeout`, `commit_linger`, `max_messages`,
   /// `dedup_window`, `poll_interval`, `busy_timeout`, `max_page_count`, `checkpoint_interval`,
   /// `compaction_interval`, `receipt_index` (`true`/`false`)
-  /// (durations as `250ms`, `30s`, `5m`, `24h`, `500us`).
-  /// Throws `ingest::error(errc::invalid_config)` on anything else.
+  /// (durations as `250ms`, `30s`, `5m`, `24h`, `500us`); the path and values are
+  /// percent-decoded. Throws `ingest::error(errc::invalid_config)` on anything else,
+  /// naming it (an unknown or repeated parameter included).
   static queue_options from_url(std::string_view url);
 };
 

@@ -74,8 +74,9 @@ struct queue_options {
   /// with parameters `dlq`, `region`, `create` (`true`|`false`), `redrive` (receives),
   /// `visibility`, `group`, `group_per_key`, `publish_timeout`, `max_connections`,
   /// `receive_concurrency`, `tls_verify`, `tls_ca`. An `account` of `-` means "the
-  /// caller's". Credentials always come from the environment or the options, never
-  /// from the URL.
+  /// caller's". Parts are percent-decoded; an unknown or repeated parameter, a boolean
+  /// other than `true`/`false`/`1`/`0`, or `tls_ca`/`tls_verify` on `sqs+http://` is
+  /// refused by name. Credentials never come from the URL (see `sigv4.hpp`).
   static queue_options from_url(std::string_view url);
 };
 
