@@ -5,6 +5,12 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+#include <fstream>
+
+#include "ingest/error.hpp"
+#include "support/test_support.hpp"
+
 namespace {
 
 using ingest::sqs::credentials;
@@ -94,4 +100,47 @@ TEST_CASE("sigv4: any change to what is signed changes the signature") {
   CHECK(sign_v4(request("POST", "/"), suite, "us-east-1", "sqs", date).signature != base);
   CHECK(sign_v4(request("POST", "/"), credentials{"AKIDEXAMPLE", "other", ""}, "us-east-1", "service", date).signature !=
         base);
+}
+
+TEST_CASE("credentials: the environment first, then AWS_PROFILE in the shared credentials file; region from config") {
+  ingest::test::temp_dir dir;
+  const auto creds_file = dir.file("credentials"), config_file = dir.file("config");
+  std::ofstream(creds_file) << "# made by aws configure\n[default]\naws_access_key_id = AKIDDEFAULT\n"
+                               "aws_secret_access_key = secret-default\n\n[exam]\n aws_access_key_id=AKIDEXAM \n"
+                               "aws_secret_access_key = secret exam\naws_session_token = tok\n";
+  std::ofstream(config_file) << "[default]\nregion = us-west-2\n[profile exam]\nregion = eu-north-1\n";
+  for (const char* name : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"})
+    unsetenv(name);
+  setenv("AWS_SHARED_CREDENTIALS_FILE", creds_file.c_str(), 1);
+  setenv("AWS_CONFIG_FILE", config_file.c_str(), 1);
+
+  auto c = credentials::from_default_chain();
+  CHECK(c.access_key_id == "AKIDDEFAULT");
+  CHECK(c.secret_access_key == "secret-default");
+  CHECK(ingest::sqs::region_from_shared_config() == "us-west-2");
+  setenv("AWS_PROFILE", "exam", 1);
+  c = credentials::from_default_chain();
+  CHECK(c.access_key_id == "AKIDEXAM");
+  CHECK(c.secret_access_key == "secret exam");
+  CHECK(c.session_token == "tok");
+  CHECK(ingest::sqs::region_from_shared_config() == "eu-north-1");
+  // The environment wins over the file.
+  setenv("AWS_ACCESS_KEY_ID", "AKIDENV", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "secret-env", 1);
+  CHECK(credentials::from_default_chain().access_key_id == "AKIDENV");
+  unsetenv("AWS_ACCESS_KEY_ID");
+  unsetenv("AWS_SECRET_ACCESS_KEY");
+  // A profile the file does not have is an error that names it, not silence.
+  setenv("AWS_PROFILE", "nope", 1);
+  try {
+    credentials::from_default_chain();
+    FAIL("an unknown profile was accepted");
+  } catch (const ingest::error& e) {
+    CHECK(std::string(e.what()).find("'nope'") != std::string::npos);
+  }
+  unsetenv("AWS_PROFILE");
+  setenv("AWS_SHARED_CREDENTIALS_FILE", dir.file("missing").c_str(), 1);
+  CHECK(credentials::from_default_chain().access_key_id.empty());
+  unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+  unsetenv("AWS_CONFIG_FILE");
 }

@@ -126,14 +126,18 @@ struct queue::engine {
         http(io, detail::endpoint::parse(o.endpoint),
              detail::client_options{o.max_connections, o.connect_timeout, o.tls_verify, o.tls_ca_file}),
         ep(detail::endpoint::parse(o.endpoint)) {
-    if (o.creds.access_key_id.empty()) o.creds = credentials::from_environment();
+    if (o.creds.access_key_id.empty()) o.creds = credentials::from_default_chain();
     if (o.creds.access_key_id.empty() || o.creds.secret_access_key.empty()) {
-      if (ep.tls) throw error(errc::invalid_config, "sqs: no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
+      if (ep.tls)
+        throw error(errc::invalid_config,
+                    "sqs: no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with "
+                    "~/.aws/credentials; instance roles, web identity and SSO are not read: export them)");
       o.creds = credentials{"test", "test", {}};
     }
     if (o.region.empty()) {
       for (const char* name : {"AWS_REGION", "AWS_DEFAULT_REGION"})
         if (const char* v = std::getenv(name); v && *v && o.region.empty()) o.region = v;
+      if (o.region.empty()) o.region = region_from_shared_config();
       if (o.region.empty()) o.region = "us-east-1";
     }
     visibility_s = whole_seconds(o.visibility_timeout);

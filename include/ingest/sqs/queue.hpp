@@ -1,8 +1,8 @@
 #pragma once
 /// @file
-/// The SQS-compatible backend: a durable queue on an Amazon SQS queue (or ElasticMQ,
-/// LocalStack, fauxqs: any endpoint speaking the AWS JSON 1.0 protocol), with SigV4
-/// signing and a dead-letter queue.
+/// The SQS-compatible backend: a durable queue on an Amazon SQS queue or an endpoint
+/// speaking the same AWS JSON 1.0 protocol (tested against the fauxqs emulator), with
+/// SigV4 signing and a dead-letter queue.
 
 #include <chrono>
 #include <cstdint>
@@ -19,10 +19,12 @@ namespace ingest::sqs {
 struct queue_options {
   /// Where requests go: `http://host:port` or `https://sqs.<region>.amazonaws.com`.
   std::string endpoint = "http://127.0.0.1:4566";
-  std::string region{};  ///< empty: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`
-  /// Empty: from the environment (`AWS_ACCESS_KEY_ID`, ...). Emulators accept any
-  /// non-empty pair; the library signs with `test`/`test` when none is set and the
-  /// endpoint is plain http.
+  /// Empty: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else the profile's region in the
+  /// shared config file (`region_from_shared_config`), else `us-east-1`.
+  std::string region{};
+  /// Empty: `credentials::from_default_chain()` (the environment, then the shared
+  /// credentials file). Emulators accept any non-empty pair; the library signs with
+  /// `test`/`test` when none is found and the endpoint is plain http.
   credentials creds{};
   std::string account{};  ///< the queue owner's account id (GetQueueUrl); empty: the caller's
   std::string queue = "ingest";  ///< a name ending in `.fifo` is a FIFO queue
