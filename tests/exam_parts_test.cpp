@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <boost/json/parse.hpp>
 #include <sstream>
 
 #include "dlq.hpp"
@@ -12,8 +13,10 @@
 #include "queues.hpp"
 #include "support/test_support.hpp"
 #include "ingest/envelope.hpp"
+#include "json_text.hpp"
 #include "jwt.hpp"
 #include "limits.hpp"
+#include "progress.hpp"
 #include "submission.hpp"
 
 using namespace std::chrono_literals;
@@ -140,6 +143,35 @@ TEST_CASE("jwt: correctly signed tokens with odd claims") {
   CHECK(check(R"({"sub":"s1","role":"student","exp":"4102444800"})") == token_error::bad_claims);
   CHECK(check(R"(["sub","s1"])") == token_error::malformed);
   CHECK(check("not json") == token_error::malformed);
+}
+
+TEST_CASE("JSON text: numbers as people read them; any non-empty receipt id") {
+  CHECK(exam::to_plain_json(boost::json::parse(R"({"a":20.0,"b":33.33,"c":0.000001,"d":[1e300,-2.5,7]})")) ==
+        R"({"a":20,"b":33.33,"c":0.000001,"d":[1e+300,-2.5,7]})");
+  CHECK(exam::receipt_id_in(R"({"receipt_id":"01a2b3c4-0000-7000-8000-000000000001","status":"received"})") ==
+        "01a2b3c4-0000-7000-8000-000000000001");
+  CHECK(exam::receipt_id_in(R"({"receipt_id":"0123456789abcdef0123456789abcdef"})") ==
+        "0123456789abcdef0123456789abcdef");  // 32 characters: another server's ids
+  CHECK(exam::receipt_id_in(R"({"status":"received", "receipt_id" : "r-1"})") == "r-1");  // spaced: parsed
+  CHECK(exam::receipt_id_in(R"({"receipt_id":"a\"b"})") == "a\"b");  // escaped: parsed
+  CHECK_FALSE(exam::receipt_id_in(R"({"receipt_id":""})"));
+  CHECK_FALSE(exam::receipt_id_in(R"({"receipt_id":7})"));
+  CHECK_FALSE(exam::receipt_id_in("not json"));
+}
+
+TEST_CASE("progress: plain grouped numbers, rates, the drain's end; nothing on a pipe") {
+  CHECK(exam::grouped(0) == "0");
+  CHECK(exam::grouped(999) == "999");
+  CHECK(exam::grouped(1234567) == "1,234,567");
+  exam::progress_sample before{.accepted = 1000, .written = 500, .backlog = 500, .errors = 0};
+  exam::progress_sample now{.accepted = 3000, .written = 1500, .backlog = 1500, .errors = 3};
+  CHECK(exam::progress_line(now, before, 2.0) ==
+        "accepted 3,000 (1,000/s) | written 1,500 (500/s) | backlog 1,500 | drained in ~3 s | errors 3");
+  exam::progress_sample w0, w1;
+  w0.written = 4;
+  w1.written = 10;
+  CHECK(exam::progress_line(w1, w0, 1.0) == "written 10 (6/s) | errors 0");
+  CHECK_FALSE(exam::progress_meter::wanted());  // ctest's standard error is no terminal
 }
 
 TEST_CASE("ttl parsing") {

@@ -3,6 +3,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -10,6 +11,7 @@
 
 #include "cli.hpp"
 #include "dlq.hpp"
+#include "progress.hpp"
 #include "queues.hpp"
 #include "run.hpp"
 
@@ -69,6 +71,18 @@ int main(int argc, char** argv) {
     grader.start();
     std::printf("exam_worker: draining %s into %s/exam.db\n", queue_url.c_str(), data.c_str());
     std::fflush(stdout);
+    exam::progress_meter progress("exam_worker", [&] {
+      exam::progress_sample p;
+      p.written = grader.counters().graded.load();
+      auto stats = queue->async_stats(boost::asio::use_future);
+      if (stats.wait_for(std::chrono::seconds(1)) == std::future_status::ready) {
+        const auto st = stats.get();
+        if (st.exact.accepted) p.accepted = st.accepted;
+        p.backlog = st.pending;
+        p.errors = st.dead_lettered;
+      }
+      return p;
+    });
     return exam::run_until_signal(io, 1, [&] {
       grader.drain();  // the batch in hand commits and is acked; nothing else is taken
       queue->close();

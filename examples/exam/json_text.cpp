@@ -1,6 +1,7 @@
 #include "json_text.hpp"
 
 #include <boost/json/basic_parser_impl.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <charconv>
 #include <cmath>
@@ -122,6 +123,21 @@ std::optional<std::string> repeated_json_key(std::string_view text, unsigned max
   error_code ec;
   parser.write_some(false, text.data(), text.size(), ec);
   return parser.handler().repeated;
+}
+
+std::optional<std::string> receipt_id_in(const std::string& body) {
+  constexpr std::string_view field = "\"receipt_id\":\"";
+  if (const auto at = body.find(field); at != std::string::npos) {
+    const auto start = at + field.size();
+    const auto end = body.find('"', start);
+    if (end != std::string::npos && body.find('\\', start) > end)
+      return end > start ? std::optional<std::string>(body.substr(start, end - start)) : std::nullopt;
+  }
+  boost::system::error_code ec;
+  const auto v = boost::json::parse(body, ec);
+  const auto* id = !ec && v.is_object() ? v.as_object().if_contains("receipt_id") : nullptr;
+  if (!id || !id->is_string() || id->as_string().empty()) return std::nullopt;
+  return std::string(id->as_string());
 }
 
 }  // namespace exam

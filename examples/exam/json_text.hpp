@@ -15,6 +15,11 @@ namespace exam {
 // or below 1e-6).
 std::string to_plain_json(const boost::json::value& v);
 
+// The `receipt_id` of a receipt body: any non-empty string (another implementation of
+// the contract need not use UUIDs); nullopt when there is none. The plain case is read
+// without a JSON parser (a load generator's hot path); an escaped one is parsed.
+std::optional<std::string> receipt_id_in(const std::string& body);
+
 // The first key that appears twice in the same object of `json` (at any depth), or
 // nullopt when there is none or the text is not JSON (the caller's parse reports that).
 std::optional<std::string> repeated_json_key(std::string_view json, unsigned max_depth = 8);

@@ -53,6 +53,7 @@
 #include "ingest/metrics.hpp"
 #include "ingest/sqlite/database.hpp"
 #include "json_text.hpp"
+#include "progress.hpp"
 #include "jwt.hpp"
 
 namespace asio = boost::asio;
@@ -286,12 +287,8 @@ awaitable<void> submit(client& c, const student& st, const settings& s, results&
     auto [code, body] = co_await c.post(st, attempt == 0 ? scheduled : steady::time_point{});
     if (code >= 200 && code < 300) {
       ++r.ok;
-      // {"receipt_id":"<36 characters>",...}: no JSON parser needed on the hot path.
-      constexpr std::string_view field = "\"receipt_id\":\"";
-      const auto at = body.find(field);
-      if (at != std::string::npos && body.size() >= at + field.size() + 36 &&
-          body[at + field.size() + 36] == '"')
-        r.receipt(st.key, body.substr(at + field.size(), 36), steady::now());
+      if (auto id = exam::receipt_id_in(body))
+        r.receipt(st.key, *id, steady::now());
       else
         r.error("2xx_without_receipt");
       co_return;
@@ -793,6 +790,7 @@ int main(int argc, char** argv) {
 
   // exam.db sampled every 100 ms while the flood runs and until it has drained.
   std::vector<std::int64_t> written;
+  std::atomic<std::int64_t> rows_now{-1};
   std::atomic<bool> flood_done{false};
   std::thread watcher;
   double drain_seconds = -1;
@@ -804,6 +802,7 @@ int main(int argc, char** argv) {
       while (true) {
         const auto rows = counter->total() - rows_before;
         written.push_back(rows);
+        rows_now = rows;
         if (flood_done) {
           if (!give_up)
             give_up = steady::now() + std::chrono::duration_cast<steady::duration>(
@@ -819,6 +818,18 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_until(tick);
       }
     });
+  std::optional<exam::progress_meter> progress;
+  progress.emplace(s.label, [&] {
+    exam::progress_sample p;
+    std::lock_guard lock(r.mutex);
+    p.accepted = r.receipts.size();
+    if (const auto rows = rows_now.load(); rows >= 0) {
+      p.written = static_cast<std::uint64_t>(rows);
+      p.backlog = *p.accepted > *p.written ? *p.accepted - *p.written : 0;
+    }
+    for (const auto& [kind, n] : r.errors) p.errors += n;
+    return p;
+  });
   const auto t_flood = steady::now();
   sweeper.run();
   {
@@ -830,6 +841,7 @@ int main(int argc, char** argv) {
   const auto after_flood = sample_process(s.server_pid);
   flood_done = true;
   if (watcher.joinable()) watcher.join();
+  progress.reset();
   const auto after = sample_process(s.server_pid);
 
   audit_result a;
