@@ -353,11 +353,20 @@ struct queue::engine {
     while (!to_send.empty() && batches_in_flight < send_slots()) {
       std::vector<std::shared_ptr<outgoing>> batch;
       std::size_t bytes = 0;
+      const auto now = steady::now();
       while (!to_send.empty() && batch.size() < 10 && bytes + to_send.front()->data.size() <= o.max_batch_bytes) {
-        bytes += to_send.front()->data.size();
-        batch.push_back(std::move(to_send.front()));
+        auto out = std::move(to_send.front());
         to_send.pop_front();
+        // Past its deadline a send would carry a postmark older than the bound the
+        // consumer trusts (guarantee 7): it is not sent at all.
+        if (now >= out->deadline) {
+          finish(out, code(out->maybe_sent ? errc::publish_timeout : errc::backend_unavailable));
+          continue;
+        }
+        bytes += out->data.size();
+        batch.push_back(std::move(out));
       }
+      if (batch.empty()) continue;
       ++batches_in_flight;
       send_batch(std::move(batch));
     }
@@ -366,6 +375,9 @@ struct queue::engine {
   void finish(const std::shared_ptr<outgoing>& out, error_code ec) {
     sending_keys.erase(out->message.idempotency_key);
     --publishes_pending;
+    // A success that comes after the deadline cannot vouch for its postmark: the
+    // message is stored, and the consumer reads SQS's sent time for it instead.
+    if (!ec && steady::now() > out->deadline) ec = code(errc::publish_timeout);
     if (ec) return out->done(ec, receipt{});
     receipt r{out->message.receipt_id, out->message.idempotency_key, out->message.accepted_at, false};
     const auto now = steady::now();
@@ -400,7 +412,13 @@ struct queue::engine {
       }
       entries.push_back(std::move(e));
     }
-    call("SendMessageBatch", json::object{{"QueueUrl", main_url}, {"Entries", std::move(entries)}}, o.request_timeout,
+    // No longer than the earliest deadline in the batch: a send still running past it
+    // would be taken with a postmark the consumer no longer trusts.
+    auto budget = o.request_timeout;
+    for (const auto& out : batch)
+      budget = std::min(budget, std::chrono::duration_cast<milliseconds>(out->deadline - steady::now()));
+    budget = std::max(budget, milliseconds(1));
+    call("SendMessageBatch", json::object{{"QueueUrl", main_url}, {"Entries", std::move(entries)}}, budget,
          [self = this, batch = std::move(batch)](aws_reply r) mutable {
            --self->batches_in_flight;
            self->sent(std::move(batch), std::move(r));
