@@ -277,6 +277,10 @@ TEST_CASE("a queue that cannot be opened is named, with its secret hidden and wh
   CHECK(sqlite.find("the directory exists") != std::string::npos);
   CHECK(refusal("kafka://x").find("unknown queue URL") != std::string::npos);
   CHECK(exam::redact_url("nats://tok3n@h:1,h:2") == "nats://***@h:1,h:2");
+  // A password the URL parser cannot read is not quoted back either.
+  const auto bad = refusal("nats://bob:p%zz-s3cret@127.0.0.1:1");
+  CHECK(bad.find("two hex digits") != std::string::npos);
+  CHECK(bad.find("s3cret") == std::string::npos);
   CHECK(exam::redact_url("sqs+https://sqs.example/1/q?dlq=a@b") == "sqs+https://sqs.example/1/q?dlq=a@b");
 }
 

@@ -55,5 +55,10 @@ TEST_CASE("url parameters: one spelling of a boolean, durations with their unit,
   CHECK(refusal([] { detail::parse_duration("ack_wait", "45"); }).find("ack_wait must be a duration") !=
         std::string::npos);
   CHECK(detail::parse_count("replicas", "3") == 3);
+  CHECK(refusal([] { detail::parse_duration("ack_wait", "9223372036854775807h"); }).find("at most a year") !=
+        std::string::npos);
+  detail::url_query narrow("test URL", "small=70000");
+  std::uint16_t small = 0;
+  CHECK(refusal([&] { narrow.set("small", small); }).find("small is too large") != std::string::npos);
   CHECK_FALSE(refusal([] { detail::parse_count("replicas", "-1"); }).empty());
 }

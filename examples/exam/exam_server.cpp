@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
     backend.start();
     exam::print_banner("exam_server", exam::server_url(o, setup, server.port()), setup.secret,
                        setup.generated_secret, exams, o.jwt);
-    std::printf("queue: %s, graders in this process: %d\n", queue_url.c_str(), workers);
+    std::printf("queue: %s, graders in this process: %d\n", exam::redact_url(queue_url).c_str(), workers);
     std::fflush(stdout);
 
     return exam::run_until_signal(io, o.threads, [&] {

@@ -69,17 +69,22 @@ int main(int argc, char** argv) {
     exam::grading_consumer grader(*queue, data + "/exam.db", exams, grading, metrics,
                                   ingest::json_lines_logger(stderr, ingest::parse_log_level(log_level)));
     grader.start();
-    std::printf("exam_worker: draining %s into %s/exam.db\n", queue_url.c_str(), data.c_str());
+    std::printf("exam_worker: draining %s into %s/exam.db\n", exam::redact_url(queue_url).c_str(), data.c_str());
     std::fflush(stdout);
     exam::progress_meter progress("exam_worker", [&] {
       exam::progress_sample p;
       p.written = grader.counters().graded.load();
       auto stats = queue->async_stats(boost::asio::use_future);
-      if (stats.wait_for(std::chrono::seconds(1)) == std::future_status::ready) {
-        const auto st = stats.get();
-        if (st.exact.accepted) p.accepted = st.accepted;
-        p.backlog = st.pending;
-        p.errors = st.dead_lettered;
+      try {
+        if (stats.wait_for(std::chrono::seconds(1)) == std::future_status::ready) {
+          const auto st = stats.get();
+          if (st.exact.accepted) p.accepted = st.accepted;
+          p.backlog = st.pending;
+          p.errors = st.dead_lettered;
+        }
+      } catch (const std::exception&) {
+        // The broker cannot be asked right now (restarting, or the queue closed while
+        // draining): the line shows what this process counted itself.
       }
       return p;
     });

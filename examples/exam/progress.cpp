@@ -58,13 +58,21 @@ progress_meter::~progress_meter() {
   }
 }
 
+progress_sample progress_meter::read() {
+  try {
+    return read_();
+  } catch (const std::exception&) {
+    return {};  // a sample that failed shows nothing new; the work goes on
+  }
+}
+
 void progress_meter::run() {
-  auto before = read_();
+  auto before = read();
   auto at = std::chrono::steady_clock::now();
   std::unique_lock lock(mutex_);
   while (!wake_.wait_for(lock, period_, [&] { return stop_; })) {
     lock.unlock();
-    const auto now = read_();
+    const auto now = read();
     const auto t = std::chrono::steady_clock::now();
     const auto line = progress_line(now, before, std::chrono::duration<double>(t - at).count());
     std::fprintf(stderr, "\r\033[K%s: %s", label_.c_str(), line.c_str());

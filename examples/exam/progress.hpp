@@ -43,6 +43,7 @@ class progress_meter {
 
  private:
   void run();
+  progress_sample read();
 
   std::string label_;
   std::function<progress_sample()> read_;

@@ -17,13 +17,18 @@ std::chrono::microseconds parse_duration(std::string_view what, std::string_view
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc{} || value < 0) fail();
   const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
-  if (unit == "us") return std::chrono::microseconds(value);
-  if (unit == "ms") return std::chrono::milliseconds(value);
-  if (unit == "s") return std::chrono::seconds(value);
-  if (unit == "m") return std::chrono::minutes(value);
-  if (unit == "h") return std::chrono::hours(value);
-  fail();
-  return {};
+  std::int64_t us_per = 0;
+  if (unit == "us") us_per = 1;
+  if (unit == "ms") us_per = 1'000;
+  if (unit == "s") us_per = 1'000'000;
+  if (unit == "m") us_per = 60'000'000;
+  if (unit == "h") us_per = 3'600'000'000;
+  if (us_per == 0) fail();
+  // Up to a year: anything longer is a mistake, and would overflow further on.
+  constexpr std::int64_t year_us = 366LL * 24 * 3'600'000'000;
+  if (value > year_us / us_per)
+    throw error(errc::invalid_config, std::string(what) + " must be at most a year, not '" + std::string(text) + "'");
+  return std::chrono::microseconds(value * us_per);
 }
 
 std::int64_t parse_count(std::string_view what, std::string_view text) {
@@ -40,7 +45,7 @@ bool parse_bool(std::string_view what, std::string_view text) {
   throw error(errc::invalid_config, std::string(what) + " must be true or false, not '" + std::string(text) + "'");
 }
 
-std::string percent_decode(std::string_view what, std::string_view text) {
+std::string percent_decode(std::string_view what, std::string_view text, bool secret) {
   auto hex = [](char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -55,8 +60,9 @@ std::string percent_decode(std::string_view what, std::string_view text) {
       continue;
     }
     if (i + 2 >= text.size() || hex(text[i + 1]) < 0 || hex(text[i + 2]) < 0)
-      throw error(errc::invalid_config, std::string(what) + ": '%' must be followed by two hex digits in '" +
-                                            std::string(text) + "'");
+      throw error(errc::invalid_config, std::string(what) + ": '%' must be followed by two hex digits" +
+                                            (secret ? std::string(" (in the credentials)")
+                                                    : " in '" + std::string(text) + "'"));
     out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
     i += 2;
   }
@@ -89,6 +95,10 @@ bool url_query::has(std::string_view name) const {
   return false;
 }
 
+void url_query::too_large(std::string_view name, const std::string& text) const {
+  throw error(errc::invalid_config, what_ + ": " + std::string(name) + " is too large: '" + text + "'");
+}
+
 void url_query::finish() const {
   std::string unknown;
   for (const auto& p : params_)
@@ -103,15 +113,6 @@ void for_each_query_part(std::string_view query, const std::function<void(std::s
     query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
     if (!part.empty()) each(part);
   }
-}
-
-void for_each_param(std::string_view query, const std::function<void(std::string_view, std::string_view)>& each) {
-  for_each_query_part(query, [&](std::string_view pair) {
-    const auto eq = pair.find('=');
-    if (eq == std::string_view::npos)
-      throw error(errc::invalid_config, "URL parameter without a value: " + std::string(pair));
-    each(pair.substr(0, eq), pair.substr(eq + 1));
-  });
 }
 
 }  // namespace ingest::detail

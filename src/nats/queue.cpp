@@ -173,7 +173,7 @@ queue_options queue_options::from_url(std::string_view url) {
     rest = url.substr(6);
     tls_scheme = true;
   } else {
-    throw error(errc::invalid_config, "not a nats:// or tls:// URL: " + std::string(url));
+    throw error(errc::invalid_config, "not a nats:// or tls:// URL");  // never echoed: it may hold a password
   }
   // RFC 3986 has no authority with several hosts (a NATS cluster): the hosts are split
   // here, and every part is percent-decoded.
@@ -183,13 +183,13 @@ queue_options queue_options::from_url(std::string_view url) {
     const auto credentials = hosts.substr(0, at);
     hosts = hosts.substr(at + 1);
     if (const auto colon = credentials.find(':'); colon != std::string_view::npos) {
-      o.user = ingest::detail::percent_decode(what, credentials.substr(0, colon));
-      o.password = ingest::detail::percent_decode(what, credentials.substr(colon + 1));
+      o.user = ingest::detail::percent_decode(what, credentials.substr(0, colon), true);
+      o.password = ingest::detail::percent_decode(what, credentials.substr(colon + 1), true);
     } else {
-      o.token = ingest::detail::percent_decode(what, credentials);
+      o.token = ingest::detail::percent_decode(what, credentials, true);
     }
   }
-  if (hosts.empty()) throw error(errc::invalid_config, "nats URL without a host: " + std::string(url));
+  if (hosts.empty()) throw error(errc::invalid_config, "nats URL without a host");
   ingest::detail::url_query params(what, q == std::string_view::npos ? std::string_view{} : rest.substr(q + 1));
   o.tls = tls_scheme;
   params.set("tls", o.tls);
@@ -198,7 +198,7 @@ queue_options queue_options::from_url(std::string_view url) {
   while (!hosts.empty()) {
     const auto comma = hosts.find(',');
     const auto host = hosts.substr(0, comma);
-    if (host.empty()) throw error(errc::invalid_config, "nats URL: an empty host in " + std::string(url));
+    if (host.empty()) throw error(errc::invalid_config, "nats URL: an empty host in the list");
     o.servers.push_back(std::string(o.tls ? "tls://" : "nats://") + std::string(host));
     hosts = comma == std::string_view::npos ? std::string_view{} : hosts.substr(comma + 1);
   }
@@ -265,10 +265,11 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     check(natsOptions_SetTimeout(o, options.request_timeout.count()), 0, "timeout");
     check(natsOptions_SetMaxReconnect(o, -1), 0, "max reconnect");
     check(natsOptions_SetReconnectWait(o, 250), 0, "reconnect wait");
-    // Nothing is kept to be sent after a reconnect (nats.c would keep 8 MB): a message
-    // reaches the server while its publish is live, within publish_timeout of its
-    // postmark, or never (guarantee 7's bound). Publishes fail at once while
-    // disconnected; acks sent then fail and their messages come back.
+    // Next to nothing is kept to be sent after a reconnect (nats.c would keep 8 MB; it
+    // takes one more write while its buffer is below this size, so at most one
+    // message): publishes fail at once while disconnected, and acks sent then fail and
+    // their messages come back. The one message that may still go out late carries a
+    // postmark past its bound, and the consumer reads the store time for it.
     check(natsOptions_SetReconnectBufSize(o, 1), 0, "reconnect buffer");
     if (!options.token.empty()) check(natsOptions_SetToken(o, options.token.c_str()), 0, "token");
     if (!options.user.empty())

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,8 +26,8 @@ bool parse_bool(std::string_view what, std::string_view text);
 
 /// RFC 3986 percent-decoding (`%41` is `A`; `+` stays `+`). Throws
 /// `ingest::error(errc::invalid_config)` naming `what` for a `%` not followed by two
-/// hex digits.
-std::string percent_decode(std::string_view what, std::string_view text);
+/// hex digits, quoting `text` unless it is `secret` (a password, a token).
+std::string percent_decode(std::string_view what, std::string_view text, bool secret = false);
 
 /// The parameters of a backend URL's query, percent-decoded, each name at most once.
 /// A backend takes the ones it knows; `finish()` refuses the rest by name.
@@ -57,12 +58,18 @@ class url_query {
   /// ... or a whole number (`parse_count`).
   template <class Int, class = std::enable_if_t<std::is_integral_v<Int> && !std::is_same_v<Int, bool>>>
   void set(std::string_view name, Int& field) {
-    if (auto v = take(name)) field = static_cast<Int>(parse_count(name, *v));
+    if (auto v = take(name)) {
+      const auto n = parse_count(name, *v);
+      if (static_cast<std::uint64_t>(n) > static_cast<std::uint64_t>(std::numeric_limits<Int>::max()))
+        too_large(name, *v);
+      field = static_cast<Int>(n);
+    }
   }
   /// Throws naming every parameter that no `take` asked for.
   void finish() const;
 
  private:
+  [[noreturn]] void too_large(std::string_view name, const std::string& text) const;
   struct param {
     std::string name, value;
     bool taken = false;
@@ -73,9 +80,5 @@ class url_query {
 
 /// Calls `each(part)` for every non-empty `&`-separated part of a query string.
 void for_each_query_part(std::string_view query, const std::function<void(std::string_view)>& each);
-
-/// Calls `each(name, value)` for every `name=value` of a query string (`a=1&b=2`).
-/// Throws `ingest::error(errc::invalid_config)` for a parameter without `=`.
-void for_each_param(std::string_view query, const std::function<void(std::string_view, std::string_view)>& each);
 
 }  // namespace ingest::detail

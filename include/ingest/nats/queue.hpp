@@ -74,7 +74,8 @@ struct queue_options {
   /// `ack_wait`, `max_deliver`, `max_ack_pending`, `max_messages`, `max_bytes`,
   /// `publish_timeout`, `creds`, `tls` (`true` or `false`), `tls_ca`, `tls_cert`,
   /// `tls_key` (durations as `250ms`, `30s`, `2m`, `24h`). `tls://` implies `tls=true`.
-  /// Every part is percent-decoded (a password with `@` is written `%40`). Throws
+  /// The credentials and the parameters are percent-decoded (a password with `@` is
+  /// written `%40`); a URL is never echoed in an error (it may hold a password). Throws
   /// `ingest::error(errc::invalid_config)` naming what is wrong: an unknown or repeated
   /// parameter, a boolean other than `true`/`false`/`1`/`0`, TLS files without TLS.
   static queue_options from_url(std::string_view url);
