@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <sqlite3.h>
+
 #include <mutex>
 
 #include "support/exam_fixture.hpp"
@@ -24,9 +26,11 @@ struct kept_log final : logger {
   }
 };
 
-// A backend whose store throws what no handler expects.
+// A backend whose store throws what no handler expects, or a database that is busy.
 struct throwing_backend final : exam::submit_backend {
-  void submit(const exam::exam_info&, exam::submission, const http::request&, http::responder) override {
+  bool busy = false;
+  void submit(const exam::exam_info&, exam::submission, const http::request&, http::responder&) override {
+    if (busy) throw ingest::error(std::error_code(SQLITE_BUSY, sqlite::sqlite_category()), "exam.db is locked");
     throw std::logic_error("internal detail: pool slot 7 corrupt");
   }
   bool ready() const override { return true; }
@@ -132,23 +136,34 @@ TEST_CASE("http edges: direct-insert server") {
   edges(kind::direct);
 }
 
-TEST_CASE("500: an unexpected failure is answered with a generic message; its text goes only to the log") {
+TEST_CASE("500 for an unexpected failure, 503 for a busy database: generic messages, the text only in the log") {
   temp_dir dir;
   auto exams = exam::catalog::from_json(exams_json(1h));
   exam::store_pool store(dir.file("exam.db"));
   throwing_backend backend;
   auto log = std::make_shared<kept_log>();
   exam::app api(exams, store, backend, {.jwt_secret = secret, .log = log});
-  http::request req{verb::post, "/v1/exams/open/submissions", 11};
-  for (const auto& [k, v] : submit_headers(token("s1"), "k-500")) req.set(k, v);
-  req.body() = R"({"answers":{"q1":"B"}})";
-  req.prepare_payload();
-  std::optional<http::response> answer;
-  api.handle(std::move(req), {}, http::responder([&](http::response r) { answer = std::move(r); }));
-  REQUIRE(answer);
-  CHECK(answer->result_int() == 500);
-  CHECK(answer->body().find("\"error\":\"internal\"") != std::string::npos);
-  CHECK(answer->body().find("corrupt") == std::string::npos);
+  auto submit = [&] {
+    http::request req{verb::post, "/v1/exams/open/submissions", 11};
+    for (const auto& [k, v] : submit_headers(token("s1"), "k-500")) req.set(k, v);
+    req.body() = R"({"answers":{"q1":"B"}})";
+    req.prepare_payload();
+    std::optional<http::response> answer;
+    api.handle(std::move(req), {}, http::responder([&](http::response r) { answer = std::move(r); }));
+    REQUIRE(answer);
+    return *answer;
+  };
+  auto failed = submit();
+  CHECK(failed.result_int() == 500);
+  CHECK(failed.body().find("\"error\":\"internal\"") != std::string::npos);
+  CHECK(failed.body().find("an unexpected error") != std::string::npos);  // handle()'s answer, not a dropped one
+  CHECK(failed.body().find("corrupt") == std::string::npos);
   REQUIRE(log->lines.size() == 1);
   CHECK(log->lines[0] == "handler_failed: internal detail: pool slot 7 corrupt");
+  backend.busy = true;
+  auto busy = submit();
+  CHECK(busy.result_int() == 503);
+  CHECK(busy.body().find("\"error\":\"unavailable\"") != std::string::npos);
+  CHECK(busy.body().find("locked") == std::string::npos);
+  CHECK(busy[boost::beast::http::field::retry_after] == "2");
 }

@@ -124,6 +124,15 @@ TEST_CASE("nats: messages another program published are processed or dead-letter
     CHECK(e.subject == o.subject);
     CHECK(e.fingerprint == sha256_hex(e.payload));
   }
+  // A library client repeating a foreign message's key gets the receipt the consumer saw.
+  producer p(q);
+  const auto again =
+      p.async_submit({.idempotency_key = "ext-a", .subject = {}, .payload = R"({"n":2})", .headers = {}},
+                     boost::asio::use_future)
+          .get();
+  CHECK(again.duplicate);
+  CHECK(again.id == seen.at("ext-a").message.receipt_id);
+  CHECK(again.accepted_at == seen.at("ext-a").message.accepted_at);
   // The two that break the rules are dead letters that say which field and why.
   const auto letters = dead_letters(q);
   REQUIRE(letters.size() == 2);

@@ -211,7 +211,8 @@ TEST_CASE("sqlite queue: every state is counted on its own; a row lost behind th
   // The same for a processed row and a dead letter.
   for (const char* sql : {"DELETE FROM ingest_messages WHERE state = 2 AND seq = (SELECT min(seq) FROM"
                           " ingest_messages WHERE state = 2)",
-                          "DELETE FROM ingest_messages WHERE state = 3"}) {
+                          "DELETE FROM ingest_messages WHERE state = 3",
+                          "DELETE FROM ingest_dead_letters"}) {
     temp_dir fresh;
     sqlite::queue p(io.executor(), {.path = fresh.file("queue.db")});
     for (int i = 0; i < 3; ++i) REQUIRE_FALSE(publish(p, message("x" + std::to_string(i))).first);
@@ -552,8 +553,10 @@ TEST_CASE("crash: a consumer SIGKILLed mid-batch: its batch comes back, the sink
     for (auto& r : results) REQUIRE_FALSE(r.get().first);
   }
   {
-    // The child commits its fifth batch of 100 and is killed before it acks it.
-    child_process child({INGEST_QUEUE_CHILD, "consume", path, sink_path, "100", "1000", "5"});
+    // The child commits its fifth batch of 100 and is killed before it acks it. Its
+    // leases last 3 s, so that a batch of 100 never outlives its lease on a loaded
+    // machine and the counts below are exact.
+    child_process child({INGEST_QUEUE_CHILD, "consume", path, sink_path, "100", "3000", "5"});
     while (true) {
       auto line = child.read_line();
       REQUIRE(line);
@@ -566,11 +569,11 @@ TEST_CASE("crash: a consumer SIGKILLed mid-batch: its batch comes back, the sink
   CHECK(count_rows(path, "SELECT count(*) FROM ingest_messages WHERE state = 1") == 100);  // one held
 
   io_thread io;
-  sqlite::queue q(io.executor(), {.path = path, .visibility_timeout = 1s});
+  sqlite::queue q(io.executor(), {.path = path, .visibility_timeout = 10s});
   sqlite_sink sink(sink_path);
   batching_consumer consumer(q, sink.handler(), {.workers = 1, .max_batch = 200, .linger = 0ms, .poll_wait = 50ms});
   consumer.start();
-  REQUIRE(eventually([&] { return stats(q).processed == n; }, 30s));
+  REQUIRE(eventually([&] { return stats(q).processed == n; }, 60s));
   consumer.drain();
   // The held batch came back once its lease ran out, and its keys, already committed,
   // were recognised: no row twice.

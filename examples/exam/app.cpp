@@ -237,13 +237,13 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
       return fail(req, respond, status::too_many_requests, "rate_limited", "too many requests from this address",
                   std::chrono::ceil<std::chrono::seconds>(wait));
   }
-  if (submissions_of_exam && !get) return post_submission(std::string(path[2]), std::move(req), std::move(respond));
-  if (submissions_of_exam) return list_submissions(std::string(path[2]), std::move(req), std::move(respond));
-  if (one_submission) return get_submission(std::string(path[2]), std::move(req), std::move(respond));
+  if (submissions_of_exam && !get) return post_submission(std::string(path[2]), std::move(req), respond);
+  if (submissions_of_exam) return list_submissions(std::string(path[2]), std::move(req), respond);
+  if (one_submission) return get_submission(std::string(path[2]), std::move(req), respond);
   fail(req, respond, status::not_found, "not_found", "no such route");
 }
 
-void app::post_submission(const std::string& exam_id, request req, responder respond) {
+void app::post_submission(const std::string& exam_id, request req, responder& respond) {
   auto who = authenticate(req, respond);
   if (!who) return;
   if (per_student_.enabled()) {
@@ -277,10 +277,10 @@ void app::post_submission(const std::string& exam_id, request req, responder res
     return fail(req, respond, status::service_unavailable, "shutting_down", "the server is shutting down",
                 std::chrono::seconds(5));
   submission s{exam_id, who->sub, std::string(key), std::move(parsed.answers)};
-  backend_.submit(*e, std::move(s), req, std::move(respond));
+  backend_.submit(*e, std::move(s), req, respond);
 }
 
-void app::get_submission(const std::string& receipt_id, request req, responder respond) {
+void app::get_submission(const std::string& receipt_id, request req, responder& respond) {
   auto who = authenticate(req, respond);
   if (!who) return;
   auto row = store_.with([&](store_reader& r) { return r.by_receipt(receipt_id); });
@@ -301,8 +301,18 @@ void app::get_submission(const std::string& receipt_id, request req, responder r
                   "the queue cannot be read right now (" + ec.message() + ")", std::chrono::seconds(1));
     if (!u || u->state == ingest::message_state::processed) {
       // Written to exam.db since the first read (and perhaps compacted out of the
-      // queue since), or not stored at all: accepted too late.
-      auto again = store_.with([&](store_reader& r) { return r.by_receipt(receipt_id); });
+      // queue since), or not stored at all: accepted too late. This runs in the
+      // queue's completion, where nothing may throw: a failed read is a 503.
+      std::optional<stored_submission> again;
+      try {
+        again = store_.with([&](store_reader& r) { return r.by_receipt(receipt_id); });
+      } catch (const std::exception& e) {
+        if (auto& log = options_.log; log && log->enabled(ingest::log_level::error))
+          log->write({.level = ingest::log_level::error, .component = "http", .event = "store_read_failed",
+                      .receipt_id = receipt_id, .detail = e.what()});
+        return fail(rq, rs, status::service_unavailable, "unavailable", "the database cannot be read right now; retry",
+                    std::chrono::seconds(2));
+      }
       if (!again || (who.role != role::teacher && again->student_id != who.sub)) return not_found(rq, rs);
       return rs(ingest::http::json_response(rq, status::ok, submission_json(*again)));
     }
@@ -323,7 +333,7 @@ void app::get_submission(const std::string& receipt_id, request req, responder r
   });
 }
 
-void app::list_submissions(const std::string& exam_id, request req, responder respond) {
+void app::list_submissions(const std::string& exam_id, request req, responder& respond) {
   auto who = authenticate(req, respond);
   if (!who) return;
   if (!exams_.find(exam_id)) return fail(req, respond, status::not_found, "exam_not_found", unknown_exam(exam_id));

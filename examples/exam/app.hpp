@@ -34,9 +34,11 @@ struct unprocessed {
 class submit_backend {
  public:
   virtual ~submit_backend() = default;
-  // Stores a validated, authorised submission (or refuses it) and answers.
+  // Stores a validated, authorised submission (or refuses it) and answers. It moves
+  // `respond` away only when it keeps it for a later answer: an exception thrown
+  // before that leaves the caller able to answer.
   virtual void submit(const exam_info& exam, submission s, const ingest::http::request& req,
-                      ingest::http::responder respond) = 0;
+                      ingest::http::responder& respond) = 0;
   // Looks up a receipt that exam.db does not have: nullopt when unknown (or when the
   // backend cannot look receipts up), an error when the lookup itself failed and may
   // succeed later. Default: unknown.
@@ -81,9 +83,10 @@ class app {
  private:
   using request = ingest::http::request;
   using responder = ingest::http::responder;
-  void post_submission(const std::string& exam_id, request req, responder respond);
-  void get_submission(const std::string& receipt_id, request req, responder respond);
-  void list_submissions(const std::string& exam_id, request req, responder respond);
+  // Each answers through `respond`, moving it away only to answer later.
+  void post_submission(const std::string& exam_id, request req, responder& respond);
+  void get_submission(const std::string& receipt_id, request req, responder& respond);
+  void list_submissions(const std::string& exam_id, request req, responder& respond);
   // The caller, or an answered 401 and nullopt.
   std::optional<principal> authenticate(const request& req, responder& respond);
   // Routes by path and method (405 with Allow for a method the path does not take).

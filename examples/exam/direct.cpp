@@ -49,7 +49,7 @@ void direct_backend::release(std::unique_ptr<connection> c) {
 }
 
 void direct_backend::submit(const exam_info& exam, submission s, const ingest::http::request& req,
-                            ingest::http::responder respond) {
+                            ingest::http::responder& respond) {
   const auto queued_at = std::chrono::steady_clock::now();
   ++waiting_;
   const ingest::http::reply_to to(req);

@@ -24,7 +24,7 @@ class direct_backend final : public submit_backend {
   void stop();
 
   void submit(const exam_info& exam, submission s, const ingest::http::request& req,
-              ingest::http::responder respond) override;
+              ingest::http::responder& respond) override;
   bool ready() const override { return true; }
   std::string metrics() const override;
 

@@ -119,7 +119,7 @@ void queue_backend::probe(std::shared_ptr<probe_state> p) {
 }
 
 void queue_backend::submit(const exam_info& exam, submission s, const ingest::http::request& req,
-                           ingest::http::responder respond) {
+                           ingest::http::responder& respond) {
   std::string payload = s.to_json();
   // A retry of a submission already written to exam.db after the queue forgot its key
   // gets the stored receipt. While every submission to this exam is younger than the

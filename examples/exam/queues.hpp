@@ -40,7 +40,7 @@ class queue_backend final : public submit_backend {
   void stop();
 
   void submit(const exam_info& exam, submission s, const ingest::http::request& req,
-              ingest::http::responder respond) override;
+              ingest::http::responder& respond) override;
   void find_unprocessed(const std::string& receipt_id,
                         std::function<void(ingest::error_code, std::optional<unprocessed>)> done) override;
   bool ready() const override { return probe_->ready; }

@@ -147,8 +147,12 @@ struct queue_stats {
 /// The backend stamps `accepted_at` (the postmark, see `envelope::accepted_at`) and keeps the
 /// idempotency key: a publish whose key was already accepted completes with the
 /// *original* receipt and `duplicate = true`, or with `errc::conflict` when the
-/// payload fingerprint differs. A full backend completes with `errc::queue_full`; a
-/// failed or unreachable one with an error: never with a receipt it cannot honour.
+/// payload fingerprint differs. A new message postmarked after its
+/// `envelope::not_after` completes with `errc::deadline_passed` where the backend can
+/// tell before storing it (`features().deadline_before_store`); the others store it and
+/// its receipt shows the late postmark. A full backend completes with
+/// `errc::queue_full`; a failed or unreachable one with an error: never with a
+/// receipt it cannot honour.
 ///
 /// **Fetch.** Completes as soon as at least one message is deliverable (up to `max`),
 /// or with an empty batch once `wait` has elapsed. Each delivery is leased to the

@@ -37,11 +37,18 @@ struct envelope {
   /// take it inside the transaction that stores the message; NATS and SQS just before
   /// the publish is sent. A receipt follows only once the message is durable, and a
   /// producer never answers later than its `publish_timeout` after the postmark: that
-  /// is the bound from postmark to receipt. A message whose write outlived it (the
-  /// caller was told `publish_timeout`) may still become durable; on NATS that happens
-  /// within `queue_options::publish_timeout` of the postmark (the library stops
-  /// resending then), on SQS within the producer's. A retry with the same key then gets
-  /// the receipt, postmark unchanged.
+  /// is the bound from postmark to receipt.
+  ///
+  /// A write that outlives the bound is answered `errc::publish_timeout`, and may
+  /// still become durable. On SQLite that is a commit whose fsync took longer than the
+  /// producer's `publish_timeout`: its postmark stands, and a retry gets it. NATS and
+  /// SQS stop sending at the queue's `publish_timeout` after the postmark, and a
+  /// consumer trusts a postmark only when the broker's own store time (JetStream's
+  /// timestamp, SQS's `SentTimestamp`) is within that `publish_timeout` plus one second
+  /// of it; otherwise the broker's time is the accept time, for the delivery and for
+  /// every later receipt of the key. This needs the publishing and the consuming
+  /// processes to use the same `publish_timeout`, and the hosts' clocks to agree with
+  /// the broker's within that second.
   time_point accepted_at{};
   std::uint32_t attempts = 0;     ///< deliveries so far, this one included
   /// Publish only, not stored: a new message whose postmark would fall after this is

@@ -292,11 +292,12 @@ void memory_queue::do_publish(envelope message, callback<error_code, receipt> do
     return s.complete_publish(
         std::move(done), receipt{known->second.receipt_id, message.idempotency_key, known->second.accepted_at, true});
   }
+  // The postmark first: a late message is late whether or not there is room for it.
+  message.accepted_at = clock::now();
+  if (message.accepted_at > message.not_after) return done(errc::deadline_passed, receipt{});
   if (s.options.max_messages != 0 && s.items.size() >= s.options.max_messages) return done(errc::queue_full, receipt{});
 
   if (message.receipt_id.empty()) message.receipt_id = make_receipt_id();
-  message.accepted_at = clock::now();
-  if (message.accepted_at > message.not_after) return done(errc::deadline_passed, receipt{});
   message.attempts = 0;
   receipt r{message.receipt_id, message.idempotency_key, message.accepted_at, false};
   s.keys.emplace(message.idempotency_key, key_record{message.fingerprint, message.receipt_id, message.accepted_at});

@@ -349,7 +349,7 @@ struct queue::engine {
 
   struct statements {
     std::optional<statement> insert, lookup_key, lease, ack, retry, dead, dead_row, extend, any_due, next_due, counters,
-        add_counter, pending_counts, finished_counts, list, dead_seq, replay, purge, drop_dead, all_dead, compact,
+        add_counter, pending_counts, finished_counts, dead_count, list, dead_seq, replay, purge, drop_dead, all_dead, compact,
         new_keys, min_seq, seq_bounds, accepted_at_or_after, find;
   } sql;
 
@@ -402,6 +402,11 @@ struct queue::engine {
     sql.finished_counts.emplace(db,
                                 "SELECT state, count(*) FROM ingest_messages INDEXED BY ingest_messages_finished"
                                 " WHERE state >= 2 GROUP BY state");
+    // A dead letter is its row in the dead-letter table and its message, both: one
+    // without the other could not be listed or replayed.
+    sql.dead_count.emplace(db,
+                           "SELECT count(*) FROM ingest_dead_letters d JOIN ingest_messages m"
+                           " ON m.seq = d.seq AND m.state = 3");
     sql.list.emplace(db,
                      "SELECT d.receipt_id, d.reason, d.last_error, d.attempts, d.first_attempt_at, d.last_attempt_at,"
                      " d.dead_at, m.idempotency_key, m.fingerprint, m.subject, m.payload, m.headers, m.accepted_at"
@@ -988,16 +993,19 @@ struct queue::engine {
     o.result.leased = static_cast<std::uint64_t>(p.column_int(1));
     o.result.retrying = static_cast<std::uint64_t>(p.column_int(2));
     p.reset();
-    std::int64_t processed = compacted_processed, purged = compacted_purged, dead = 0;
+    std::int64_t processed = compacted_processed, purged = compacted_purged;
     auto& f = *sql.finished_counts;
     while (f.step()) {
       const auto state = f.column_int(0);
       const auto n = f.column_int(1);
       if (state == st_done) processed += n;
-      if (state == st_dead) dead += n;
       if (state == st_purged) purged += n;
     }
     f.reset();
+    auto& dc = *sql.dead_count;
+    dc.step();
+    const auto dead = dc.column_int(0);
+    dc.reset();
     o.result.processed = static_cast<std::uint64_t>(processed);
     o.result.dead_lettered = static_cast<std::uint64_t>(dead);
     o.result.purged = static_cast<std::uint64_t>(purged);

@@ -40,7 +40,7 @@ class taking_backend final : public exam::submit_backend {
  public:
   std::optional<exam::submission> last;
   void submit(const exam::exam_info& e, exam::submission s, const ingest::http::request& req,
-              ingest::http::responder respond) override {
+              ingest::http::responder& respond) override {
     FUZZ_CHECK(s.exam_id == e.id);
     last = s;
     respond(ingest::http::json_response(req, ingest::http::status::accepted,

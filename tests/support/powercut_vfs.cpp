@@ -23,6 +23,7 @@ struct file_image {
   };
   std::vector<change> pending;
   bool exists = true;
+  std::string path;
 };
 
 struct state {
@@ -30,6 +31,7 @@ struct state {
   std::string dir;
   bool tracking = false;
   bool cut = false;
+  std::string unsynced_suffix;  // syncs of such files do nothing (a negative control)
   std::uint64_t cut_countdown = 0;  // 0: not armed
   std::map<std::string, file_image> files;
   counters count;
@@ -57,8 +59,11 @@ void tick(state& s) {
   if (s.cut_countdown > 0 && --s.cut_countdown == 0) s.cut = true;
 }
 
-void apply(file_image& image) {
-  for (auto& c : image.pending) {
+// Makes the first `n` pending changes durable: those that completed before the sync
+// began (one still being written during an fsync is not taken to be on the disk).
+void apply(file_image& image, std::size_t n) {
+  for (std::size_t i = 0; i < n && i < image.pending.size(); ++i) {
+    auto& c = image.pending[i];
     if (c.truncate) {
       image.durable.resize(static_cast<std::size_t>(c.offset));
       continue;
@@ -67,7 +72,12 @@ void apply(file_image& image) {
     if (image.durable.size() < end) image.durable.resize(end, '\0');
     std::memcpy(image.durable.data() + c.offset, c.data.data(), c.data.size());
   }
-  image.pending.clear();
+  image.pending.erase(image.pending.begin(),
+                      image.pending.begin() + static_cast<std::ptrdiff_t>(std::min(n, image.pending.size())));
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return !suffix.empty() && s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::string read_whole(const std::string& path) {
@@ -85,29 +95,40 @@ int x_close(sqlite3_file* f) {
 int x_read(sqlite3_file* f, void* p, int n, sqlite3_int64 off) {
   return real_of(f)->pMethods->xRead(real_of(f), p, n, off);
 }
+// A write or truncate joins the pending changes once it is done (in the page cache).
 int x_write(sqlite3_file* f, const void* p, int n, sqlite3_int64 off) {
   auto* sf = reinterpret_cast<shim_file*>(f);
-  if (sf->image) {
+  const int rc = sf->real->pMethods->xWrite(sf->real, p, n, off);
+  if (sf->image && rc == SQLITE_OK) {
     auto& s = shared();
     std::lock_guard lock(s.mutex);
     tick(s);
     ++s.count.writes;
     if (!s.cut) sf->image->pending.push_back({false, off, std::string(static_cast<const char*>(p), n)});
   }
-  return sf->real->pMethods->xWrite(sf->real, p, n, off);
+  return rc;
 }
 int x_truncate(sqlite3_file* f, sqlite3_int64 size) {
   auto* sf = reinterpret_cast<shim_file*>(f);
-  if (sf->image) {
+  const int rc = sf->real->pMethods->xTruncate(sf->real, size);
+  if (sf->image && rc == SQLITE_OK) {
     auto& s = shared();
     std::lock_guard lock(s.mutex);
     tick(s);
     if (!s.cut) sf->image->pending.push_back({true, size, {}});
   }
-  return sf->real->pMethods->xTruncate(sf->real, size);
+  return rc;
 }
+// A sync makes durable what was done before it began, and only if the power holds
+// until it returns.
 int x_sync(sqlite3_file* f, int flags) {
   auto* sf = reinterpret_cast<shim_file*>(f);
+  std::size_t before = 0;
+  if (sf->image) {
+    auto& s = shared();
+    std::lock_guard lock(s.mutex);
+    before = sf->image->pending.size();
+  }
   const int rc = sf->real->pMethods->xSync(sf->real, flags);
   if (sf->image && rc == SQLITE_OK) {
     auto& s = shared();
@@ -116,8 +137,8 @@ int x_sync(sqlite3_file* f, int flags) {
     ++s.count.syncs;
     if (s.cut)
       ++s.count.syncs_after_cut;
-    else
-      apply(*sf->image);
+    else if (!ends_with(sf->image->path, s.unsynced_suffix))
+      apply(*sf->image, before);
   }
   return rc;
 }
@@ -190,6 +211,7 @@ int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int*
     // A file first seen now holds on disk what it held before tracking began.
     if (added || !it->second.exists) {
       it->second = file_image{};
+      it->second.path = name;
       if (added) it->second.durable = read_whole(name);
     }
     sf->image = &it->second;
@@ -282,8 +304,15 @@ void install(const std::string& dir) {
   s.tracking = true;
   s.cut = false;
   s.cut_countdown = 0;
+  s.unsynced_suffix.clear();
   s.files.clear();
   s.count = {};
+}
+
+void ignore_syncs_of(const std::string& suffix) {
+  auto& s = shared();
+  std::lock_guard lock(s.mutex);
+  s.unsynced_suffix = suffix;
 }
 
 void cut() {

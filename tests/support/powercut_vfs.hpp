@@ -32,6 +32,11 @@ void cut_at_operation(std::uint64_t n);
 /// Whether the power has been cut.
 bool is_cut();
 
+/// From now until the next `install`, a sync of a file whose name ends with `suffix`
+/// makes nothing durable: as if the program did not sync it (`-wal`: a WAL commit
+/// with `synchronous=NORMAL`). A negative control for the tests.
+void ignore_syncs_of(const std::string& suffix);
+
 /// Rewrites every tracked file as its durable image, removes `-shm` files, and stops
 /// tracking (call `install` again for the next run). Call after every connection to
 /// the files is closed.

@@ -40,7 +40,8 @@ struct error_mapping {
 };
 
 /// Maps `ec` to the answer of an accept path: retry-later errors to 503 with
-/// `Retry-After` (nothing was accepted), `conflict` to 422, `in_flight` to 409,
+/// `Retry-After` (retry with the same key: after a `publish_timeout` the message may
+/// have been stored, and the retry's answer is then its receipt), `conflict` to 422, `in_flight` to 409,
 /// `invalid_key` to 400, `payload_too_large` to 413, `not_found` to 404,
 /// `deadline_passed` to 403, anything else to 500.
 ///
