@@ -70,6 +70,11 @@ error_code unavailable_or(natsStatus s, errc otherwise) {
   }
 }
 
+// JetStream's times are nanoseconds since 1970.
+time_point time_from_ns(std::int64_t ns) {
+  return time_point(std::chrono::duration_cast<clock::duration>(std::chrono::nanoseconds(ns)));
+}
+
 void check(natsStatus s, int code, std::string_view what) {
   if (s != NATS_OK)
     throw error(unavailable_or(s, errc::invalid_config), describe(s, static_cast<jsErrCode>(code), what));
@@ -490,8 +495,7 @@ struct queue::engine : std::enable_shared_from_this<engine> {
     const auto first = read_delivered(
         original.get(),
         {options.stream, seq,
-         time_point(std::chrono::duration_cast<clock::duration>(
-             std::chrono::nanoseconds(natsMsg_GetTime(original.get())))),
+         time_from_ns(natsMsg_GetTime(original.get())),
          postmark_bound()},
         malformed);
     if (first.fingerprint != p.fingerprint) return p.done(errc::conflict, receipt{});
@@ -581,8 +585,7 @@ struct queue::engine : std::enable_shared_from_this<engine> {
       delivery d;
       const broker_facts facts{meta->Stream ? std::string_view(meta->Stream) : std::string_view(options.stream),
                                meta->Sequence.Stream,
-                               time_point(std::chrono::duration_cast<clock::duration>(
-                                   std::chrono::nanoseconds(meta->Timestamp))),
+                               time_from_ns(meta->Timestamp),
                                postmark_bound()};
       d.message = read_delivered(msg.get(), facts, d.malformed);
       d.message.attempts = static_cast<std::uint32_t>(meta->NumDelivered);

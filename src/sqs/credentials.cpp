@@ -7,7 +7,7 @@
 #include <string>
 
 #include "ingest/error.hpp"
-#include "ingest/sqs/sigv4.hpp"
+#include "ingest/sqs/credentials.hpp"
 
 namespace ingest::sqs {
 namespace {

@@ -72,10 +72,12 @@ inline envelope make_envelope(reader& in) {
   return m;
 }
 
-// Makes a publishable envelope also one a consumer reads as well-formed: the
-// fingerprint of its payload, and an accept time in microseconds since 1970 that
-// docs/wire-format.md allows (1973 to 5138).
+// Makes a publishable envelope also one a consumer reads as well-formed, as the
+// library publishes them: a receipt id of 1-255 characters (the backends always set
+// one), the fingerprint of its payload, and an accept time in microseconds since 1970
+// that docs/wire-format.md allows (1973 to 5138).
 inline void make_well_formed(envelope& m) {
+  if (m.receipt_id.empty() || m.receipt_id.size() > 255) m.receipt_id = "r-1";
   m.fingerprint = fingerprint(m.payload);
   constexpr std::int64_t lo = 100'000'000'000'000, hi = 100'000'000'000'000'000;
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(m.accepted_at.time_since_epoch()).count();
