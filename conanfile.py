@@ -19,8 +19,10 @@ class IngestConan(ConanFile):
         "with_nats": [True, False],    # ingest::nats: the NATS JetStream backend (nats.c)
         "with_http": [True, False],    # ingest::http: the Beast HTTP(S) server for the accept path
         "with_sqs": [True, False],     # ingest::sqs: the SQS backend (Beast client, SigV4, OpenSSL)
+        "with_testing": [True, False],  # ingest::testing: the queue conformance suite (header-only, doctest)
     }
-    default_options = {"fPIC": True, "with_sqlite": True, "with_nats": True, "with_http": True, "with_sqs": True}
+    default_options = {"fPIC": True, "with_sqlite": True, "with_nats": True, "with_http": True, "with_sqs": True,
+                       "with_testing": False}
     exports_sources = "CMakeLists.txt", "LICENSE", "cmake/*", "include/*", "src/*"
 
     def set_version(self):
@@ -44,6 +46,8 @@ class IngestConan(ConanFile):
             self.requires("sqlite3/[>=3.40 <4]")
         if self.options.with_nats:
             self.requires("cnats/[>=3.4 <4]")
+        if self.options.with_testing:
+            self.requires("doctest/[>=2.4 <3]", transitive_headers=True)
 
     def generate(self):
         tc = CMakeToolchain(self)
@@ -51,6 +55,7 @@ class IngestConan(ConanFile):
         tc.cache_variables["INGEST_WITH_NATS"] = bool(self.options.with_nats)
         tc.cache_variables["INGEST_WITH_HTTP"] = bool(self.options.with_http)
         tc.cache_variables["INGEST_WITH_SQS"] = bool(self.options.with_sqs)
+        tc.cache_variables["INGEST_WITH_TESTING"] = bool(self.options.with_testing)
         tc.cache_variables["INGEST_CNATS_CONFIG"] = True  # the cnats package's own CMake config
         tc.cache_variables["INGEST_BUILD_TESTS"] = False
         tc.cache_variables["INGEST_BUILD_EXAMPLES"] = False
@@ -96,3 +101,7 @@ class IngestConan(ConanFile):
             c.set_property("cmake_target_name", "ingest::sqs")
             c.libs = ["ingest_sqs"]
             c.requires = ["core", "boost::json", "openssl::ssl", "openssl::crypto"]
+        if self.options.with_testing:
+            c = self.cpp_info.components["testing"]
+            c.set_property("cmake_target_name", "ingest::testing")
+            c.requires = ["core", "doctest::doctest"]

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <set>
 
 #include "support/test_support.hpp"
 
@@ -45,5 +46,18 @@ TEST_CASE("blocking helpers throw ingest::error, a std::system_error") {
   } catch (const std::system_error& e) {
     CHECK(e.code() == errc::conflict);
     CHECK(std::string(e.what()).find("submit") != std::string::npos);
+  }
+}
+
+TEST_CASE("every errc has a snake_case name of its own, for labels and logs") {
+  CHECK(errc_name(errc::queue_full) == "queue_full");
+  CHECK(errc_name(errc::deadline_passed) == "deadline_passed");
+  std::set<std::string_view> names;
+  // deadline_passed is the last value of the enumeration.
+  for (int v = 1; v <= static_cast<int>(errc::deadline_passed); ++v) {
+    const auto name = errc_name(static_cast<errc>(v));
+    CHECK_FALSE(name.empty());
+    CHECK(name.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string_view::npos);
+    CHECK(names.insert(name).second);
   }
 }

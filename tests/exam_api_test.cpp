@@ -1,4 +1,4 @@
-// The HTTP contract of api.md against the running servers (in-process, on a free
+// The HTTP contract of examples/README.md against the running servers (in-process, on a free
 // port): every status of the table, the auth rules, retries, and the deadline judged
 // on accept time. The queue-based server runs on the memory queue (fault injection
 // for 409 and 503) and on the embedded SQLite queue; the direct-insert server on SQLite.

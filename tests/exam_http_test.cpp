@@ -1,4 +1,4 @@
-// The HTTP edges of api.md that both exam servers share: 401 challenges, the Bearer
+// The HTTP edges of the contract (examples/README.md) that both exam servers share: 401 challenges, the Bearer
 // scheme, 405 with Allow, HEAD, answers checked against the exam's questions, numbers
 // written plainly, repeats answered with the current status, and 500 for the unexpected.
 
@@ -29,7 +29,7 @@ struct kept_log final : logger {
 // A backend whose store throws what no handler expects, or a database that is busy.
 struct throwing_backend final : exam::submit_backend {
   bool busy = false;
-  void submit(const exam::exam_info&, exam::submission, const http::request&, http::responder&) override {
+  void submit(const exam::exam_info&, exam::submission, boost::asio::any_io_executor, exam::submit_done) override {
     if (busy) throw ingest::error(std::error_code(SQLITE_BUSY, sqlite::sqlite_category()), "exam.db is locked");
     throw std::logic_error("internal detail: pool slot 7 corrupt");
   }
@@ -121,6 +121,16 @@ void edges(kind k) {
     CHECK(again.status == 200);
     CHECK(again.field("receipt_id") == id);
     CHECK(again.field("status") == "graded");
+  }
+
+  SUBCASE("a refusal decided by the storing backend is counted like one decided by the HTTP layer") {
+    REQUIRE(f.submit(c, "open", s1, "k-count").status == f.new_status());
+    check_error(f.submit(c, "open", s1, "k-count", R"({"answers":{"q1":"C"}})"), 422, "idempotency_key_reused");
+    check_error(f.submit(c, "open", s1, "k-count", R"({"answers":{"q2":"C"}})"), 422, "idempotency_key_reused");
+    check_error(f.submit(c, "no-such-exam", s1, "k-x"), 404, "exam_not_found");
+    const auto text = c.call(verb::get, "/metrics").body;
+    CHECK(text.find("exam_http_rejected_total{reason=\"idempotency_key_reused\"} 2\n") != std::string::npos);
+    CHECK(text.find("exam_http_rejected_total{reason=\"exam_not_found\"} 1\n") != std::string::npos);
   }
 }
 

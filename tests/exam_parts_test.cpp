@@ -10,7 +10,7 @@
 
 #include "dlq.hpp"
 #include "exams.hpp"
-#include "queues.hpp"
+#include "queue_url.hpp"
 #include "support/test_support.hpp"
 #include "ingest/envelope.hpp"
 #include "json_text.hpp"

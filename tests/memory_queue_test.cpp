@@ -2,7 +2,8 @@
 
 #include <doctest/doctest.h>
 
-#include "conformance/queue_conformance.hpp"
+#include "ingest/testing/queue_conformance.hpp"
+#include "support/test_support.hpp"
 #include "ingest/error.hpp"
 
 namespace ingest::test {
@@ -27,7 +28,7 @@ struct memory_backend {
   boost::asio::any_io_executor ex_;
 };
 
-TEST_CASE_TEMPLATE_APPLY(ingest_queue_conformance, std::tuple<memory_backend>);
+INGEST_QUEUE_CONFORMANCE(std::tuple<memory_backend>);
 
 TEST_CASE("memory_queue says it is not durable") {
   io_thread io;

@@ -9,7 +9,8 @@
 
 #include <nats/nats.h>
 
-#include "conformance/queue_conformance.hpp"
+#include "ingest/testing/queue_conformance.hpp"
+#include "support/test_support.hpp"
 #include "ingest/batching_consumer.hpp"
 #include "ingest/error.hpp"
 #include "ingest/producer.hpp"
@@ -73,7 +74,7 @@ struct nats_backend {
   std::string stream_;
 };
 
-TEST_CASE_TEMPLATE_APPLY(ingest_queue_conformance, std::tuple<nats_backend>);
+INGEST_QUEUE_CONFORMANCE(std::tuple<nats_backend>);
 
 TEST_CASE("nats: an existing stream with another configuration is an error, not a silent change") {
   io_thread io;

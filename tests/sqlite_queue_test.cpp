@@ -13,7 +13,8 @@
 #include <map>
 #include <set>
 
-#include "conformance/queue_conformance.hpp"
+#include "ingest/testing/queue_conformance.hpp"
+#include "support/test_support.hpp"
 #include "ingest/batching_consumer.hpp"
 #include "ingest/error.hpp"
 #include "ingest/sqlite/database.hpp"
@@ -44,7 +45,7 @@ struct sqlite_backend {
   temp_dir dir_;
 };
 
-TEST_CASE_TEMPLATE_APPLY(ingest_queue_conformance, std::tuple<sqlite_backend>);
+INGEST_QUEUE_CONFORMANCE(std::tuple<sqlite_backend>);
 
 namespace {
 

@@ -12,7 +12,8 @@
 
 #include <boost/json/serialize.hpp>
 
-#include "conformance/queue_conformance.hpp"
+#include "ingest/testing/queue_conformance.hpp"
+#include "support/test_support.hpp"
 #include "ingest/batching_consumer.hpp"
 #include "ingest/error.hpp"
 #include "ingest/fingerprint.hpp"
@@ -82,7 +83,7 @@ struct sqs_backend {
 using sqs_standard = sqs_backend<false>;
 using sqs_fifo = sqs_backend<true>;
 
-TEST_CASE_TEMPLATE_APPLY(ingest_queue_conformance, std::tuple<sqs_standard, sqs_fifo>);
+INGEST_QUEUE_CONFORMANCE(std::tuple<sqs_standard, sqs_fifo>);
 
 TEST_CASE("sqs: queue URLs name the endpoint, account, queue and options") {
   auto o = sqs::queue_options::from_url("sqs+http://127.0.0.1:4566/000000000000/exams?visibility=45s&redrive=8");

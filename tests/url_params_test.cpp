@@ -1,6 +1,6 @@
 // The query parsing every backend's from_url() shares.
 
-#include "ingest/detail/url_params.hpp"
+#include "core/url_params.hpp"
 
 #include <doctest/doctest.h>
 

@@ -154,8 +154,8 @@ std::string app::metrics() const {
   return out;
 }
 
-void app::fail(ingest::http::reply_to to, responder& respond, status s, std::string_view code,
-               std::string_view message, std::chrono::seconds retry_after) {
+void app::fail(ingest::http::reply_to to, responder& respond, status s, std::string_view code, std::string_view message,
+               std::chrono::seconds retry_after) {
   reject(code);
   respond(ingest::http::error_response(to, s, code, message, retry_after));
 }
@@ -189,8 +189,8 @@ void app::handle(request req, const ingest::http::request_info& info, responder 
     // Nothing was accepted by this request (a receipt is only ever sent last). The
     // client learns no internals; the log gets them.
     if (auto& log = options_.log; log && log->enabled(ingest::log_level::error))
-      log->write({.level = ingest::log_level::error, .component = "http", .event = "handler_failed",
-                  .detail = e.what()});
+      log->write(
+          {.level = ingest::log_level::error, .component = "http", .event = "handler_failed", .detail = e.what()});
     if (!respond) return;
     // A database that cannot be read now (busy, the disk) may be readable in a moment.
     const auto* ie = dynamic_cast<const ingest::error*>(&e);
@@ -226,7 +226,8 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
     r.set(bhttp::field::content_type, "text/plain; version=0.0.4");
     return respond(std::move(r));
   }
-  const bool submissions_of_exam = path.size() == 4 && path[0] == "v1" && path[1] == "exams" && path[3] == "submissions";
+  const bool submissions_of_exam =
+      path.size() == 4 && path[0] == "v1" && path[1] == "exams" && path[3] == "submissions";
   const bool one_submission = path.size() == 3 && path[0] == "v1" && path[1] == "submissions";
   if (submissions_of_exam && !get && verb != bhttp::verb::post) return not_allowed("GET, HEAD, POST");
   if (one_submission && !get) return not_allowed("GET, HEAD");
@@ -258,7 +259,8 @@ void app::post_submission(const std::string& exam_id, request req, responder& re
   if (!e->allows(who->sub))
     return fail(req, respond, status::forbidden, "forbidden", "this exam is not open to " + who->sub);
   if (!e->open_at(ingest::clock::now()))
-    return fail(req, respond, status::forbidden, "exam_not_open", "the exam opens at " + ingest::format_time(e->opens_at));
+    return fail(req, respond, status::forbidden, "exam_not_open",
+                "the exam opens at " + ingest::format_time(e->opens_at));
   if (!is_json_media_type(req[bhttp::field::content_type]))
     return fail(req, respond, status::unsupported_media_type, "unsupported_media_type",
                 "Content-Type must be application/json");
@@ -277,7 +279,40 @@ void app::post_submission(const std::string& exam_id, request req, responder& re
     return fail(req, respond, status::service_unavailable, "shutting_down", "the server is shutting down",
                 std::chrono::seconds(5));
   submission s{exam_id, who->sub, std::string(key), std::move(parsed.answers)};
-  backend_.submit(*e, std::move(s), req, respond);
+  // The responder waits in a slot the outcome's completion shares: an exception the
+  // backend throws before it hands the completion on leaves it here for handle().
+  auto slot = std::make_shared<responder>(std::move(respond));
+  const ingest::http::reply_to to(req);
+  try {
+    backend_.submit(*e, std::move(s), slot->executor(),
+                    [this, to, slot](submit_outcome outcome) { answer(to, *slot, outcome); });
+  } catch (...) {
+    if (*slot) respond = std::move(*slot);
+    throw;
+  }
+}
+
+void app::answer(ingest::http::reply_to to, responder& respond, const submit_outcome& o) {
+  using kind = submit_outcome::kind;
+  switch (o.what) {
+    case kind::queued:
+    case kind::stored:
+    case kind::repeat: {
+      const auto s = o.what == kind::queued ? status::accepted : o.what == kind::stored ? status::created : status::ok;
+      return respond(ingest::http::json_response(to, s, receipt_json(o.receipt_id, o.accepted_at, o.status)));
+    }
+    case kind::key_reused:
+      return fail(to, respond, status::unprocessable_entity, "idempotency_key_reused",
+                  "this Idempotency-Key was used with a different body");
+    case kind::refused: {
+      // 503 with Retry-After for every reason to retry later, 403 for the deadline,
+      // 409 for a key still being stored (ingest::http::map_error).
+      const auto m = ingest::http::map_error(o.error);
+      reject(m.error);
+      if (o.detail.empty()) return respond(ingest::http::error_response(to, o.error));
+      return respond(ingest::http::error_response(to, m.code, m.error, o.detail, m.retry_after));
+    }
+  }
 }
 
 void app::get_submission(const std::string& receipt_id, request req, responder& respond) {
@@ -308,8 +343,11 @@ void app::get_submission(const std::string& receipt_id, request req, responder& 
         again = store_.with([&](store_reader& r) { return r.by_receipt(receipt_id); });
       } catch (const std::exception& e) {
         if (auto& log = options_.log; log && log->enabled(ingest::log_level::error))
-          log->write({.level = ingest::log_level::error, .component = "http", .event = "store_read_failed",
-                      .receipt_id = receipt_id, .detail = e.what()});
+          log->write({.level = ingest::log_level::error,
+                      .component = "http",
+                      .event = "store_read_failed",
+                      .receipt_id = receipt_id,
+                      .detail = e.what()});
         return fail(rq, rs, status::service_unavailable, "unavailable", "the database cannot be read right now; retry",
                     std::chrono::seconds(2));
       }

@@ -1,7 +1,8 @@
 #pragma once
-// The HTTP contract of ../shared/api.md, shared by exam_server and direct_server:
-// routing, authentication, validation, rate limits and the read routes. What differs
-// between the two servers (how a submission is stored) is a `submit_backend`.
+// The HTTP contract of examples/README.md, shared by exam_server and direct_server:
+// routing, authentication, validation, rate limits, the read routes, and the answer
+// to every submit outcome. What differs between the two servers (how a submission is
+// stored) is a `submit_backend`, which knows nothing of HTTP.
 
 #include <atomic>
 #include <functional>
@@ -20,41 +21,13 @@
 #include "limits.hpp"
 #include "store.hpp"
 #include "submission.hpp"
+#include "submit_backend.hpp"
 
 namespace exam {
 
-// A submission the queue holds but exam.db does not have yet.
-struct unprocessed {
-  submission what;
-  std::string accepted_at;
-  ingest::message_state state = ingest::message_state::pending;
-  std::string reason;  // dead letters
-};
-
-class submit_backend {
- public:
-  virtual ~submit_backend() = default;
-  // Stores a validated, authorised submission (or refuses it) and answers. It moves
-  // `respond` away only when it keeps it for a later answer: an exception thrown
-  // before that leaves the caller able to answer.
-  virtual void submit(const exam_info& exam, submission s, const ingest::http::request& req,
-                      ingest::http::responder& respond) = 0;
-  // Looks up a receipt that exam.db does not have: nullopt when unknown (or when the
-  // backend cannot look receipts up), an error when the lookup itself failed and may
-  // succeed later. Default: unknown.
-  virtual void find_unprocessed(const std::string& receipt_id,
-                                std::function<void(ingest::error_code, std::optional<unprocessed>)> done) {
-    (void)receipt_id;
-    done({}, std::nullopt);
-  }
-  virtual bool ready() const = 0;
-  // Prometheus text appended to /metrics.
-  virtual std::string metrics() const = 0;
-};
-
 struct app_options {
   std::string jwt_secret{};
-  token_checks jwt{};  // iss and aud required of every token, when set
+  token_checks jwt{};        // iss and aud required of every token, when set
   double student_rate = 10;  // per principal, requests/s (0: off)
   double student_burst = 20;
   double ip_rate = 0;  // per client IP (0: off; every load-test student shares 127.0.0.1)
@@ -91,6 +64,8 @@ class app {
   std::optional<principal> authenticate(const request& req, responder& respond);
   // Routes by path and method (405 with Allow for a method the path does not take).
   void route(request req, const ingest::http::request_info& info, responder& respond);
+  // The one place a submit outcome becomes an HTTP answer.
+  void answer(ingest::http::reply_to to, responder& respond, const submit_outcome& outcome);
   void fail(ingest::http::reply_to to, responder& respond, ingest::http::status s, std::string_view code,
             std::string_view message, std::chrono::seconds retry_after = std::chrono::seconds(0));
 

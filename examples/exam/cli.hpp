@@ -1,5 +1,5 @@
 #pragma once
-// The command lines of api.md, shared by exam_server, direct_server and exam_worker.
+// The command lines of the contract (examples/README.md), shared by exam_server, direct_server and exam_worker.
 
 #include <CLI/CLI.hpp>
 #include <cstdint>

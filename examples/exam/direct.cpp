@@ -8,8 +8,6 @@
 
 namespace exam {
 
-using ingest::http::status;
-
 struct direct_backend::connection {
   explicit connection(const std::string& path, std::chrono::milliseconds busy)
       : db(path, {.busy_timeout = busy}),
@@ -48,74 +46,57 @@ void direct_backend::release(std::unique_ptr<connection> c) {
   idle_.push_back(std::move(c));
 }
 
-void direct_backend::submit(const exam_info& exam, submission s, const ingest::http::request& req,
-                            ingest::http::responder& respond) {
+void direct_backend::submit(const exam_info& exam, submission s, boost::asio::any_io_executor, submit_done done) {
   const auto queued_at = std::chrono::steady_clock::now();
   ++waiting_;
-  const ingest::http::reply_to to(req);
   // pool_size threads, pool_size connections: a task always finds one idle.
-  boost::asio::post(pool_, [this, &exam, s = std::move(s), to, respond = std::move(respond),
-                            queued_at]() mutable {
+  boost::asio::post(pool_, [this, &exam, s = std::move(s), done = std::move(done), queued_at]() mutable {
     --waiting_;
     if (std::chrono::steady_clock::now() - queued_at > settings_.pool_timeout) {
       ++pool_timeouts_;
-      return respond(ingest::http::error_response(to, status::service_unavailable, "unavailable",
-                                                  "no database connection free in time", std::chrono::seconds(2)));
+      return done(submit_outcome::refusal(ingest::errc::backend_unavailable, "no database connection free in time"));
     }
     auto c = acquire();
-    const std::string payload = s.to_json();
-    const std::string fp = ingest::fingerprint(payload);
+    submit_outcome outcome;
     try {
-      ingest::sqlite::transaction tx(c->db);  // BEGIN IMMEDIATE: waits for the write lock
-      auto& find = c->find;
-      find.bind(1, s.exam_id).bind(2, s.student_id).bind(3, s.idempotency_key);
-      if (find.step()) {
-        const auto id = find.column_text(0), at = find.column_text(1), old_fp = find.column_text(2),
-                   st = find.column_text(3);
-        find.reset();
-        tx.rollback();
-        release(std::move(c));
-        ++duplicates_;
-        if (old_fp != fp)
-          return respond(ingest::http::error_response(to, status::unprocessable_entity, "idempotency_key_reused",
-                                                      "this Idempotency-Key was used with a different body"));
-        return respond(ingest::http::json_response(to, status::ok, app::receipt_json(id, at, st)));
-      }
-      find.reset();
-      const auto now = ingest::clock::now();
-      if (exam.late(now)) {
-        tx.rollback();
-        release(std::move(c));
-        return respond(ingest::http::error_response(to, status::forbidden, "deadline_passed",
-                                                    "the deadline has passed"));
-      }
-      stored_submission row;
-      row.receipt_id = ingest::make_receipt_id();
-      row.idempotency_key = s.idempotency_key;
-      row.exam_id = s.exam_id;
-      row.student_id = s.student_id;
-      row.accepted_at = ingest::format_time(now);
-      row.answers_json = s.answers_json();
-      row.fingerprint = fp;
-      row.status = "graded";
-      row.score = exam.grade(s.answers);
-      row.graded_at = row.accepted_at;
-      c->writer.insert(row);  // the submission and the exam_stats hot row
-      tx.commit();
-      release(std::move(c));
-      ++committed_;
-      respond(ingest::http::json_response(to, status::created,
-                                          app::receipt_json(row.receipt_id, row.accepted_at, row.status)));
+      outcome = store(*c, exam, s);
     } catch (const std::exception& e) {
-      if (c) {
-        c->find.reset();
-        release(std::move(c));
-      }
+      c->find.reset();
       ++db_errors_;
-      respond(ingest::http::error_response(to, status::service_unavailable, "unavailable",
-                                           std::string("database: ") + e.what(), std::chrono::seconds(2)));
+      outcome = submit_outcome::refusal(ingest::errc::storage_error, std::string("database: ") + e.what());
     }
+    release(std::move(c));
+    done(std::move(outcome));
   });
+}
+
+submit_outcome direct_backend::store(connection& c, const exam_info& exam, const submission& s) {
+  using kind = submit_outcome::kind;
+  const std::string payload = s.to_json();
+  const std::string fp = ingest::fingerprint(payload);
+  ingest::sqlite::transaction tx(c.db);  // BEGIN IMMEDIATE: waits for the write lock
+  auto& find = c.find;
+  find.bind(1, s.exam_id).bind(2, s.student_id).bind(3, s.idempotency_key);
+  if (find.step()) {
+    auto found = submit_outcome::receipt(kind::repeat, find.column_text(0), find.column_text(1), find.column_text(3));
+    const auto old_fp = find.column_text(2);
+    find.reset();
+    tx.rollback();
+    ++duplicates_;
+    if (old_fp != fp) return submit_outcome{.what = kind::key_reused};
+    return found;
+  }
+  find.reset();
+  const auto now = ingest::clock::now();
+  if (exam.late(now)) {
+    tx.rollback();
+    return submit_outcome::refusal(ingest::errc::deadline_passed, "the deadline has passed");
+  }
+  const auto row = graded_row(exam, s, ingest::make_receipt_id(), now, fp, now);
+  c.writer.insert(row);  // the submission and the exam_stats hot row
+  tx.commit();
+  ++committed_;
+  return submit_outcome::receipt(kind::stored, row.receipt_id, row.accepted_at, row.status);
 }
 
 std::string direct_backend::metrics() const {

@@ -7,14 +7,15 @@
 #include <mutex>
 #include <vector>
 
-#include "app.hpp"
+#include "store.hpp"
+#include "submit_backend.hpp"
 
 namespace exam {
 
 struct direct_settings {
-  std::size_t pool_size = 8;                          // connections (and DB threads)
-  std::chrono::milliseconds pool_timeout{5000};       // waiting longer for a connection: 503
-  std::chrono::milliseconds busy_timeout{5000};       // SQLite's wait for the write lock
+  std::size_t pool_size = 8;                     // connections (and DB threads)
+  std::chrono::milliseconds pool_timeout{5000};  // waiting longer for a connection: 503
+  std::chrono::milliseconds busy_timeout{5000};  // SQLite's wait for the write lock
 };
 
 class direct_backend final : public submit_backend {
@@ -23,13 +24,14 @@ class direct_backend final : public submit_backend {
   ~direct_backend() override;
   void stop();
 
-  void submit(const exam_info& exam, submission s, const ingest::http::request& req,
-              ingest::http::responder& respond) override;
+  void submit(const exam_info& exam, submission s, boost::asio::any_io_executor answer_on, submit_done done) override;
   bool ready() const override { return true; }
   std::string metrics() const override;
 
  private:
   struct connection;
+  // Stores `s` on `c` in one transaction (throws what the database throws).
+  submit_outcome store(connection& c, const exam_info& exam, const submission& s);
   std::unique_ptr<connection> acquire();
   void release(std::unique_ptr<connection> c);
 

@@ -8,7 +8,9 @@
 #include "app.hpp"
 #include "cli.hpp"
 #include "ingest/producer.hpp"
-#include "queues.hpp"
+#include "grading.hpp"
+#include "queue_backend.hpp"
+#include "queue_url.hpp"
 #include "run.hpp"
 
 int main(int argc, char** argv) {

@@ -12,7 +12,8 @@
 #include "cli.hpp"
 #include "dlq.hpp"
 #include "progress.hpp"
-#include "queues.hpp"
+#include "grading.hpp"
+#include "queue_url.hpp"
 #include "run.hpp"
 
 int main(int argc, char** argv) {

@@ -26,7 +26,7 @@ struct exam_info {
 
   bool allows(std::string_view student) const;
   bool open_at(time_point t) const { return t >= opens_at; }
-  // The deadline test of api.md: accept time after deadline plus grace.
+  // The deadline test of the contract (examples/README.md): accept time after deadline plus grace.
   bool late(time_point accepted_at) const { return accepted_at > deadline + grace; }
   // Share of correct answers, 0..100, rounded to two decimals.
   double grade(const std::map<std::string, std::string>& answers) const;

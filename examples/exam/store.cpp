@@ -1,9 +1,6 @@
 #include "store.hpp"
 
 #include "ingest/envelope.hpp"
-#include "ingest/retry_policy.hpp"
-#include "ingest/sqlite/idempotency_store.hpp"
-#include "ingest/sqlite/transactional_handler.hpp"
 
 namespace exam {
 
@@ -104,8 +101,8 @@ std::vector<stored_submission> store_reader::list(const std::string& exam_id, co
 }
 
 store_writer::store_writer(ingest::sqlite::database& db)
-    : insert_(db, std::string("INSERT INTO submissions(") + columns +
-                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+    : insert_(db,
+              std::string("INSERT INTO submissions(") + columns + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
       bump_(db,
             "INSERT INTO exam_stats(exam_id, submissions, last_accepted_at) VALUES (?1, 1, ?2)"
             " ON CONFLICT(exam_id) DO UPDATE SET submissions = submissions + 1,"
@@ -133,43 +130,20 @@ void store_writer::insert(const stored_submission& s) {
   bump_.run();
 }
 
-ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalog& exams,
-                                      std::shared_ptr<grading_counters> counters) {
-  create_schema(db);
-  auto keys = std::make_shared<ingest::sqlite::idempotency_store>(db);
-  auto writer = std::make_shared<store_writer>(db);
-  auto handler = ingest::sqlite::transactional_handler(
-      db, *keys, [&exams, writer, counters](ingest::sqlite::database&, const ingest::delivery& d) {
-        const auto s = submission::from_json(d.message.payload);
-        if (!s) throw ingest::permanent_error("payload is not a submission");
-        const auto* e = exams.find(s->exam_id);
-        if (!e) throw ingest::permanent_error("unknown exam '" + s->exam_id + "'");
-        if (e->late(d.message.accepted_at)) {
-          // Stored before the broker could tell the key was new (NATS, SQS), postmarked
-          // after the deadline: the student was answered 403 and has no receipt. A
-          // teacher sees it as a dead letter with this reason, never silently gone.
-          ++counters->late;
-          throw ingest::permanent_error("accepted at " + ingest::format_time(d.message.accepted_at) +
-                                            ", after the deadline plus grace (" +
-                                            ingest::format_time(e->deadline + e->grace) + ")",
-                                        "deadline_passed");
-        }
-        stored_submission row;
-        row.receipt_id = d.message.receipt_id;
-        row.idempotency_key = s->idempotency_key;
-        row.exam_id = s->exam_id;
-        row.student_id = s->student_id;
-        row.accepted_at = ingest::format_time(d.message.accepted_at);
-        row.answers_json = s->answers_json();
-        row.fingerprint = d.message.fingerprint;
-        row.status = "graded";
-        row.score = e->grade(s->answers);
-        row.graded_at = ingest::format_time(ingest::clock::now());
-        writer->insert(row);
-        ++counters->graded;
-      });
-  // The handler owns what it uses.
-  return [handler = std::move(handler), keys, writer](ingest::batch& b) { handler(b); };
+stored_submission graded_row(const exam_info& exam, const submission& s, std::string receipt_id, time_point accepted_at,
+                             std::string fingerprint, time_point graded_at) {
+  stored_submission row;
+  row.receipt_id = std::move(receipt_id);
+  row.idempotency_key = s.idempotency_key;
+  row.exam_id = s.exam_id;
+  row.student_id = s.student_id;
+  row.accepted_at = ingest::format_time(accepted_at);
+  row.answers_json = s.answers_json();
+  row.fingerprint = std::move(fingerprint);
+  row.status = "graded";
+  row.score = exam.grade(s.answers);
+  row.graded_at = ingest::format_time(graded_at);
+  return row;
 }
 
 }  // namespace exam

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "exams.hpp"
-#include "ingest/batching_consumer.hpp"
 #include "ingest/sqlite/database.hpp"
 #include "submission.hpp"
 
@@ -88,17 +87,10 @@ class store_writer {
   ingest::sqlite::statement insert_, bump_;
 };
 
-// The consumer's batch handler for exam.db: one transaction per batch with the
-// idempotency records; grades each new submission. A submission postmarked after its
-// exam's deadline plus grace (the server answered 403 deadline_passed; only a broker
-// that stores before it can tell a key is new keeps one) is dead-lettered with the
-// reason `deadline_passed`; an unknown exam or unreadable payload with
-// `permanent_failure`.
-struct grading_counters {
-  std::atomic<std::uint64_t> graded{0};
-  std::atomic<std::uint64_t> late{0};
-};
-ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalog& exams,
-                                      std::shared_ptr<grading_counters> counters);
+// The exam.db row of a submission graded now: its answers scored against the exam's
+// key, with the receipt and accept time it was given. The graders and the direct
+// server both write this.
+stored_submission graded_row(const exam_info& exam, const submission& s, std::string receipt_id, time_point accepted_at,
+                             std::string fingerprint, time_point graded_at);
 
 }  // namespace exam

@@ -211,7 +211,8 @@ class durable_queue {
   auto async_publish(envelope message, Token&& token) {
     return boost::asio::async_initiate<Token, void(error_code, receipt)>(
         [this](auto handler, envelope m) {
-          do_publish(std::move(m), detail::to_callback<error_code, receipt>(std::move(handler), get_executor()));
+          check_and_publish(std::move(m),
+                            detail::to_callback<error_code, receipt>(std::move(handler), get_executor()));
         },
         token, std::move(message));
   }
@@ -303,14 +304,17 @@ class durable_queue {
   }
 
  protected:
-  // The producer calls do_publish directly and handles the answer on the backend's thread.
+  // The producer checks with prepare() before it takes an in-flight slot, calls
+  // do_publish directly and handles the answer on the backend's thread.
   friend class producer;
 
   /// The type-erased completion a backend receives; call it exactly once, from any thread.
   template <class... Args>
   using callback = detail::callback<void(Args...)>;
 
-  /// Backend hook of `async_publish`.
+  /// Backend hook of `async_publish`. The message has passed `validate_envelope`, and its
+  /// fingerprint and receipt id are set; a backend answers a repeated key with the
+  /// original receipt rather than this one.
   virtual void do_publish(envelope message, callback<error_code, receipt> done) = 0;
   /// Backend hook of `async_fetch`.
   virtual void do_fetch(std::size_t max, duration wait, callback<error_code, std::vector<delivery>> done) = 0;
@@ -329,6 +333,16 @@ class durable_queue {
   virtual void do_purge(std::vector<std::string> receipt_ids, callback<error_code, std::size_t> done) = 0;
   /// Backends with `features().lookup` override this.
   virtual void do_find(std::string receipt_id, callback<error_code, message_status> done);
+
+ private:
+  /// The one check of every message on its way in, whichever way it comes
+  /// (`async_publish` or a producer): `validate_envelope`, then the fingerprint and the
+  /// receipt id filled in when the caller left them empty. Only a message that passed
+  /// reaches `do_publish`, so a backend used directly has the same protection as one
+  /// behind a producer.
+  static error_code prepare(envelope& message);
+  /// `prepare`, then `do_publish`; a refusal completes `done` at once.
+  void check_and_publish(envelope message, callback<error_code, receipt> done);
 };
 
 }  // namespace ingest

@@ -5,6 +5,7 @@
 
 #include <boost/system/error_code.hpp>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 namespace ingest {
@@ -53,6 +54,9 @@ inline std::error_code make_error_code(errc e) noexcept {
 /// if (ingest::is_retry_later(ec)) return answer(503, /*retry_after=*/1s);
 /// @endcode
 bool is_retry_later(const std::error_code& ec) noexcept;
+
+/// The snake_case name of an `errc` value ("queue_full"), for labels and logs.
+std::string_view errc_name(errc e) noexcept;
 
 /// The single exception type thrown by blocking helpers.
 class error : public std::system_error {

@@ -108,7 +108,4 @@ struct pipeline_metrics {
 /// `<prefix>accept_latency_seconds` (histogram), `<prefix>processed_total`, ...
 std::string to_prometheus(const pipeline_metrics& m, std::string_view prefix = "ingest_");
 
-/// The snake_case name of an `errc` value ("queue_full"), for labels and logs.
-std::string_view errc_name(errc e) noexcept;
-
 }  // namespace ingest

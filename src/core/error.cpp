@@ -53,6 +53,44 @@ const std::error_category& ingest_category() noexcept {
   return instance;
 }
 
+std::string_view errc_name(errc e) noexcept {
+  switch (e) {
+    case errc::invalid_key:
+      return "invalid_key";
+    case errc::payload_too_large:
+      return "payload_too_large";
+    case errc::conflict:
+      return "conflict";
+    case errc::in_flight:
+      return "in_flight";
+    case errc::backpressure:
+      return "backpressure";
+    case errc::queue_full:
+      return "queue_full";
+    case errc::publish_timeout:
+      return "publish_timeout";
+    case errc::shutting_down:
+      return "shutting_down";
+    case errc::backend_unavailable:
+      return "backend_unavailable";
+    case errc::lease_expired:
+      return "lease_expired";
+    case errc::not_found:
+      return "not_found";
+    case errc::invalid_config:
+      return "invalid_config";
+    case errc::storage_error:
+      return "storage_error";
+    case errc::not_supported:
+      return "not_supported";
+    case errc::invalid_header:
+      return "invalid_header";
+    case errc::deadline_passed:
+      return "deadline_passed";
+  }
+  return "other";
+}
+
 bool is_retry_later(const std::error_code& ec) noexcept {
   if (ec.category() != ingest_category()) return false;
   switch (static_cast<errc>(ec.value())) {

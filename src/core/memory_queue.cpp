@@ -11,7 +11,6 @@
 #include <unordered_map>
 
 #include "ingest/error.hpp"
-#include "ingest/fingerprint.hpp"
 
 namespace ingest {
 namespace {
@@ -284,8 +283,6 @@ void memory_queue::do_publish(envelope message, callback<error_code, receipt> do
   std::lock_guard lock(s.mutex);
   if (s.closed) return done(errc::shutting_down, receipt{});
   if (s.publish_fault) return done(s.publish_fault, receipt{});
-  if (const auto invalid = validate_envelope(message)) return done(invalid, receipt{});
-  if (message.fingerprint.empty()) message.fingerprint = fingerprint(message.payload);
 
   if (auto known = s.keys.find(message.idempotency_key); known != s.keys.end()) {
     if (known->second.fingerprint != message.fingerprint) return done(errc::conflict, receipt{});
@@ -297,7 +294,6 @@ void memory_queue::do_publish(envelope message, callback<error_code, receipt> do
   if (message.accepted_at > message.not_after) return done(errc::deadline_passed, receipt{});
   if (s.options.max_messages != 0 && s.items.size() >= s.options.max_messages) return done(errc::queue_full, receipt{});
 
-  if (message.receipt_id.empty()) message.receipt_id = make_receipt_id();
   message.attempts = 0;
   receipt r{message.receipt_id, message.idempotency_key, message.accepted_at, false};
   s.keys.emplace(message.idempotency_key, key_record{message.fingerprint, message.receipt_id, message.accepted_at});

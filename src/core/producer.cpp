@@ -126,49 +126,56 @@ producer_stats producer::stats() const {
   return s;
 }
 
+namespace {
+
+using answer_fn = detail::callback<void(error_code, receipt)>;
+
+// Logs every answer: receipts at info, refusals at info (retry later) or warning.
+answer_fn logged(std::shared_ptr<logger> log, std::string key, answer_fn inner) {
+  return [log = std::move(log), key = std::move(key), inner = std::move(inner)](error_code ec, receipt r) mutable {
+    if (!ec) {
+      if (log->enabled(log_level::info))
+        log->write({.level = log_level::info,
+                    .component = "producer",
+                    .event = r.duplicate ? "duplicate" : "accepted",
+                    .receipt_id = r.id,
+                    .idempotency_key = r.idempotency_key});
+    } else {
+      const auto level = is_retry_later(ec) ? log_level::info : log_level::warning;
+      if (log->enabled(level)) {
+        const std::error_code code(ec);
+        const std::string detail =
+            std::string(code.category() == ingest_category() ? errc_name(static_cast<errc>(code.value())) : "error") +
+            ": " + code.message();
+        log->write(
+            {.level = level, .component = "producer", .event = "rejected", .idempotency_key = key, .detail = detail});
+      }
+    }
+    inner(ec, std::move(r));
+  };
+}
+
+// Counts and times every answer, receipt or refusal.
+answer_fn measured(std::shared_ptr<pipeline_metrics> m, answer_fn inner) {
+  return [m = std::move(m), start = std::chrono::steady_clock::now(), inner = std::move(inner)](error_code ec,
+                                                                                                receipt r) mutable {
+    m->accept_latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (ec)
+      m->reject(ec);
+    else if (r.duplicate)
+      m->duplicates.inc();
+    else
+      m->accepted.inc();
+    inner(ec, std::move(r));
+  };
+}
+
+}  // namespace
+
 void producer::do_submit(submission item, detail::callback<void(error_code, receipt)> done) {
   auto& s = *state_;
-  if (s.options.log) {
-    done = [log = s.options.log, key = item.idempotency_key, inner = std::move(done)](error_code ec,
-                                                                                       receipt r) mutable {
-      if (!ec) {
-        if (log->enabled(log_level::info))
-          log->write({.level = log_level::info,
-                      .component = "producer",
-                      .event = r.duplicate ? "duplicate" : "accepted",
-                      .receipt_id = r.id,
-                      .idempotency_key = r.idempotency_key});
-      } else {
-        const auto level = is_retry_later(ec) ? log_level::info : log_level::warning;
-        if (log->enabled(level)) {
-          const std::error_code code(ec);
-          const std::string detail =
-              std::string(code.category() == ingest_category() ? errc_name(static_cast<errc>(code.value())) : "error") +
-              ": " + code.message();
-          log->write({.level = level,
-                      .component = "producer",
-                      .event = "rejected",
-                      .idempotency_key = key,
-                      .detail = detail});
-        }
-      }
-      inner(ec, std::move(r));
-    };
-  }
-  if (s.options.metrics) {
-    // Every answer, receipt or refusal, is counted and timed.
-    done = [m = s.options.metrics, start = std::chrono::steady_clock::now(), inner = std::move(done)](
-               error_code ec, receipt r) mutable {
-      m->accept_latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      if (ec)
-        m->reject(ec);
-      else if (r.duplicate)
-        m->duplicates.inc();
-      else
-        m->accepted.inc();
-      inner(ec, std::move(r));
-    };
-  }
+  if (s.options.log) done = logged(s.options.log, item.idempotency_key, std::move(done));
+  if (s.options.metrics) done = measured(s.options.metrics, std::move(done));
   auto reject = [&](error_code ec) {
     {
       std::lock_guard lock(s.mutex);
@@ -185,8 +192,9 @@ void producer::do_submit(submission item, detail::callback<void(error_code, rece
   message.payload = std::move(item.payload);
   message.headers = std::move(item.headers);
   message.not_after = item.not_after;
-  message.receipt_id = make_receipt_id();
-  if (const auto invalid = validate_envelope(message)) return reject(invalid);
+  // The queue's one check, before a slot is taken: a message it refuses never holds
+  // one, and is refused as itself (not as backpressure or in_flight).
+  if (const auto invalid = durable_queue::prepare(message)) return reject(invalid);
 
   auto p = std::make_shared<state::pending>();
   p->fingerprint = message.fingerprint;
@@ -215,16 +223,16 @@ void producer::do_submit(submission item, detail::callback<void(error_code, rece
   // handler to run per publish.
   auto key = message.idempotency_key;
   const auto not_after = message.not_after;
-  s.queue.do_publish(std::move(message), [self = state_, key = std::move(key), p, not_after](error_code ec,
-                                                                                            receipt r) mutable {
-    // A backend that stores first and tells later (NATS, SQS): a message postmarked
-    // after the deadline gets no receipt, now or on any repeat.
-    if (!ec && r.accepted_at > not_after) {
-      ec = errc::deadline_passed;
-      r = receipt{};
-    }
-    self->finish(key, p, ec, std::move(r));
-  });
+  s.queue.do_publish(std::move(message),
+                     [self = state_, key = std::move(key), p, not_after](error_code ec, receipt r) mutable {
+                       // A backend that stores first and tells later (NATS, SQS): a message postmarked
+                       // after the deadline gets no receipt, now or on any repeat.
+                       if (!ec && r.accepted_at > not_after) {
+                         ec = errc::deadline_passed;
+                         r = receipt{};
+                       }
+                       self->finish(key, p, ec, std::move(r));
+                     });
 }
 
 void producer::do_drain(detail::callback<void(error_code)> done) {

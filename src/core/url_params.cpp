@@ -1,4 +1,4 @@
-#include "ingest/detail/url_params.hpp"
+#include "core/url_params.hpp"
 
 #include <charconv>
 #include <string>

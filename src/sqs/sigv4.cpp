@@ -10,7 +10,7 @@
 #include <ctime>
 #include <map>
 
-#include "ingest/detail/url_params.hpp"
+#include "core/url_params.hpp"
 
 namespace ingest::sqs {
 

@@ -4,7 +4,7 @@
 // ($S1, $S2: students s1, s2; $T: a teacher; $X: an expired student token), so the
 // fuzzer reaches the checks behind authentication.
 //
-// Checked for every request: exactly one answer; a status of api.md; every error body
+// Checked for every request: exactly one answer; a status of the contract (examples/README.md); every error body
 // is {"error": "...", "message": "..."}; a submission reaches the backend only when
 // the token's student may submit to that open exam, with a valid key and answers.
 
@@ -39,12 +39,12 @@ std::string exams_json() {
 class taking_backend final : public exam::submit_backend {
  public:
   std::optional<exam::submission> last;
-  void submit(const exam::exam_info& e, exam::submission s, const ingest::http::request& req,
-              ingest::http::responder& respond) override {
+  void submit(const exam::exam_info& e, exam::submission s, boost::asio::any_io_executor,
+              exam::submit_done done) override {
     FUZZ_CHECK(s.exam_id == e.id);
     last = s;
-    respond(ingest::http::json_response(req, ingest::http::status::accepted,
-                                        exam::app::receipt_json("r-1", "2026-01-01T00:00:00.000Z", "received")));
+    done(exam::submit_outcome::receipt(exam::submit_outcome::kind::queued, "r-1", "2026-01-01T00:00:00.000Z",
+                                       "received"));
   }
   bool ready() const override { return true; }
   std::string metrics() const override { return {}; }

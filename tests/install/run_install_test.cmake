@@ -23,6 +23,15 @@ run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/install/consumer -B ${WORK_DIR}/cons
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/consumer)
 run(${WORK_DIR}/consumer/ingest_consumer)
 
+# The conformance suite, installed with the testing component, run on a backend
+# written outside the library.
+if(WITH_TESTING)
+  run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/install/conformance -B ${WORK_DIR}/conformance -G ${GENERATOR}
+      -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=${CONFIG})
+  run(${CMAKE_COMMAND} --build ${WORK_DIR}/conformance)
+  run(${WORK_DIR}/conformance/my_backend_test)
+endif()
+
 execute_process(
   COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/install/consumer -B ${WORK_DIR}/missing -G ${GENERATOR}
           -DCMAKE_PREFIX_PATH=${prefix} -DINGEST_EXTRA_COMPONENT=no_such_backend

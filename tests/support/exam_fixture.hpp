@@ -15,7 +15,9 @@
 #include "ingest/memory_queue.hpp"
 #include "ingest/producer.hpp"
 #include "jwt.hpp"
-#include "queues.hpp"
+#include "grading.hpp"
+#include "queue_backend.hpp"
+#include "queue_url.hpp"
 #include "support/http_client.hpp"
 #include "support/test_support.hpp"
 

@@ -1,24 +1,19 @@
 #pragma once
-// Shared helpers for the tests: an io_context on its own thread, temporary
-// directories, and blocking waits on async operations.
+// Shared helpers for the tests: the public testing helpers (an io_context on its own
+// threads, blocking waits on a queue's operations), temporary directories and
+// certificates.
 
 #include <doctest/doctest.h>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
-#include <functional>
-#include <future>
-#include <ostream>
 #include <random>
 #include <string>
 #include <system_error>
-#include <thread>
 
-#include "ingest/durable_queue.hpp"
-#include "ingest/error.hpp"
+#include "ingest/testing/queue_helpers.hpp"
 
 // Readable failure messages for error codes: "ingest:3 (idempotency key reused ...)".
 template <>
@@ -31,30 +26,7 @@ struct doctest::StringMaker<std::error_code> {
 namespace ingest::test {
 
 using namespace std::chrono_literals;
-
-/// An io_context run by `threads` background threads for the lifetime of the object.
-class io_thread {
- public:
-  explicit io_thread(int threads = 1) : work_(io_.get_executor()) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
-  }
-  ~io_thread() { join(); }
-  /// Stops running handlers and joins the threads; the io_context stays alive, so that
-  /// objects using it can still be destroyed.
-  void join() {
-    work_.reset();
-    io_.stop();
-    for (auto& t : threads_)
-      if (t.joinable()) t.join();
-  }
-  boost::asio::any_io_executor executor() { return io_.get_executor(); }
-  boost::asio::io_context& context() { return io_; }
-
- private:
-  boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::vector<std::thread> threads_;
-};
+using namespace ingest::testing;
 
 /// A fresh directory under the system temp dir, removed on destruction.
 class temp_dir {
@@ -95,82 +67,5 @@ struct test_certificates {
     make_certificate(other, other_key);
   }
 };
-
-/// Polls `condition` every 5 ms until it holds or `limit` passes.
-inline bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return condition();
-}
-
-/// Completion handler that stores (error_code, value) in a promise.
-template <class T>
-struct capture {
-  std::shared_ptr<std::promise<std::pair<error_code, T>>> promise =
-      std::make_shared<std::promise<std::pair<error_code, T>>>();
-  std::future<std::pair<error_code, T>> future = promise->get_future();
-  auto handler() {
-    return [p = promise](error_code ec, T value) { p->set_value({ec, std::move(value)}); };
-  }
-  std::pair<error_code, T> get() { return future.get(); }
-};
-
-struct capture_ec {
-  std::shared_ptr<std::promise<error_code>> promise = std::make_shared<std::promise<error_code>>();
-  std::future<error_code> future = promise->get_future();
-  auto handler() {
-    return [p = promise](error_code ec) { p->set_value(ec); };
-  }
-  error_code get() { return future.get(); }
-};
-
-// Blocking shorthands over a queue, for test bodies.
-inline std::pair<error_code, receipt> publish(durable_queue& q, envelope e) {
-  capture<receipt> c;
-  q.async_publish(std::move(e), c.handler());
-  return c.get();
-}
-
-inline envelope message(std::string key, std::string payload = "{}") {
-  envelope e;
-  e.idempotency_key = std::move(key);
-  e.subject = "test";
-  e.payload = std::move(payload);
-  return e;
-}
-
-inline std::pair<error_code, std::vector<delivery>> fetch(durable_queue& q, std::size_t max,
-                                                          std::chrono::milliseconds wait = 0ms) {
-  capture<std::vector<delivery>> c;
-  q.async_fetch(max, wait, c.handler());
-  return c.get();
-}
-
-inline error_code settle(durable_queue& q, std::vector<settlement> s) {
-  capture_ec c;
-  q.async_settle(std::move(s), c.handler());
-  return c.get();
-}
-
-inline error_code ack(durable_queue& q, const std::vector<delivery>& ds) {
-  std::vector<settlement> s;
-  for (const auto& d : ds) s.push_back({d.token, settle_action::ack, {}, {}, {}});
-  return settle(q, std::move(s));
-}
-
-inline queue_stats stats(durable_queue& q) {
-  capture<queue_stats> c;
-  q.async_stats(c.handler());
-  return c.get().second;
-}
-
-inline std::vector<dead_letter> dead_letters(durable_queue& q, std::size_t limit = 1000) {
-  capture<std::vector<dead_letter>> c;
-  q.async_dead_letters("", limit, c.handler());
-  return c.get().second;
-}
 
 }  // namespace ingest::test

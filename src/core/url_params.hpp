@@ -1,5 +1,6 @@
 #pragma once
-// Parsing of backend URL query parameters, shared by the backends' from_url().
+// Parsing of backend URL query parameters, shared by the backends' from_url(); private
+// to the library (src/ is on the include path of its targets only).
 
 #include <chrono>
 #include <cstdint>
@@ -53,7 +54,8 @@ class url_query {
   /// ... a duration (`parse_duration`), ...
   template <class Rep, class Period>
   void set(std::string_view name, std::chrono::duration<Rep, Period>& field) {
-    if (auto v = take(name)) field = std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(parse_duration(name, *v));
+    if (auto v = take(name))
+      field = std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(parse_duration(name, *v));
   }
   /// ... or a whole number (`parse_count`).
   template <class Int, class = std::enable_if_t<std::is_integral_v<Int> && !std::is_same_v<Int, bool>>>

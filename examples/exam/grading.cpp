@@ -1,0 +1,64 @@
+#include "grading.hpp"
+
+#include <cstdio>
+
+#include "ingest/retry_policy.hpp"
+#include "ingest/sqlite/idempotency_store.hpp"
+#include "ingest/sqlite/transactional_handler.hpp"
+#include "store.hpp"
+
+namespace exam {
+
+ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalog& exams,
+                                      std::shared_ptr<grading_counters> counters) {
+  create_schema(db);
+  auto keys = std::make_shared<ingest::sqlite::idempotency_store>(db);
+  auto writer = std::make_shared<store_writer>(db);
+  auto handler = ingest::sqlite::transactional_handler(
+      db, *keys, [&exams, writer, counters](ingest::sqlite::database&, const ingest::delivery& d) {
+        const auto s = submission::from_json(d.message.payload);
+        if (!s) throw ingest::permanent_error("payload is not a submission");
+        const auto* e = exams.find(s->exam_id);
+        if (!e) throw ingest::permanent_error("unknown exam '" + s->exam_id + "'");
+        if (e->late(d.message.accepted_at)) {
+          // Stored before the broker could tell the key was new (NATS, SQS), postmarked
+          // after the deadline: the student was answered 403 and has no receipt. A
+          // teacher sees it as a dead letter with this reason, never silently gone.
+          ++counters->late;
+          throw ingest::permanent_error("accepted at " + ingest::format_time(d.message.accepted_at) +
+                                            ", after the deadline plus grace (" +
+                                            ingest::format_time(e->deadline + e->grace) + ")",
+                                        "deadline_passed");
+        }
+        writer->insert(graded_row(*e, *s, d.message.receipt_id, d.message.accepted_at, d.message.fingerprint,
+                                  ingest::clock::now()));
+        ++counters->graded;
+      });
+  // The handler owns what it uses.
+  return [handler = std::move(handler), keys, writer](ingest::batch& b) { handler(b); };
+}
+
+grading_consumer::grading_consumer(ingest::durable_queue& queue, const std::string& db_path, const catalog& exams,
+                                   consumer_settings settings, std::shared_ptr<ingest::pipeline_metrics> metrics,
+                                   std::shared_ptr<ingest::logger> log)
+    : db_(db_path), counters_(std::make_shared<grading_counters>()) {
+  ingest::consumer_options options{.workers = 1,
+                                   .max_batch = settings.max_batch,
+                                   .linger = settings.linger,
+                                   .max_rate = settings.rate,
+                                   .metrics = std::move(metrics),
+                                   .log = std::move(log)};
+  options.retry.max_attempts = settings.max_attempts;
+  options.dead_letter.alert = [](const ingest::dead_letter& d) {
+    std::fprintf(stderr, "ALERT dead letter receipt=%s key=%s reason=%s attempts=%u error=%s\n",
+                 d.message.receipt_id.c_str(), d.message.idempotency_key.c_str(), d.reason.c_str(), d.attempts,
+                 d.last_error.c_str());
+  };
+  consumer_ = std::make_unique<ingest::batching_consumer>(queue, grading_handler(db_, exams, counters_), options);
+}
+
+void grading_consumer::drain() {
+  consumer_->drain();
+}
+
+}  // namespace exam

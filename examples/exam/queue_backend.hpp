@@ -1,0 +1,70 @@
+#pragma once
+// The accept side of the queue-based server: a submit_backend on a producer.
+
+#include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <memory>
+
+#include "ingest/metrics.hpp"
+#include "ingest/producer.hpp"
+#include "store.hpp"
+#include "submit_backend.hpp"
+
+namespace exam {
+
+struct queue_backend_options {
+  // A request whose key is being published by another request waits this long for
+  // that one's receipt before it is refused in_flight (a double click gets the receipt).
+  std::chrono::milliseconds in_flight_wait{1000};
+};
+
+// A retry of a processed submission is answered from exam.db; anything else is
+// published, and reported queued once the queue acknowledged it durably.
+class queue_backend final : public submit_backend {
+ public:
+  queue_backend(ingest::durable_queue& queue, ingest::producer& producer, store_pool& store,
+                std::shared_ptr<ingest::pipeline_metrics> metrics, queue_backend_options options = {});
+  ~queue_backend() override;
+  // Starts the readiness/backlog probe (once a second).
+  void start();
+  void stop();
+
+  void submit(const exam_info& exam, submission s, boost::asio::any_io_executor answer_on, submit_done done) override;
+  void find_unprocessed(const std::string& receipt_id,
+                        std::function<void(ingest::error_code, std::optional<unprocessed>)> done) override;
+  bool ready() const override { return probe_->ready; }
+  std::string metrics() const override;
+
+ private:
+  struct publish_job {
+    ingest::submission item;
+    std::chrono::steady_clock::time_point join_until;
+    boost::asio::any_io_executor answer_on;
+    submit_done done;
+  };
+  void publish(std::shared_ptr<publish_job> job);
+  // The outcome of a publish that completed with `ec` and `r`.
+  submit_outcome outcome_of(ingest::error_code ec, const ingest::receipt& r);
+
+  queue_backend_options options_;
+  // Shared with the probe's pending completions, which may outlive this object.
+  struct probe_state {
+    probe_state(ingest::durable_queue& q, std::shared_ptr<ingest::pipeline_metrics> m)
+        : queue(q), metrics(std::move(m)), timer(q.get_executor()) {}
+    ingest::durable_queue& queue;
+    std::shared_ptr<ingest::pipeline_metrics> metrics;
+    boost::asio::steady_timer timer;
+    std::atomic<bool> ready{false};
+    std::atomic<bool> stopped{false};
+  };
+  static void probe(std::shared_ptr<probe_state> p);
+
+  ingest::durable_queue& queue_;
+  ingest::producer& producer_;
+  store_pool& store_;
+  std::shared_ptr<ingest::pipeline_metrics> metrics_;
+  std::shared_ptr<probe_state> probe_;
+};
+
+}  // namespace exam

@@ -1,0 +1,155 @@
+// spike: replays a deadline flood against an exam server and audits exam.db afterwards.
+//
+// Wall mode (default): N students, each on its own connection opened beforehand (they
+// are already on the page), all pressing "submit" within a window. Open-loop mode
+// (--rate R --duration D): R submissions per second on a pool of connections, latency
+// measured from each request's scheduled time (no coordinated omission).
+//
+// Browsers are imitated: a share of double clicks (the same key twice, on a second
+// connection), and on a timeout, a 5xx, a 409/429 or a connection error a retry with the
+// same key after a backoff, up to --retries times. Every receipt is kept; after the
+// flood the tool waits for the drain and checks exam.db: every receipt exactly once, no
+// row without a receipt. See examples/README.md.
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "audit.hpp"
+#include "cli.hpp"
+#include "ingest/envelope.hpp"
+#include "progress.hpp"
+#include "report.hpp"
+#include "results.hpp"
+#include "scenarios.hpp"
+#include "server_process.hpp"
+#include "settings.hpp"
+
+namespace spike {
+
+namespace {
+
+void define_options(CLI::App& cli, settings& s) {
+  cli.add_option("--url", s.url, "server base URL")->capture_default_str();
+  cli.add_option("--exam", s.exam, "exam id")->capture_default_str();
+  cli.add_option("--students", s.students, "students in the wall")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  cli.add_option("--window", s.window_s, "seconds within which every student submits")->capture_default_str();
+  cli.add_option("--double-click", s.double_click, "share of students who click twice")->capture_default_str();
+  cli.add_option("--timeout", s.timeout_s, "client timeout, seconds")->capture_default_str();
+  cli.add_option("--retries", s.retries, "retries after a timeout, 5xx, 409/429 or connection error")
+      ->capture_default_str();
+  cli.add_option("--rate", s.rate, "open-loop mode: submissions per second (0: wall mode)");
+  cli.add_option("--duration", s.duration_s, "open-loop mode: seconds")->capture_default_str();
+  cli.add_option("--connections", s.connections, "open-loop mode: connection pool size")->capture_default_str();
+  cli.add_option("--threads", s.threads, "client threads")->capture_default_str();
+  cli.add_option("--jwt-secret", s.secret, "the server's secret (default: $INGEST_JWT_SECRET)");
+  exam::add_token_check_options(cli, s.jwt);
+  cli.add_option("--db", s.db, "exam.db to watch and audit (empty: no audit)");
+  cli.add_option("--server-pid", s.server_pid, "server process, for peak RSS and CPU");
+  cli.add_option("--drain-timeout", s.drain_timeout_s, "seconds to wait for exam.db to catch up")
+      ->capture_default_str();
+  cli.add_option("--json", s.json_out, "write the results as JSON here");
+  cli.add_option("--svg", s.svg_out, "draw the chart here");
+  cli.add_option("--label", s.label, "name of this run in the outputs");
+  cli.add_flag("--one-student", s.one_student,
+               "every submission from one student, each with a new key (an abusive client; see the rate limits)");
+  cli.add_option("--bind", s.bind, "local address to connect from, e.g. 127.0.0.2 (another client IP)");
+}
+
+run_plan plan_run(const settings& s) {
+  run_plan plan;
+  plan.open_loop = s.rate > 0;
+  plan.n = plan.open_loop ? static_cast<int>(std::lround(s.rate * s.duration_s)) : s.students;
+  // Keys of this run share a prefix, so that the audit sees this run only.
+  plan.run = ingest::make_receipt_id().substr(0, 13);
+  plan.prefix = "spike-" + plan.run + "-";
+  return plan;
+}
+
+// The live progress line's counts: receipts, this run's rows in exam.db (once sampled), errors.
+exam::progress_sample progress_of(results& r, const db_watch& db) {
+  exam::progress_sample p;
+  std::lock_guard lock(r.mutex);
+  p.accepted = r.receipts.size();
+  if (const auto rows = db.rows_now(); rows >= 0) {
+    p.written = static_cast<std::uint64_t>(rows);
+    p.backlog = *p.accepted > *p.written ? *p.accepted - *p.written : 0;
+  }
+  for (const auto& [kind, n] : r.errors) p.errors += n;
+  return p;
+}
+
+// One run: connections, flood, drain, audit, report. Returns the exit code.
+int run(const settings& s) {
+  const run_plan plan = plan_run(s);
+  const std::vector<student> students = make_students(s, plan);
+  results r;
+  flood f(s, plan, r);
+  const tcp::endpoint ep = f.resolve();
+  run_outcome o;
+  o.before = sample_process(s.server_pid);
+  db_watch db;
+  if (!s.db.empty()) {
+    try {
+      db.open(s.db, plan.prefix);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "spike: cannot audit %s: %s\n", s.db.c_str(), e.what());
+      return 2;
+    }
+  }
+  f.connect();
+  f.schedule(students);
+  db.start(s, r);
+  std::optional<exam::progress_meter> progress;
+  progress.emplace(s.label, [&] { return progress_of(r, db); });
+  o.flood_seconds = f.run();
+  o.after_flood = sample_process(s.server_pid);
+  db.stop();
+  progress.reset();
+  o.after = sample_process(s.server_pid);
+  o.audited = db.opened();
+  o.audit = db.audit(s, r, ep);
+  o.written = db.written();
+  o.drain_seconds = db.drain_seconds();
+  report_run(s, plan, r, o);
+  // Exit status: the audit is the verdict.
+  if (o.audited && (o.audit.lost != 0 || o.audit.duplicated != 0)) return 1;
+  return 0;
+}
+
+}  // namespace
+
+}  // namespace spike
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "report") {
+    std::vector<std::string> files(argv + 2, argv + argc);
+    if (files.empty()) {
+      std::fputs("usage: spike report RESULT.json...\n", stderr);
+      return 2;
+    }
+    return spike::report_command(files);
+  }
+  spike::settings s;
+  CLI::App cli{"spike: replays a deadline flood against an exam server, then audits exam.db"};
+  spike::define_options(cli, s);
+  CLI11_PARSE(cli, argc, argv);
+  if (s.label.empty()) s.label = s.url;
+  bool generated = false;
+  s.secret = exam::resolve_secret(s.secret, generated);
+  if (generated) {
+    std::fputs("spike: give --jwt-secret or set INGEST_JWT_SECRET (the server's secret)\n", stderr);
+    return 2;
+  }
+  exam::raise_fd_limit();
+  return spike::run(s);
+}

@@ -1,0 +1,55 @@
+#pragma once
+// The scenarios that load the server: the wall (every student submits within a window,
+// each on a connection opened beforehand, some clicking twice) and the open loop (a
+// fixed rate on a pool of connections); with --one-student every submission comes from
+// one abusive student.
+
+#include <atomic>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "client.hpp"
+#include "results.hpp"
+#include "settings.hpp"
+
+namespace spike {
+
+// The students of a run, each with the request it sends, made before the flood.
+std::vector<student> make_students(const settings& s, const run_plan& plan);
+
+// The connections of a run and the flood over them, on `settings::threads` threads.
+class flood {
+ public:
+  flood(const settings& s, const run_plan& plan, results& r) : s_(s), plan_(plan), r_(r), io_(s.threads) {}
+
+  // The server's address, from --url.
+  tcp::endpoint resolve();
+  // Connections first (the students are already on the page), then the wall.
+  void connect();
+  // Sets `results::t0` and schedules every submission from then on.
+  void schedule(const std::vector<student>& students);
+  // Runs the flood until every submission is answered or given up; returns its seconds.
+  double run();
+
+ private:
+  asio::any_io_executor client_executor();
+  void schedule_wall(const std::vector<student>& students);
+  void schedule_open_loop(const std::vector<student>& students);
+  void run_threads();
+
+  const settings& s_;
+  const run_plan& plan_;
+  results& r_;
+  asio::io_context io_;
+  tcp::endpoint ep_;
+  int pool_ = 0;
+  std::vector<std::unique_ptr<client>> clients_;
+  std::vector<std::unique_ptr<client>> extra_;  // the second connection of a double click
+  std::optional<deadline_sweeper> sweeper_;
+  std::atomic<int> next_{0};  // open loop: the next submission to send (outlives the coroutines)
+};
+
+}  // namespace spike

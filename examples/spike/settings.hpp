@@ -1,0 +1,41 @@
+#pragma once
+// What the command line asks of one run of spike, and what that makes of the run.
+
+#include <string>
+
+#include "jwt.hpp"
+
+namespace spike {
+
+struct settings {
+  std::string url = "http://127.0.0.1:8081";
+  std::string exam = "demo";
+  int students = 10000;
+  double window_s = 1.0;
+  double double_click = 0.05;
+  double timeout_s = 10;
+  int retries = 3;
+  double rate = 0;  // > 0: open-loop mode
+  double duration_s = 10;
+  int connections = 1000;  // open-loop pool
+  int threads = 1;
+  std::string secret;
+  exam::token_checks jwt{};
+  std::string db;
+  int server_pid = 0;
+  double drain_timeout_s = 300;
+  std::string json_out, svg_out, label;
+  int questions = 10;
+  bool one_student = false;  // every submission from the same student (an abusive client)
+  std::string bind;          // local address to connect from (e.g. 127.0.0.2: another client IP)
+};
+
+// One run, as the settings make it.
+struct run_plan {
+  bool open_loop = false;  // --rate given
+  int n = 0;               // submissions (open loop) or students (wall)
+  std::string run;         // this run's id
+  std::string prefix;      // of every key of this run
+};
+
+}  // namespace spike

@@ -1,0 +1,131 @@
+// Publishing: the asynchronous publish, its PubAck (resent after a lost connection
+// while time allows) and the answer to a duplicate.
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+
+#include "codec.hpp"
+#include "engine.hpp"
+
+namespace ingest::nats {
+
+using namespace detail;
+
+void queue::engine::on_pub_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) noexcept {
+  message_handle owned(msg);
+  auto self = registry<engine>::get().find(reinterpret_cast<std::uintptr_t>(closure));
+  if (!self) return;
+  try {
+    self->pub_ack(owned, pa, pae);
+  } catch (...) {
+    // Nothing may unwind into nats.c; the publish then fails by its deadline.
+  }
+}
+
+void queue::engine::pub_ack(message_handle& msg, jsPubAck* pa, jsPubAckErr* pae) {
+  const auto id = header(msg.get(), h_receipt);
+  std::unique_lock lock(mutex);
+  auto found = pending.find(id);
+  if (found == pending.end()) return;
+  if (pa && !pa->Duplicate) {
+    auto p = std::move(found->second);
+    pending.erase(found);
+    lock.unlock();
+    p.done(error_code{}, receipt{id, p.key, p.accepted_at, false});
+    return;
+  }
+  if (pa && pa->Duplicate) {
+    auto p = std::move(found->second);
+    pending.erase(found);
+    lock.unlock();
+    // Reading the original is a request: not on nats.c's callback thread.
+    boost::asio::post(*blocking, [self = shared_from_this(), p = std::move(p), seq = pa->Sequence]() mutable {
+      self->answer_duplicate(std::move(p), seq);
+    });
+    return;
+  }
+  // A failed publish: resend the same message (same Nats-Msg-Id) while time allows,
+  // when the failure may be a lost connection.
+  const bool retryable =
+      pae && pae->ErrCode == 0 && unavailable_or(pae->Err, errc::storage_error) == errc::backend_unavailable;
+  if (retryable && !closed && steady::now() < found->second.deadline &&
+      natsConnection_Status(connection.get()) == NATS_CONN_STATUS_CONNECTED) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(found->second.deadline - steady::now());
+    lock.unlock();
+    jsPubOptions po;  // the message keeps its Nats-Msg-Id header
+    jsPubOptions_Init(&po);
+    po.MaxWait = std::max<std::int64_t>(1, left.count());
+    natsMsg* raw = msg.release();
+    if (js_PublishMsgAsync(js.get(), &raw, &po) == NATS_OK) return;
+    msg.reset(raw);
+    lock.lock();
+    found = pending.find(id);
+    if (found == pending.end()) return;
+  }
+  auto p = std::move(found->second);
+  pending.erase(found);
+  lock.unlock();
+  error_code ec = errc::backend_unavailable;
+  if (pae && pae->ErrCode == JSStreamStoreFailedErr && pae->ErrText &&
+      std::string_view(pae->ErrText).find("maximum") != std::string_view::npos)
+    ec = errc::queue_full;
+  else if (pae && pae->ErrCode != 0)
+    ec = errc::storage_error;
+  else if (pae && pae->Err == NATS_TIMEOUT)
+    ec = errc::publish_timeout;
+  p.done(ec, receipt{});
+}
+
+void queue::engine::answer_duplicate(pending_publish p, std::uint64_t seq) {
+  natsMsg* raw = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  const auto s = js_GetMsg(&raw, js.get(), options.stream.c_str(), seq, nullptr, &code);
+  message_handle original(raw);
+  if (s != NATS_OK) return p.done(unavailable_or(s, errc::not_found), receipt{});
+  // The original may have come from another client: read it as a consumer would, so
+  // that the receipt is the one its delivery carries.
+  std::string malformed;
+  const auto first =
+      read_delivered(original.get(),
+                     {options.stream, seq, time_from_ns(natsMsg_GetTime(original.get())), postmark_bound()}, malformed);
+  if (first.fingerprint != p.fingerprint) return p.done(errc::conflict, receipt{});
+  p.done(error_code{}, receipt{first.receipt_id, p.key, first.accepted_at, true});
+}
+
+void queue::engine::publish(envelope m, callback<error_code, receipt> done) {
+  natsMsg* raw = nullptr;
+  if (natsMsg_Create(&raw, options.subject.c_str(), nullptr, m.payload.data(), static_cast<int>(m.payload.size())) !=
+      NATS_OK)
+    return done(errc::backend_unavailable, receipt{});
+  message_handle msg(raw);
+  write_envelope(msg.get(), m);
+  // Fail fast while disconnected (guarantee 6) instead of parking the message in
+  // nats.c's reconnect buffer: its PubAck timeout could then fire while the publish
+  // call still reads the message.
+  if (natsConnection_Status(connection.get()) != NATS_CONN_STATUS_CONNECTED)
+    return done(errc::backend_unavailable, receipt{});
+  {
+    std::lock_guard lock(mutex);
+    if (closed) return done(errc::shutting_down, receipt{});
+    if (pending.size() >= options.max_pending_publishes) return done(errc::backpressure, receipt{});
+    pending.emplace(m.receipt_id, pending_publish{std::move(done), m.idempotency_key, m.fingerprint, m.accepted_at,
+                                                  steady::now() + options.publish_timeout});
+  }
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MsgId = m.idempotency_key.c_str();
+  po.MaxWait = options.publish_timeout.count();
+  natsMsg* sending = msg.release();
+  const auto s = js_PublishMsgAsync(js.get(), &sending, &po);
+  if (s == NATS_OK) return;
+  msg.reset(sending);  // still ours when the call failed
+  std::unique_lock lock(mutex);
+  auto found = pending.find(m.receipt_id);
+  if (found == pending.end()) return;
+  auto p = std::move(found->second);
+  pending.erase(found);
+  lock.unlock();
+  p.done(unavailable_or(s, errc::backend_unavailable), receipt{});
+}
+
+}  // namespace ingest::nats
