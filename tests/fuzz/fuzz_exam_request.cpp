@@ -11,6 +11,7 @@
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/json/parse.hpp>
+#include <cctype>
 #include <filesystem>
 #include <set>
 
@@ -149,10 +150,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (w.backend.last) {
     const auto& s = *w.backend.last;
     FUZZ_CHECK(status == 202);
-    // Who may submit what.
-    const std::string bearer = "Bearer ";
-    FUZZ_CHECK(authorization.starts_with(bearer));
-    const auto who = exam::verify_token(std::string_view(authorization).substr(bearer.size()), secret);
+    // Who may submit what: the Bearer scheme (its name in any case, RFC 9110) and a
+    // valid token after it, spaces around the token allowed.
+    std::string_view header(authorization);
+    constexpr std::string_view bearer = "bearer ";
+    FUZZ_CHECK(header.size() > bearer.size());
+    for (std::size_t i = 0; i < bearer.size(); ++i)
+      FUZZ_CHECK(std::tolower(static_cast<unsigned char>(header[i])) == bearer[i]);
+    auto token = header.substr(bearer.size());
+    while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+    while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+    const auto who = exam::verify_token(token, secret);
     FUZZ_CHECK(who.error == exam::token_error::none);
     FUZZ_CHECK(who.who.role == exam::role::student && who.who.sub == s.student_id);
     const auto* e = w.exams.find(s.exam_id);
