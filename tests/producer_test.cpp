@@ -170,6 +170,8 @@ TEST_CASE("guarantee 6: the in-flight bound answers backpressure at once, withou
   CHECK(ec == errc::backpressure);
   CHECK(is_retry_later(ec));
   CHECK(r.id.empty());
+  // Bad input is refused as itself even at the bound: it is checked before a slot is taken.
+  CHECK(submit(p, item("bad key\n")).first == errc::invalid_key);
 
   q.hold_acks(false);
   for (auto& c : held) CHECK_FALSE(c.get().first);
