@@ -18,6 +18,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libnats-dev nats-server
   libsqlite3-dev sqlite3
+  libpq-dev postgresql-15
   libfmt-dev doctest-dev libbenchmark-dev
   libssl-dev openssl libcli11-dev
   doxygen

@@ -4,120 +4,66 @@
 #include <sqlite3.h>
 
 #include <fstream>
+#include <optional>
+#include <tuple>
 
 #include "ingest/error.hpp"
+#include "ingest/testing/idempotency_conformance.hpp"
 #include "support/test_support.hpp"
 
 namespace ingest::test {
 
-TEST_CASE("sqlite idempotency store: fresh, completed, conflict, in progress") {
+// The SQLite store through the conformance suite every store passes.
+struct sqlite_store {
+  static constexpr const char* name = "sqlite";
   temp_dir dir;
-  sqlite::database db(dir.file("sink.db"));
-  sqlite::idempotency_store keys(db);
-
-  sqlite::transaction tx(db);
-  CHECK(keys.record("k1", "fp1", "receipt-1").status == key_status::fresh);
-  auto again = keys.record("k1", "fp1", "ignored");
-  CHECK(again.status == key_status::completed);
-  CHECK(again.result == "receipt-1");
-  CHECK(keys.record("k1", "fp2", "x").status == key_status::conflict);
-
-  CHECK(keys.claim("k2", "fp").status == key_status::fresh);
-  CHECK(keys.claim("k2", "fp").status == key_status::in_progress);
-  CHECK(keys.claim("k2", "other").status == key_status::conflict);
-  keys.complete("k2", "done");
-  auto k2 = keys.claim("k2", "fp");
-  CHECK(k2.status == key_status::completed);
-  CHECK(k2.result == "done");
-  CHECK_THROWS_AS(keys.complete("never-claimed", "x"), ingest::error);
-  tx.commit();
-
-  auto rec = keys.find("k1");
-  REQUIRE(rec);
-  CHECK(rec->completed);
-  CHECK(rec->fingerprint == "fp1");
-  CHECK(rec->result == "receipt-1");
-  CHECK(rec->created_at <= clock::now());
-  CHECK_FALSE(keys.find("nope"));
-}
-
-TEST_CASE("guarantee 3: the key record commits and rolls back with the business write") {
-  temp_dir dir;
-  sqlite::database db(dir.file("sink.db"));
-  sqlite::idempotency_store keys(db);
-  db.exec("CREATE TABLE rows(key TEXT, value TEXT)");
-  auto count_rows = [&] {
-    sqlite::statement s(db, "SELECT count(*) FROM rows");
-    s.step();
-    return s.column_int(0);
+  sqlite_store() {
+    sqlite::database db(dir.file("sink.db"));
+    db.exec("CREATE TABLE rows(key TEXT NOT NULL)");
+  }
+  struct session {
+    explicit session(const std::string& path) : db(path), store(db), insert(db, "INSERT INTO rows(key) VALUES (?1)") {}
+    ingest::idempotency_store& keys() { return store; }
+    void begin() { tx.emplace(db); }
+    void commit() {
+      tx->commit();
+      tx.reset();
+    }
+    void rollback() {
+      tx->rollback();
+      tx.reset();
+    }
+    void write_row(const std::string& key) {
+      insert.bind(1, key);
+      insert.run();
+    }
+    std::int64_t rows() {
+      sqlite::statement count(db, "SELECT count(*) FROM rows");
+      count.step();
+      return count.column_int(0);
+    }
+    sqlite::database db;
+    sqlite::idempotency_store store;
+    sqlite::statement insert;
+    std::optional<sqlite::transaction> tx;
   };
+  std::unique_ptr<session> open() { return std::make_unique<session>(dir.file("sink.db")); }
+};
 
+INGEST_IDEMPOTENCY_CONFORMANCE(std::tuple<sqlite_store>);
+
+TEST_CASE("sqlite idempotency store: the records survive a reopen of the file") {
+  temp_dir dir;
   {
+    sqlite::database db(dir.file("sink.db"));
+    sqlite::idempotency_store keys(db);
     sqlite::transaction tx(db);
     REQUIRE(keys.record("k", "fp", "r").status == key_status::fresh);
-    db.exec("INSERT INTO rows VALUES ('k', 'v')");
-    // No commit: the transaction is rolled back, the key with it.
-  }
-  CHECK(count_rows() == 0);
-  CHECK_FALSE(keys.find("k"));
-
-  {
-    sqlite::transaction tx(db);
-    REQUIRE(keys.record("k", "fp", "r").status == key_status::fresh);
-    db.exec("INSERT INTO rows VALUES ('k', 'v')");
     tx.commit();
   }
-  {
-    sqlite::transaction tx(db);  // the redelivery
-    if (keys.record("k", "fp", "r").status == key_status::fresh) db.exec("INSERT INTO rows VALUES ('k', 'v')");
-    tx.commit();
-  }
-  CHECK(count_rows() == 1);
-
-  // Survives a reopen (it is in the file, not in memory).
   sqlite::database reopened(dir.file("sink.db"));
-  sqlite::idempotency_store keys2(reopened);
-  CHECK(keys2.record("k", "fp", "r").status == key_status::completed);
-}
-
-TEST_CASE("record_many answers per key, including repeats within the call") {
-  temp_dir dir;
-  sqlite::database db(dir.file("sink.db"));
-  sqlite::idempotency_store keys(db);
-  sqlite::transaction tx(db);
-  auto out = keys.record_many({"a", "b", "a", "a"}, {"1", "2", "1", "9"}, {"ra", "rb", "x", "y"});
-  REQUIRE(out.size() == 4);
-  CHECK(out[0].status == key_status::fresh);
-  CHECK(out[1].status == key_status::fresh);
-  CHECK(out[2].status == key_status::completed);
-  CHECK(out[2].result == "ra");
-  CHECK(out[3].status == key_status::conflict);
-  CHECK_THROWS_AS(keys.record_many({"a"}, {}, {}), ingest::error);
-  tx.commit();
-}
-
-TEST_CASE("prune removes completed records older than the cutoff, never in-progress ones") {
-  temp_dir dir;
-  sqlite::database db(dir.file("sink.db"));
-  sqlite::idempotency_store keys(db);
-  {
-    sqlite::transaction tx(db);
-    keys.record("old", "fp", "r");
-    keys.claim("claimed", "fp");
-    tx.commit();
-  }
-  std::this_thread::sleep_for(5ms);
-  const auto cutoff = clock::now();
-  std::this_thread::sleep_for(5ms);
-  {
-    sqlite::transaction tx(db);
-    keys.record("new", "fp", "r");
-    CHECK(keys.prune(cutoff) == 1);
-    tx.commit();
-  }
-  CHECK_FALSE(keys.find("old"));
-  CHECK(keys.find("claimed"));
-  CHECK(keys.find("new"));
+  sqlite::idempotency_store keys(reopened);
+  CHECK(keys.record("k", "fp", "r").status == key_status::completed);
 }
 
 TEST_CASE("sqlite: memory statistics can be turned off only before SQLite starts") {

@@ -1,0 +1,70 @@
+#pragma once
+/// @file
+/// A ready-made batch handler: one PostgreSQL transaction per batch, the idempotency
+/// records of the whole batch written in one statement, the user's rows for the new
+/// keys written together, a bad item isolated without failing the others.
+
+#include <functional>
+#include <span>
+#include <string>
+
+#include "ingest/batching_consumer.hpp"
+#include "ingest/postgres/error.hpp"
+#include "ingest/postgres/idempotency_store.hpp"
+#include "ingest/postgres/pool.hpp"
+
+namespace ingest::postgres {
+
+/// Writes the business rows of `items` (every one a new key) on `db`, inside the
+/// handler's transaction. Write them together (one statement with array parameters
+/// and `unnest`, see `array_literal`): that is what makes a batch cheap. Throwing
+/// undoes the call; the handler then calls it again with one item at a time to find
+/// the items that fail.
+using rows_writer = std::function<void(connection& db, std::span<const delivery* const> items)>;
+
+/// What a `transactional_handler` records and how it classifies errors.
+struct transactional_handler_options {
+  /// What the idempotency store keeps as the result of a new key.
+  std::function<std::string(const delivery&)> result = [](const delivery& d) { return d.message.receipt_id; };
+  /// Transient (retry the item) or permanent (dead-letter it) for an error an item's
+  /// write threw; the default makes constraint and data errors permanent.
+  failure_classifier classify = postgres::classify;
+  /// The dead letter's reason for a permanent error (`constraint_violation`,
+  /// `invalid_data`, or a `permanent_error`'s own).
+  std::function<std::string(std::exception_ptr)> reason = postgres::failure_reason;
+  /// The idempotency table (created when missing).
+  idempotency_store_options keys{};
+};
+
+/// Returns a `batch_handler` that, per batch, on a connection leased from `pool`:
+/// `BEGIN`; records every item's key in one statement (`idempotency_store::record_many`);
+/// calls `write` once with the items whose keys are new; `COMMIT`. A key already
+/// completed is a redelivery (nothing written, acked); a key known with another
+/// fingerprint is dead-lettered as a conflict; a key another transaction holds is retried.
+///
+/// **A bad item.** When `write` (or the key statement) throws an error that `classify`
+/// calls permanent, the transaction is rolled back and the batch done again one item at
+/// a time, each under a savepoint: the bad item is dead-lettered with its reason and
+/// SQLSTATE, the others commit together. A transient error (a deadlock, a serialization
+/// failure, a lost connection, a server shutting down) fails the whole batch, which the
+/// consumer retries with backoff; nothing of it is acked, since nothing committed.
+///
+/// **Workers.** Each call leases its own connection, so give the pool at least
+/// `consumer_options::workers` connections. Workers of other processes and machines
+/// may write the same tables: the key's primary key settles who writes a row.
+///
+/// `pool` must outlive the handler. Throws `ingest::error` when `write` is empty or the
+/// idempotency table cannot be created (this connects once).
+///
+/// @code
+/// ingest::postgres::connection_pool pool(url, {.size = 2});
+/// auto handler = ingest::postgres::transactional_handler(pool, [](auto& db, auto items) {
+///   ingest::postgres::array_literal ids, bodies;
+///   for (const auto* d : items) { ids.push_back(d->message.receipt_id); bodies.push_back(d->message.payload); }
+///   db.exec("INSERT INTO rows(id, body) SELECT * FROM unnest($1::text[], $2::text[])", {ids.str(), bodies.str()});
+/// });
+/// @endcode
+batch_handler transactional_handler(connection_pool& pool, rows_writer write,
+                                    transactional_handler_options options = {});
+
+}  // namespace ingest::postgres
