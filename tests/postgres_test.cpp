@@ -115,6 +115,15 @@ TEST_CASE("postgres connection: parameters, NULL, results, prepared statements")
     }
     CHECK(db.exec("SELECT count(*) FROM t WHERE id >= 10").integer(0, 0) == 2);
     CHECK_FALSE(db.in_transaction());
+    {
+      // An error swallowed inside the transaction: COMMIT cannot be taken for a commit.
+      postgres::transaction tx(db);
+      db.exec("INSERT INTO t VALUES (20, 'lost')");
+      CHECK_THROWS_AS(db.exec("INSERT INTO t VALUES (10, 'dup')"), ingest::error);
+      CHECK(sqlstate_of([&] { tx.commit(); }) == "25P02");
+    }
+    CHECK(db.exec("SELECT count(*) FROM t WHERE id = 20").integer(0, 0) == 0);
+    CHECK_FALSE(db.in_transaction());
     CHECK_THROWS_AS(postgres::savepoint(db, "bad name;"), ingest::error);
   }
 }

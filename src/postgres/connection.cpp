@@ -98,6 +98,10 @@ std::int64_t result::affected_rows() const {
   return n && *n ? std::stoll(n) : 0;
 }
 
+std::string_view result::command() const {
+  return res_ ? std::string_view(PQcmdStatus(res_.get())) : std::string_view();
+}
+
 // ---- connection ---------------------------------------------------------------------
 
 void connection::finisher::operator()(pg_conn* c) const noexcept {
@@ -243,8 +247,11 @@ transaction::~transaction() {
 }
 
 void transaction::commit() {
-  db_.exec("COMMIT");
+  const auto done = db_.exec("COMMIT");
   open_ = false;
+  if (done.command() != "COMMIT")
+    throw error(make_error_code("25P02"), "postgres: the transaction was rolled back, not committed: one of its "
+                                          "statements had failed");
 }
 
 void transaction::rollback() {

@@ -93,6 +93,8 @@ class result {
   std::int64_t integer(int row, int column) const;
   /// Rows an INSERT, UPDATE or DELETE changed (0 for other statements).
   std::int64_t affected_rows() const;
+  /// The command tag of the statement ("INSERT 0 1", "COMMIT", "ROLLBACK", ...).
+  std::string_view command() const;
   /// The raw result, still owned by this object.
   pg_result* native_handle() const noexcept { return res_.get(); }
 
@@ -195,8 +197,10 @@ class transaction {
   transaction(const transaction&) = delete;
   transaction& operator=(const transaction&) = delete;
 
-  /// Commits; afterwards the destructor does nothing. Throws `ingest::error` (when the
-  /// connection broke during the commit, its outcome is unknown: retry idempotently).
+  /// Commits; afterwards the destructor does nothing. Throws `ingest::error` when the
+  /// commit did not happen: SQLSTATE 25P02 when a statement of the transaction had
+  /// failed (PostgreSQL then answers COMMIT with a rollback, which is never taken for
+  /// a commit here), or a lost connection (its outcome unknown: retry idempotently).
   void commit();
   /// Rolls back now; afterwards the destructor does nothing.
   void rollback();
