@@ -19,10 +19,11 @@ class IngestConan(ConanFile):
         "with_nats": [True, False],    # ingest::nats: the NATS JetStream backend (nats.c)
         "with_http": [True, False],    # ingest::http: the Beast HTTP(S) server for the accept path
         "with_sqs": [True, False],     # ingest::sqs: the SQS backend (Beast client, SigV4, OpenSSL)
+        "with_postgres": [True, False],  # ingest::postgres: the PostgreSQL sink and idempotency store (libpq)
         "with_testing": [True, False],  # ingest::testing: the queue conformance suite (header-only, doctest)
     }
     default_options = {"fPIC": True, "with_sqlite": True, "with_nats": True, "with_http": True, "with_sqs": True,
-                       "with_testing": False}
+                       "with_postgres": False, "with_testing": False}
     exports_sources = "CMakeLists.txt", "LICENSE", "cmake/*", "include/*", "src/*"
 
     def set_version(self):
@@ -46,6 +47,8 @@ class IngestConan(ConanFile):
             self.requires("sqlite3/[>=3.40 <4]")
         if self.options.with_nats:
             self.requires("cnats/[>=3.4 <4]")
+        if self.options.with_postgres:
+            self.requires("libpq/[>=15 <18]")
         if self.options.with_testing:
             self.requires("doctest/[>=2.4 <3]", transitive_headers=True)
 
@@ -55,6 +58,7 @@ class IngestConan(ConanFile):
         tc.cache_variables["INGEST_WITH_NATS"] = bool(self.options.with_nats)
         tc.cache_variables["INGEST_WITH_HTTP"] = bool(self.options.with_http)
         tc.cache_variables["INGEST_WITH_SQS"] = bool(self.options.with_sqs)
+        tc.cache_variables["INGEST_WITH_POSTGRES"] = bool(self.options.with_postgres)
         tc.cache_variables["INGEST_WITH_TESTING"] = bool(self.options.with_testing)
         tc.cache_variables["INGEST_CNATS_CONFIG"] = True  # the cnats package's own CMake config
         tc.cache_variables["INGEST_BUILD_TESTS"] = False
@@ -101,6 +105,11 @@ class IngestConan(ConanFile):
             c.set_property("cmake_target_name", "ingest::sqs")
             c.libs = ["ingest_sqs"]
             c.requires = ["core", "boost::json", "openssl::ssl", "openssl::crypto"]
+        if self.options.with_postgres:
+            c = self.cpp_info.components["postgres"]
+            c.set_property("cmake_target_name", "ingest::postgres")
+            c.libs = ["ingest_postgres"]
+            c.requires = ["core", "libpq::libpq", "fmt::fmt"]
         if self.options.with_testing:
             c = self.cpp_info.components["testing"]
             c.set_property("cmake_target_name", "ingest::testing")

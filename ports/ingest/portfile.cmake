@@ -8,6 +8,7 @@ vcpkg_check_features(OUT_FEATURE_OPTIONS feature_options
     nats   INGEST_WITH_NATS
     http   INGEST_WITH_HTTP
     sqs    INGEST_WITH_SQS
+    postgres INGEST_WITH_POSTGRES
     testing INGEST_WITH_TESTING
 )
 

@@ -50,7 +50,7 @@ std::string idempotency_store::schema(const std::string& t) {
       " result text NOT NULL DEFAULT '',"
       " created_at bigint NOT NULL,"
       " completed_at bigint);"
-      "CREATE INDEX IF NOT EXISTS {0}_created ON {0}(created_at);",
+      "CREATE INDEX IF NOT EXISTS {0}_created ON {0} USING brin(created_at);",
       t);
 }
 

@@ -39,6 +39,7 @@ class param {
   param(std::int64_t value) : owned_(std::to_string(value)), ptr_(owned_->c_str()) {}  // NOLINT
   /// An integer, as decimal text.
   param(int value) : param(static_cast<std::int64_t>(value)) {}  // NOLINT
+  /// A copy (which owns a copy of the text when the original did).
   param(const param& other) : owned_(other.owned_), ptr_(owned_ ? owned_->c_str() : other.ptr_) {}
   param& operator=(const param&) = delete;
 
@@ -77,7 +78,9 @@ class result {
  public:
   /// Takes ownership of a libpq result (may be null: an empty result).
   explicit result(pg_result* res = nullptr) noexcept;
+  /// Moves the rows; the source is left empty.
   result(result&&) noexcept = default;
+  /// Moves the rows; the source is left empty.
   result& operator=(result&&) noexcept = default;
   ~result();
 
@@ -132,7 +135,9 @@ class connection {
  public:
   /// Connects. Throws `ingest::error` (SQLSTATE 08006 when the server cannot be reached).
   explicit connection(std::string conninfo = {}, connection_options options = {});
+  /// Moves the connection; the source is left closed.
   connection(connection&&) noexcept;
+  /// Moves the connection; the source is left closed.
   connection& operator=(connection&&) noexcept;
   ~connection();
 

@@ -36,6 +36,7 @@ class connection_pool {
   /// its holder left a transaction open). Move-only.
   class lease {
    public:
+    /// Takes over the loan; the source gives nothing back.
     lease(lease&& other) noexcept : pool_(other.pool_), slot_(other.slot_) { other.pool_ = nullptr; }
     lease& operator=(lease&&) = delete;
     ~lease();

@@ -48,6 +48,7 @@ inline std::vector<std::string> awkward_keys() {
 
 }  // namespace ingest::testing
 
+/// @cond INGEST_SUITE_BODY
 TEST_CASE_TEMPLATE_DEFINE("idempotency store conformance: claim, record, complete, find", F,
                           ingest_idempotency_conformance_basics) {
   using namespace ingest;
@@ -239,6 +240,8 @@ TEST_CASE_TEMPLATE_DEFINE("idempotency store conformance: two connections never 
   }
   CHECK(first->rows() == 2);  // one row per key, whichever connection wrote it
 }
+
+/// @endcond
 
 /// Applies every part of the idempotency-store conformance suite to the fixtures in
 /// `...` (a `std::tuple` of them), at namespace scope.

@@ -9,6 +9,7 @@
 #include <ingest/http/server.hpp>
 #include <ingest/ingest.hpp>
 #include <ingest/nats/queue.hpp>
+#include <ingest/postgres/transactional_handler.hpp>
 #include <ingest/sqlite/transactional_handler.hpp>
 #include <ingest/sqs/queue.hpp>
 
@@ -22,6 +23,17 @@ int main() {
   // The SQS component links: URLs parse and the signer signs.
   if (ingest::sqs::queue_options::from_url("sqs+http://127.0.0.1:4566/000000000000/q").queue != "q") return 1;
   if (ingest::sqs::sha256_hex("").size() != 64) return 1;
+  // The PostgreSQL component links: SQLSTATEs classify, and a server that is not
+  // there is a lost connection (libpq tried it).
+  if (ingest::postgres::classify(std::make_exception_ptr(ingest::error(
+          ingest::postgres::make_error_code("23505"), "x"))) != ingest::failure_kind::permanent)
+    return 1;
+  try {
+    ingest::postgres::connection pg("postgresql://nobody@127.0.0.1:1/none", {.connect_timeout = std::chrono::seconds(2)});
+    return 1;
+  } catch (const ingest::error& e) {
+    if (!ingest::postgres::is_connection_lost(e.code())) return 1;
+  }
   asio::io_context io;
   {
     // The HTTP component links: a server binds a free port and stops.
