@@ -9,6 +9,14 @@
 #                       [--open-rate 25000] [--open-seconds 5] [--build build] [--out DIR]
 #   benchmarks/flood.sh --quick [--backend sqlite|nats|sqs|memory]   # 500 students, one run, for CI
 #   benchmarks/flood.sh --abuse [--legit-rate 1000] [--abuse-rate 20000] [--open-seconds 10]
+#   benchmarks/flood.sh --sink postgres [--small-db] [...]
+#
+# --sink postgres starts one PostgreSQL 15 for the whole run (initdb in the work
+# directory, as the unprivileged `postgres` user when run as root) and gives every
+# wall a fresh database on it: direct_server inserts into it (pool of 100 connections),
+# exam_server's graders and exam_worker write it, spike audits it. --small-db makes it
+# as small as the original experiment's: pinned to one core (taskset), max_connections
+# 100, shared_buffers 16MB.
 #
 # --abuse measures the rate limits instead: legitimate students at a constant rate,
 # alone and then while an abusive client (one account, its own address 127.0.0.2, a new
@@ -21,7 +29,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 students=10000 window=1 runs=3 consumer_rate=5000 open_rate=25000 open_seconds=5
-build="$here/build" out="" quick=0 backend=sqlite abuse=0 legit_rate=1000 abuse_rate=20000
+build="$here/build" out="" quick=0 backend=sqlite abuse=0 legit_rate=1000 abuse_rate=20000 sink=sqlite small_db=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --students) students=$2; shift 2 ;;
@@ -37,6 +45,8 @@ while [[ $# -gt 0 ]]; do
     --abuse) abuse=1; open_seconds=10; shift ;;
     --legit-rate) legit_rate=$2; shift 2 ;;
     --abuse-rate) abuse_rate=$2; shift 2 ;;
+    --sink) sink=$2; shift 2 ;;
+    --small-db) small_db=1; shift ;;
     *) echo "flood.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -48,6 +58,11 @@ fi
 fauxqs_dir="$here/tests/sqs"
 if [[ $backend == sqs ]] && { ! command -v node >/dev/null || [[ ! -d $fauxqs_dir/node_modules/fauxqs ]]; }; then
   echo "flood.sh: node or the fauxqs emulator is not installed (scripts/setup.sh installs both; skipped)" >&2
+  exit 77
+fi
+pg_bin=/usr/lib/postgresql/15/bin
+if [[ $sink == postgres ]] && [[ ! -x $pg_bin/postgres ]]; then
+  echo "flood.sh: PostgreSQL 15 is not installed (scripts/setup.sh installs it; skipped)" >&2
   exit 77
 fi
 for b in exam_server direct_server exam_worker spike; do
@@ -114,6 +129,46 @@ free_port() {
 
 failures=0
 
+# PostgreSQL for --sink postgres: one server for the whole run, a database per wall.
+pg_port=""
+as_pg_user() {
+  if [[ $(id -u) -eq 0 ]]; then setpriv --reuid=postgres --regid=postgres --clear-groups -- "$@"; else "$@"; fi
+}
+start_postgres() {
+  local dir="$work/pg"
+  mkdir -p "$dir"
+  chmod 755 "$work"
+  [[ $(id -u) -eq 0 ]] && chown postgres:postgres "$dir"
+  as_pg_user "$pg_bin/initdb" -D "$dir/data" -U ingest --auth=trust -E UTF8 --locale=C >"$dir/initdb.log" 2>&1
+  pg_port=$(free_port)
+  local settings=(-c listen_addresses=127.0.0.1 -c max_connections=300)
+  local pin=()
+  if [[ $small_db -eq 1 ]]; then
+    settings=(-c listen_addresses=127.0.0.1 -c max_connections=100 -c shared_buffers=16MB)
+    pin=(taskset -c 0)
+  fi
+  local as_user=()
+  [[ $(id -u) -eq 0 ]] && as_user=(setpriv --reuid=postgres --regid=postgres --clear-groups --pdeathsig KILL --)
+  "${pin[@]}" "${as_user[@]}" "$pg_bin/postgres" -D "$dir/data" -p "$pg_port" -k "$dir" "${settings[@]}" \
+    >"$dir/server.log" 2>&1 &
+  pids+=("$!")
+  disown "$!"  # killed at exit without a job notice
+  for _ in $(seq 200); do
+    "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && return 0
+    sleep 0.1
+  done
+  echo "flood.sh: PostgreSQL did not start:" >&2
+  cat "$dir/server.log" >&2
+  exit 1
+}
+# fresh_database NAME: creates an empty database; prints its URL.
+fresh_database() {
+  local name=${1//[^a-z0-9]/_}
+  psql -q -h 127.0.0.1 -p "$pg_port" -U ingest -d postgres -c "CREATE DATABASE $name" >/dev/null
+  echo "postgresql://ingest@127.0.0.1:$pg_port/$name"
+}
+[[ $sink == postgres ]] && start_postgres
+
 if [[ $abuse -eq 1 ]]; then
   dir="$work/run-abuse"
   mkdir -p "$dir"
@@ -149,7 +204,11 @@ wall() {
   shift 3
   local dir="$work/run-$label-$n"
   mkdir -p "$dir"
-  local nats_pid="" worker_pid="" queue_args=()
+  local nats_pid="" worker_pid="" queue_args=() db="$dir/exam.db" db_args=()
+  if [[ $sink == postgres ]]; then
+    db=$(fresh_database "run_${label}_$n")
+    db_args=(--db "$db")
+  fi
   if [[ $server == exam_server && $backend == memory ]]; then
     queue_args=(--queue memory)
   fi
@@ -162,7 +221,8 @@ wall() {
     # exam_worker gives up at once when nothing listens yet: wait for the server.
     wait_for_log "$dir/nats.log" "Server is ready"
     queue_args=(--queue "nats://127.0.0.1:$port" --workers 0)
-    "$bin/exam_worker" --data "$dir" --queue "nats://127.0.0.1:$port" --rate "$consumer_rate" >"$dir/worker.log" 2>&1 &
+    "$bin/exam_worker" --data "$dir" --queue "nats://127.0.0.1:$port" --rate "$consumer_rate" "${db_args[@]}" \
+      >"$dir/worker.log" 2>&1 &
     worker_pid=$!
     pids+=("$worker_pid")
   fi
@@ -175,16 +235,16 @@ wall() {
     wait_for_log "$dir/fauxqs.log" listening
     local queue_url="sqs+http://127.0.0.1:$port/000000000000/exam-submissions"
     queue_args=(--queue "$queue_url" --workers 0)
-    "$bin/exam_worker" --data "$dir" --queue "$queue_url" --rate "$consumer_rate" >"$dir/worker.log" 2>&1 &
+    "$bin/exam_worker" --data "$dir" --queue "$queue_url" --rate "$consumer_rate" "${db_args[@]}" >"$dir/worker.log" 2>&1 &
     worker_pid=$!
     pids+=("$worker_pid")
   fi
-  start "$server" "$dir/server.log" "$bin/$server" --listen 127.0.0.1:0 --data "$dir" --student-rate 0 "${queue_args[@]}" "$@"
+  start "$server" "$dir/server.log" "$bin/$server" --listen 127.0.0.1:0 --data "$dir" --student-rate 0 "${queue_args[@]}" "${db_args[@]}" "$@"
   local spid=$pid rc=0
   # A quick run drains in seconds: give up after a minute rather than at the test's timeout.
   local drain_timeout=300
   [[ $quick -eq 1 ]] && drain_timeout=60
-  "$bin/spike" --url "$url" --exam demo --students "$students" --window "$window" --db "$dir/exam.db" \
+  "$bin/spike" --url "$url" --exam demo --students "$students" --window "$window" --db "$db" \
     --server-pid "$spid" --label "$label" --json "$out/$label-$n.json" --svg "$out/$label-$n.svg" \
     --drain-timeout "$drain_timeout" || rc=$?
   if [[ -n "$worker_pid" ]] && ! kill -0 "$worker_pid" 2>/dev/null; then
@@ -206,12 +266,19 @@ wall() {
 }
 
 for n in $(seq "$runs"); do
-  if [[ $quick -eq 0 || $backend == sqlite ]]; then wall direct direct_server "$n" --pool-size 8; fi
+  pool=8
+  [[ $sink != postgres ]] || pool=100
+  if [[ $quick -eq 0 || $backend == sqlite ]]; then wall direct direct_server "$n" --pool-size "$pool"; fi
   wall "queue-$backend" exam_server "$n" --rate "$consumer_rate"
 done
 
 echo
-echo "## Deadline flood: $students students within ${window}s, $runs run(s), consumer rate $consumer_rate rows/s"
+sink_text="exam.db (SQLite)"
+if [[ $sink == postgres ]]; then
+  sink_text="PostgreSQL 15"
+  [[ $small_db -eq 0 ]] || sink_text+=" on one core, max_connections 100, shared_buffers 16MB"
+fi
+echo "## Deadline flood: $students students within ${window}s, $runs run(s), consumer rate $consumer_rate rows/s, into $sink_text"
 echo
 labels=()
 for n in $(seq "$runs"); do
@@ -220,7 +287,7 @@ done
 for n in $(seq "$runs"); do labels+=("$out/queue-$backend-$n.json"); done
 "$bin/spike" report "${labels[@]}"
 
-if [[ $quick -eq 0 ]]; then
+if [[ $quick -eq 0 && $sink == sqlite ]]; then
   # Open loop: a constant rate on 1,000 connections, latency from the scheduled time.
   dir="$work/run-open"
   mkdir -p "$dir"

@@ -109,7 +109,7 @@ const char* state_name(ingest::message_state s) {
 
 }  // namespace
 
-app::app(const catalog& exams, store_pool& store, submit_backend& backend, app_options options)
+app::app(const catalog& exams, submission_reader& store, submit_backend& backend, app_options options)
     : exams_(exams),
       store_(store),
       backend_(backend),
@@ -318,7 +318,7 @@ void app::answer(ingest::http::reply_to to, responder& respond, const submit_out
 void app::get_submission(const std::string& receipt_id, request req, responder& respond) {
   auto who = authenticate(req, respond);
   if (!who) return;
-  auto row = store_.with([&](store_reader& r) { return r.by_receipt(receipt_id); });
+  auto row = store_.by_receipt(receipt_id);
   auto not_found = [this](const request& rq, responder& rs) {
     fail(rq, rs, status::not_found, "not_found", "no such submission");
   };
@@ -340,7 +340,7 @@ void app::get_submission(const std::string& receipt_id, request req, responder& 
       // queue's completion, where nothing may throw: a failed read is a 503.
       std::optional<stored_submission> again;
       try {
-        again = store_.with([&](store_reader& r) { return r.by_receipt(receipt_id); });
+        again = store_.by_receipt(receipt_id);
       } catch (const std::exception& e) {
         if (auto& log = options_.log; log && log->enabled(ingest::log_level::error))
           log->write({.level = ingest::log_level::error,
@@ -390,7 +390,7 @@ void app::list_submissions(const std::string& exam_id, request req, responder& r
   }
   std::string after;
   if (auto it = query.find("after"); it != query.end()) after = it->second;
-  const auto rows = store_.with([&](store_reader& r) { return r.list(exam_id, after, limit); });
+  const auto rows = store_.list(exam_id, after, limit);
   boost::json::array items;
   for (const auto& row : rows) items.push_back(boost::json::parse(submission_json(row)));
   boost::json::object o;

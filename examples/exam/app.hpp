@@ -39,7 +39,7 @@ struct app_options {
 
 class app {
  public:
-  app(const catalog& exams, store_pool& store, submit_backend& backend, app_options options);
+  app(const catalog& exams, submission_reader& store, submit_backend& backend, app_options options);
 
   // The ingest::http handler.
   void handle(ingest::http::request req, const ingest::http::request_info& info, ingest::http::responder respond);
@@ -70,7 +70,7 @@ class app {
             std::string_view message, std::chrono::seconds retry_after = std::chrono::seconds(0));
 
   const catalog& exams_;
-  store_pool& store_;
+  submission_reader& store_;
   submit_backend& backend_;
   app_options options_;
   keyed_limiter per_student_;

@@ -19,6 +19,9 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
                  with_queue ? "directory of exam.db (and queue.db for the embedded queue)" : "directory of exam.db")
       ->capture_default_str();
   app.add_option("--exams", o.exams, "exams JSON file (default: the built-in demo exam)");
+  app.add_option("--db,--sink", o.db,
+                 "submissions database: an SQLite file (default: DATA/exam.db) or postgresql://USER@HOST:PORT/DB "
+                 "(the PG* environment variables fill in the rest)");
   if (with_queue)
     app.add_option("--queue", o.queue,
                    "queue URL: sqlite://FILE[?options] (default: DATA/queue.db?commit_linger=5ms), nats://HOST:PORT, "
@@ -41,6 +44,10 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
                  "JSON-lines events on standard error, keyed by receipt id: debug, info (every accept), warning, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "warn", "error"}));
+}
+
+std::string submissions_db(const server_cli& o) {
+  return o.db.empty() ? o.data + "/exam.db" : o.db;
 }
 
 CLI::App* add_token_command(CLI::App& app, token_cli& t) {

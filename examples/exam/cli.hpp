@@ -16,6 +16,7 @@ struct server_cli {
   std::string data = "data";
   std::string exams;  // empty: the built-in demo exam
   std::string queue;  // empty: sqlite://<data>/queue.db
+  std::string db;     // where submissions are written and read: empty = <data>/exam.db, or postgresql://...
   std::string jwt_secret;
   token_checks jwt{};  // --jwt-issuer, --jwt-audience
   unsigned threads = 0;  // 0: one per core
@@ -41,6 +42,8 @@ struct token_cli {
 // Adds --listen --data --exams --jwt-secret --threads --tls-cert --tls-key and the limits
 // (and --queue if `with_queue`).
 void add_server_options(CLI::App& app, server_cli& o, const std::string& default_listen, bool with_queue);
+// The submissions database of `o`: its --db, else DATA/exam.db.
+std::string submissions_db(const server_cli& o);
 // Adds the `token` subcommand.
 CLI::App* add_token_command(CLI::App& app, token_cli& t);
 // Prints the token; returns the exit code.

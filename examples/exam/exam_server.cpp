@@ -7,6 +7,7 @@
 
 #include "app.hpp"
 #include "cli.hpp"
+#include "pg_store.hpp"
 #include "ingest/producer.hpp"
 #include "grading.hpp"
 #include "queue_backend.hpp"
@@ -43,7 +44,10 @@ int main(int argc, char** argv) {
         o.queue.empty() ? "sqlite://" + o.data + "/queue.db?commit_linger=5ms" : o.queue;
     const bool embedded = queue_url.starts_with("sqlite://") || queue_url == "memory";
     if (workers < 0) workers = embedded ? 1 : 0;
-    const std::string db_path = o.data + "/exam.db";
+    const std::string db_path = exam::submissions_db(o);
+    if (!exam::is_postgres_url(db_path) && workers > 1)
+      throw std::invalid_argument("exam.db takes one grader per process: --workers 0 or 1 (or --db postgresql://...)");
+    grading.workers = exam::is_postgres_url(db_path) && workers > 1 ? static_cast<std::size_t>(workers) : 1;
 
     boost::asio::io_context io;
     auto queue = exam::open_queue(queue_url, io.get_executor());
@@ -55,12 +59,12 @@ int main(int argc, char** argv) {
                                        .default_subject = "exam",
                                        .metrics = metrics,
                                        .log = log});
-    exam::store_pool store(db_path);
-    store.with([](exam::store_reader&) { return 0; });  // creates exam.db and its tables now
-    exam::queue_backend backend(*queue, producer, store, metrics);
-    exam::app api(exams, store, backend, exam::make_app_options(o, setup.secret));
+    auto store = exam::open_reader(db_path);  // creates or migrates the tables now
+    exam::queue_backend backend(*queue, producer, *store, metrics);
+    exam::app api(exams, *store, backend, exam::make_app_options(o, setup.secret));
+    // With PostgreSQL, one consumer with `workers` threads, each on its own connection.
     std::vector<std::unique_ptr<exam::grading_consumer>> graders;
-    for (int i = 0; i < workers; ++i) {
+    if (workers > 0) {
       graders.push_back(std::make_unique<exam::grading_consumer>(*queue, db_path, exams, grading, metrics, log));
       graders.back()->start();
     }
@@ -72,7 +76,8 @@ int main(int argc, char** argv) {
     backend.start();
     exam::print_banner("exam_server", exam::server_url(o, setup, server.port()), setup.secret,
                        setup.generated_secret, exams, o.jwt);
-    std::printf("queue: %s, graders in this process: %d\n", exam::redact_url(queue_url).c_str(), workers);
+    std::printf("queue: %s, graders in this process: %d, submissions: %s\n", exam::redact_url(queue_url).c_str(),
+                workers, exam::redact_url(db_path).c_str());
     std::fflush(stdout);
 
     return exam::run_until_signal(io, o.threads, [&] {

@@ -1,5 +1,6 @@
 // The graders as their own process, for broker-backed setups (exam_server --queue
-// nats://... --workers 0): drains the queue into exam.db, one transaction per batch.
+// nats://... --workers 0): drains the queue into exam.db or PostgreSQL, one transaction
+// per batch.
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -18,11 +19,16 @@
 
 int main(int argc, char** argv) {
   exam::prepare_process();
-  std::string data = "data", queue_url, exams_path, log_level = "warning";
+  std::string data = "data", queue_url, exams_path, log_level = "warning", sink;
   exam::consumer_settings grading;
   CLI::App cli{"exam_worker: grades queued exam submissions into exam.db"};
   cli.add_option("--data", data, "directory of exam.db")->capture_default_str();
   cli.add_option("--queue", queue_url, "queue URL (default: sqlite://DATA/queue.db)");
+  cli.add_option("--sink,--db", sink,
+                 "submissions database: an SQLite file (default: DATA/exam.db) or postgresql://USER@HOST:PORT/DB");
+  cli.add_option("--workers", grading.workers, "grader threads, each with its own connection (PostgreSQL only)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   cli.add_option("--exams", exams_path, "exams JSON file (default: the built-in demo exam)");
   cli.add_option("--rate", grading.rate, "rows/s written to exam.db (0: no limit)")->capture_default_str();
   cli.add_option("--batch", grading.max_batch, "rows per transaction at most")->capture_default_str();
@@ -67,10 +73,12 @@ int main(int argc, char** argv) {
     boost::asio::io_context io;
     auto queue = exam::open_queue(queue_url, io.get_executor());
     auto metrics = std::make_shared<ingest::pipeline_metrics>();
-    exam::grading_consumer grader(*queue, data + "/exam.db", exams, grading, metrics,
+    if (sink.empty()) sink = data + "/exam.db";
+    exam::grading_consumer grader(*queue, sink, exams, grading, metrics,
                                   ingest::json_lines_logger(stderr, ingest::parse_log_level(log_level)));
     grader.start();
-    std::printf("exam_worker: draining %s into %s/exam.db\n", exam::redact_url(queue_url).c_str(), data.c_str());
+    std::printf("exam_worker: draining %s into %s\n", exam::redact_url(queue_url).c_str(),
+                exam::redact_url(sink).c_str());
     std::fflush(stdout);
     exam::progress_meter progress("exam_worker", [&] {
       exam::progress_sample p;

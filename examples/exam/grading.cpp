@@ -1,10 +1,12 @@
 #include "grading.hpp"
 
 #include <cstdio>
+#include <stdexcept>
 
 #include "ingest/retry_policy.hpp"
 #include "ingest/sqlite/idempotency_store.hpp"
 #include "ingest/sqlite/transactional_handler.hpp"
+#include "pg_store.hpp"
 #include "store.hpp"
 
 namespace exam {
@@ -24,7 +26,6 @@ ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalo
           // Stored before the broker could tell the key was new (NATS, SQS), postmarked
           // after the deadline: the student was answered 403 and has no receipt. A
           // teacher sees it as a dead letter with this reason, never silently gone.
-          ++counters->late;
           throw ingest::permanent_error("accepted at " + ingest::format_time(d.message.accepted_at) +
                                             ", after the deadline plus grace (" +
                                             ingest::format_time(e->deadline + e->grace) + ")",
@@ -38,23 +39,36 @@ ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalo
   return [handler = std::move(handler), keys, writer](ingest::batch& b) { handler(b); };
 }
 
-grading_consumer::grading_consumer(ingest::durable_queue& queue, const std::string& db_path, const catalog& exams,
+grading_consumer::grading_consumer(ingest::durable_queue& queue, const std::string& sink, const catalog& exams,
                                    consumer_settings settings, std::shared_ptr<ingest::pipeline_metrics> metrics,
                                    std::shared_ptr<ingest::logger> log)
-    : db_(db_path), counters_(std::make_shared<grading_counters>()) {
-  ingest::consumer_options options{.workers = 1,
+    : counters_(std::make_shared<grading_counters>()) {
+  const bool postgres = is_postgres_url(sink);
+  if (!postgres && settings.workers != 1)
+    throw std::invalid_argument("exam.db takes one grader per process (several need PostgreSQL)");
+  ingest::consumer_options options{.workers = settings.workers,
                                    .max_batch = settings.max_batch,
                                    .linger = settings.linger,
                                    .max_rate = settings.rate,
                                    .metrics = std::move(metrics),
                                    .log = std::move(log)};
   options.retry.max_attempts = settings.max_attempts;
-  options.dead_letter.alert = [](const ingest::dead_letter& d) {
+  options.dead_letter.alert = [counters = counters_](const ingest::dead_letter& d) {
+    if (d.reason == "deadline_passed") ++counters->late;
     std::fprintf(stderr, "ALERT dead letter receipt=%s key=%s reason=%s attempts=%u error=%s\n",
                  d.message.receipt_id.c_str(), d.message.idempotency_key.c_str(), d.reason.c_str(), d.attempts,
                  d.last_error.c_str());
   };
-  consumer_ = std::make_unique<ingest::batching_consumer>(queue, grading_handler(db_, exams, counters_), options);
+  ingest::batch_handler handler;
+  if (postgres) {
+    pool_ = std::make_unique<ingest::postgres::connection_pool>(
+        sink, ingest::postgres::pool_options{.size = settings.workers, .connection = {.application_name = "exam_grader"}});
+    handler = grading_handler(*pool_, exams, counters_);
+  } else {
+    db_ = std::make_unique<ingest::sqlite::database>(sink);
+    handler = grading_handler(*db_, exams, counters_);
+  }
+  consumer_ = std::make_unique<ingest::batching_consumer>(queue, std::move(handler), options);
 }
 
 void grading_consumer::drain() {

@@ -1,6 +1,6 @@
 #pragma once
-// The drain side of the queue-based system: graders that write exam.db one
-// transaction per batch.
+// The drain side of the queue-based system: graders that write exam.db or PostgreSQL,
+// one transaction per batch.
 
 #include <atomic>
 #include <chrono>
@@ -11,6 +11,7 @@
 #include "ingest/batching_consumer.hpp"
 #include "ingest/log.hpp"
 #include "ingest/metrics.hpp"
+#include "ingest/postgres/pool.hpp"
 #include "ingest/sqlite/database.hpp"
 
 namespace exam {
@@ -27,18 +28,24 @@ struct grading_counters {
 };
 ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalog& exams,
                                       std::shared_ptr<grading_counters> counters);
+// The same on PostgreSQL (grading_pg.cpp): the batch's keys in one statement, its rows
+// in one, exam_stats bumped once per exam per batch. Migrates the schema first.
+ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, const catalog& exams,
+                                      std::shared_ptr<grading_counters> counters);
 
 struct consumer_settings {
   std::size_t max_batch = 500;
   std::chrono::milliseconds linger{20};
   double rate = 0;  // rows/s into exam.db (0: as fast as it goes)
   std::uint32_t max_attempts = 5;
+  std::size_t workers = 1;  // consumer threads; more than 1 only with PostgreSQL (a connection each)
 };
 
-// One worker writing exam.db one transaction per batch.
+// Graders writing `sink` (an exam.db path, or a postgresql:// URL) one transaction per
+// batch; late submissions counted from their dead letters.
 class grading_consumer {
  public:
-  grading_consumer(ingest::durable_queue& queue, const std::string& db_path, const catalog& exams,
+  grading_consumer(ingest::durable_queue& queue, const std::string& sink, const catalog& exams,
                    consumer_settings settings, std::shared_ptr<ingest::pipeline_metrics> metrics,
                    std::shared_ptr<ingest::logger> log = {});
   void start() { consumer_->start(); }
@@ -46,7 +53,8 @@ class grading_consumer {
   const grading_counters& counters() const { return *counters_; }
 
  private:
-  ingest::sqlite::database db_;
+  std::unique_ptr<ingest::sqlite::database> db_;
+  std::unique_ptr<ingest::postgres::connection_pool> pool_;
   std::shared_ptr<grading_counters> counters_;
   std::unique_ptr<ingest::batching_consumer> consumer_;
 };

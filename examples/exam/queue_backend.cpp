@@ -9,7 +9,7 @@ namespace exam {
 
 using kind = submit_outcome::kind;
 
-queue_backend::queue_backend(ingest::durable_queue& queue, ingest::producer& producer, store_pool& store,
+queue_backend::queue_backend(ingest::durable_queue& queue, ingest::producer& producer, submission_reader& store,
                              std::shared_ptr<ingest::pipeline_metrics> metrics, queue_backend_options options)
     : options_(options),
       queue_(queue),
@@ -55,9 +55,7 @@ void queue_backend::submit(const exam_info& exam, submission s, boost::asio::any
   const auto window = queue_.features().dedup_window;
   const bool queue_remembers =
       std::chrono::duration_cast<std::chrono::milliseconds>(ingest::clock::now() - exam.opens_at) < window;
-  if (auto row = queue_remembers ? std::nullopt : store_.with([&](store_reader& r) {
-        return r.by_key(s.exam_id, s.student_id, s.idempotency_key);
-      })) {
+  if (auto row = queue_remembers ? std::nullopt : store_.by_key(s.exam_id, s.student_id, s.idempotency_key)) {
     if (row->fingerprint != ingest::fingerprint(payload)) return done(submit_outcome{.what = kind::key_reused});
     return done(submit_outcome::receipt(kind::repeat, row->receipt_id, row->accepted_at, row->status));
   }
@@ -107,7 +105,7 @@ submit_outcome queue_backend::outcome_of(ingest::error_code ec, const ingest::re
   // on the repeat path only.
   std::string now_status = "received";
   try {
-    if (auto row = store_.with([&](store_reader& rd) { return rd.by_receipt(r.id); })) now_status = row->status;
+    if (auto row = store_.by_receipt(r.id)) now_status = row->status;
   } catch (const std::exception&) {
     // exam.db unreadable for the moment: the receipt stands, with the status it had.
   }

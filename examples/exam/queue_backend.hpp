@@ -23,7 +23,7 @@ struct queue_backend_options {
 // published, and reported queued once the queue acknowledged it durably.
 class queue_backend final : public submit_backend {
  public:
-  queue_backend(ingest::durable_queue& queue, ingest::producer& producer, store_pool& store,
+  queue_backend(ingest::durable_queue& queue, ingest::producer& producer, submission_reader& store,
                 std::shared_ptr<ingest::pipeline_metrics> metrics, queue_backend_options options = {});
   ~queue_backend() override;
   // Starts the readiness/backlog probe (once a second).
@@ -62,7 +62,7 @@ class queue_backend final : public submit_backend {
 
   ingest::durable_queue& queue_;
   ingest::producer& producer_;
-  store_pool& store_;
+  submission_reader& store_;
   std::shared_ptr<ingest::pipeline_metrics> metrics_;
   std::shared_ptr<probe_state> probe_;
 };

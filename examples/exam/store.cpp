@@ -100,6 +100,20 @@ std::vector<stored_submission> store_reader::list(const std::string& exam_id, co
   });
 }
 
+std::optional<stored_submission> store_pool::by_receipt(const std::string& receipt_id) {
+  return with([&](store_reader& r) { return r.by_receipt(receipt_id); });
+}
+
+std::optional<stored_submission> store_pool::by_key(const std::string& exam_id, const std::string& student_id,
+                                                    const std::string& key) {
+  return with([&](store_reader& r) { return r.by_key(exam_id, student_id, key); });
+}
+
+std::vector<stored_submission> store_pool::list(const std::string& exam_id, const std::string& after,
+                                                std::size_t limit) {
+  return with([&](store_reader& r) { return r.list(exam_id, after, limit); });
+}
+
 store_writer::store_writer(ingest::sqlite::database& db)
     : insert_(db,
               std::string("INSERT INTO submissions(") + columns + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),

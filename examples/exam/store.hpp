@@ -30,6 +30,18 @@ struct stored_submission {
 // Creates the tables when missing.
 void create_schema(ingest::sqlite::database& db);
 
+// Where the servers read submissions (exam.db, or PostgreSQL: pg_store.hpp).
+// Thread-safe: request threads call it at once.
+class submission_reader {
+ public:
+  virtual ~submission_reader() = default;
+  virtual std::optional<stored_submission> by_receipt(const std::string& receipt_id) = 0;
+  virtual std::optional<stored_submission> by_key(const std::string& exam_id, const std::string& student_id,
+                                                  const std::string& key) = 0;
+  virtual std::vector<stored_submission> list(const std::string& exam_id, const std::string& after,
+                                              std::size_t limit) = 0;
+};
+
 // Reads on one connection (not thread-safe; see store_pool).
 class store_reader {
  public:
@@ -45,10 +57,15 @@ class store_reader {
   ingest::sqlite::statement by_receipt_, by_key_, list_;
 };
 
-// Reader connections shared by the request threads: one per concurrent user.
-class store_pool {
+// exam.db read by the request threads: a reader connection per concurrent user.
+class store_pool final : public submission_reader {
  public:
   explicit store_pool(std::string path) : path_(std::move(path)) {}
+  std::optional<stored_submission> by_receipt(const std::string& receipt_id) override;
+  std::optional<stored_submission> by_key(const std::string& exam_id, const std::string& student_id,
+                                          const std::string& key) override;
+  std::vector<stored_submission> list(const std::string& exam_id, const std::string& after,
+                                      std::size_t limit) override;
   template <class F>
   auto with(F&& f) {
     std::unique_ptr<store_reader> r;

@@ -38,15 +38,58 @@ std::int64_t row_counter::total() {
 
 namespace {
 
-audit_result audit_rows(ingest::sqlite::database& db, const std::string& prefix, results& r) {
+class sqlite_rows final : public row_source {
+ public:
+  sqlite_rows(const std::string& path, const std::string& prefix)
+      : db_(path, {.create = false, .read_only = true, .wal = false, .synchronous_full = false}),
+        counter_(db_, prefix),
+        prefix_(prefix) {}
+  std::int64_t count() override { return counter_.total(); }
+  std::vector<std::pair<std::string, std::string>> rows() override {
+    ingest::sqlite::statement s(db_,
+                                "SELECT idempotency_key, receipt_id FROM submissions WHERE idempotency_key >= ?1 AND "
+                                "idempotency_key < ?2");
+    s.bind(1, prefix_).bind(2, prefix_ + "\x7f");
+    std::vector<std::pair<std::string, std::string>> out;
+    while (s.step()) out.emplace_back(s.column_text(0), s.column_text(1));
+    return out;
+  }
+
+ private:
+  ingest::sqlite::database db_;
+  row_counter counter_;
+  std::string prefix_;
+};
+
+// PostgreSQL: each count scans this run's key range (no rowid to resume from).
+class postgres_rows final : public row_source {
+ public:
+  postgres_rows(const std::string& url, const std::string& prefix)
+      : db_(url, {.application_name = "spike_audit"}), prefix_(prefix), end_(prefix + "\x7f") {}
+  std::int64_t count() override {
+    return db_.exec("SELECT count(*) FROM submissions WHERE idempotency_key >= $1 AND idempotency_key < $2",
+                    {prefix_, end_})
+        .integer(0, 0);
+  }
+  std::vector<std::pair<std::string, std::string>> rows() override {
+    const auto r = db_.exec(
+        "SELECT idempotency_key, receipt_id FROM submissions WHERE idempotency_key >= $1 AND idempotency_key < $2",
+        {prefix_, end_});
+    std::vector<std::pair<std::string, std::string>> out;
+    for (int i = 0; i < r.rows(); ++i) out.emplace_back(r.text(i, 0), r.text(i, 1));
+    return out;
+  }
+
+ private:
+  ingest::postgres::connection db_;
+  std::string prefix_, end_;
+};
+
+audit_result audit_rows(row_source& db, results& r) {
   audit_result a;
   std::map<std::string, std::vector<std::string>> rows_by_key;
-  ingest::sqlite::statement s(db,
-                              "SELECT idempotency_key, receipt_id FROM submissions WHERE idempotency_key >= ?1 AND "
-                              "idempotency_key < ?2");
-  s.bind(1, prefix).bind(2, prefix + "\x7f");
-  while (s.step()) {
-    rows_by_key[s.column_text(0)].push_back(s.column_text(1));
+  for (auto& [key, id] : db.rows()) {
+    rows_by_key[key].push_back(id);
     ++a.rows;
   }
   std::lock_guard lock(r.mutex);
@@ -108,14 +151,15 @@ void classify_missing(audit_result& a, const settings& s, const boost::asio::ip:
 
 void db_watch::open(const std::string& path, const std::string& prefix) {
   prefix_ = prefix;
-  db_.emplace(path, ingest::sqlite::database_options{
-                        .create = false, .read_only = true, .wal = false, .synchronous_full = false});
-  counter_.emplace(*db_, prefix);
-  rows_before_ = counter_->total();
+  if (path.starts_with("postgresql://") || path.starts_with("postgres://"))
+    source_ = std::make_unique<postgres_rows>(path, prefix);
+  else
+    source_ = std::make_unique<sqlite_rows>(path, prefix);
+  rows_before_ = source_->count();
 }
 
 void db_watch::start(const settings& s, results& r) {
-  if (db_) watcher_ = std::thread([this, &s, &r] { watch(s, r); });
+  if (source_) watcher_ = std::thread([this, &s, &r] { watch(s, r); });
 }
 
 void db_watch::watch(const settings& s, results& r) {
@@ -123,7 +167,7 @@ void db_watch::watch(const settings& s, results& r) {
   std::optional<steady::time_point> give_up;  // set when the flood is over
   auto tick = r.t0;
   while (true) {
-    const auto rows = counter_->total() - rows_before_;
+    const auto rows = source_->count() - rows_before_;
     written_.push_back(rows);
     rows_now_ = rows;
     if (flood_done_) {
@@ -149,8 +193,8 @@ void db_watch::stop() {
 
 audit_result db_watch::audit(const settings& s, results& r, const boost::asio::ip::tcp::endpoint& ep) {
   audit_result a;
-  if (db_) {
-    a = audit_rows(*db_, prefix_, r);
+  if (source_) {
+    a = audit_rows(*source_, r);
     classify_missing(a, s, ep);
   }
   return a;

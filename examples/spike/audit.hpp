@@ -6,11 +6,13 @@
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "ingest/postgres/connection.hpp"
 #include "ingest/sqlite/database.hpp"
 #include "results.hpp"
 #include "settings.hpp"
@@ -33,6 +35,14 @@ class row_counter {
   std::int64_t last_rowid_ = 0, total_ = 0;
 };
 
+// This run's rows (key, receipt id) in the submissions database: exam.db or PostgreSQL.
+class row_source {
+ public:
+  virtual ~row_source() = default;
+  virtual std::int64_t count() = 0;  // this run's rows so far
+  virtual std::vector<std::pair<std::string, std::string>> rows() = 0;
+};
+
 struct audit_result {
   std::int64_t rows = 0;
   std::int64_t receipts = 0;
@@ -44,12 +54,13 @@ struct audit_result {
   std::int64_t unreceipted = 0;      // rows whose receipt the client never saw
 };
 
-// exam.db as one run sees it; without `open()` every step does nothing.
+// The submissions database as one run sees it; without `open()` every step does nothing.
 class db_watch {
  public:
-  // Opens exam.db read-only and counts this run's rows already there; throws when it cannot.
+  // Opens exam.db read-only (or connects to the postgresql:// URL) and counts this run's
+  // rows already there; throws when it cannot.
   void open(const std::string& path, const std::string& prefix);
-  bool opened() const { return db_.has_value(); }
+  bool opened() const { return source_ != nullptr; }
 
   // exam.db sampled every 100 ms, on a thread of its own, from `results::t0` while the
   // flood runs and until it has drained.
@@ -67,8 +78,7 @@ class db_watch {
  private:
   void watch(const settings& s, results& r);
 
-  std::optional<ingest::sqlite::database> db_;
-  std::optional<row_counter> counter_;
+  std::unique_ptr<row_source> source_;
   std::string prefix_;
   std::int64_t rows_before_ = 0;
   std::vector<std::int64_t> written_;

@@ -124,7 +124,7 @@ void print_summary(const settings& s, const run_plan& plan, results& r, const ru
                 static_cast<double>(o.after.peak_rss_kib) / 1024.0, o.after_flood.cpu_seconds - o.before.cpu_seconds,
                 o.after.cpu_seconds - o.before.cpu_seconds);
   if (o.audited)
-    std::printf("  exam.db written at %.0f rows/s (%.0f rows/s while a backlog of 2,000+ waited)\n", f.write_rate,
+    std::printf("  database written at %.0f rows/s (%.0f rows/s while a backlog of 2,000+ waited)\n", f.write_rate,
                 f.backlog_rate);
   if (o.audited) print_audit(o);
 }

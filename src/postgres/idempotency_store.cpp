@@ -72,7 +72,7 @@ idempotency_store::idempotency_store(connection& db, idempotency_store_options o
   db_.prepare(name(t, "insert_many"),
               fmt::format("INSERT INTO {}(key, fingerprint, state, result, created_at, completed_at) "
                           "SELECT k, f, 1, r, $4, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, f, r) "
-                          "ORDER BY k ON CONFLICT (key) DO NOTHING RETURNING key",
+                          "ORDER BY k COLLATE \"C\" ON CONFLICT (key) DO NOTHING RETURNING key",
                           t));
   db_.prepare(name(t, "lookup_many"),
               fmt::format("SELECT key, fingerprint, state, result FROM {} WHERE key = ANY($1::text[])", t));

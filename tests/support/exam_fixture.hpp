@@ -6,12 +6,15 @@
 #include <doctest/doctest.h>
 
 #include <boost/beast/http/verb.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "app.hpp"
 #include "direct.hpp"
+#include "direct_pg.hpp"
+#include "pg_store.hpp"
 #include "ingest/memory_queue.hpp"
 #include "ingest/producer.hpp"
 #include "jwt.hpp"
@@ -62,7 +65,15 @@ inline void send_submission(http_client& c, const std::string& tok, const std::s
              "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
 }
 
-enum class kind { queue_memory, queue_sqlite, direct };
+enum class kind { queue_memory, queue_sqlite, direct, queue_postgres, direct_postgres };
+
+inline bool is_direct(kind k) {
+  return k == kind::direct || k == kind::direct_postgres;
+}
+
+// Makes an empty PostgreSQL database and returns its URL; set by the tests that run the
+// PostgreSQL kinds (they link the PostgreSQL test server).
+inline std::function<std::string()> make_postgres_database;
 
 struct exam_fixture {
   explicit exam_fixture(kind k, exam::app_options overrides = {}, std::chrono::seconds soon = 1h,
@@ -73,15 +84,19 @@ struct exam_fixture {
       : io(std::make_unique<io_thread>(2)),
         which(k),
         exams(exam::catalog::from_json(exams_json(soon))),
-        store(dir.file("exam.db")) {
+        sink(k == kind::queue_postgres || k == kind::direct_postgres ? make_postgres_database() : dir.file("exam.db")),
+        reader(exam::open_reader(sink)),
+        store(*reader) {
     if (k == kind::direct) {
-      backend = std::make_unique<exam::direct_backend>(dir.file("exam.db"), exam::direct_settings{.pool_size = 2});
+      backend = std::make_unique<exam::direct_backend>(sink, exam::direct_settings{.pool_size = 2});
+    } else if (k == kind::direct_postgres) {
+      backend = std::make_unique<exam::pg_direct_backend>(sink, exam::direct_settings{.pool_size = 4});
     } else {
       if (k == kind::queue_memory) {
         auto q = std::make_unique<memory_queue>(io->executor(), memory_queue_options{.quiet = true});
         memory = q.get();
         queue = std::move(q);
-      } else {
+      } else {  // the embedded queue (also for the PostgreSQL sink)
         queue = exam::open_queue("sqlite://" + dir.file("queue.db") + queue_params, io->executor());
       }
       metrics = std::make_shared<pipeline_metrics>();
@@ -93,7 +108,7 @@ struct exam_fixture {
       backend = std::move(qb);
       if (with_grader) {
         grader = std::make_unique<exam::grading_consumer>(
-            *queue, dir.file("exam.db"), exams, exam::consumer_settings{.max_batch = 50, .linger = 2ms}, metrics);
+            *queue, sink, exams, exam::consumer_settings{.max_batch = 50, .linger = 2ms}, metrics);
         grader->start();
       }
     }
@@ -111,22 +126,28 @@ struct exam_fixture {
     eventually([&] { return server->stats().connections_open == 0; }, 5s);
     if (auto* qb = dynamic_cast<exam::queue_backend*>(backend.get())) qb->stop();
     if (auto* db = dynamic_cast<exam::direct_backend*>(backend.get())) db->stop();
+    if (auto* db = dynamic_cast<exam::pg_direct_backend*>(backend.get())) db->stop();
     if (grader) grader->drain();
     if (queue) queue->close();
     io->join();  // no handler runs after this; the io_context itself goes last
   }
 
   http_client client() { return http_client(server->port()); }
-  int new_status() const { return which == kind::direct ? 201 : 202; }
+  int new_status() const { return is_direct(which) ? 201 : 202; }
 
   http_result submit(http_client& c, const std::string& exam_id, const std::string& tok, const std::string& key,
                      const std::string& body = R"({"answers":{"q1":"B","q2":"A"}})") {
     return c.call(verb::post, "/v1/exams/" + exam_id + "/submissions", submit_headers(tok, key), body);
   }
 
-  // Rows in exam.db.
+  // Rows in exam.db (or PostgreSQL).
   std::int64_t rows(const std::string& where = "1") {
-    return store.with([&](exam::store_reader& r) {
+    if (exam::is_postgres_url(sink)) {
+      postgres::connection db(sink);
+      return db.exec("SELECT count(*) FROM submissions WHERE " + (where == "1" ? std::string("true") : where))
+          .integer(0, 0);
+    }
+    return dynamic_cast<exam::store_pool&>(store).with([&](exam::store_reader& r) {
       ingest::sqlite::statement s(r.db(), "SELECT count(*) FROM submissions WHERE " + where);
       s.step();
       return s.column_int(0);
@@ -142,7 +163,9 @@ struct exam_fixture {
   kind which;
   temp_dir dir;
   exam::catalog exams;
-  exam::store_pool store;
+  std::string sink;  // exam.db, or a PostgreSQL URL
+  std::unique_ptr<exam::submission_reader> reader;
+  exam::submission_reader& store;
   std::unique_ptr<durable_queue> queue;
   memory_queue* memory = nullptr;
   std::shared_ptr<pipeline_metrics> metrics;

@@ -1,0 +1,162 @@
+#include "pg_store.hpp"
+
+#include <fmt/format.h>
+
+namespace exam {
+namespace pg = ingest::postgres;
+
+namespace {
+
+// Migration n brings the schema from version n-1 to n. Identifiers compare as bytes
+// (COLLATE "C"), so that paging by receipt id follows the same order as exam.db.
+const char* const migrations[] = {
+    R"sql(
+CREATE TABLE submissions(
+  receipt_id text COLLATE "C" PRIMARY KEY,
+  idempotency_key text COLLATE "C" NOT NULL,
+  exam_id text COLLATE "C" NOT NULL,
+  student_id text COLLATE "C" NOT NULL,
+  accepted_at text NOT NULL,
+  answers_json text NOT NULL,
+  fingerprint text NOT NULL,
+  status text NOT NULL,
+  score double precision,
+  graded_at text,
+  UNIQUE(exam_id, student_id, idempotency_key));
+CREATE INDEX submissions_by_exam ON submissions(exam_id, receipt_id);
+CREATE TABLE exam_stats(
+  exam_id text COLLATE "C" PRIMARY KEY,
+  submissions bigint NOT NULL DEFAULT 0,
+  last_accepted_at text);
+)sql",
+};
+static_assert(std::size(migrations) == schema_version);
+
+constexpr const char* columns =
+    "receipt_id, idempotency_key, exam_id, student_id, accepted_at, answers_json, fingerprint, status, score, "
+    "graded_at";
+
+stored_submission read_row(const pg::result& r, int row) {
+  stored_submission s;
+  s.receipt_id = r.text(row, 0);
+  s.idempotency_key = r.text(row, 1);
+  s.exam_id = r.text(row, 2);
+  s.student_id = r.text(row, 3);
+  s.accepted_at = r.text(row, 4);
+  s.answers_json = r.text(row, 5);
+  s.fingerprint = r.text(row, 6);
+  s.status = r.text(row, 7);
+  if (!r.is_null(row, 8)) s.score = std::stod(std::string(r.text(row, 8)));
+  if (!r.is_null(row, 9)) s.graded_at = r.text(row, 9);
+  return s;
+}
+
+}  // namespace
+
+bool is_postgres_url(const std::string& sink) {
+  return sink.starts_with("postgresql://") || sink.starts_with("postgres://");
+}
+
+int migrate_schema(pg::connection& db) {
+  pg::transaction tx(db);
+  db.exec("SELECT pg_advisory_xact_lock(7170617)");  // one migrating process at a time
+  db.exec("CREATE TABLE IF NOT EXISTS exam_schema_version(version integer NOT NULL)");
+  const auto found = db.exec("SELECT version FROM exam_schema_version");
+  const int before = found.rows() == 0 ? 0 : static_cast<int>(found.integer(0, 0));
+  if (before > schema_version)
+    throw std::runtime_error(fmt::format("the exam schema is at version {}, newer than this program's {}", before,
+                                         schema_version));
+  for (int v = before; v < schema_version; ++v) db.exec(migrations[v]);
+  if (found.rows() == 0)
+    db.exec("INSERT INTO exam_schema_version(version) VALUES ($1)", {schema_version});
+  else
+    db.exec("UPDATE exam_schema_version SET version = $1", {schema_version});
+  tx.commit();
+  return before;
+}
+
+pg_reader::pg_reader(const std::string& url, std::size_t connections)
+    : pool_(url, {.size = connections, .connection = {.application_name = "exam_reader"}}) {
+  auto db = pool_.acquire();
+  migrate_schema(*db);
+}
+
+std::vector<stored_submission> pg_reader::query(const std::string& statement,
+                                                std::initializer_list<pg::param> params) {
+  auto db = pool_.acquire();
+  db->prepare("exam_by_receipt", fmt::format("SELECT {} FROM submissions WHERE receipt_id = $1", columns));
+  db->prepare("exam_by_key", fmt::format("SELECT {} FROM submissions WHERE exam_id = $1 AND student_id = $2 AND "
+                                         "idempotency_key = $3",
+                                         columns));
+  db->prepare("exam_list", fmt::format("SELECT {} FROM submissions WHERE exam_id = $1 AND receipt_id > $2 "
+                                       "ORDER BY receipt_id LIMIT $3",
+                                       columns));
+  const auto r = db->exec_prepared(statement, params);
+  std::vector<stored_submission> out;
+  out.reserve(static_cast<std::size_t>(r.rows()));
+  for (int row = 0; row < r.rows(); ++row) out.push_back(read_row(r, row));
+  return out;
+}
+
+std::optional<stored_submission> pg_reader::by_receipt(const std::string& receipt_id) {
+  auto rows = query("exam_by_receipt", {receipt_id});
+  if (rows.empty()) return std::nullopt;
+  return std::move(rows.front());
+}
+
+std::optional<stored_submission> pg_reader::by_key(const std::string& exam_id, const std::string& student_id,
+                                                   const std::string& key) {
+  auto rows = query("exam_by_key", {exam_id, student_id, key});
+  if (rows.empty()) return std::nullopt;
+  return std::move(rows.front());
+}
+
+std::vector<stored_submission> pg_reader::list(const std::string& exam_id, const std::string& after,
+                                               std::size_t limit) {
+  return query("exam_list", {exam_id, after, static_cast<std::int64_t>(limit)});
+}
+
+void write_graded(pg::connection& db, const std::vector<stored_submission>& rows) {
+  if (rows.empty()) return;
+  pg::array_literal ids, keys, exams, students, accepted, answers, fps, statuses, scores, graded;
+  for (const auto& r : rows) {
+    ids.push_back(r.receipt_id);
+    keys.push_back(r.idempotency_key);
+    exams.push_back(r.exam_id);
+    students.push_back(r.student_id);
+    accepted.push_back(r.accepted_at);
+    answers.push_back(r.answers_json);
+    fps.push_back(r.fingerprint);
+    statuses.push_back(r.status);
+    if (r.score)
+      scores.push_back(fmt::format("{}", *r.score));
+    else
+      scores.push_null();
+    if (r.graded_at)
+      graded.push_back(*r.graded_at);
+    else
+      graded.push_null();
+  }
+  db.prepare("exam_insert", fmt::format("INSERT INTO submissions({}) SELECT * FROM unnest($1::text[], $2::text[], "
+                                        "$3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], "
+                                        "$9::float8[], $10::text[])",
+                                        columns));
+  // The hot row: one update per exam per batch (per request in the direct server).
+  db.prepare("exam_bump",
+             "INSERT INTO exam_stats(exam_id, submissions, last_accepted_at) SELECT e, count(*), max(a) "
+             "FROM unnest($1::text[], $2::text[]) AS u(e, a) GROUP BY e ORDER BY e "
+             "ON CONFLICT (exam_id) DO UPDATE SET submissions = exam_stats.submissions + excluded.submissions, "
+             "last_accepted_at = greatest(exam_stats.last_accepted_at, excluded.last_accepted_at)");
+  db.exec_prepared("exam_insert", {ids.str(), keys.str(), exams.str(), students.str(), accepted.str(), answers.str(),
+                                   fps.str(), statuses.str(), scores.str(), graded.str()});
+  db.exec_prepared("exam_bump", {exams.str(), accepted.str()});
+}
+
+std::unique_ptr<submission_reader> open_reader(const std::string& sink) {
+  if (is_postgres_url(sink)) return std::make_unique<pg_reader>(sink, 8);
+  auto store = std::make_unique<store_pool>(sink);
+  store->with([](store_reader&) { return 0; });  // creates exam.db and its tables now
+  return store;
+}
+
+}  // namespace exam

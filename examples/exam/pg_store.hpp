@@ -1,0 +1,47 @@
+#pragma once
+// The exam tables in PostgreSQL: the same tables as exam.db (schema in
+// examples/README.md), a schema version with migrations applied at start, a reader
+// for the servers, and the batch write of the graders.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ingest/postgres/pool.hpp"
+#include "store.hpp"
+
+namespace exam {
+
+// True for a postgresql:// or postgres:// URL (else a path to an SQLite file).
+bool is_postgres_url(const std::string& sink);
+
+// Brings the exam schema to the current version (exam_schema_version), under an
+// advisory lock so that servers and workers starting together migrate it once.
+// Returns the version found before.
+int migrate_schema(ingest::postgres::connection& db);
+// The version this program writes.
+constexpr int schema_version = 1;
+
+// Reads submissions on a small pool of connections.
+class pg_reader final : public submission_reader {
+ public:
+  pg_reader(const std::string& url, std::size_t connections);
+  std::optional<stored_submission> by_receipt(const std::string& receipt_id) override;
+  std::optional<stored_submission> by_key(const std::string& exam_id, const std::string& student_id,
+                                          const std::string& key) override;
+  std::vector<stored_submission> list(const std::string& exam_id, const std::string& after,
+                                      std::size_t limit) override;
+
+ private:
+  std::vector<stored_submission> query(const std::string& statement, std::initializer_list<ingest::postgres::param> p);
+  ingest::postgres::connection_pool pool_;
+};
+
+// Writes `rows` (one INSERT of arrays) and adds them to their exams' exam_stats rows,
+// inside the caller's transaction.
+void write_graded(ingest::postgres::connection& db, const std::vector<stored_submission>& rows);
+
+// The reader for `sink`: exam.db at that path, or PostgreSQL at that URL.
+std::unique_ptr<submission_reader> open_reader(const std::string& sink);
+
+}  // namespace exam
