@@ -48,12 +48,12 @@ void direct_backend::release(std::unique_ptr<connection> c) {
 
 void direct_backend::submit(const exam_info& exam, submission s, boost::asio::any_io_executor, submit_done done) {
   const auto queued_at = std::chrono::steady_clock::now();
-  ++waiting_;
+  ++counters_.waiting;
   // pool_size threads, pool_size connections: a task always finds one idle.
   boost::asio::post(pool_, [this, &exam, s = std::move(s), done = std::move(done), queued_at]() mutable {
-    --waiting_;
+    --counters_.waiting;
     if (std::chrono::steady_clock::now() - queued_at > settings_.pool_timeout) {
-      ++pool_timeouts_;
+      ++counters_.pool_timeouts;
       return done(submit_outcome::refusal(ingest::errc::backend_unavailable, "no database connection free in time"));
     }
     auto c = acquire();
@@ -62,7 +62,7 @@ void direct_backend::submit(const exam_info& exam, submission s, boost::asio::an
       outcome = store(*c, exam, s);
     } catch (const std::exception& e) {
       c->find.reset();
-      ++db_errors_;
+      ++counters_.db_errors;
       outcome = submit_outcome::refusal(ingest::errc::storage_error, std::string("database: ") + e.what());
     }
     release(std::move(c));
@@ -82,7 +82,7 @@ submit_outcome direct_backend::store(connection& c, const exam_info& exam, const
     const auto old_fp = find.column_text(2);
     find.reset();
     tx.rollback();
-    ++duplicates_;
+    ++counters_.duplicates;
     if (old_fp != fp) return submit_outcome{.what = kind::key_reused};
     return found;
   }
@@ -95,16 +95,20 @@ submit_outcome direct_backend::store(connection& c, const exam_info& exam, const
   const auto row = graded_row(exam, s, ingest::make_receipt_id(), now, fp, now);
   c.writer.insert(row);  // the submission and the exam_stats hot row
   tx.commit();
-  ++committed_;
+  ++counters_.committed;
   return submit_outcome::receipt(kind::stored, row.receipt_id, row.accepted_at, row.status);
 }
 
+std::string direct_counters::text() const {
+  return "# TYPE direct_committed_total counter\ndirect_committed_total " + std::to_string(committed) +
+         "\n# TYPE direct_duplicates_total counter\ndirect_duplicates_total " + std::to_string(duplicates) +
+         "\n# TYPE direct_pool_timeouts_total counter\ndirect_pool_timeouts_total " + std::to_string(pool_timeouts) +
+         "\n# TYPE direct_db_errors_total counter\ndirect_db_errors_total " + std::to_string(db_errors) +
+         "\n# TYPE direct_waiting gauge\ndirect_waiting " + std::to_string(waiting) + "\n";
+}
+
 std::string direct_backend::metrics() const {
-  return "# TYPE direct_committed_total counter\ndirect_committed_total " + std::to_string(committed_) +
-         "\n# TYPE direct_duplicates_total counter\ndirect_duplicates_total " + std::to_string(duplicates_) +
-         "\n# TYPE direct_pool_timeouts_total counter\ndirect_pool_timeouts_total " + std::to_string(pool_timeouts_) +
-         "\n# TYPE direct_db_errors_total counter\ndirect_db_errors_total " + std::to_string(db_errors_) +
-         "\n# TYPE direct_waiting gauge\ndirect_waiting " + std::to_string(waiting_) + "\n";
+  return counters_.text();
 }
 
 }  // namespace exam

@@ -2,6 +2,7 @@
 // The synchronous baseline: each request writes exam.db itself, inside its own
 // transaction, on a connection from a bounded pool.
 
+#include <atomic>
 #include <boost/asio/thread_pool.hpp>
 #include <memory>
 #include <mutex>
@@ -16,6 +17,13 @@ struct direct_settings {
   std::size_t pool_size = 8;                     // connections (and DB threads)
   std::chrono::milliseconds pool_timeout{5000};  // waiting longer for a connection: 503
   std::chrono::milliseconds busy_timeout{5000};  // SQLite's wait for the write lock
+};
+
+// What both direct backends count, and its Prometheus text for /metrics.
+struct direct_counters {
+  std::atomic<std::uint64_t> committed{0}, duplicates{0}, pool_timeouts{0}, db_errors{0};
+  std::atomic<std::int64_t> waiting{0};
+  std::string text() const;
 };
 
 class direct_backend final : public submit_backend {
@@ -40,8 +48,7 @@ class direct_backend final : public submit_backend {
   boost::asio::thread_pool pool_;
   std::mutex mutex_;
   std::vector<std::unique_ptr<connection>> idle_;
-  std::atomic<std::uint64_t> committed_{0}, duplicates_{0}, pool_timeouts_{0}, db_errors_{0};
-  std::atomic<std::int64_t> waiting_{0};
+  direct_counters counters_;
 };
 
 }  // namespace exam

@@ -29,23 +29,23 @@ void pg_direct_backend::stop() {
 }
 
 void pg_direct_backend::submit(const exam_info& exam, submission s, boost::asio::any_io_executor, submit_done done) {
-  ++waiting_;
+  ++counters_.waiting;
   boost::asio::post(threads_, [this, &exam, s = std::move(s), done = std::move(done)]() mutable {
     submit_outcome outcome;
     try {
       auto db = pool_.acquire();  // waits up to pool_timeout
-      --waiting_;
+      --counters_.waiting;
       try {
         outcome = store(*db, exam, s);
       } catch (const ingest::error& e) {
-        ++db_errors_;
+        ++counters_.db_errors;
         const bool retry_later = pg::is_transient(e.code());
         outcome = submit_outcome::refusal(retry_later ? ingest::errc::backend_unavailable : ingest::errc::storage_error,
                                           std::string("database: ") + e.what());
       }
     } catch (const ingest::error&) {
-      --waiting_;
-      ++pool_timeouts_;
+      --counters_.waiting;
+      ++counters_.pool_timeouts;
       outcome = submit_outcome::refusal(ingest::errc::backend_unavailable, "no database connection free in time");
     }
     done(std::move(outcome));
@@ -60,7 +60,7 @@ submit_outcome pg_direct_backend::store(pg::connection& db, const exam_info& exa
   const std::string payload = s.to_json();
   const std::string fp = ingest::fingerprint(payload);
   auto repeat = [&](const pg::result& found) {
-    ++duplicates_;
+    ++counters_.duplicates;
     if (found.text(0, 2) != fp) return submit_outcome{.what = kind::key_reused};
     return submit_outcome::receipt(kind::repeat, std::string(found.text(0, 0)), std::string(found.text(0, 1)),
                                    std::string(found.text(0, 3)));
@@ -80,16 +80,12 @@ submit_outcome pg_direct_backend::store(pg::connection& db, const exam_info& exa
     return repeat(db.exec_prepared("direct_find", {s.exam_id, s.student_id, s.idempotency_key}));
   }
   tx.commit();
-  ++committed_;
+  ++counters_.committed;
   return submit_outcome::receipt(kind::stored, row.receipt_id, row.accepted_at, row.status);
 }
 
 std::string pg_direct_backend::metrics() const {
-  return "# TYPE direct_committed_total counter\ndirect_committed_total " + std::to_string(committed_) +
-         "\n# TYPE direct_duplicates_total counter\ndirect_duplicates_total " + std::to_string(duplicates_) +
-         "\n# TYPE direct_pool_timeouts_total counter\ndirect_pool_timeouts_total " + std::to_string(pool_timeouts_) +
-         "\n# TYPE direct_db_errors_total counter\ndirect_db_errors_total " + std::to_string(db_errors_) +
-         "\n# TYPE direct_waiting gauge\ndirect_waiting " + std::to_string(waiting_) + "\n";
+  return counters_.text();
 }
 
 }  // namespace exam

@@ -29,8 +29,7 @@ class pg_direct_backend final : public submit_backend {
   direct_settings settings_;
   ingest::postgres::connection_pool pool_;
   boost::asio::thread_pool threads_;
-  std::atomic<std::uint64_t> committed_{0}, duplicates_{0}, pool_timeouts_{0}, db_errors_{0};
-  std::atomic<std::int64_t> waiting_{0};
+  direct_counters counters_;
 };
 
 }  // namespace exam
