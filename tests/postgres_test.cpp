@@ -67,6 +67,9 @@ TEST_CASE("postgres connection: parameters, NULL, results, prepared statements")
   CHECK(r.text(0, 2) == "t");
   CHECK(r.integer(0, 3) == 4);
   CHECK_THROWS_AS(r.integer(0, 0), ingest::error);
+  // Text with a NUL byte is refused, never sent cut short.
+  CHECK(sqlstate_of([&] { db.exec("SELECT $1::text", {std::string("ab\0cd", 5)}); }) == "22021");
+  CHECK(sqlstate_of([&] { db.exec("SELECT $1::text", {std::string_view("ab\0cd", 5)}); }) == "22021");
   CHECK_THROWS_AS(r.text(1, 0), ingest::error);
 
   db.exec("CREATE TABLE t(id int PRIMARY KEY, v text)");

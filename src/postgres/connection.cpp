@@ -19,6 +19,17 @@ std::string trimmed(const char* message) {
 
 void ignore_notice(void*, const char*) {}
 
+std::vector<const char*> values_of(std::span<const param> params) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) {
+    if (p.holds_nul())
+      throw error(make_error_code("22021"), "postgres: a text parameter holds a NUL byte, which PostgreSQL text cannot carry");
+    values.push_back(p.c_str());
+  }
+  return values;
+}
+
 }  // namespace
 
 // ---- array_literal ------------------------------------------------------------------
@@ -168,9 +179,7 @@ result connection::exec(std::string_view sql) {
 result connection::exec(std::string_view sql, std::span<const param> params) {
   if (!conn_) throw error(make_error_code("08003"), "postgres: connection is closed");
   const std::string text(sql);
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& p : params) values.push_back(p.c_str());
+  const auto values = values_of(params);
   return check(PQexecParams(conn_.get(), text.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
                             nullptr, nullptr, 0),
                sql);
@@ -190,9 +199,7 @@ result connection::exec_prepared(const std::string& name, std::span<const param>
     check(PQprepare(conn_.get(), name.c_str(), it->second.c_str(), 0, nullptr), it->second);
     prepared_.insert(name);
   }
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& p : params) values.push_back(p.c_str());
+  const auto values = values_of(params);
   return check(PQexecPrepared(conn_.get(), name.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
                               nullptr, 0),
                it->second);
@@ -247,8 +254,8 @@ transaction::~transaction() {
 }
 
 void transaction::commit() {
+  open_ = false;  // whatever COMMIT answers, the transaction is over
   const auto done = db_.exec("COMMIT");
-  open_ = false;
   if (done.command() != "COMMIT")
     throw error(make_error_code("25P02"), "postgres: the transaction was rolled back, not committed: one of its "
                                           "statements had failed");

@@ -54,10 +54,25 @@ std::string idempotency_store::schema(const std::string& t) {
       t);
 }
 
+void idempotency_store::create_table(connection& db, const std::string& table) {
+  const auto sql = schema(table);
+  const auto lock = "SELECT pg_advisory_xact_lock(hashtext($1))";
+  const std::string lock_name = "ingest_idempotency_store:" + table;
+  if (db.in_transaction()) {
+    db.exec(lock, {lock_name});
+    db.exec(sql);
+    return;
+  }
+  transaction tx(db);
+  db.exec(lock, {lock_name});
+  db.exec(sql);
+  tx.commit();
+}
+
 idempotency_store::idempotency_store(connection& db, idempotency_store_options options)
     : db_(db), table_(std::move(options.table)) {
   check_table_name(table_);
-  if (options.create_table) db_.exec(schema(table_));
+  if (options.create_table) create_table(db_, table_);
   const auto& t = table_;
   db_.prepare(name(t, "insert"),
               fmt::format("INSERT INTO {}(key, fingerprint, state, result, created_at, completed_at) "

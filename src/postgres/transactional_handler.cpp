@@ -1,6 +1,9 @@
 #include "ingest/postgres/transactional_handler.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <memory>
+#include <thread>
 #include <optional>
 #include <vector>
 
@@ -79,12 +82,12 @@ bool write_together(handler_state& s, connection& db, idempotency_store& keys, b
         others.push_back({todo[j], checks[j].status});
     }
     if (!fresh.empty()) s.write(db, fresh);
+    tx.commit();  // a deferred constraint fails here, and is isolated like the others
   } catch (...) {
     const auto failure = std::current_exception();
     if (connection_lost(failure) || s.options.classify(failure) == failure_kind::transient) throw;
-    return false;  // rolled back by tx's destructor
+    return false;  // rolled back (by tx's destructor, or by the server)
   }
-  tx.commit();
   for (const auto& d : others) apply(b, d);
   return true;
 }
@@ -112,28 +115,46 @@ void write_alone(handler_state& s, connection& db, idempotency_store& keys, batc
   }
 }
 
+// One attempt at the batch's items still marked ok.
+void write_batch(handler_state& s, batch& b) {
+  std::vector<std::size_t> todo;
+  for (std::size_t i = 0; i < b.size(); ++i)
+    if (b.outcome(i) == item_outcome::ok) todo.push_back(i);
+  if (todo.empty()) return;
+  auto db = s.pool.acquire();
+  auto& keys = s.store_for(db);
+  if (write_together(s, *db, keys, b, todo)) return;
+  transaction tx(*db);
+  db->exec("SET CONSTRAINTS ALL IMMEDIATE");  // a deferred violation shows at its item
+  for (auto i : todo) write_alone(s, *db, keys, b, i);
+  tx.commit();
+}
+
 }  // namespace
 
 batch_handler transactional_handler(connection_pool& pool, rows_writer write, transactional_handler_options options) {
   if (!write) throw error(errc::invalid_config, "transactional_handler: write must be set");
   if (!options.result || !options.classify || !options.reason)
     throw error(errc::invalid_config, "transactional_handler: result, classify and reason must be set");
-  {
+  if (options.reconnect_patience.count() < 0)
+    throw error(errc::invalid_config, "transactional_handler: reconnect_patience must not be negative");
+  if (options.keys.create_table) {
     auto db = pool.acquire();
-    db->exec(idempotency_store::schema(options.keys.table));
+    idempotency_store::create_table(*db, options.keys.table);
   }
   auto state = std::make_shared<handler_state>(pool, std::move(write), std::move(options));
   return [state](batch& b) {
-    std::vector<std::size_t> todo;
-    for (std::size_t i = 0; i < b.size(); ++i)
-      if (b.outcome(i) == item_outcome::ok) todo.push_back(i);
-    if (todo.empty()) return;
-    auto db = state->pool.acquire();
-    auto& keys = state->store_for(db);
-    if (write_together(*state, *db, keys, b, todo)) return;
-    transaction tx(*db);
-    for (auto i : todo) write_alone(*state, *db, keys, b, i);
-    tx.commit();
+    const auto give_up = std::chrono::steady_clock::now() + state->options.reconnect_patience;
+    for (std::chrono::milliseconds pause{100};; pause = std::min(pause * 2, std::chrono::milliseconds(2000))) {
+      try {
+        return write_batch(*state, b);
+      } catch (const ingest::error& e) {
+        // The database is gone for now: wait for it here rather than spend an attempt
+        // of every item. Items already marked (a bad item found before the loss) stay so.
+        if (!is_connection_lost(e.code()) || std::chrono::steady_clock::now() + pause > give_up) throw;
+      }
+      std::this_thread::sleep_for(pause);
+    }
   };
 }
 

@@ -25,30 +25,37 @@ namespace ingest::postgres {
 /// One statement parameter, sent as text (PostgreSQL converts it to the column's or
 /// the cast's type), or SQL NULL. Refers to the caller's string when it is
 /// NUL-terminated (`std::string`, `const char*`); copies a `string_view` and numbers.
+/// Text holding a NUL byte cannot be sent (PostgreSQL text has none): running a
+/// statement with one throws SQLSTATE 22021 instead of sending the text cut short.
 class param {
  public:
   /// SQL NULL.
   param(std::nullopt_t) noexcept {}  // NOLINT(google-explicit-constructor)
   /// Text of a `std::string` (referred to, not copied: it must outlive the call).
-  param(const std::string& text) noexcept : ptr_(text.c_str()) {}  // NOLINT
+  param(const std::string& text) noexcept : ptr_(text.c_str()), nul_(has_nul(text)) {}  // NOLINT
   /// A NUL-terminated string (referred to).
   param(const char* text) noexcept : ptr_(text) {}  // NOLINT
   /// Any text (copied).
-  param(std::string_view text) : owned_(text), ptr_(owned_->c_str()) {}  // NOLINT
+  param(std::string_view text) : owned_(text), ptr_(owned_->c_str()), nul_(has_nul(text)) {}  // NOLINT
   /// An integer, as decimal text.
   param(std::int64_t value) : owned_(std::to_string(value)), ptr_(owned_->c_str()) {}  // NOLINT
   /// An integer, as decimal text.
   param(int value) : param(static_cast<std::int64_t>(value)) {}  // NOLINT
   /// A copy (which owns a copy of the text when the original did).
-  param(const param& other) : owned_(other.owned_), ptr_(owned_ ? owned_->c_str() : other.ptr_) {}
+  param(const param& other)
+      : owned_(other.owned_), ptr_(owned_ ? owned_->c_str() : other.ptr_), nul_(other.nul_) {}
   param& operator=(const param&) = delete;
 
   /// The NUL-terminated text, or nullptr for NULL.
   const char* c_str() const noexcept { return ptr_; }
+  /// True when the text held a NUL byte (it cannot be sent).
+  bool holds_nul() const noexcept { return nul_; }
 
  private:
+  static bool has_nul(std::string_view text) noexcept { return text.find('\0') != std::string_view::npos; }
   std::optional<std::string> owned_{};
   const char* ptr_ = nullptr;
+  bool nul_ = false;
 };
 
 /// A PostgreSQL array literal (`{"a","b",NULL}`) built element by element, to pass a

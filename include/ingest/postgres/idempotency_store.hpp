@@ -55,6 +55,11 @@ class idempotency_store final : public ingest::idempotency_store {
   /// The `CREATE TABLE IF NOT EXISTS` statements of the store's table, to run in a
   /// migration of your own. Throws `ingest::error` for a bad table name.
   static std::string schema(const std::string& table = "ingest_idempotency");
+  /// Runs `schema(table)` on `db` under a transaction-scoped advisory lock, so that
+  /// processes starting together on an empty database create the table once (two
+  /// concurrent `CREATE TABLE IF NOT EXISTS` can fail on PostgreSQL). In the caller's
+  /// transaction when one is open, else in its own. Throws `ingest::error`.
+  static void create_table(connection& db, const std::string& table = "ingest_idempotency");
 
  private:
   key_check insert(std::string_view key, std::string_view fingerprint, std::string_view result, bool completed);

@@ -4,6 +4,7 @@
 /// records of the whole batch written in one statement, the user's rows for the new
 /// keys written together, a bad item isolated without failing the others.
 
+#include <chrono>
 #include <functional>
 #include <span>
 #include <string>
@@ -32,8 +33,14 @@ struct transactional_handler_options {
   /// The dead letter's reason for a permanent error (`constraint_violation`,
   /// `invalid_data`, or a `permanent_error`'s own).
   std::function<std::string(std::exception_ptr)> reason = postgres::failure_reason;
-  /// The idempotency table (created when missing).
+  /// The idempotency table (created when missing, unless `keys.create_table` is false).
   idempotency_store_options keys{};
+  /// How long a batch waits for a lost database (refused connections, a server
+  /// restarting, a backend terminated) before it fails back to the consumer: the
+  /// handler reconnects with backoff meanwhile, so an outage shorter than this costs
+  /// no delivery attempt (a failed batch costs each of its items one, and
+  /// `retry_policy::max_attempts` of them dead-letter it). Zero: fail at once.
+  std::chrono::milliseconds reconnect_patience{std::chrono::seconds(30)};
 };
 
 /// Returns a `batch_handler` that, per batch, on a connection leased from `pool`:
@@ -45,9 +52,12 @@ struct transactional_handler_options {
 /// **A bad item.** When `write` (or the key statement) throws an error that `classify`
 /// calls permanent, the transaction is rolled back and the batch done again one item at
 /// a time, each under a savepoint: the bad item is dead-lettered with its reason and
-/// SQLSTATE, the others commit together. A transient error (a deadlock, a serialization
-/// failure, a lost connection, a server shutting down) fails the whole batch, which the
-/// consumer retries with backoff; nothing of it is acked, since nothing committed.
+/// SQLSTATE, the others commit together (constraints deferred to COMMIT are checked at
+/// each item's statement then). A lost connection is waited out for up to
+/// `reconnect_patience`, then the batch is done again (what committed before the loss
+/// is recognised by its keys). Another transient error (a deadlock, a serialization
+/// failure) fails the whole batch, which the consumer retries with backoff; nothing of
+/// it is acked, since nothing committed.
 ///
 /// **Workers.** Each call leases its own connection, so give the pool at least
 /// `consumer_options::workers` connections. Workers of other processes and machines
