@@ -205,6 +205,27 @@ TEST_SUITE("postgres") {
     make_postgres_database = [] { return shared_postgres::get().fresh_database(); };
     contract(kind::direct_postgres);
   }
+  TEST_CASE("PostgreSQL connections lost under the readers: 503 with Retry-After, then the answer") {
+    make_postgres_database = [] { return shared_postgres::get().fresh_database(); };
+    for (const auto k : {kind::direct_postgres, kind::queue_postgres}) {
+      exam_fixture f(k);
+      auto c = f.client();
+      const auto r = f.submit(c, "open", token("s1"), "k-lost");
+      REQUIRE(r.status == f.new_status());
+      const auto id = r.field("receipt_id");
+      REQUIRE(f.written(1));
+      const std::vector<std::pair<std::string, std::string>> auth{{"Authorization", "Bearer " + token("s1")}};
+      REQUIRE(c.call(verb::get, "/v1/submissions/" + id, auth).status == 200);
+      postgres::connection admin(f.sink);
+      admin.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'exam_reader'");
+      const auto lost = c.call(verb::get, "/v1/submissions/" + id, auth);
+      check_error(lost, 503, "unavailable");
+      CHECK(lost.headers["Retry-After"] == "2");
+      const auto again = c.call(verb::get, "/v1/submissions/" + id, auth);  // reconnected
+      CHECK(again.status == 200);
+      CHECK(again.field("receipt_id") == id);
+    }
+  }
 }
 #endif
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ingest/fingerprint.hpp"
+#include "ingest/postgres/error.hpp"
 #include "ingest/sqlite/database.hpp"
 #include "json_text.hpp"
 
@@ -192,9 +193,11 @@ void app::handle(request req, const ingest::http::request_info& info, responder 
       log->write(
           {.level = ingest::log_level::error, .component = "http", .event = "handler_failed", .detail = e.what()});
     if (!respond) return;
-    // A database that cannot be read now (busy, the disk) may be readable in a moment.
+    // A database that cannot be read now (busy, the disk, PostgreSQL restarting or out
+    // of connections) may be readable in a moment.
     const auto* ie = dynamic_cast<const ingest::error*>(&e);
-    if (ie && ie->code().category() == ingest::sqlite::sqlite_category())
+    if (ie && (ie->code().category() == ingest::sqlite::sqlite_category() || ingest::postgres::is_transient(ie->code()) ||
+               ie->code() == ingest::errc::backpressure))
       return fail(to, respond, status::service_unavailable, "unavailable",
                   "the database cannot be read right now; retry", std::chrono::seconds(2));
     fail(to, respond, status::internal_server_error, "internal", "an unexpected error; retry later");
