@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 
+#include "ingest/error.hpp"
 #include "jwt.hpp"
 
 namespace spike {
@@ -61,17 +62,25 @@ class sqlite_rows final : public row_source {
   std::string prefix_;
 };
 
-// PostgreSQL: each count scans this run's key range (no rowid to resume from).
+// PostgreSQL: each count scans this run's key range (no rowid to resume from). While
+// the server cannot be reached (a fault test restarts it) the last count stands.
 class postgres_rows final : public row_source {
  public:
   postgres_rows(const std::string& url, const std::string& prefix)
       : db_(url, {.application_name = "spike_audit"}), prefix_(prefix), end_(prefix + "\x7f") {}
   std::int64_t count() override {
-    return db_.exec("SELECT count(*) FROM submissions WHERE idempotency_key >= $1 AND idempotency_key < $2",
-                    {prefix_, end_})
-        .integer(0, 0);
+    try {
+      db_.ensure_open();
+      last_ = db_.exec("SELECT count(*) FROM submissions WHERE idempotency_key >= $1 AND idempotency_key < $2",
+                       {prefix_, end_})
+                  .integer(0, 0);
+    } catch (const ingest::error&) {
+      db_.close();  // connected again at the next count
+    }
+    return last_;
   }
   std::vector<std::pair<std::string, std::string>> rows() override {
+    db_.ensure_open();
     const auto r = db_.exec(
         "SELECT idempotency_key, receipt_id FROM submissions WHERE idempotency_key >= $1 AND idempotency_key < $2",
         {prefix_, end_});
@@ -83,6 +92,7 @@ class postgres_rows final : public row_source {
  private:
   ingest::postgres::connection db_;
   std::string prefix_, end_;
+  std::int64_t last_ = 0;
 };
 
 audit_result audit_rows(row_source& db, results& r) {

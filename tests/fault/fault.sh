@@ -15,6 +15,10 @@
 #   sqs_stop            the SQS emulator stopped (SIGSTOP) mid-flood, continued 3 s later
 #   db_lock             exam.db locked by another process (BEGIN EXCLUSIVE) for 3 s
 #   disk_full           the queue's file system full mid-flood (a 2 MiB tmpfs), then grown
+#   worker_kill_postgres  exam_worker writing PostgreSQL SIGKILLed mid-batch, restarted
+#   postgres_restart    PostgreSQL stopped with `pg_ctl -m immediate` under the graders
+#                       mid-flood, started again 5 s later (the accept path goes on; no
+#                       submission may be dead-lettered for it)
 #
 # While a backend is down the scenario also checks that a submission is answered 503
 # with Retry-After at once and that /readyz says not ready. Exit 77: a server or a
@@ -43,6 +47,10 @@ case $scenario in
   *nats*) need nats-server ;;
   sqs_stop) need node; [[ -d $here/tests/sqs/node_modules/fauxqs ]] || { echo "fault.sh: fauxqs missing (skipped)" >&2; exit 77; } ;;
   db_lock) need sqlite3 ;;
+  *postgres*)
+    pg_bin=/usr/lib/postgresql/15/bin
+    [[ -x $pg_bin/postgres ]] || { echo "fault.sh: PostgreSQL 15 is not installed (skipped)" >&2; exit 77; }
+    need psql ;;
 esac
 
 work=$(mktemp -d /tmp/ingest-fault.XXXXXX)
@@ -53,6 +61,7 @@ cleanup() {
   for p in "${procs[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -KILL "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [[ -n $mounted ]] && umount "$mounted" 2>/dev/null || true
+  [[ -d $work/pg/data ]] && stop_postgres immediate
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -128,7 +137,7 @@ port=$(free_port)
 url="http://127.0.0.1:$port"
 data="$work/data"
 mkdir -p "$data"
-queue_url="" workers_args=() worker_needed=0 server_extra=()
+queue_url="" workers_args=() worker_needed=0 server_extra=() db="$data/exam.db"
 
 start_server() {
   spawn server "$work/server.log" "$bin/exam_server" --listen "127.0.0.1:$port" --data "$data" --student-rate 0 \
@@ -142,7 +151,35 @@ start_server() {
   exit 1
 }
 start_worker() {
-  spawn worker "$work/worker.log" "$bin/exam_worker" --data "$data" --queue "$queue_url" --rate 800 --batch 100
+  spawn worker "$work/worker.log" "$bin/exam_worker" --data "$data" --queue "$queue_url" --rate 800 --batch 100 \
+    --sink "$db"
+}
+
+# PostgreSQL (scenarios *postgres*): initdb in the work directory, run as the `postgres`
+# user when this runs as root (initdb and postgres refuse root).
+pg_port=""
+as_pg_user() {
+  if [[ $(id -u) -eq 0 ]]; then setpriv --reuid=postgres --regid=postgres --clear-groups -- "$@"; else "$@"; fi
+}
+start_postgres() {
+  if [[ ! -d $work/pg/data ]]; then
+    mkdir -p "$work/pg"
+    chmod 755 "$work"
+    [[ $(id -u) -eq 0 ]] && chown postgres:postgres "$work/pg"
+    as_pg_user "$pg_bin/initdb" -D "$work/pg/data" -U ingest --auth=trust -E UTF8 --locale=C >"$work/pg/initdb.log" 2>&1
+  fi
+  as_pg_user "$pg_bin/pg_ctl" -D "$work/pg/data" -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1" \
+    -l "$work/pg/server.log" -w start >/dev/null
+}
+stop_postgres() {  # stop_postgres MODE
+  as_pg_user "$pg_bin/pg_ctl" -D "$work/pg/data" -m "$1" -w stop >/dev/null 2>&1 || true
+}
+rows_written() {
+  if [[ $db == postgresql://* ]]; then
+    psql -At "$db" -c "SELECT count(*) FROM submissions" 2>/dev/null || echo 0
+  else
+    sqlite3 -readonly "$db" "SELECT count(*) FROM submissions" 2>/dev/null || echo 0
+  fi
 }
 
 nats_ports=() nats_cluster_ports=() nats_monitor_ports=()
@@ -235,17 +272,17 @@ recovered() {
 # resumed: seconds from the repair until exam.db grows again (the drain side is back).
 resumed() {
   local t0=$EPOCHREALTIME before now
-  before=$(sqlite3 -readonly "$data/exam.db" "SELECT count(*) FROM submissions" 2>/dev/null || echo 0)
+  before=$(rows_written)
   for _ in $(seq 600); do
-    now=$(sqlite3 -readonly "$data/exam.db" "SELECT count(*) FROM submissions" 2>/dev/null || echo 0)
+    now=$(rows_written)
     if ((now > before)); then
       recovery=$(since "$t0")
-      log "resumed: exam.db grows again ${recovery} s after the repair ($before -> $now rows)"
+      log "resumed: the submissions grow again ${recovery} s after the repair ($before -> $now rows)"
       return 0
     fi
     sleep 0.05
   done
-  echo "fault.sh: exam.db did not grow within 30 s of the repair" >&2
+  echo "fault.sh: the submissions did not grow within 30 s of the repair" >&2
   exit 1
 }
 
@@ -275,6 +312,16 @@ case $scenario in
     queue_url="nats://127.0.0.1:${nats_ports[0]},127.0.0.1:${nats_ports[1]},127.0.0.1:${nats_ports[2]}?replicas=3&ack_wait=3s"
     workers_args=(--workers 0)
     worker_needed=1 ;;
+  worker_kill_postgres | postgres_restart)
+    pg_port=$(free_port)
+    start_postgres
+    db="postgresql://ingest@127.0.0.1:$pg_port/postgres"
+    server_extra=(--db "$db")
+    if [[ $scenario == worker_kill_postgres ]]; then
+      queue_url="sqlite://$data/queue.db?visibility_timeout=3s"
+      workers_args=(--workers 0)
+      worker_needed=1
+    fi ;;
   sqs_stop)
     fauxqs_port=$(free_port)
     start_fauxqs
@@ -295,8 +342,11 @@ if [[ $scenario == disk_full ]]; then
   queue_url="sqlite://$mounted/queue.db?visibility_timeout=3s"
 fi
 if [[ $scenario == server_kill || $scenario == db_lock || $scenario == disk_full ]]; then
-  server_extra=(--rate 800)  # slower than the flood: a backlog is queued when the fault hits
+  server_extra+=(--rate 800)  # slower than the flood: a backlog is queued when the fault hits
 fi
+# Graders that fetch again as soon as a retry is due: an outage that cost attempts would
+# use up all five of some submissions' attempts, and dead-letter them.
+[[ $scenario == postgres_restart ]] && server_extra+=(--rate 0 --batch 50)
 start_server
 ((worker_needed)) && start_worker
 log "$scenario: exam_server ready at $url${queue_url:+ (queue $queue_url)}"
@@ -304,7 +354,7 @@ log "$scenario: exam_server ready at $url${queue_url:+ (queue $queue_url)}"
 # ---- the flood --------------------------------------------------------------------------
 result="${out:-$work/result.json}"
 spawn spike "$work/spike.log" "$bin/spike" --url "$url" --students "$students" --window 3 --timeout 5 --retries 8 \
-  --db "$data/exam.db" --drain-timeout 120 --json "$result" --label "fault-$scenario"
+  --db "$db" --drain-timeout 120 --json "$result" --label "fault-$scenario"
 wait_for "$work/spike.log" "connections open" 60
 sleep 1.2  # about a third into the 3-second wall
 log "fault: $scenario"
@@ -319,7 +369,7 @@ case $scenario in
     start_server
     recovery=$(since "$t_repair")
     log "exam_server ready again ${recovery} s after the restart began" ;;
-  worker_kill | worker_kill_nats)
+  worker_kill | worker_kill_nats | worker_kill_postgres)
     sleep 1
     kill_proc worker KILL
     log "exam_worker SIGKILLed mid-batch; restarting in 1 s"
@@ -334,6 +384,14 @@ case $scenario in
     sleep 1
     start_nats 0
     recovered ;;
+  postgres_restart)
+    sleep 0.5
+    stop_postgres immediate
+    # Longer than the graders' 5 attempts last (backoff ceilings 0.2 + 0.4 + 0.8 + 1.6 s).
+    log "PostgreSQL stopped (pg_ctl -m immediate) under the graders; starting it in 5 s"
+    sleep 5
+    start_postgres
+    resumed ;;
   nats_node_kill)
     kill_proc nats0 KILL
     log "nats node 0 (the first in the server list) SIGKILLed; the cluster goes on with two"
@@ -371,7 +429,11 @@ rc=0
 wait "${procs[spike]}" || rc=$?
 unset 'procs[spike]'
 cat "$work/spike.log"
-figures=$(python3 - "$result" <<'EOF'
+# With PostgreSQL under the graders, an outage must cost no delivery attempts: a dead
+# letter there means the graders gave up on a submission during the fault.
+no_dead_letters=0
+[[ $scenario == *postgres* ]] && no_dead_letters=1
+figures=$(python3 - "$result" "$no_dead_letters" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 a = r["audit"]
@@ -380,6 +442,8 @@ print(f'accepted={r["receipts"]} refused={refused} lost={a["lost"]} duplicated={
       f'rows_without_receipt={a["rows_without_receipt"]} pending={a["pending"]} dead_lettered={a["dead_lettered"]} '
       f'gave_up={r["gave_up"]} errors={json.dumps(r["errors"], separators=(",", ":"))}')
 ok = a["audited"] and a["lost"] == 0 and a["duplicated"] == 0 and a["pending"] == 0 and a["rows_without_receipt"] <= r["gave_up"]
+if sys.argv[2] == "1" and a["dead_lettered"] != 0:
+    ok = False
 sys.exit(0 if ok else 1)
 EOF
 ) || rc=1
