@@ -76,7 +76,8 @@ int migrate_schema(pg::connection& db) {
 }
 
 pg_reader::pg_reader(const std::string& url, std::size_t connections)
-    : pool_(url, {.size = connections, .connection = {.application_name = "exam_reader"}}) {
+    : pool_(url, {.size = connections, .connection = {.application_name = "exam_reader"}}),
+      registered_(connections, false) {
   auto db = pool_.acquire();
   migrate_schema(*db);
 }
@@ -84,13 +85,18 @@ pg_reader::pg_reader(const std::string& url, std::size_t connections)
 std::vector<stored_submission> pg_reader::query(const std::string& statement,
                                                 std::initializer_list<pg::param> params) {
   auto db = pool_.acquire();
-  db->prepare("exam_by_receipt", fmt::format("SELECT {} FROM submissions WHERE receipt_id = $1", columns));
-  db->prepare("exam_by_key", fmt::format("SELECT {} FROM submissions WHERE exam_id = $1 AND student_id = $2 AND "
-                                         "idempotency_key = $3",
+  // The statements are registered once per connection (its slot is this thread's alone
+  // while leased); a read on the accept path formats no SQL.
+  if (!registered_[db.slot()]) {
+    db->prepare("exam_by_receipt", fmt::format("SELECT {} FROM submissions WHERE receipt_id = $1", columns));
+    db->prepare("exam_by_key", fmt::format("SELECT {} FROM submissions WHERE exam_id = $1 AND student_id = $2 AND "
+                                           "idempotency_key = $3",
+                                           columns));
+    db->prepare("exam_list", fmt::format("SELECT {} FROM submissions WHERE exam_id = $1 AND receipt_id > $2 "
+                                         "ORDER BY receipt_id LIMIT $3",
                                          columns));
-  db->prepare("exam_list", fmt::format("SELECT {} FROM submissions WHERE exam_id = $1 AND receipt_id > $2 "
-                                       "ORDER BY receipt_id LIMIT $3",
-                                       columns));
+    registered_[db.slot()] = true;
+  }
   const auto r = db->exec_prepared(statement, params);
   std::vector<stored_submission> out;
   out.reserve(static_cast<std::size_t>(r.rows()));

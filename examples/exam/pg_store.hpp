@@ -35,6 +35,7 @@ class pg_reader final : public submission_reader {
  private:
   std::vector<stored_submission> query(const std::string& statement, std::initializer_list<ingest::postgres::param> p);
   ingest::postgres::connection_pool pool_;
+  std::vector<char> registered_;  // per pool slot: statements registered on that connection
 };
 
 // Writes `rows` (one INSERT of arrays) and adds them to their exams' exam_stats rows,
