@@ -54,7 +54,16 @@ class postgres_server {
          "--locale=C", "--no-sync", "--no-instructions"});
     start();
   }
-  ~postgres_server() { kill(); }
+  // Stopped with `pg_ctl -m immediate -w`, which returns once every server process has
+  // gone: a SIGKILL of the postmaster alone leaves its children writing into the
+  // directory the caller is about to remove.
+  ~postgres_server() {
+    try {
+      stop_immediate();
+    } catch (const std::exception&) {
+      kill();
+    }
+  }
 
   int port() const { return port_; }
   /// A connection URI for the superuser `ingest` on database `postgres`.
