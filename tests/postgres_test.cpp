@@ -96,6 +96,27 @@ TEST_CASE("postgres connection: parameters, NULL, results, prepared statements")
     postgres::array_literal empty;
     CHECK(db.exec("SELECT cardinality($1::text[])", {empty.str()}).integer(0, 0) == 0);
   }
+  SUBCASE("binary text arrays carry any text, and NULL; a NUL byte is refused") {
+    postgres::text_array a;
+    for (const auto& k : testing::awkward_keys()) a.push_back(k);
+    a.push_null();
+    a.push_back("");
+    const auto back = db.exec("SELECT x, x IS NULL FROM unnest($1::text[]) WITH ORDINALITY AS u(x, n) ORDER BY n",
+                              {postgres::param::binary(a.bytes())});
+    const auto keys = testing::awkward_keys();
+    REQUIRE(back.rows() == static_cast<int>(keys.size() + 2));
+    for (std::size_t i = 0; i < keys.size(); ++i) CHECK(back.text(static_cast<int>(i), 0) == keys[i]);
+    CHECK(back.text(static_cast<int>(keys.size()), 1) == "t");
+    CHECK(back.text(static_cast<int>(keys.size() + 1), 0).empty());
+    CHECK(back.text(static_cast<int>(keys.size() + 1), 1) == "f");
+    // Beside text parameters, and through a prepared statement.
+    postgres::text_array empty;
+    db.prepare("card", "SELECT cardinality($1::text[]), $2::text");
+    const auto c = db.exec_prepared("card", {postgres::param::binary(empty.bytes()), "beside"});
+    CHECK(c.integer(0, 0) == 0);
+    CHECK(c.text(0, 1) == "beside");
+    CHECK(sqlstate_of([] { postgres::text_array bad; bad.push_back(std::string("a\0b", 3)); }) == "22021");
+  }
   SUBCASE("transactions and savepoints") {
     {
       postgres::transaction tx(db);
@@ -129,6 +150,37 @@ TEST_CASE("postgres connection: parameters, NULL, results, prepared statements")
     CHECK_FALSE(db.in_transaction());
     CHECK_THROWS_AS(postgres::savepoint(db, "bad name;"), ingest::error);
   }
+}
+
+// record_many tries one plain INSERT first and, when a key was there (a unique
+// violation), takes the ON CONFLICT statement: under a savepoint inside the caller's
+// transaction, so that what the caller wrote before survives; on its own without one.
+TEST_CASE("postgres idempotency store: a known key in a batch costs nothing the caller wrote") {
+  const auto url = shared_postgres::get().fresh_database();
+  postgres::connection db(url);
+  postgres::idempotency_store keys(db);
+  db.exec("CREATE TABLE t(id int)");
+  CHECK(keys.record("known", "fk", "r-known").status == key_status::fresh);
+  // Without a transaction.
+  auto out = keys.record_many({"new1", "known"}, {"f1", "fk"}, {"r1", "r"});
+  CHECK(out[0].status == key_status::fresh);
+  CHECK(out[1].status == key_status::completed);
+  CHECK(out[1].result == "r-known");
+  CHECK(keys.find("new1"));
+  {  // Inside one, after a write of the caller's.
+    postgres::transaction tx(db);
+    db.exec("INSERT INTO t VALUES (1)");
+    out = keys.record_many({"new2", "known", "new3"}, {"f2", "other", "f3"}, {"r2", "r", "r3"});
+    CHECK(out[0].status == key_status::fresh);
+    CHECK(out[1].status == key_status::conflict);
+    CHECK(out[2].status == key_status::fresh);
+    db.exec("INSERT INTO t VALUES (2)");
+    tx.commit();
+  }
+  CHECK(db.exec("SELECT count(*) FROM t").integer(0, 0) == 2);
+  CHECK(keys.find("new2"));
+  CHECK(keys.find("new3"));
+  CHECK(keys.find("known")->fingerprint == "fk");
 }
 
 TEST_CASE("postgres errors keep the SQLSTATE and say what a retry can fix") {

@@ -19,16 +19,46 @@ std::string trimmed(const char* message) {
 
 void ignore_notice(void*, const char*) {}
 
-std::vector<const char*> values_of(std::span<const param> params) {
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& p : params) {
-    if (p.holds_nul())
-      throw error(make_error_code("22021"), "postgres: a text parameter holds a NUL byte, which PostgreSQL text cannot carry");
-    values.push_back(p.c_str());
+// The parameters as libpq takes them: values, lengths (of binary ones) and formats.
+struct wire_params {
+  explicit wire_params(std::span<const param> params) {
+    values.reserve(params.size());
+    for (const auto& p : params) {
+      if (p.holds_nul())
+        throw error(make_error_code("22021"),
+                    "postgres: a text parameter holds a NUL byte, which PostgreSQL text cannot carry");
+      values.push_back(p.c_str());
+      lengths.push_back(p.length());
+      formats.push_back(p.is_binary() ? 1 : 0);
+      any_binary = any_binary || p.is_binary();
+    }
   }
-  return values;
+  int size() const noexcept { return static_cast<int>(values.size()); }
+  const int* length_data() const noexcept { return any_binary ? lengths.data() : nullptr; }
+  const int* format_data() const noexcept { return any_binary ? formats.data() : nullptr; }
+
+  std::vector<const char*> values;
+  std::vector<int> lengths, formats;
+  bool any_binary = false;
+};
+
+void put_int32(std::string& out, std::uint32_t v) {
+  const char bytes[] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+                        static_cast<char>(v)};
+  out.append(bytes, 4);
 }
+
+void set_int32(std::string& out, std::size_t at, std::uint32_t v) {
+  std::string bytes;
+  put_int32(bytes, v);
+  out.replace(at, 4, bytes);
+}
+
+constexpr std::uint32_t text_oid = 25;
+// The header of a binary array: dimensions, has-NULL flag, element type, then per
+// dimension its length and lower bound.
+constexpr std::size_t has_null_at = 4;
+constexpr std::size_t length_at = 12;
 
 }  // namespace
 
@@ -63,6 +93,37 @@ const std::string& array_literal::str() {
     closed_ = true;
   }
   return text_;
+}
+
+// ---- text_array ---------------------------------------------------------------------
+
+text_array::text_array() {
+  put_int32(bytes_, 1);          // one dimension
+  put_int32(bytes_, 0);          // has NULLs (set when one is pushed)
+  put_int32(bytes_, text_oid);   // element type
+  put_int32(bytes_, 0);          // length (set in bytes())
+  put_int32(bytes_, 1);          // lower bound
+}
+
+void text_array::push_back(std::string_view element) {
+  if (element.find('\0') != std::string_view::npos)
+    throw error(make_error_code("22021"), "postgres: an array element holds a NUL byte, which PostgreSQL text cannot carry");
+  if (element.size() > 0x3fffffff) throw error(make_error_code("54000"), "postgres: an array element exceeds 1 GB");
+  put_int32(bytes_, static_cast<std::uint32_t>(element.size()));
+  bytes_.append(element);
+  ++count_;
+}
+
+void text_array::push_null() {
+  put_int32(bytes_, 0xffffffff);  // length -1
+  has_null_ = true;
+  ++count_;
+}
+
+const std::string& text_array::bytes() {
+  set_int32(bytes_, has_null_at, has_null_ ? 1 : 0);
+  set_int32(bytes_, length_at, static_cast<std::uint32_t>(count_));
+  return bytes_;
 }
 
 // ---- result -------------------------------------------------------------------------
@@ -179,9 +240,9 @@ result connection::exec(std::string_view sql) {
 result connection::exec(std::string_view sql, std::span<const param> params) {
   if (!conn_) throw error(make_error_code("08003"), "postgres: connection is closed");
   const std::string text(sql);
-  const auto values = values_of(params);
-  return check(PQexecParams(conn_.get(), text.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
-                            nullptr, nullptr, 0),
+  const wire_params wire(params);
+  return check(PQexecParams(conn_.get(), text.c_str(), wire.size(), nullptr, wire.values.data(), wire.length_data(),
+                            wire.format_data(), 0),
                sql);
 }
 
@@ -199,9 +260,9 @@ result connection::exec_prepared(const std::string& name, std::span<const param>
     check(PQprepare(conn_.get(), name.c_str(), it->second.c_str(), 0, nullptr), it->second);
     prepared_.insert(name);
   }
-  const auto values = values_of(params);
-  return check(PQexecPrepared(conn_.get(), name.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
-                              nullptr, 0),
+  const wire_params wire(params);
+  return check(PQexecPrepared(conn_.get(), name.c_str(), wire.size(), wire.values.data(), wire.length_data(),
+                              wire.format_data(), 0),
                it->second);
 }
 

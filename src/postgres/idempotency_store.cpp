@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 #include <unordered_map>
 
 #include "ingest/error.hpp"
@@ -89,6 +90,11 @@ idempotency_store::idempotency_store(connection& db, idempotency_store_options o
                           "SELECT k, f, 1, r, $4, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, f, r) "
                           "ORDER BY k COLLATE \"C\" ON CONFLICT (key) DO NOTHING RETURNING key",
                           t));
+  db_.prepare(name(t, "insert_new"),
+              fmt::format("INSERT INTO {}(key, fingerprint, state, result, created_at, completed_at) "
+                          "SELECT k, f, 1, r, $4, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, f, r) "
+                          "ORDER BY k COLLATE \"C\"",
+                          t));
   db_.prepare(name(t, "lookup_many"),
               fmt::format("SELECT key, fingerprint, state, result FROM {} WHERE key = ANY($1::text[])", t));
 }
@@ -133,7 +139,7 @@ std::vector<key_check> idempotency_store::record_many(const std::vector<std::str
   // The first occurrence of each key goes to the database; later ones are answered
   // against it, as if recorded one after the other.
   std::unordered_map<std::string_view, std::size_t> first;
-  array_literal k, f, r;
+  text_array k, f, r;
   for (std::size_t i = 0; i < keys.size(); ++i) {
     check_text(keys[i]);
     check_text(fingerprints[i]);
@@ -143,8 +149,6 @@ std::vector<key_check> idempotency_store::record_many(const std::vector<std::str
     f.push_back(fingerprints[i]);
     r.push_back(results[i]);
   }
-  const auto inserted =
-      db_.exec_prepared(name(table_, "insert_many"), {k.str(), f.str(), r.str(), to_ms(clock::now())});
 
   struct stored {
     std::string_view fingerprint;
@@ -153,17 +157,24 @@ std::vector<key_check> idempotency_store::record_many(const std::vector<std::str
   };
   std::unordered_map<std::string_view, stored> now;  // the record each key has after this call
   std::vector<bool> is_new(keys.size(), false);
-  for (int row = 0; row < inserted.rows(); ++row) {
-    const auto i = first.at(inserted.text(row, 0));
+  const auto inserted_by_us = [&](std::size_t i) {
     is_new[i] = true;
     now.emplace(keys[i], stored{fingerprints[i], true, results[i]});
+  };
+  const auto now_ms = to_ms(clock::now());
+  result inserted, found;
+  const auto ks = param::binary(k.bytes()), fs = param::binary(f.bytes()), rs = param::binary(r.bytes());
+  if (insert_all_new(ks, fs, rs, now_ms)) {
+    for (const auto& [key, i] : first) inserted_by_us(i);
+  } else {
+    inserted = db_.exec_prepared(name(table_, "insert_many"), {ks, fs, rs, now_ms});
+    for (int row = 0; row < inserted.rows(); ++row) inserted_by_us(first.at(inserted.text(row, 0)));
   }
-  result found;
   if (now.size() < first.size()) {
-    array_literal missing;
+    text_array missing;
     for (const auto& [key, i] : first)
       if (!now.contains(key)) missing.push_back(key);
-    found = db_.exec_prepared(name(table_, "lookup_many"), {missing.str()});
+    found = db_.exec_prepared(name(table_, "lookup_many"), {param::binary(missing.bytes())});
     for (int row = 0; row < found.rows(); ++row)
       now.emplace(keys[first.at(found.text(row, 0))],
                   stored{found.text(row, 1), found.integer(row, 2) == completed, found.text(row, 3)});
@@ -181,6 +192,21 @@ std::vector<key_check> idempotency_store::record_many(const std::vector<std::str
       out[i] = {key_status::in_progress, {}};
   }
   return out;
+}
+
+bool idempotency_store::insert_all_new(const param& keys, const param& fingerprints, const param& results,
+                                       std::int64_t now) {
+  std::optional<savepoint> sp;
+  if (db_.in_transaction()) sp.emplace(db_, "ingest_keys");
+  try {
+    db_.exec_prepared(name(table_, "insert_new"), {keys, fingerprints, results, now});
+  } catch (const error& e) {
+    if (sqlstate(e.code()) != "23505") throw;  // else: a key was there already
+    if (sp) sp->rollback();
+    return false;
+  }
+  if (sp) sp->release();
+  return true;
 }
 
 void idempotency_store::complete(std::string_view key, std::string_view result) {

@@ -28,8 +28,12 @@ struct idempotency_store_options {
 /// do not both win: the second waits on the first's row (the primary key) until the
 /// first commits (then it finds the key `completed` or `in_progress`) or rolls back
 /// (then the key is its own). `record_many` inserts its keys in sorted order, so two
-/// batches that share keys never deadlock on them. It costs one statement for the
-/// whole batch (an `unnest` of arrays with `ON CONFLICT DO NOTHING RETURNING`), and
+/// batches that share keys never deadlock on them. When every key is new it costs one
+/// plain `INSERT ... SELECT FROM unnest(...)` of binary arrays, under a savepoint when
+/// a transaction is open (one index descent per key: `ON CONFLICT` would probe the
+/// index first and then insert). When a key was there, that statement fails with a
+/// unique violation (logged by PostgreSQL as an `ERROR`), is rolled back to the
+/// savepoint, and the batch takes one `ON CONFLICT DO NOTHING RETURNING` statement and
 /// one more to read the records of the keys that were already there.
 ///
 /// @code
@@ -63,6 +67,9 @@ class idempotency_store final : public ingest::idempotency_store {
 
  private:
   key_check insert(std::string_view key, std::string_view fingerprint, std::string_view result, bool completed);
+  // Inserts keys all expected new with one plain INSERT (one index descent per key,
+  // where ON CONFLICT probes first); false, with nothing inserted, when one was there.
+  bool insert_all_new(const param& keys, const param& fingerprints, const param& results, std::int64_t now);
   key_check compare(std::string_view fingerprint, int row, const result& found) const;
 
   connection& db_;

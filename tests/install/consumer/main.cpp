@@ -28,6 +28,9 @@ int main() {
   if (ingest::postgres::classify(std::make_exception_ptr(ingest::error(
           ingest::postgres::make_error_code("23505"), "x"))) != ingest::failure_kind::permanent)
     return 1;
+  ingest::postgres::text_array ids;
+  ids.push_back("r-1");
+  if (ids.size() != 1 || !ingest::postgres::param::binary(ids.bytes()).is_binary()) return 1;
   try {
     ingest::postgres::connection pg("postgresql://nobody@127.0.0.1:1/none", {.connect_timeout = std::chrono::seconds(2)});
     return 1;
