@@ -18,15 +18,16 @@
 
 namespace ingest::test {
 
-struct postgres_store {
-  static constexpr const char* name = "postgres";
+template <bool PlainInsertFirst>
+struct postgres_store_with {
+  static constexpr const char* name = PlainInsertFirst ? "postgres" : "postgres, ON CONFLICT only";
   std::string url = shared_postgres::get().fresh_database();
-  postgres_store() {
+  postgres_store_with() {
     postgres::connection db(url);
     db.exec("CREATE TABLE rows(key text NOT NULL)");
   }
   struct session {
-    explicit session(const std::string& url) : db(url), store(db) {}
+    explicit session(const std::string& url) : db(url), store(db, {.plain_insert_first = PlainInsertFirst}) {}
     ingest::idempotency_store& keys() { return store; }
     void begin() { tx.emplace(db); }
     void commit() {
@@ -46,7 +47,8 @@ struct postgres_store {
   std::unique_ptr<session> open() { return std::make_unique<session>(url); }
 };
 
-INGEST_IDEMPOTENCY_CONFORMANCE(std::tuple<postgres_store>);
+using postgres_store = postgres_store_with<true>;
+INGEST_IDEMPOTENCY_CONFORMANCE(std::tuple<postgres_store, postgres_store_with<false>>);
 
 std::string sqlstate_of(const std::function<void()>& f) {
   try {
@@ -115,6 +117,10 @@ TEST_CASE("postgres connection: parameters, NULL, results, prepared statements")
     const auto c = db.exec_prepared("card", {postgres::param::binary(empty.bytes()), "beside"});
     CHECK(c.integer(0, 0) == 0);
     CHECK(c.text(0, 1) == "beside");
+    const auto n = db.exec("SELECT cardinality($1::text[]), $2::text IS NULL",
+                           {postgres::param::binary(a.bytes()), std::nullopt});
+    CHECK(n.integer(0, 0) == static_cast<std::int64_t>(keys.size() + 2));
+    CHECK(n.text(0, 1) == "t");
     CHECK(sqlstate_of([] { postgres::text_array bad; bad.push_back(std::string("a\0b", 3)); }) == "22021");
   }
   SUBCASE("transactions and savepoints") {
@@ -181,6 +187,29 @@ TEST_CASE("postgres idempotency store: a known key in a batch costs nothing the 
   CHECK(keys.find("new2"));
   CHECK(keys.find("new3"));
   CHECK(keys.find("known")->fingerprint == "fk");
+
+  // A fresh store: after the unique violation above, `keys` takes ON CONFLICT for a while.
+  postgres::idempotency_store again(db, {.create_table = false});
+  // Another error of the plain insert is the caller's, not taken for a known key.
+  db.exec("ALTER TABLE ingest_idempotency ADD CHECK (key <> 'refused')");
+  {
+    postgres::transaction tx(db);
+    CHECK(sqlstate_of([&] { again.record_many({"new4", "refused"}, {"f", "f"}, {"r", "r"}); }) == "23514");
+  }
+  CHECK_FALSE(keys.find("new4"));
+  // A row the plain insert did not write (a trigger skipped it) is not reported new.
+  db.exec("CREATE FUNCTION skip_some() RETURNS trigger LANGUAGE plpgsql AS "
+          "$$BEGIN IF NEW.key LIKE 'skip%' THEN RETURN NULL; END IF; RETURN NEW; END$$");
+  db.exec("CREATE TRIGGER skip_some BEFORE INSERT ON ingest_idempotency FOR EACH ROW EXECUTE FUNCTION skip_some()");
+  {
+    postgres::transaction tx(db);
+    out = again.record_many({"new5", "skip1"}, {"f", "f"}, {"r", "r"});
+    tx.commit();
+  }
+  CHECK(out[0].status == key_status::fresh);
+  CHECK(out[1].status == key_status::in_progress);
+  CHECK(keys.find("new5"));
+  CHECK_FALSE(keys.find("skip1"));
 }
 
 TEST_CASE("postgres errors keep the SQLSTATE and say what a retry can fix") {

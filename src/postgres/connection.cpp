@@ -95,6 +95,10 @@ const std::string& array_literal::str() {
   return text_;
 }
 
+void param::throw_too_long() {
+  throw error(make_error_code("54000"), "postgres: a binary parameter exceeds 1 GB");
+}
+
 // ---- text_array ---------------------------------------------------------------------
 
 text_array::text_array() {

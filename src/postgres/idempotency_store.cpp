@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <optional>
 #include <unordered_map>
 
 #include "ingest/error.hpp"
@@ -71,7 +70,7 @@ void idempotency_store::create_table(connection& db, const std::string& table) {
 }
 
 idempotency_store::idempotency_store(connection& db, idempotency_store_options options)
-    : db_(db), table_(std::move(options.table)) {
+    : db_(db), table_(std::move(options.table)), plain_insert_first_(options.plain_insert_first) {
   check_table_name(table_);
   if (options.create_table) create_table(db_, table_);
   const auto& t = table_;
@@ -164,7 +163,7 @@ std::vector<key_check> idempotency_store::record_many(const std::vector<std::str
   const auto now_ms = to_ms(clock::now());
   result inserted, found;
   const auto ks = param::binary(k.bytes()), fs = param::binary(f.bytes()), rs = param::binary(r.bytes());
-  if (insert_all_new(ks, fs, rs, now_ms)) {
+  if (insert_all_new(ks, fs, rs, now_ms, first.size())) {
     for (const auto& [key, i] : first) inserted_by_us(i);
   } else {
     inserted = db_.exec_prepared(name(table_, "insert_many"), {ks, fs, rs, now_ms});
@@ -195,17 +194,28 @@ std::vector<key_check> idempotency_store::record_many(const std::vector<std::str
 }
 
 bool idempotency_store::insert_all_new(const param& keys, const param& fingerprints, const param& results,
-                                       std::int64_t now) {
-  std::optional<savepoint> sp;
-  if (db_.in_transaction()) sp.emplace(db_, "ingest_keys");
-  try {
-    db_.exec_prepared(name(table_, "insert_new"), {keys, fingerprints, results, now});
-  } catch (const error& e) {
-    if (sqlstate(e.code()) != "23505") throw;  // else: a key was there already
-    if (sp) sp->rollback();
+                                       std::int64_t now, std::size_t count) {
+  // Only inside a transaction, where a savepoint can take back a short insert.
+  if (!plain_insert_first_ || !db_.in_transaction()) return false;
+  if (plain_insert_pause_ > 0) {
+    --plain_insert_pause_;
     return false;
   }
-  if (sp) sp->release();
+  savepoint sp(db_, "ingest_keys");
+  try {
+    const auto inserted = db_.exec_prepared(name(table_, "insert_new"), {keys, fingerprints, results, now});
+    // A trigger or rule of the caller's may skip rows: then let RETURNING say which.
+    if (inserted.affected_rows() != static_cast<std::int64_t>(count)) {
+      sp.rollback();
+      return false;
+    }
+  } catch (const error& e) {
+    if (sqlstate(e.code()) != "23505") throw;  // else: a key was there already
+    sp.rollback();
+    plain_insert_pause_ = 16;
+    return false;
+  }
+  sp.release();
   return true;
 }
 

@@ -166,7 +166,11 @@ class shared_postgres {
  private:
   shared_postgres() : dir_(make_dir()), server_(dir_ / "pg", {"max_connections=200"}) {}
   ~shared_postgres() {
-    server_.kill();
+    try {
+      server_.stop_immediate();
+    } catch (const std::exception&) {
+      server_.kill();
+    }
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
   }

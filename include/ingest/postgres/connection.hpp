@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// A small owning wrapper over one libpq connection: parameters as text, prepared
+/// A small owning wrapper over one libpq connection: parameters as text or binary, prepared
 /// statements that survive a reconnect, RAII transactions and savepoints, array
 /// literals for one-statement batch writes.
 
@@ -51,16 +51,19 @@ class param {
         binary_(other.binary_) {}
   param& operator=(const param&) = delete;
   /// Bytes in PostgreSQL's binary format for the parameter's type, such as
-  /// `text_array::bytes()` for a `$n::text[]` (referred to: they must outlive the call).
-  static param binary(const std::string& bytes) noexcept {
+  /// `text_array::bytes()` for a `$n::text[]` (referred to: they must outlive the call,
+  /// unchanged). Throws `ingest::error` (54000) above 1 GB.
+  static param binary(const std::string& bytes) {
+    if (bytes.size() > 0x3fffffff) throw_too_long();
     param p(std::nullopt);
     p.ptr_ = bytes.data();
     p.length_ = static_cast<int>(bytes.size());
     p.binary_ = true;
     return p;
   }
+  static param binary(std::string&&) = delete;  // the bytes would be gone before the call
 
-  /// The NUL-terminated text, or nullptr for NULL.
+  /// The NUL-terminated text, nullptr for NULL, or the start of binary bytes.
   const char* c_str() const noexcept { return ptr_; }
   /// True when the text held a NUL byte (it cannot be sent).
   bool holds_nul() const noexcept { return nul_; }
@@ -71,6 +74,7 @@ class param {
 
  private:
   static bool has_nul(std::string_view text) noexcept { return text.find('\0') != std::string_view::npos; }
+  [[noreturn]] static void throw_too_long();
   std::optional<std::string> owned_{};
   const char* ptr_ = nullptr;
   bool nul_ = false;
@@ -122,7 +126,7 @@ class text_array {
   void push_null();
   /// Number of elements.
   std::size_t size() const noexcept { return count_; }
-  /// The array in binary format, for `param::binary`.
+  /// The array in binary format, for `param::binary` (valid until the next push).
   const std::string& bytes();
 
  private:
@@ -202,7 +206,8 @@ class connection {
   /// Runs one or more statements without parameters (simple query protocol); returns
   /// the result of the last one.
   result exec(std::string_view sql);
-  /// Runs one statement with `$1`, `$2`, ... bound to `params` (sent as text).
+  /// Runs one statement with `$1`, `$2`, ... bound to `params` (text, or binary where
+  /// made by `param::binary`).
   result exec(std::string_view sql, std::span<const param> params);
   /// The same, with the parameters written in place.
   result exec(std::string_view sql, std::initializer_list<param> params) {

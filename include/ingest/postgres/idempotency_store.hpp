@@ -14,6 +14,10 @@ namespace ingest::postgres {
 struct idempotency_store_options {
   std::string table = "ingest_idempotency";  ///< letters, digits and '_' only
   bool create_table = true;  ///< `CREATE TABLE IF NOT EXISTS` when the store is made
+  /// `record_many` tries one plain `INSERT` of the batch's keys first (see the class).
+  /// False: always `ON CONFLICT DO NOTHING`, for servers where a unique-violation
+  /// `ERROR` in the log (naming the key) is not wanted, or where round trips are dear.
+  bool plain_insert_first = true;
 };
 
 /// `ingest::idempotency_store` on a PostgreSQL connection.
@@ -29,12 +33,18 @@ struct idempotency_store_options {
 /// first commits (then it finds the key `completed` or `in_progress`) or rolls back
 /// (then the key is its own). `record_many` inserts its keys in sorted order, so two
 /// batches that share keys never deadlock on them. When every key is new it costs one
-/// plain `INSERT ... SELECT FROM unnest(...)` of binary arrays, under a savepoint when
+/// plain `INSERT ... SELECT FROM unnest(...)` of binary arrays under a savepoint, when
 /// a transaction is open (one index descent per key: `ON CONFLICT` would probe the
-/// index first and then insert). When a key was there, that statement fails with a
-/// unique violation (logged by PostgreSQL as an `ERROR`), is rolled back to the
-/// savepoint, and the batch takes one `ON CONFLICT DO NOTHING RETURNING` statement and
-/// one more to read the records of the keys that were already there.
+/// index first and then insert; the savepoint takes a subtransaction and two more
+/// round trips). When a key was there (a redelivery, a key reused with another
+/// payload, a key another transaction committed meanwhile), that statement fails with
+/// a unique violation, which PostgreSQL logs as an `ERROR` naming the key; it is
+/// rolled back to the savepoint, and the batch takes one `ON CONFLICT DO NOTHING
+/// RETURNING` statement and one more to read the records of the keys that were there.
+/// After such a failure the next 16 calls of the store go straight to `ON CONFLICT`
+/// (redeliveries come in runs). Outside a transaction, and with `plain_insert_first =
+/// false`, it always takes `ON CONFLICT`. When `record_many` throws inside a
+/// transaction, roll the transaction back.
 ///
 /// @code
 /// ingest::postgres::idempotency_store keys(db);
@@ -69,11 +79,14 @@ class idempotency_store final : public ingest::idempotency_store {
   key_check insert(std::string_view key, std::string_view fingerprint, std::string_view result, bool completed);
   // Inserts keys all expected new with one plain INSERT (one index descent per key,
   // where ON CONFLICT probes first); false, with nothing inserted, when one was there.
-  bool insert_all_new(const param& keys, const param& fingerprints, const param& results, std::int64_t now);
+  bool insert_all_new(const param& keys, const param& fingerprints, const param& results, std::int64_t now,
+                      std::size_t count);
   key_check compare(std::string_view fingerprint, int row, const result& found) const;
 
   connection& db_;
   std::string table_;
+  bool plain_insert_first_ = true;
+  int plain_insert_pause_ = 0;  // calls left that skip the plain insert
 };
 
 }  // namespace ingest::postgres

@@ -1,8 +1,10 @@
 #pragma once
 /// @file
 /// A ready-made batch handler: one PostgreSQL transaction per batch, the idempotency
-/// records of the whole batch written in one statement, the user's rows for the new
-/// keys written together, a bad item isolated without failing the others.
+/// records of the whole batch written together (`idempotency_store::record_many`: one
+/// plain INSERT, or one ON CONFLICT statement after a unique violation), the user's
+/// rows for the new keys written together, a bad item isolated without failing the
+/// others.
 
 #include <chrono>
 #include <functional>
@@ -44,7 +46,7 @@ struct transactional_handler_options {
 };
 
 /// Returns a `batch_handler` that, per batch, on a connection leased from `pool`:
-/// `BEGIN`; records every item's key in one statement (`idempotency_store::record_many`);
+/// `BEGIN`; records every item's key together (`idempotency_store::record_many`);
 /// calls `write` once with the items whose keys are new; `COMMIT`. A key already
 /// completed is a redelivery (nothing written, acked); a key known with another
 /// fingerprint is dead-lettered as a conflict; a key another transaction holds is retried.
