@@ -51,7 +51,7 @@ awaitable<bool> client::connect() {
   if (!s_.bind.empty()) {
     // Another source address: the server sees another client IP.
     auto& socket = stream_.socket();
-    socket.open(ep_.protocol(), ec);
+    socket.open(server().endpoint.protocol(), ec);
     if (!ec) socket.bind(tcp::endpoint(asio::ip::make_address(s_.bind, ec), 0), ec);
     if (ec) {
       r_.error("bind_error");
@@ -60,9 +60,12 @@ awaitable<bool> client::connect() {
       co_return false;
     }
   }
-  co_await stream_.async_connect(ep_, asio::redirect_error(use_awaitable, ec));
+  co_await stream_.async_connect(server().endpoint, asio::redirect_error(use_awaitable, ec));
   if (ec) {
     r_.error("connect_error");
+    beast::error_code ignored;
+    stream_.socket().close(ignored);
+    fail_over();
     co_return false;
   }
   stream_.expires_never();  // requests are timed by the sweeper
@@ -88,6 +91,7 @@ awaitable<std::pair<int, std::string>> client::post(const student& st, steady::t
   const auto done = steady::now();
   if (ec) {
     disconnect();
+    fail_over();
     co_return std::pair<int, std::string>{0, timed_out_ ? "timeout" : "connection_error"};
   }
   const double seconds = std::chrono::duration<double>(done - t).count();
@@ -95,7 +99,10 @@ awaitable<std::pair<int, std::string>> client::post(const student& st, steady::t
   if (scheduled != steady::time_point{})
     r_.scheduled_latency.observe(std::chrono::duration<double>(done - scheduled).count());
   const int code = static_cast<int>(res.result_int());
-  if (code >= 200 && code < 300) r_.accept_latency.observe(seconds);
+  if (code >= 200 && code < 300) {
+    r_.accept_latency.observe(seconds);
+    if (servers_.size() > 1) r_.answered_2xx(server().name);
+  }
   if (!res.keep_alive()) disconnect();
   co_return std::pair<int, std::string>{code, std::move(res.body())};
 }
@@ -105,6 +112,10 @@ void client::disconnect() {
   beast::error_code ignored;
   stream_.socket().close(ignored);
   buffer_.clear();
+}
+
+void client::fail_over() {
+  at_ = (at_ + 1) % servers_.size();
 }
 
 void deadline_sweeper::finish() {

@@ -32,6 +32,12 @@ struct target {
   std::string port;
 };
 
+// A server of the flood: its address, and how the report names it.
+struct server_address {
+  tcp::endpoint endpoint;
+  std::string name;  // host:port
+};
+
 target parse_url(const std::string& url);
 
 struct student {
@@ -49,8 +55,10 @@ struct student {
 // server it measures (see benchmarks/README.md).
 class client {
  public:
-  client(asio::any_io_executor ex, const settings& s, results& r, tcp::endpoint ep)
-      : stream_(ex), s_(s), r_(r), ep_(ep) {}
+  // Starts on `servers[first % size]`; moves to the next after a connection error.
+  client(asio::any_io_executor ex, const settings& s, results& r, const std::vector<server_address>& servers,
+         std::size_t first)
+      : stream_(ex), s_(s), r_(r), servers_(servers), at_(first % servers.size()) {}
 
   asio::any_io_executor executor() { return stream_.get_executor(); }
 
@@ -71,12 +79,16 @@ class client {
   }
   // Drops the connection (and what was read of it); the next request connects again.
   void disconnect();
+  // After a connection error: the next request goes to the next server.
+  void fail_over();
+  const server_address& server() const { return servers_[at_]; }
 
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   const settings& s_;
   results& r_;
-  tcp::endpoint ep_;
+  const std::vector<server_address>& servers_;
+  std::size_t at_;
   bool connected_ = false;
   bool timed_out_ = false;                    // the sweeper closed the connection
   std::atomic<steady::rep> deadline_{never};  // of the request in flight

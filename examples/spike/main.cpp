@@ -37,7 +37,11 @@ namespace spike {
 namespace {
 
 void define_options(CLI::App& cli, settings& s) {
-  cli.add_option("--url", s.url, "server base URL")->capture_default_str();
+  cli.add_option("--url", s.urls,
+                 "server base URL; give several (repeated or comma-separated) to spread the students over them, "
+                 "a retry after a connection error going to the next")
+      ->delimiter(',')
+      ->capture_default_str();
   cli.add_option("--exam", s.exam, "exam id")->capture_default_str();
   cli.add_option("--students", s.students, "students in the wall")
       ->capture_default_str()
@@ -94,7 +98,7 @@ int run(const settings& s) {
   const std::vector<student> students = make_students(s, plan);
   results r;
   flood f(s, plan, r);
-  const tcp::endpoint ep = f.resolve();
+  const tcp::endpoint ep = f.resolve().front().endpoint;  // where the audit asks about missing receipts
   run_outcome o;
   o.before = sample_process(s.server_pid);
   db_watch db;
@@ -143,7 +147,8 @@ int main(int argc, char** argv) {
   CLI::App cli{"spike: replays a deadline flood against an exam server, then audits exam.db"};
   spike::define_options(cli, s);
   CLI11_PARSE(cli, argc, argv);
-  if (s.label.empty()) s.label = s.url;
+  if (s.label.empty())
+    for (const auto& url : s.urls) s.label += (s.label.empty() ? "" : ",") + url;
   bool generated = false;
   s.secret = exam::resolve_secret(s.secret, generated);
   if (generated) {

@@ -114,6 +114,11 @@ void print_summary(const settings& s, const run_plan& plan, results& r, const ru
     for (const auto& [k, v] : r.errors)
       std::printf("  error %-20s %llu\n", k.c_str(), static_cast<unsigned long long>(v));
   }
+  {
+    std::lock_guard lock(r.mutex);
+    for (const auto& [server, n] : r.answered_2xx_by)
+      std::printf("  2xx from %-20s %llu\n", server.c_str(), static_cast<unsigned long long>(n));
+  }
   std::printf("  accept latency ms: avg %.1f  p50 %.1f  p95 %.1f  p99 %.1f  max %.1f%s\n", avg_ms(lat),
               ms(lat.quantile(0.5)), ms(lat.quantile(0.95)), ms(lat.quantile(0.99)), ms(lat.quantile(1.0)),
               open_loop ? " (from scheduled time)" : "");
@@ -149,6 +154,12 @@ void write_json(const settings& s, const run_plan& plan, results& r, const run_o
     for (const auto& [k, v] : r.errors) errs[k] = v;
   }
   j["errors"] = std::move(errs);
+  if (s.urls.size() > 1) {
+    boost::json::object by;
+    std::lock_guard lock(r.mutex);
+    for (const auto& [server, n] : r.answered_2xx_by) by[server] = n;
+    j["answered_2xx_by"] = std::move(by);
+  }
   const auto& lat = f.latency;
   boost::json::object l;
   l["avg_ms"] = avg_ms(lat);

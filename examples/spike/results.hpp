@@ -28,10 +28,15 @@ struct results {
   std::mutex mutex;
   std::map<std::string, std::uint64_t> errors;   // kind -> count
   std::map<std::string, std::string> receipts;   // idempotency key -> receipt id
+  std::map<std::string, std::uint64_t> answered_2xx_by;  // server (host:port) -> 2xx answers
   std::vector<std::uint32_t> accepted_per_tick;  // 100 ms ticks since t0
   steady::time_point t0{};
   steady::time_point last_accept{};
 
+  void answered_2xx(const std::string& server) {
+    std::lock_guard lock(mutex);
+    ++answered_2xx_by[server];
+  }
   void error(const std::string& kind) {
     std::lock_guard lock(mutex);
     ++errors[kind];

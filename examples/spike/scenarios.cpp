@@ -62,11 +62,13 @@ std::vector<student> make_students(const settings& s, const run_plan& plan) {
   return students;
 }
 
-tcp::endpoint flood::resolve() {
-  const auto where = parse_url(s_.url);
+const std::vector<server_address>& flood::resolve() {
   tcp::resolver resolver(io_);
-  ep_ = *resolver.resolve(where.host, where.port).begin();
-  return ep_;
+  for (const auto& url : s_.urls) {
+    const auto where = parse_url(url);
+    servers_.push_back({*resolver.resolve(where.host, where.port).begin(), where.host + ":" + where.port});
+  }
+  return servers_;
 }
 
 // With more than one thread a client's work and the sweeper's close must not overlap:
@@ -79,7 +81,8 @@ asio::any_io_executor flood::client_executor() {
 void flood::connect() {
   const int n = plan_.n;
   pool_ = plan_.open_loop ? std::min(s_.connections, n) : n;
-  for (int i = 0; i < pool_; ++i) clients_.push_back(std::make_unique<client>(client_executor(), s_, r_, ep_));
+  for (int i = 0; i < pool_; ++i)
+    clients_.push_back(std::make_unique<client>(client_executor(), s_, r_, servers_, next_client_++));
   std::atomic<int> connected{0}, next_connect{0};
   const auto t_connect = steady::now();
   for (int lane = 0; lane < std::min(pool_, 500); ++lane)
@@ -100,7 +103,8 @@ void flood::connect() {
 void flood::schedule(const std::vector<student>& students) {
   r_.t0 = steady::now() + 200ms;
   for (const auto& st : students)
-    if (st.double_click) extra_.push_back(std::make_unique<client>(client_executor(), s_, r_, ep_));
+    if (st.double_click)
+      extra_.push_back(std::make_unique<client>(client_executor(), s_, r_, servers_, next_client_++));
   std::vector<client*> all;
   for (auto& c : clients_) all.push_back(c.get());
   for (auto& c : extra_) all.push_back(c.get());

@@ -25,8 +25,8 @@ class flood {
  public:
   flood(const settings& s, const run_plan& plan, results& r) : s_(s), plan_(plan), r_(r), io_(s.threads) {}
 
-  // The server's address, from --url.
-  tcp::endpoint resolve();
+  // The servers' addresses, from --url.
+  const std::vector<server_address>& resolve();
   // Connections first (the students are already on the page), then the wall.
   void connect();
   // Sets `results::t0` and schedules every submission from then on.
@@ -44,7 +44,8 @@ class flood {
   const run_plan& plan_;
   results& r_;
   asio::io_context io_;
-  tcp::endpoint ep_;
+  std::vector<server_address> servers_;
+  std::size_t next_client_ = 0;  // spreads the clients over the servers
   int pool_ = 0;
   std::vector<std::unique_ptr<client>> clients_;
   std::vector<std::unique_ptr<client>> extra_;  // the second connection of a double click

@@ -2,13 +2,16 @@
 // What the command line asks of one run of spike, and what that makes of the run.
 
 #include <string>
+#include <vector>
 
 #include "jwt.hpp"
 
 namespace spike {
 
 struct settings {
-  std::string url = "http://127.0.0.1:8081";
+  // The servers; students are spread over them, and a retry after a connection error
+  // goes to the next one (as a load balancer would send it).
+  std::vector<std::string> urls{"http://127.0.0.1:8081"};
   std::string exam = "demo";
   int students = 10000;
   double window_s = 1.0;

@@ -19,6 +19,9 @@
 #   postgres_restart    PostgreSQL stopped with `pg_ctl -m immediate` under the graders
 #                       mid-flood, started again 5 s later (the accept path goes on; no
 #                       submission may be dead-lettered for it)
+#   server_down         spike given two servers of which the second never answers: its
+#                       students' connections fail and go to the first, as a load
+#                       balancer would send them
 #
 # While a backend is down the scenario also checks that a submission is answered 503
 # with Retry-After at once and that /readyz says not ready. Exit 77: a server or a
@@ -137,7 +140,7 @@ port=$(free_port)
 url="http://127.0.0.1:$port"
 data="$work/data"
 mkdir -p "$data"
-queue_url="" workers_args=() worker_needed=0 server_extra=() db="$data/exam.db"
+queue_url="" workers_args=() worker_needed=0 server_extra=() db="$data/exam.db" spike_urls=""
 
 start_server() {
   spawn server "$work/server.log" "$bin/exam_server" --listen "127.0.0.1:$port" --data "$data" --student-rate 0 \
@@ -288,6 +291,8 @@ resumed() {
 
 # ---- set-up per scenario --------------------------------------------------------------
 case $scenario in
+  server_down)
+    spike_urls=",http://127.0.0.1:$(free_port)" ;;  # nothing listens there
   server_kill | db_lock)
     # Leases of a killed server's graders come back after 3 s instead of 30.
     queue_url="sqlite://$data/queue.db?visibility_timeout=3s&commit_linger=500us" ;;
@@ -353,7 +358,7 @@ log "$scenario: exam_server ready at $url${queue_url:+ (queue $queue_url)}"
 
 # ---- the flood --------------------------------------------------------------------------
 result="${out:-$work/result.json}"
-spawn spike "$work/spike.log" "$bin/spike" --url "$url" --students "$students" --window 3 --timeout 5 --retries 8 \
+spawn spike "$work/spike.log" "$bin/spike" --url "$url$spike_urls" --students "$students" --window 3 --timeout 5 --retries 8 \
   --db "$db" --drain-timeout 120 --json "$result" --label "fault-$scenario"
 wait_for "$work/spike.log" "connections open" 60
 sleep 1.2  # about a third into the 3-second wall
@@ -361,6 +366,8 @@ log "fault: $scenario"
 
 recovery=""
 case $scenario in
+  server_down)
+    log "the second server was never up" ;;
   server_kill)
     kill_proc server KILL
     log "exam_server SIGKILLed; restarting in 1 s"
@@ -433,7 +440,7 @@ cat "$work/spike.log"
 # letter there means the graders gave up on a submission during the fault.
 no_dead_letters=0
 [[ $scenario == *postgres* ]] && no_dead_letters=1
-figures=$(python3 - "$result" "$no_dead_letters" <<'EOF'
+figures=$(python3 - "$result" "$no_dead_letters" "$url" "$spike_urls" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 a = r["audit"]
@@ -444,6 +451,11 @@ print(f'accepted={r["receipts"]} refused={refused} lost={a["lost"]} duplicated={
 ok = a["audited"] and a["lost"] == 0 and a["duplicated"] == 0 and a["pending"] == 0 and a["rows_without_receipt"] <= r["gave_up"]
 if sys.argv[2] == "1" and a["dead_lettered"] != 0:
     ok = False
+if sys.argv[4]:  # a server that was never up: its students failed over to the live one
+    live = sys.argv[3].removeprefix("http://").rstrip("/")
+    by = r.get("answered_2xx_by", {})
+    print(f"2xx by server: {json.dumps(by)}")
+    ok = ok and refused == 0 and r["errors"].get("connect_error", 0) > 0 and set(by) == {live} and by[live] == r["ok"]
 sys.exit(0 if ok else 1)
 EOF
 ) || rc=1
