@@ -84,16 +84,13 @@ idempotency_store::idempotency_store(connection& db, idempotency_store_options o
               fmt::format("UPDATE {} SET state = 1, result = $2, completed_at = $3 WHERE key = $1", t));
   db_.prepare(name(t, "prune"), fmt::format("DELETE FROM {} WHERE created_at < $1 AND state = 1", t));
   // Sorted, so that two batches sharing keys take their row locks in the same order.
-  db_.prepare(name(t, "insert_many"),
-              fmt::format("INSERT INTO {}(key, fingerprint, state, result, created_at, completed_at) "
-                          "SELECT k, f, 1, r, $4, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, f, r) "
-                          "ORDER BY k COLLATE \"C\" ON CONFLICT (key) DO NOTHING RETURNING key",
-                          t));
-  db_.prepare(name(t, "insert_new"),
-              fmt::format("INSERT INTO {}(key, fingerprint, state, result, created_at, completed_at) "
-                          "SELECT k, f, 1, r, $4, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, f, r) "
-                          "ORDER BY k COLLATE \"C\"",
-                          t));
+  const auto insert_new =
+      fmt::format("INSERT INTO {}(key, fingerprint, state, result, created_at, completed_at) "
+                  "SELECT k, f, 1, r, $4, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, f, r) "
+                  "ORDER BY k COLLATE \"C\"",
+                  t);
+  db_.prepare(name(t, "insert_many"), insert_new + " ON CONFLICT (key) DO NOTHING RETURNING key");
+  db_.prepare(name(t, "insert_new"), insert_new);
   db_.prepare(name(t, "lookup_many"),
               fmt::format("SELECT key, fingerprint, state, result FROM {} WHERE key = ANY($1::text[])", t));
 }
