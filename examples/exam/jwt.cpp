@@ -13,101 +13,20 @@
 #include <memory>
 #include <stdexcept>
 
+#include "ingest/detail/hmac.hpp"
+
 namespace exam {
 namespace {
 
-constexpr std::string_view b64url_chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-std::string b64url_encode(std::string_view in) {
-  std::string out;
-  out.reserve((in.size() * 4 + 2) / 3);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(b64url_chars[(acc >> bits) & 0x3F]);
-    }
-  }
-  if (bits > 0) out.push_back(b64url_chars[(acc << (6 - bits)) & 0x3F]);
-  return out;
-}
-
-std::optional<std::string> b64url_decode(std::string_view in) {
-  std::string out;
-  out.reserve(in.size() * 3 / 4);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    const auto pos = b64url_chars.find(c);
-    if (pos == std::string_view::npos) return std::nullopt;  // padding is not used in JWTs
-    acc = (acc << 6) | static_cast<std::uint32_t>(pos);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
-  }
-  if (bits >= 6) return std::nullopt;  // a lone trailing character
-  // The bits left over must be zero: otherwise one value would have several spellings.
-  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
-  return out;
-}
-
-// HMAC-SHA256 (RFC 2104) with the key's inner and outer pads hashed once per secret
-// and the digest states copied per call: OpenSSL's one-shot HMAC() sets everything up
-// again on every call, which costs more than the hashing on the accept path.
-class hmac_key {
- public:
-  explicit hmac_key(std::string_view secret) : inner_(EVP_MD_CTX_new()), outer_(EVP_MD_CTX_new()) {
-    std::array<unsigned char, 64> block{};
-    if (secret.size() > block.size()) {
-      unsigned int len = 0;
-      EVP_Digest(secret.data(), secret.size(), block.data(), &len, EVP_sha256(), nullptr);
-    } else {
-      std::copy(secret.begin(), secret.end(), block.begin());
-    }
-    std::array<unsigned char, 64> ipad{}, opad{};
-    for (std::size_t i = 0; i < block.size(); ++i) {
-      ipad[i] = block[i] ^ 0x36;
-      opad[i] = block[i] ^ 0x5c;
-    }
-    if (!inner_ || !outer_ || !EVP_DigestInit_ex(inner_.get(), EVP_sha256(), nullptr) ||
-        !EVP_DigestUpdate(inner_.get(), ipad.data(), ipad.size()) ||
-        !EVP_DigestInit_ex(outer_.get(), EVP_sha256(), nullptr) ||
-        !EVP_DigestUpdate(outer_.get(), opad.data(), opad.size()))
-      throw std::runtime_error("HMAC-SHA256 set-up failed");
-    OPENSSL_cleanse(block.data(), block.size());
-    OPENSSL_cleanse(ipad.data(), ipad.size());
-    OPENSSL_cleanse(opad.data(), opad.size());
-  }
-
-  std::array<unsigned char, 32> mac(std::string_view data) const {
-    thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> work(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-    std::array<unsigned char, 32> inner{}, out{};
-    unsigned int len = 0;
-    if (!work || !EVP_MD_CTX_copy_ex(work.get(), inner_.get()) || !EVP_DigestUpdate(work.get(), data.data(), data.size()) ||
-        !EVP_DigestFinal_ex(work.get(), inner.data(), &len) || !EVP_MD_CTX_copy_ex(work.get(), outer_.get()) ||
-        !EVP_DigestUpdate(work.get(), inner.data(), inner.size()) || !EVP_DigestFinal_ex(work.get(), out.data(), &len))
-      throw std::runtime_error("HMAC-SHA256 failed");
-    return out;
-  }
-
- private:
-  struct free_ctx {
-    void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
-  };
-  std::unique_ptr<EVP_MD_CTX, free_ctx> inner_, outer_;
-};
+using ingest::detail::base64url_decode;
+using ingest::detail::base64url_encode;
 
 std::array<unsigned char, 32> hmac_sha256(std::string_view secret, std::string_view data) {
   // Servers verify with one secret; keep the prepared key of the last one per thread.
   thread_local std::string cached_secret;
-  thread_local std::unique_ptr<hmac_key> cached;
+  thread_local std::unique_ptr<ingest::detail::hmac_sha256> cached;
   if (!cached || cached_secret != secret) {
-    cached = std::make_unique<hmac_key>(secret);
+    cached = std::make_unique<ingest::detail::hmac_sha256>(secret);
     cached_secret.assign(secret);
   }
   return cached->mac(data);
@@ -180,8 +99,8 @@ std::string mint_token(const principal& p, std::string_view secret, const token_
 }
 
 std::string sign_claims(std::string_view claims_json, std::string_view secret) {
-  const std::string signing_input = b64url_encode(R"({"alg":"HS256","typ":"JWT"})") + '.' + b64url_encode(claims_json);
-  return signing_input + '.' + b64url_encode(mac_view(hmac_sha256(secret, signing_input)));
+  const std::string signing_input = base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + '.' + base64url_encode(claims_json);
+  return signing_input + '.' + base64url_encode(mac_view(hmac_sha256(secret, signing_input)));
 }
 
 verified verify_token(std::string_view token, std::string_view secret, const token_checks& checks,
@@ -190,9 +109,9 @@ verified verify_token(std::string_view token, std::string_view secret, const tok
   const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
   if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
     return {token_error::malformed};
-  const auto header = b64url_decode(token.substr(0, dot1));
-  const auto payload = b64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1));
-  const auto signature = b64url_decode(token.substr(dot2 + 1));
+  const auto header = base64url_decode(token.substr(0, dot1));
+  const auto payload = base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1));
+  const auto signature = base64url_decode(token.substr(dot2 + 1));
   if (!header || !payload || !signature) return {token_error::malformed};
 
   boost::system::error_code ec;
@@ -239,7 +158,7 @@ verified verify_token(std::string_view token, std::string_view secret, const tok
 std::string random_secret() {
   std::array<unsigned char, 32> bytes{};
   if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) throw std::runtime_error("RAND_bytes failed");
-  return b64url_encode({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
+  return base64url_encode({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
 }
 
 std::optional<std::chrono::seconds> parse_ttl(std::string_view text) {

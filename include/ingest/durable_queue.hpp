@@ -6,6 +6,7 @@
 #include <boost/asio/async_result.hpp>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,8 @@
 #include "ingest/error.hpp"
 
 namespace ingest {
+
+class receipt_signer;
 
 /// What a backend can promise; the conformance suite reads it to know what to test.
 struct queue_features {
@@ -205,6 +208,13 @@ class durable_queue {
   /// Stops the queue: see "Cancellation". Idempotent, thread-safe.
   virtual void close() = 0;
 
+  /// From now on, new messages get receipt ids signed by `signer` over their postmark
+  /// and `envelope::receipt_claims` (receipt_signer.hpp), so that any process holding
+  /// the key can answer for a receipt it never stored; null turns signing off. A
+  /// repeated key still gets its original receipt, signed or not. Call before the
+  /// first publish: it is not synchronised with publishes in flight.
+  void sign_receipts(std::shared_ptr<const receipt_signer> signer) { signer_ = std::move(signer); }
+
   /// Publishes one message; completes with its receipt once the backend made it durable
   /// (or with the original receipt for a repeated key). Signature `void(error_code, receipt)`.
   template <class Token>
@@ -334,6 +344,13 @@ class durable_queue {
   /// Backends with `features().lookup` override this.
   virtual void do_find(std::string receipt_id, callback<error_code, message_status> done);
 
+  /// The signer set by `sign_receipts` (null: none). A backend reads it in `do_publish`
+  /// and calls `sign_receipt` right after it stamps a new message's `accepted_at`.
+  const std::shared_ptr<const receipt_signer>& receipt_signing() const noexcept { return signer_; }
+  /// Replaces `m.receipt_id` with one `signer` signs over `m.accepted_at` and
+  /// `m.receipt_claims`; leaves it when `signer` is null or the claims are too long.
+  static void sign_receipt(const receipt_signer* signer, envelope& m);
+
  private:
   /// The one check of every message on its way in, whichever way it comes
   /// (`async_publish` or a producer): `validate_envelope`, then the fingerprint and the
@@ -343,6 +360,8 @@ class durable_queue {
   static error_code prepare(envelope& message);
   /// `prepare`, then `do_publish`; a refusal completes `done` at once.
   void check_and_publish(envelope message, callback<error_code, receipt> done);
+
+  std::shared_ptr<const receipt_signer> signer_;
 };
 
 }  // namespace ingest

@@ -14,5 +14,6 @@
 #include "ingest/memory_queue.hpp"
 #include "ingest/metrics.hpp"
 #include "ingest/producer.hpp"
+#include "ingest/receipt_signer.hpp"
 #include "ingest/retry_policy.hpp"
 #include "ingest/version.hpp"

@@ -25,6 +25,9 @@ struct submission {
   /// `errc::deadline_passed` (see `envelope::not_after`); a repeat of one accepted in
   /// time gets its receipt.
   time_point not_after = time_point::max();
+  /// What the receipt id vouches for when the queue signs receipts (see
+  /// `envelope::receipt_claims`).
+  std::string receipt_claims{};
 };
 
 /// How a `producer` bounds and checks what it accepts.

@@ -1,6 +1,7 @@
 #include "ingest/durable_queue.hpp"
 
 #include "ingest/fingerprint.hpp"
+#include "ingest/receipt_signer.hpp"
 
 namespace ingest {
 
@@ -14,6 +15,11 @@ error_code durable_queue::prepare(envelope& message) {
 void durable_queue::check_and_publish(envelope message, callback<error_code, receipt> done) {
   if (const auto invalid = prepare(message)) return done(invalid, receipt{});
   do_publish(std::move(message), std::move(done));
+}
+
+void durable_queue::sign_receipt(const receipt_signer* signer, envelope& m) {
+  if (!signer) return;
+  if (auto id = signer->sign(m.accepted_at, m.receipt_claims)) m.receipt_id = std::move(*id);
 }
 
 void durable_queue::do_find(std::string, callback<error_code, message_status> done) {

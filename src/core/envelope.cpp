@@ -10,9 +10,10 @@
 
 #include "ingest/error.hpp"
 #include "ingest/fingerprint.hpp"
+#include "uuid7.hpp"
 
 namespace ingest {
-namespace {
+namespace detail {
 
 std::uint64_t random_u64() {
   thread_local std::mt19937_64 engine{[] {
@@ -22,6 +23,12 @@ std::uint64_t random_u64() {
   }()};
   return engine();
 }
+
+}  // namespace detail
+
+namespace {
+
+using detail::random_u64;
 
 // RFC 9562 method 1: a 12-bit counter in rand_a keeps ids monotonic within one
 // millisecond; when it runs out the timestamp is advanced by one millisecond.
@@ -47,6 +54,7 @@ struct uuid7_clock {
 
 }  // namespace
 
+namespace detail {
 namespace {
 
 std::string uuid_text(const std::array<unsigned char, 16>& b) {
@@ -61,6 +69,8 @@ std::string uuid_text(const std::array<unsigned char, 16>& b) {
   return out;
 }
 
+}  // namespace
+
 // UUIDv7 layout: 48-bit milliseconds, version 7, 12 bits, variant, 62 bits.
 std::string uuid7(std::uint64_t ms, std::uint64_t twelve, std::uint64_t tail) {
   std::array<unsigned char, 16> b{};
@@ -71,6 +81,12 @@ std::string uuid7(std::uint64_t ms, std::uint64_t twelve, std::uint64_t tail) {
   for (int i = 9; i < 16; ++i) b[i] = static_cast<unsigned char>(tail >> (8 * (15 - i)));
   return uuid_text(b);
 }
+
+}  // namespace detail
+
+namespace {
+
+using detail::uuid7;
 
 // splitmix64's finaliser: spreads the bits of a number over the whole word.
 std::uint64_t mix(std::uint64_t x) {

@@ -290,7 +290,9 @@ void memory_queue::do_publish(envelope message, callback<error_code, receipt> do
         std::move(done), receipt{known->second.receipt_id, message.idempotency_key, known->second.accepted_at, true});
   }
   // The postmark first: a late message is late whether or not there is room for it.
-  message.accepted_at = clock::now();
+  // To the microsecond, as the other backends keep it (and a signed receipt carries it).
+  message.accepted_at = std::chrono::time_point_cast<std::chrono::microseconds>(clock::now());
+  sign_receipt(receipt_signing().get(), message);
   if (message.accepted_at > message.not_after) return done(errc::deadline_passed, receipt{});
   if (s.options.max_messages != 0 && s.items.size() >= s.options.max_messages) return done(errc::queue_full, receipt{});
 

@@ -192,6 +192,7 @@ void producer::do_submit(submission item, detail::callback<void(error_code, rece
   message.payload = std::move(item.payload);
   message.headers = std::move(item.headers);
   message.not_after = item.not_after;
+  message.receipt_claims = std::move(item.receipt_claims);
   // The queue's one check, before a slot is taken: a message it refuses never holds
   // one, and is refused as itself (not as backpressure or in_flight).
   if (const auto invalid = durable_queue::prepare(message)) return reject(invalid);

@@ -53,6 +53,7 @@ void queue::do_publish(envelope message, callback<error_code, receipt> done) {
   // The postmark, in the microseconds the wire keeps: the receipt carries exactly what
   // every later reading of the message will.
   message.accepted_at = time_from_us(to_us(clock::now()));
+  sign_receipt(receipt_signing().get(), message);
   engine_->publish(std::move(message), std::move(done));
 }
 

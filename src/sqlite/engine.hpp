@@ -56,6 +56,7 @@ struct queue::engine {
   struct publish_op {
     envelope message;
     callback<error_code, receipt> done;
+    std::shared_ptr<const receipt_signer> signer{};  // receipt ids signed at the postmark
     error_code ec{};
     receipt result{};
   };

@@ -94,6 +94,10 @@ void queue::engine::apply_publish(publish_op& o, std::int64_t t, deltas& d, std:
     o.ec = errc::queue_full;
     return;
   }
+  if (o.signer) {
+    m.accepted_at = time_from_us(t);
+    sign_receipt(o.signer.get(), m);
+  }
   auto& ins = *sql.insert;
   ins.bind(1, m.idempotency_key)
       .bind(2, m.receipt_id)

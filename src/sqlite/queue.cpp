@@ -47,7 +47,7 @@ std::string queue::last_error() const {
 
 void queue::do_publish(envelope message, callback<error_code, receipt> done) {
   message.attempts = 0;
-  engine::publish_op op{std::move(message), std::move(done)};
+  engine::publish_op op{std::move(message), std::move(done), receipt_signing()};
   engine::operation wrapped(std::move(op));
   if (!engine_->enqueue(std::move(wrapped), true))
     std::get<engine::publish_op>(wrapped).done(errc::shutting_down, receipt{});

@@ -111,7 +111,7 @@ struct queue::engine {
   std::unordered_map<std::string, std::string> sending_keys;  // key -> fingerprint
 
   void forget_old_keys();
-  void publish(envelope m, callback<error_code, receipt> done);
+  void publish(envelope m, const receipt_signer* signer, callback<error_code, receipt> done);
   std::size_t send_slots() const { return fifo && !o.group_per_key ? 1 : o.max_send_batches; }
   void pump();
   void finish(const std::shared_ptr<outgoing>& out, error_code ec);

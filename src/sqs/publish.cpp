@@ -17,7 +17,7 @@ void queue::engine::forget_old_keys() {
   }
 }
 
-void queue::engine::publish(envelope m, callback<error_code, receipt> done) {
+void queue::engine::publish(envelope m, const receipt_signer* signer, callback<error_code, receipt> done) {
   forget_old_keys();
   if (auto k = keys.find(m.idempotency_key); k != keys.end()) {
     --publishes_pending;
@@ -32,6 +32,7 @@ void queue::engine::publish(envelope m, callback<error_code, receipt> done) {
   }
   // Stamped once, before the first send: a resend carries the same time.
   m.accepted_at = time_from_us(to_us(clock::now()));  // as the wire keeps it
+  sign_receipt(signer, m);
   auto out = std::make_shared<outgoing>();
   out->data = encode(m);
   if (out->data.size() > o.max_batch_bytes) {

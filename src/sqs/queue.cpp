@@ -56,8 +56,8 @@ void queue::do_publish(envelope message, callback<error_code, receipt> done) {
     --engine_->publishes_pending;
     return done(code(errc::backpressure), receipt{});
   }
-  asio::post(engine_->io, [e = engine_.get(), m = std::move(message), done = std::move(done)]() mutable {
-    e->publish(std::move(m), std::move(done));
+  asio::post(engine_->io, [e = engine_.get(), s = receipt_signing(), m = std::move(message),
+                           done = std::move(done)]() mutable { e->publish(std::move(m), s.get(), std::move(done));
   });
 }
 

@@ -9,6 +9,7 @@
 
 #include "ingest/error.hpp"
 #include "ingest/fingerprint.hpp"
+#include "ingest/receipt_signer.hpp"
 #include "ingest/testing/queue_helpers.hpp"
 
 namespace ingest::testing {
@@ -97,6 +98,34 @@ TEST_CASE_TEMPLATE_DEFINE("conformance: publish", Backend, ingest_queue_conforma
     CHECK(later.duplicate);
     CHECK(later.id == first.id);
     CHECK(stats(*q).accepted == 1);
+  }
+
+  SUBCASE("signed receipts: the id verifies with its postmark and claims, and travels unchanged") {
+    auto q = backend.open(30s);
+    auto signer = std::make_shared<receipt_signer>(std::vector<std::string>{"conformance-signing-key"});
+    q->sign_receipts(signer);
+    auto e = message("signed-1", "p");
+    e.receipt_claims = R"(["exam-1","student 7"])";
+    auto [ec, r] = publish(*q, e);
+    REQUIRE_FALSE(ec);
+    const auto said = signer->verify(r.id);
+    REQUIRE(said.has_value());
+    CHECK(said->claims == e.receipt_claims);
+    CHECK(said->accepted_at == r.accepted_at);  // to the microsecond
+    CHECK_FALSE(receipt_signer({"some-other-signing-key"}).verify(r.id).has_value());
+    if (q->features().dedup_window > std::chrono::milliseconds::zero()) {
+      auto [dec, again] = publish(*q, e);
+      REQUIRE_FALSE(dec);
+      CHECK(again.duplicate);
+      CHECK(again.id == r.id);
+      CHECK(again.accepted_at == r.accepted_at);
+    }
+    auto [fec, batch] = fetch(*q, 10, 1s);
+    REQUIRE_FALSE(fec);
+    REQUIRE(batch.size() == 1);
+    CHECK(batch[0].message.receipt_id == r.id);
+    CHECK(batch[0].message.accepted_at == r.accepted_at);
+    REQUIRE_FALSE(ack(*q, batch));
   }
 
   SUBCASE("a deadline refuses a new message postmarked after it, before storing it where the backend can") {
