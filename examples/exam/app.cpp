@@ -97,17 +97,6 @@ std::string unknown_exam(std::string_view id) {
   return valid_id(id) ? "no exam '" + std::string(id) + "'" : std::string("no such exam");
 }
 
-const char* state_name(ingest::message_state s) {
-  switch (s) {
-    case ingest::message_state::leased:
-      return "processing";
-    case ingest::message_state::processed:
-      return "graded";
-    default:
-      return "received";
-  }
-}
-
 }  // namespace
 
 app::app(const catalog& exams, submission_reader& store, submit_backend& backend, app_options options)
@@ -232,8 +221,11 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
   const bool submissions_of_exam =
       path.size() == 4 && path[0] == "v1" && path[1] == "exams" && path[3] == "submissions";
   const bool one_submission = path.size() == 3 && path[0] == "v1" && path[1] == "submissions";
+  const bool replay = path.size() == 6 && path[0] == "v1" && path[1] == "exams" && path[3] == "dead-letters" &&
+                      path[5] == "replay";
   if (submissions_of_exam && !get && verb != bhttp::verb::post) return not_allowed("GET, HEAD, POST");
   if (one_submission && !get) return not_allowed("GET, HEAD");
+  if (replay && verb != bhttp::verb::post) return not_allowed("POST");
   // Per address before anything else, bad tokens included: a bot probing with forged
   // tokens is limited like anyone else.
   if (!path.empty() && path[0] == "v1" && per_ip_.enabled()) {
@@ -244,6 +236,7 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
   if (submissions_of_exam && !get) return post_submission(std::string(path[2]), std::move(req), respond);
   if (submissions_of_exam) return list_submissions(std::string(path[2]), std::move(req), respond);
   if (one_submission) return get_submission(std::string(path[2]), std::move(req), respond);
+  if (replay) return replay_dead_letter(std::string(path[2]), std::string(path[4]), std::move(req), respond);
   fail(req, respond, status::not_found, "not_found", "no such route");
 }
 
@@ -316,62 +309,6 @@ void app::answer(ingest::http::reply_to to, responder& respond, const submit_out
       return respond(ingest::http::error_response(to, m.code, m.error, o.detail, m.retry_after));
     }
   }
-}
-
-void app::get_submission(const std::string& receipt_id, request req, responder& respond) {
-  auto who = authenticate(req, respond);
-  if (!who) return;
-  auto row = store_.by_receipt(receipt_id);
-  auto not_found = [this](const request& rq, responder& rs) {
-    fail(rq, rs, status::not_found, "not_found", "no such submission");
-  };
-  if (row) {
-    if (who->role != role::teacher && row->student_id != who->sub) return not_found(req, respond);
-    return respond(ingest::http::json_response(req, status::ok, submission_json(*row)));
-  }
-  auto shared = std::make_shared<std::pair<request, responder>>(std::move(req), std::move(respond));
-  backend_.find_unprocessed(receipt_id, [this, shared, who = *who, receipt_id, not_found](
-                                            ingest::error_code ec, std::optional<unprocessed> u) {
-    auto& [rq, rs] = *shared;
-    // The queue could not be asked: "no such submission" could be false, so retry later.
-    if (ec)
-      return fail(rq, rs, status::service_unavailable, "unavailable",
-                  "the queue cannot be read right now (" + ec.message() + ")", std::chrono::seconds(1));
-    if (!u || u->state == ingest::message_state::processed) {
-      // Written to exam.db since the first read (and perhaps compacted out of the
-      // queue since), or not stored at all: accepted too late. This runs in the
-      // queue's completion, where nothing may throw: a failed read is a 503.
-      std::optional<stored_submission> again;
-      try {
-        again = store_.by_receipt(receipt_id);
-      } catch (const std::exception& e) {
-        if (auto& log = options_.log; log && log->enabled(ingest::log_level::error))
-          log->write({.level = ingest::log_level::error,
-                      .component = "http",
-                      .event = "store_read_failed",
-                      .receipt_id = receipt_id,
-                      .detail = e.what()});
-        return fail(rq, rs, status::service_unavailable, "unavailable", "the database cannot be read right now; retry",
-                    std::chrono::seconds(2));
-      }
-      if (!again || (who.role != role::teacher && again->student_id != who.sub)) return not_found(rq, rs);
-      return rs(ingest::http::json_response(rq, status::ok, submission_json(*again)));
-    }
-    if (who.role != role::teacher && u->what.student_id != who.sub) return not_found(rq, rs);
-    boost::json::object o;
-    o["receipt_id"] = receipt_id;
-    o["exam_id"] = u->what.exam_id;
-    o["student_id"] = u->what.student_id;
-    o["accepted_at"] = u->accepted_at;
-    // A student never sees "failed": it sends students into retry loops.
-    if (u->state == ingest::message_state::dead_lettered && who.role == role::teacher) {
-      o["status"] = "dead_lettered";
-      o["reason"] = u->reason;
-    } else {
-      o["status"] = state_name(u->state);
-    }
-    rs(ingest::http::json_response(rq, status::ok, to_plain_json(o)));
-  });
 }
 
 void app::list_submissions(const std::string& exam_id, request req, responder& respond) {

@@ -17,6 +17,7 @@
 #include "ingest/http/response.hpp"
 #include "ingest/http/server.hpp"
 #include "ingest/log.hpp"
+#include "ingest/receipt_signer.hpp"
 #include "jwt.hpp"
 #include "limits.hpp"
 #include "store.hpp"
@@ -35,6 +36,10 @@ struct app_options {
   std::size_t max_answers = 1000;
   std::size_t max_page = 1000;
   std::shared_ptr<ingest::logger> log{};  // unexpected failures (their text never reaches a client)
+  // Verifies the receipt ids the queue signed (any server's): a receipt that is in
+  // neither the queue nor the database is answered from its signature. Null: no such
+  // answer (a receipt unknown to both is 404).
+  std::shared_ptr<const ingest::receipt_signer> receipts{};
 };
 
 class app {
@@ -60,6 +65,11 @@ class app {
   void post_submission(const std::string& exam_id, request req, responder& respond);
   void get_submission(const std::string& receipt_id, request req, responder& respond);
   void list_submissions(const std::string& exam_id, request req, responder& respond);
+  // app_status.cpp: a submission the queue no longer holds (or never could look up),
+  // answered from the database, the graders' notes and the receipt's signature.
+  void answer_from_records(const std::string& receipt_id, const principal& who, const request& req,
+                           responder& respond);
+  void replay_dead_letter(const std::string& exam_id, const std::string& receipt_id, request req, responder& respond);
   // The caller, or an answered 401 and nullopt.
   std::optional<principal> authenticate(const request& req, responder& respond);
   // Routes by path and method (405 with Allow for a method the path does not take).

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include "ingest/detail/hmac.hpp"
 #include "jwt.hpp"
 
 namespace exam {
@@ -27,6 +28,9 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
                    "queue URL: sqlite://FILE[?options] (default: DATA/queue.db?commit_linger=5ms), nats://HOST:PORT, "
                    "sqs+http[s]://HOST:PORT/ACCOUNT/QUEUE, memory (not durable)");
   app.add_option("--jwt-secret", o.jwt_secret, "HS256 secret (default: $INGEST_JWT_SECRET, else generated)");
+  app.add_option("--receipt-secret", o.receipt_secrets,
+                 "receipt signing key, repeatable: the first signs, all verify (default: $INGEST_RECEIPT_SECRET, "
+                 "else derived from the JWT secret)");
   add_token_check_options(app, o.jwt);
   app.add_option("--threads", o.threads, "HTTP threads (0: one per core)")->capture_default_str();
   app.add_option("--student-rate", o.student_rate, "submissions/s per student (0: no limit)")->capture_default_str();
@@ -133,6 +137,20 @@ server_setup prepare_server(const server_cli& o) {
   return s;
 }
 
+std::shared_ptr<const ingest::receipt_signer> make_receipt_signer(std::vector<std::string> secrets,
+                                                                  const std::string& jwt_secret) {
+  if (secrets.empty()) {
+    if (const char* env = std::getenv("INGEST_RECEIPT_SECRET"); env && *env) secrets.emplace_back(env);
+  }
+  if (secrets.empty()) {
+    // Servers that share the JWT secret verify each other's receipts without more set-up;
+    // the derived key is not the JWT secret, so a receipt is never a valid token.
+    const auto key = ingest::detail::hmac_sha256(jwt_secret).mac("ingest exam receipt signing key, version 1");
+    secrets.emplace_back(reinterpret_cast<const char*>(key.data()), key.size());
+  }
+  return std::make_shared<const ingest::receipt_signer>(std::move(secrets));
+}
+
 app_options make_app_options(const server_cli& o, const std::string& secret) {
   return {.jwt_secret = secret,
           .jwt = o.jwt,
@@ -140,7 +158,8 @@ app_options make_app_options(const server_cli& o, const std::string& secret) {
           .student_burst = o.student_burst,
           .ip_rate = o.ip_rate,
           .ip_burst = o.ip_burst,
-          .log = ingest::json_lines_logger(stderr, ingest::parse_log_level(o.log_level))};
+          .log = ingest::json_lines_logger(stderr, ingest::parse_log_level(o.log_level)),
+          .receipts = make_receipt_signer(o.receipt_secrets, secret)};
 }
 
 ingest::http::server_options make_http_options(const server_cli& o, const server_setup& s, std::string name) {

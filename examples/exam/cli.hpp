@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "app.hpp"
 #include "exams.hpp"
@@ -18,6 +19,7 @@ struct server_cli {
   std::string queue;  // empty: sqlite://<data>/queue.db
   std::string db;     // where submissions are written and read: empty = <data>/exam.db, or postgresql://...
   std::string jwt_secret;
+  std::vector<std::string> receipt_secrets;  // empty: $INGEST_RECEIPT_SECRET, else derived from the JWT secret
   token_checks jwt{};  // --jwt-issuer, --jwt-audience
   unsigned threads = 0;  // 0: one per core
   double student_rate = 10;
@@ -68,6 +70,10 @@ struct server_setup {
   std::uint16_t port = 0;
 };
 server_setup prepare_server(const server_cli& o);
+// The receipt signer of the servers: `secrets` (the first signs), else
+// $INGEST_RECEIPT_SECRET, else a key derived from the JWT secret.
+std::shared_ptr<const ingest::receipt_signer> make_receipt_signer(std::vector<std::string> secrets,
+                                                                  const std::string& jwt_secret);
 app_options make_app_options(const server_cli& o, const std::string& secret);
 ingest::http::server_options make_http_options(const server_cli& o, const server_setup& s, std::string name);
 // "http://HOST:PORT" or "https://HOST:PORT".

@@ -61,7 +61,10 @@ int main(int argc, char** argv) {
                                        .log = log});
     auto store = exam::open_reader(db_path);  // creates or migrates the tables now
     exam::queue_backend backend(*queue, producer, *store, metrics);
-    exam::app api(exams, *store, backend, exam::make_app_options(o, setup.secret));
+    auto app_options = exam::make_app_options(o, setup.secret);
+    // Receipt ids any server sharing the key answers for, before the graders write them.
+    queue->sign_receipts(app_options.receipts);
+    exam::app api(exams, *store, backend, std::move(app_options));
     // With PostgreSQL, one consumer with `workers` threads, each on its own connection.
     std::vector<std::unique_ptr<exam::grading_consumer>> graders;
     if (workers > 0) {

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <stdexcept>
+#include <thread>
 
 #include "ingest/retry_policy.hpp"
 #include "ingest/sqlite/idempotency_store.hpp"
@@ -39,6 +40,32 @@ ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalo
   return [handler = std::move(handler), keys, writer](ingest::batch& b) { handler(b); };
 }
 
+namespace {
+
+// The dead letter for every server's teachers (pg_store.hpp). The queue holds it
+// already; a note that cannot be written after a few tries is reported and skipped
+// (`exam_worker dlq list` still shows it).
+void record_dead_letter(ingest::postgres::connection_pool& notes, const ingest::dead_letter& d) {
+  auto pause = std::chrono::milliseconds(100);
+  for (int attempt = 1;; ++attempt) {
+    try {
+      auto db = notes.acquire();
+      note_dead_letter(*db, d);
+      return;
+    } catch (const std::exception& e) {
+      if (attempt == 5) {
+        std::fprintf(stderr, "ALERT dead letter receipt=%s not noted in PostgreSQL: %s\n",
+                     d.message.receipt_id.c_str(), e.what());
+        return;
+      }
+    }
+    std::this_thread::sleep_for(pause);
+    pause *= 2;
+  }
+}
+
+}  // namespace
+
 grading_consumer::grading_consumer(ingest::durable_queue& queue, const std::string& sink, const catalog& exams,
                                    consumer_settings settings, std::shared_ptr<ingest::pipeline_metrics> metrics,
                                    std::shared_ptr<ingest::logger> log)
@@ -53,11 +80,15 @@ grading_consumer::grading_consumer(ingest::durable_queue& queue, const std::stri
                                    .metrics = std::move(metrics),
                                    .log = std::move(log)};
   options.retry.max_attempts = settings.max_attempts;
-  options.dead_letter.alert = [counters = counters_](const ingest::dead_letter& d) {
+  if (postgres)
+    notes_ = std::make_shared<ingest::postgres::connection_pool>(
+        sink, ingest::postgres::pool_options{.size = 1, .connection = {.application_name = "exam_dead_letters"}});
+  options.dead_letter.alert = [counters = counters_, notes = notes_](const ingest::dead_letter& d) {
     if (d.reason == "deadline_passed") ++counters->late;
     std::fprintf(stderr, "ALERT dead letter receipt=%s key=%s reason=%s attempts=%u error=%s\n",
                  d.message.receipt_id.c_str(), d.message.idempotency_key.c_str(), d.reason.c_str(), d.attempts,
                  d.last_error.c_str());
+    if (notes) record_dead_letter(*notes, d);
   };
   ingest::batch_handler handler;
   if (postgres) {

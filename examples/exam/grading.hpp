@@ -33,6 +33,10 @@ ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalo
 ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, const catalog& exams,
                                       std::shared_ptr<grading_counters> counters);
 
+// How long a note that a grader holds a submission ("processing") lasts unless the
+// grader finishes first; a grader that died leaves it "received" again after this.
+constexpr std::chrono::milliseconds in_hand_lease{60'000};
+
 struct consumer_settings {
   std::size_t max_batch = 500;
   std::chrono::milliseconds linger{20};
@@ -55,6 +59,7 @@ class grading_consumer {
  private:
   std::unique_ptr<ingest::sqlite::database> db_;
   std::unique_ptr<ingest::postgres::connection_pool> pool_;
+  std::shared_ptr<ingest::postgres::connection_pool> notes_;  // dead letters noted for the servers
   std::shared_ptr<grading_counters> counters_;
   std::unique_ptr<ingest::batching_consumer> consumer_;
 };

@@ -1,10 +1,67 @@
 // The graders' batch handler on PostgreSQL.
 
+#include <mutex>
+
 #include "grading.hpp"
 #include "ingest/postgres/transactional_handler.hpp"
 #include "pg_store.hpp"
 
 namespace exam {
+
+namespace {
+
+// `write`, with a note for every server that the batch is in hand ("processing"): one
+// statement on an unlogged table, outside the batch's transaction (which would show it
+// only once the rows are there). A note that cannot be written is skipped: the batch's
+// own transaction meets the same trouble and is retried.
+ingest::batch_handler with_in_hand_notes(ingest::postgres::connection_pool& pool, ingest::batch_handler write) {
+  struct pruning {
+    std::mutex mutex;
+    std::chrono::steady_clock::time_point next{};
+  };
+  auto prune = std::make_shared<pruning>();
+  return [&pool, write = std::move(write), prune](ingest::batch& b) {
+    std::vector<std::string> ids;
+    ids.reserve(b.size());
+    for (const auto& d : b) ids.push_back(d.message.receipt_id);
+    try {
+      auto db = pool.acquire();
+      note_in_hand(*db, ids, in_hand_lease);
+      bool due = false;
+      {
+        std::lock_guard lock(prune->mutex);
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= prune->next) {
+          prune->next = now + std::chrono::minutes(1);
+          due = true;
+        }
+      }
+      if (due) prune_in_hand(*db);
+    } catch (const std::exception&) {
+    }
+    // Items not written are "received" again while they wait for their retry (a
+    // dead letter's own note replaces the note too). Best effort, like the note.
+    auto release = [&pool](const std::vector<std::string>& gone) {
+      try {
+        auto db = pool.acquire();
+        clear_in_hand(*db, gone);
+      } catch (const std::exception&) {
+      }
+    };
+    try {
+      write(b);
+    } catch (...) {
+      release(ids);
+      throw;
+    }
+    std::vector<std::string> not_written;
+    for (std::size_t i = 0; i < b.size(); ++i)
+      if (b.outcome(i) != ingest::item_outcome::ok) not_written.push_back(ids[i]);
+    release(not_written);
+  };
+}
+
+}  // namespace
 
 ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, const catalog& exams,
                                       std::shared_ptr<grading_counters> counters) {
@@ -12,7 +69,7 @@ ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, c
     auto db = pool.acquire();
     migrate_schema(*db);
   }
-  return ingest::postgres::transactional_handler(
+  auto write = ingest::postgres::transactional_handler(
       pool, [&exams, counters](ingest::postgres::connection& db, std::span<const ingest::delivery* const> items) {
         std::vector<stored_submission> rows;
         rows.reserve(items.size());
@@ -34,6 +91,7 @@ ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, c
         write_graded(db, rows);
         counters->graded += rows.size();
       });
+  return with_in_hand_notes(pool, std::move(write));
 }
 
 }  // namespace exam

@@ -29,6 +29,23 @@ CREATE TABLE exam_stats(
   submissions bigint NOT NULL DEFAULT 0,
   last_accepted_at text);
 )sql",
+    // 2: the graders' notes on receipts without a row (what any server answers for them).
+    R"sql(
+CREATE UNLOGGED TABLE exam_in_hand(
+  receipt_id text COLLATE "C" PRIMARY KEY,
+  until timestamptz NOT NULL);
+CREATE TABLE exam_dead_letters(
+  receipt_id text COLLATE "C" PRIMARY KEY,
+  exam_id text COLLATE "C" NOT NULL,
+  student_id text COLLATE "C" NOT NULL,
+  idempotency_key text COLLATE "C" NOT NULL,
+  accepted_at text NOT NULL,
+  reason text NOT NULL,
+  last_error text NOT NULL,
+  attempts integer NOT NULL,
+  dead_lettered_at text NOT NULL);
+CREATE INDEX exam_dead_letters_by_exam ON exam_dead_letters(exam_id, receipt_id);
+)sql",
 };
 static_assert(std::size(migrations) == schema_version);
 
@@ -82,8 +99,7 @@ pg_reader::pg_reader(const std::string& url, std::size_t connections)
   migrate_schema(*db);
 }
 
-std::vector<stored_submission> pg_reader::query(const std::string& statement,
-                                                std::initializer_list<pg::param> params) {
+pg::connection_pool::lease pg_reader::acquire() {
   auto db = pool_.acquire();
   // The statements are registered once per connection (its slot is this thread's alone
   // while leased); a read on the accept path formats no SQL.
@@ -95,8 +111,21 @@ std::vector<stored_submission> pg_reader::query(const std::string& statement,
     db->prepare("exam_list", fmt::format("SELECT {} FROM submissions WHERE exam_id = $1 AND receipt_id > $2 "
                                          "ORDER BY receipt_id LIMIT $3",
                                          columns));
+    // A dead letter before a note that a grader holds it (ORDER BY the state's name).
+    db->prepare("exam_progress",
+                "SELECT 'dead_lettered' AS state, exam_id, student_id, accepted_at, reason, last_error, attempts, "
+                "dead_lettered_at FROM exam_dead_letters WHERE receipt_id = $1 UNION ALL "
+                "SELECT 'processing', '', '', '', '', '', 0, '' FROM exam_in_hand WHERE receipt_id = $1 "
+                "AND until > now() ORDER BY 1 LIMIT 1");
+    db->prepare("exam_forget_dead", "DELETE FROM exam_dead_letters WHERE receipt_id = $1");
     registered_[db.slot()] = true;
   }
+  return db;
+}
+
+std::vector<stored_submission> pg_reader::query(const std::string& statement,
+                                                std::initializer_list<pg::param> params) {
+  auto db = acquire();
   const auto r = db->exec_prepared(statement, params);
   std::vector<stored_submission> out;
   out.reserve(static_cast<std::size_t>(r.rows()));
@@ -120,6 +149,63 @@ std::optional<stored_submission> pg_reader::by_key(const std::string& exam_id, c
 std::vector<stored_submission> pg_reader::list(const std::string& exam_id, const std::string& after,
                                                std::size_t limit) {
   return query("exam_list", {exam_id, after, static_cast<std::int64_t>(limit)});
+}
+
+std::optional<progress_note> pg_reader::progress(const std::string& receipt_id) {
+  auto db = acquire();
+  const auto r = db->exec_prepared("exam_progress", {receipt_id});
+  if (r.rows() == 0) return std::nullopt;
+  progress_note n;
+  n.state = r.text(0, 0);
+  n.exam_id = r.text(0, 1);
+  n.student_id = r.text(0, 2);
+  n.accepted_at = r.text(0, 3);
+  n.reason = r.text(0, 4);
+  n.last_error = r.text(0, 5);
+  n.attempts = r.integer(0, 6);
+  n.dead_lettered_at = r.text(0, 7);
+  return n;
+}
+
+void pg_reader::forget_dead_letter(const std::string& receipt_id) {
+  acquire()->exec_prepared("exam_forget_dead", {receipt_id});
+}
+
+void note_in_hand(pg::connection& db, const std::vector<std::string>& receipt_ids, std::chrono::milliseconds lease) {
+  if (receipt_ids.empty()) return;
+  pg::array_literal ids;
+  for (const auto& id : receipt_ids) ids.push_back(id);
+  db.prepare("exam_note_in_hand",
+             "INSERT INTO exam_in_hand(receipt_id, until) SELECT DISTINCT unnest($1::text[]), "
+             "now() + $2 * interval '1 millisecond' ON CONFLICT (receipt_id) DO UPDATE SET until = excluded.until");
+  db.exec_prepared("exam_note_in_hand", {ids.str(), static_cast<std::int64_t>(lease.count())});
+}
+
+void clear_in_hand(pg::connection& db, const std::vector<std::string>& receipt_ids) {
+  if (receipt_ids.empty()) return;
+  pg::array_literal ids;
+  for (const auto& id : receipt_ids) ids.push_back(id);
+  db.prepare("exam_clear_in_hand", "DELETE FROM exam_in_hand WHERE receipt_id = ANY($1::text[])");
+  db.exec_prepared("exam_clear_in_hand", {ids.str()});
+}
+
+void prune_in_hand(pg::connection& db) {
+  db.exec("DELETE FROM exam_in_hand WHERE until < now()");
+}
+
+void note_dead_letter(pg::connection& db, const ingest::dead_letter& d) {
+  const auto s = submission::from_json(d.message.payload);
+  db.prepare("exam_note_dead",
+             "WITH released AS (DELETE FROM exam_in_hand WHERE receipt_id = $1) "
+             "INSERT INTO exam_dead_letters(receipt_id, exam_id, student_id, idempotency_key, accepted_at, reason, "
+             "last_error, attempts, dead_lettered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+             "ON CONFLICT (receipt_id) DO UPDATE SET reason = excluded.reason, last_error = excluded.last_error, "
+             "attempts = excluded.attempts, dead_lettered_at = excluded.dead_lettered_at");
+  db.exec_prepared("exam_note_dead",
+                   {d.message.receipt_id, s ? s->exam_id : std::string(), s ? s->student_id : std::string(),
+                    s ? s->idempotency_key : d.message.idempotency_key, ingest::format_time(d.message.accepted_at),
+                    d.reason, d.last_error, static_cast<std::int64_t>(d.attempts),
+                    ingest::format_time(d.dead_lettered_at)});
 }
 
 void write_graded(pg::connection& db, const std::vector<stored_submission>& rows) {

@@ -3,10 +3,12 @@
 // examples/README.md), a schema version with migrations applied at start, a reader
 // for the servers, and the batch write of the graders.
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "ingest/durable_queue.hpp"
 #include "ingest/postgres/pool.hpp"
 #include "store.hpp"
 
@@ -20,7 +22,7 @@ bool is_postgres_url(const std::string& sink);
 // Returns the version found before.
 int migrate_schema(ingest::postgres::connection& db);
 // The version this program writes.
-constexpr int schema_version = 1;
+constexpr int schema_version = 2;
 
 // Reads submissions on a small pool of connections.
 class pg_reader final : public submission_reader {
@@ -31,8 +33,12 @@ class pg_reader final : public submission_reader {
                                           const std::string& key) override;
   std::vector<stored_submission> list(const std::string& exam_id, const std::string& after,
                                       std::size_t limit) override;
+  std::optional<progress_note> progress(const std::string& receipt_id) override;
+  void forget_dead_letter(const std::string& receipt_id) override;
 
  private:
+  // A leased connection with the readers' statements registered on it.
+  ingest::postgres::connection_pool::lease acquire();
   std::vector<stored_submission> query(const std::string& statement, std::initializer_list<ingest::postgres::param> p);
   ingest::postgres::connection_pool pool_;
   std::vector<char> registered_;  // per pool slot: statements registered on that connection
@@ -41,6 +47,19 @@ class pg_reader final : public submission_reader {
 // Writes `rows` (one INSERT of arrays) and adds them to their exams' exam_stats rows,
 // inside the caller's transaction.
 void write_graded(ingest::postgres::connection& db, const std::vector<stored_submission>& rows);
+
+// The graders' notes, outside their batch transactions (see progress_note). A grader
+// holds `receipt_ids` until `lease` from now: written to an unlogged table, so that the
+// note costs no fsync (a PostgreSQL crash forgets it: "received" again, still true).
+void note_in_hand(ingest::postgres::connection& db, const std::vector<std::string>& receipt_ids,
+                  std::chrono::milliseconds lease);
+// Removes the notes of receipts no grader holds any more (retried later, or failed).
+void clear_in_hand(ingest::postgres::connection& db, const std::vector<std::string>& receipt_ids);
+// Removes the notes whose lease ran out.
+void prune_in_hand(ingest::postgres::connection& db);
+// Records a dead letter (its exam and student read from the payload when it is a
+// submission), so that every server shows it to teachers.
+void note_dead_letter(ingest::postgres::connection& db, const ingest::dead_letter& d);
 
 // The reader for `sink`: exam.db at that path, or PostgreSQL at that URL.
 std::unique_ptr<submission_reader> open_reader(const std::string& sink);

@@ -59,12 +59,16 @@ void queue_backend::submit(const exam_info& exam, submission s, boost::asio::any
     if (row->fingerprint != ingest::fingerprint(payload)) return done(submit_outcome{.what = kind::key_reused});
     return done(submit_outcome::receipt(kind::repeat, row->receipt_id, row->accepted_at, row->status));
   }
+  // The receipt id is signed over the exam and the student when the queue signs
+  // receipts: any server answers for it before the graders write it.
+  ingest::submission item{.idempotency_key = s.queue_key(),
+                          .subject = "exam." + s.exam_id,
+                          .payload = std::move(payload),
+                          .headers = {},
+                          .not_after = exam.deadline + exam.grace,
+                          .receipt_claims = receipt_claims(s.exam_id, s.student_id)};
   // Only what the answer needs travels with the completion.
-  auto job = std::make_shared<publish_job>(publish_job{ingest::submission{.idempotency_key = s.queue_key(),
-                                                                          .subject = "exam." + s.exam_id,
-                                                                          .payload = std::move(payload),
-                                                                          .headers = {},
-                                                                          .not_after = exam.deadline + exam.grace},
+  auto job = std::make_shared<publish_job>(publish_job{std::move(item),
                                                        std::chrono::steady_clock::now() + options_.in_flight_wait,
                                                        std::move(answer_on), std::move(done)});
   publish(std::move(job));
@@ -121,6 +125,12 @@ void queue_backend::find_unprocessed(const std::string& receipt_id,
     if (!what) return done({}, std::nullopt);
     done({}, unprocessed{std::move(*what), ingest::format_time(st.message.accepted_at), st.state, st.reason});
   });
+}
+
+void queue_backend::replay_dead_letter(const std::string& receipt_id,
+                                       std::function<void(ingest::error_code, std::size_t)> done) {
+  queue_.async_replay(std::vector<std::string>{receipt_id},
+                      [done = std::move(done)](ingest::error_code ec, std::size_t n) { done(ec, n); });
 }
 
 std::string queue_backend::metrics() const {

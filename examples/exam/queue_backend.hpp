@@ -33,6 +33,8 @@ class queue_backend final : public submit_backend {
   void submit(const exam_info& exam, submission s, boost::asio::any_io_executor answer_on, submit_done done) override;
   void find_unprocessed(const std::string& receipt_id,
                         std::function<void(ingest::error_code, std::optional<unprocessed>)> done) override;
+  void replay_dead_letter(const std::string& receipt_id,
+                          std::function<void(ingest::error_code, std::size_t)> done) override;
   bool ready() const override { return probe_->ready; }
   std::string metrics() const override;
 

@@ -27,6 +27,20 @@ struct stored_submission {
   std::optional<std::string> graded_at;
 };
 
+// Where a submission without a row stands, as the graders noted it in PostgreSQL
+// (pg_store.hpp): held by a grader right now, or dead-lettered.
+struct progress_note {
+  std::string state;  // "processing" | "dead_lettered"
+  // Dead letters only:
+  std::string exam_id;
+  std::string student_id;
+  std::string accepted_at;
+  std::string reason;
+  std::string last_error;
+  std::int64_t attempts = 0;
+  std::string dead_lettered_at;
+};
+
 // Creates the tables when missing.
 void create_schema(ingest::sqlite::database& db);
 
@@ -40,6 +54,14 @@ class submission_reader {
                                                   const std::string& key) = 0;
   virtual std::vector<stored_submission> list(const std::string& exam_id, const std::string& after,
                                               std::size_t limit) = 0;
+  // The graders' note on a receipt without a row: nullopt when there is none (or the
+  // store keeps no notes: exam.db).
+  virtual std::optional<progress_note> progress(const std::string& receipt_id) {
+    (void)receipt_id;
+    return std::nullopt;
+  }
+  // A dead letter was replayed: its note goes (the submission is received again).
+  virtual void forget_dead_letter(const std::string& receipt_id) { (void)receipt_id; }
 };
 
 // Reads on one connection (not thread-safe; see store_pool).

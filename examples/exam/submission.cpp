@@ -1,5 +1,6 @@
 #include "submission.hpp"
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -52,6 +53,19 @@ std::string submission::queue_key() const {
   std::string key = exam_id + '/' + student_id + '/' + idempotency_key;
   if (key.size() <= 255) return key;
   return "sha256:" + ingest::fingerprint(key);
+}
+
+std::string receipt_claims(const std::string& exam_id, const std::string& student_id) {
+  return boost::json::serialize(boost::json::array{boost::json::string(exam_id), boost::json::string(student_id)});
+}
+
+std::optional<receipt_owner> parse_receipt_claims(std::string_view claims) {
+  boost::system::error_code ec;
+  const auto v = boost::json::parse(claims, ec);
+  if (ec || !v.is_array() || v.as_array().size() != 2) return std::nullopt;
+  const auto& a = v.as_array();
+  if (!a[0].is_string() || !a[1].is_string()) return std::nullopt;
+  return receipt_owner{std::string(a[0].as_string()), std::string(a[1].as_string())};
 }
 
 parsed_answers parse_answers(std::string_view body, std::size_t max_questions) {

@@ -24,6 +24,17 @@ struct submission {
   std::string queue_key() const;
 };
 
+// What a signed receipt id vouches for (ingest::receipt_signer): the exam and the
+// student, so that any server holding the key answers for the receipt (and only to its
+// student or a teacher) before the submission reaches the database.
+struct receipt_owner {
+  std::string exam_id;
+  std::string student_id;
+};
+// ["exam_id","student_id"] as compact JSON; parse_receipt_claims reads it back.
+std::string receipt_claims(const std::string& exam_id, const std::string& student_id);
+std::optional<receipt_owner> parse_receipt_claims(std::string_view claims);
+
 // The body of POST /v1/exams/{id}/submissions: {"answers": {"q1": "B", ...}}.
 // Returns the answers, or the reason the body is refused (400).
 struct parsed_answers {

@@ -69,6 +69,13 @@ class submit_backend {
     (void)receipt_id;
     done({}, std::nullopt);
   }
+  // Moves a dead letter back into the queue: `done(ec, n)` with n = 1 when it was
+  // there; not_supported where there are no dead letters (the direct server).
+  virtual void replay_dead_letter(const std::string& receipt_id,
+                                  std::function<void(ingest::error_code, std::size_t)> done) {
+    (void)receipt_id;
+    done(ingest::errc::not_supported, 0);
+  }
   virtual bool ready() const = 0;
   // Prometheus text appended to /metrics.
   virtual std::string metrics() const = 0;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "app.hpp"
+#include "cli.hpp"
 #include "direct.hpp"
 #include "direct_pg.hpp"
 #include "pg_store.hpp"
@@ -99,6 +100,9 @@ struct exam_fixture {
       } else {  // the embedded queue (also for the PostgreSQL sink)
         queue = exam::open_queue("sqlite://" + dir.file("queue.db") + queue_params, io->executor());
       }
+      // Signed receipts, as exam_server makes them.
+      if (!overrides.receipts) overrides.receipts = exam::make_receipt_signer({}, secret);
+      queue->sign_receipts(overrides.receipts);
       metrics = std::make_shared<pipeline_metrics>();
       producer = std::make_unique<ingest::producer>(
           *queue, producer_options{.max_in_flight = 64, .publish_timeout = publish_timeout, .metrics = metrics});

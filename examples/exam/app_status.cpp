@@ -1,0 +1,155 @@
+// Where a submission stands, from any server: the database's row, the queue's record,
+// the graders' notes, and the receipt's own signature; and a teacher's replay of a dead
+// letter.
+
+#include <boost/json/object.hpp>
+
+#include "app.hpp"
+#include "json_text.hpp"
+
+namespace exam {
+
+using ingest::http::status;
+
+namespace {
+
+const char* state_name(ingest::message_state s) {
+  switch (s) {
+    case ingest::message_state::leased:
+      return "processing";
+    case ingest::message_state::processed:
+      return "graded";
+    default:
+      return "received";
+  }
+}
+
+// The status JSON of a submission without a row. A student never sees "failed" or
+// "dead_lettered": it sends students into retry loops.
+std::string unprocessed_json(const std::string& receipt_id, const std::string& exam_id, const std::string& student_id,
+                             const std::string& accepted_at, std::string_view state, const std::string& reason,
+                             role asker) {
+  boost::json::object o;
+  o["receipt_id"] = receipt_id;
+  o["exam_id"] = exam_id;
+  o["student_id"] = student_id;
+  o["accepted_at"] = accepted_at;
+  if (state == "dead_lettered" && asker == role::teacher) {
+    o["status"] = "dead_lettered";
+    o["reason"] = reason;
+  } else {
+    o["status"] = state == "dead_lettered" ? "received" : state;
+  }
+  return to_plain_json(o);
+}
+
+}  // namespace
+
+void app::get_submission(const std::string& receipt_id, request req, responder& respond) {
+  auto who = authenticate(req, respond);
+  if (!who) return;
+  if (auto row = store_.by_receipt(receipt_id)) {
+    if (who->role != role::teacher && row->student_id != who->sub)
+      return fail(req, respond, status::not_found, "not_found", "no such submission");
+    return respond(ingest::http::json_response(req, status::ok, submission_json(*row)));
+  }
+  auto shared = std::make_shared<std::pair<request, responder>>(std::move(req), std::move(respond));
+  backend_.find_unprocessed(receipt_id, [this, shared, who = *who, receipt_id](ingest::error_code ec,
+                                                                              std::optional<unprocessed> u) {
+    auto& [rq, rs] = *shared;
+    // The queue could not be asked: "no such submission" could be false, so retry later.
+    if (ec)
+      return fail(rq, rs, status::service_unavailable, "unavailable",
+                  "the queue cannot be read right now (" + ec.message() + ")", std::chrono::seconds(1));
+    if (!u || u->state == ingest::message_state::processed) return answer_from_records(receipt_id, who, rq, rs);
+    if (who.role != role::teacher && u->what.student_id != who.sub)
+      return fail(rq, rs, status::not_found, "not_found", "no such submission");
+    const std::string_view state =
+        u->state == ingest::message_state::dead_lettered ? "dead_lettered" : state_name(u->state);
+    rs(ingest::http::json_response(rq, status::ok,
+                                   unprocessed_json(receipt_id, u->what.exam_id, u->what.student_id, u->accepted_at,
+                                                    state, u->reason, who.role)));
+  });
+}
+
+void app::answer_from_records(const std::string& receipt_id, const principal& who, const request& rq,
+                              responder& rs) {
+  auto not_found = [&] { fail(rq, rs, status::not_found, "not_found", "no such submission"); };
+  // This runs in the queue's completion, where nothing may throw: a failed read is a 503.
+  try {
+    // Written since the first read (and perhaps gone from the queue since)?
+    if (auto row = store_.by_receipt(receipt_id)) {
+      if (who.role != role::teacher && row->student_id != who.sub) return not_found();
+      return rs(ingest::http::json_response(rq, status::ok, submission_json(*row)));
+    }
+    std::optional<ingest::signed_receipt> genuine;
+    std::optional<receipt_owner> owner;
+    if (options_.receipts && (genuine = options_.receipts->verify(receipt_id)))
+      owner = parse_receipt_claims(genuine->claims);
+    const auto note = store_.progress(receipt_id);
+    const bool dead = note && note->state == "dead_lettered";
+    // Neither signed by this system nor noted by its graders: unknown.
+    if (!owner && !dead) return not_found();
+    const auto& exam_id = owner ? owner->exam_id : note->exam_id;
+    const auto& student_id = owner ? owner->student_id : note->student_id;
+    if (who.role != role::teacher && student_id != who.sub) return not_found();
+    const auto accepted_at = genuine ? ingest::format_time(genuine->accepted_at) : note->accepted_at;
+    const std::string_view state = note ? std::string_view(note->state) : "received";
+    rs(ingest::http::json_response(rq, status::ok,
+                                   unprocessed_json(receipt_id, exam_id, student_id, accepted_at, state,
+                                                    note ? note->reason : std::string(), who.role)));
+  } catch (const std::exception& e) {
+    if (auto& log = options_.log; log && log->enabled(ingest::log_level::error))
+      log->write({.level = ingest::log_level::error,
+                  .component = "http",
+                  .event = "store_read_failed",
+                  .receipt_id = receipt_id,
+                  .detail = e.what()});
+    fail(rq, rs, status::service_unavailable, "unavailable", "the database cannot be read right now; retry",
+         std::chrono::seconds(2));
+  }
+}
+
+void app::replay_dead_letter(const std::string& exam_id, const std::string& receipt_id, request req,
+                             responder& respond) {
+  auto who = authenticate(req, respond);
+  if (!who) return;
+  if (!exams_.find(exam_id)) return fail(req, respond, status::not_found, "exam_not_found", "no such exam");
+  if (who->role != role::teacher)
+    return fail(req, respond, status::forbidden, "forbidden", "only teachers replay dead letters");
+  // A signed receipt names its exam: a replay under another exam's path is refused.
+  if (options_.receipts) {
+    if (auto genuine = options_.receipts->verify(receipt_id)) {
+      const auto owner = parse_receipt_claims(genuine->claims);
+      if (owner && owner->exam_id != exam_id)
+        return fail(req, respond, status::not_found, "not_found", "no such dead letter in this exam");
+    }
+  }
+  auto shared = std::make_shared<std::pair<request, responder>>(std::move(req), std::move(respond));
+  backend_.replay_dead_letter(receipt_id, [this, shared, receipt_id](ingest::error_code ec, std::size_t moved) {
+    auto& [rq, rs] = *shared;
+    if (ec == ingest::errc::not_supported || (!ec && moved == 0))
+      return fail(rq, rs, status::not_found, "not_found", "no such dead letter");
+    if (ec)
+      return fail(rq, rs, status::service_unavailable, "unavailable",
+                  "the queue cannot replay right now (" + ec.message() + ")", std::chrono::seconds(1));
+    // Back in the queue: the graders' note goes, so that every server says "received".
+    // Should the note stay (the database down just now), the graded row still wins.
+    try {
+      store_.forget_dead_letter(receipt_id);
+    } catch (const std::exception& e) {
+      if (auto& log = options_.log; log && log->enabled(ingest::log_level::warning))
+        log->write({.level = ingest::log_level::warning,
+                    .component = "http",
+                    .event = "dead_letter_note_kept",
+                    .receipt_id = receipt_id,
+                    .detail = e.what()});
+    }
+    boost::json::object o;
+    o["receipt_id"] = receipt_id;
+    o["status"] = "received";
+    rs(ingest::http::json_response(rq, status::accepted, to_plain_json(o)));
+  });
+}
+
+}  // namespace exam

@@ -1,0 +1,207 @@
+// The exam system across servers: two exam servers on one NATS stream, graders in
+// PostgreSQL, in this process. Every server answers for every receipt the system
+// issued (received, processing, graded, dead_lettered for teachers), and the same key
+// gets the same receipt on either server.
+
+#include <doctest/doctest.h>
+
+#include "support/exam_fixture.hpp"
+#include "support/nats_server.hpp"
+#include "support/postgres_server.hpp"
+
+using namespace ingest;
+using namespace ingest::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+using headers = std::vector<std::pair<std::string, std::string>>;
+
+headers bearer(const std::string& tok) {
+  return {{"Authorization", "Bearer " + tok}};
+}
+
+// One exam server as a process of the deployment would run it: its own connection to
+// the stream, its own producer, the shared database, receipts signed with the key every
+// server derives from the shared JWT secret.
+struct node {
+  node(io_thread& io, const std::string& queue_url, const std::string& sink, const exam::catalog& exams)
+      : queue(exam::open_queue(queue_url, io.executor())),
+        reader(exam::open_reader(sink)),
+        producer(*queue, producer_options{.max_in_flight = 64, .default_subject = "exam"}),
+        backend(*queue, producer, *reader, nullptr) {
+    exam::app_options options{.jwt_secret = secret, .receipts = exam::make_receipt_signer({}, secret)};
+    queue->sign_receipts(options.receipts);
+    backend.start();
+    api = std::make_unique<exam::app>(exams, *reader, backend, options);
+    server = std::make_unique<http::server>(io.context(), http::server_options{.read_timeout = 30s},
+                                            [this](auto req, const auto& info, auto respond) {
+                                              api->handle(std::move(req), info, std::move(respond));
+                                            });
+    server->start();
+  }
+  void stop() {
+    server->stop();
+    eventually([&] { return server->stats().connections_open == 0; }, 5s);
+    backend.stop();
+    queue->close();
+  }
+  http_client client() { return http_client(server->port()); }
+
+  std::unique_ptr<durable_queue> queue;
+  std::unique_ptr<exam::submission_reader> reader;
+  ingest::producer producer;
+  exam::queue_backend backend;
+  std::unique_ptr<exam::app> api;
+  std::unique_ptr<http::server> server;
+};
+
+// A grader process: its own connection to the stream, the PostgreSQL sink.
+struct grader {
+  grader(io_thread& io, const std::string& queue_url, const std::string& sink, const exam::catalog& exams)
+      : queue(exam::open_queue(queue_url, io.executor())),
+        consumer(*queue, sink, exams, exam::consumer_settings{.max_batch = 50, .linger = 2ms, .max_attempts = 1},
+                 std::make_shared<pipeline_metrics>()) {
+    consumer.start();
+  }
+  ~grader() {
+    consumer.drain();
+    queue->close();
+  }
+  std::unique_ptr<durable_queue> queue;
+  exam::grading_consumer consumer;
+};
+
+struct deployment {
+  deployment()
+      : nats(dir.path() / "nats"),
+        queue_url(nats.url() + "?ack_wait=2s"),
+        sink(shared_postgres::get().fresh_database()),
+        exams(exam::catalog::from_json(exams_json(1h))),
+        a(std::make_unique<node>(*io, queue_url, sink, exams)),
+        b(std::make_unique<node>(*io, queue_url, sink, exams)) {}
+  ~deployment() {
+    grading.reset();
+    a->stop();
+    b->stop();
+    io->join();
+  }
+  void start_grader(const exam::catalog& with) { grading = std::make_unique<grader>(*io, queue_url, sink, with); }
+
+  std::unique_ptr<io_thread> io = std::make_unique<io_thread>(2);
+  temp_dir dir;
+  nats_server nats;
+  std::string queue_url;
+  std::string sink;
+  exam::catalog exams;
+  std::unique_ptr<node> a, b;
+  std::unique_ptr<grader> grading;
+};
+
+http_result submit(http_client& c, const std::string& tok, const std::string& key,
+                   const std::string& body = R"({"answers":{"q1":"B","q2":"A"}})") {
+  return c.call(verb::post, "/v1/exams/open/submissions", submit_headers(tok, key), body);
+}
+
+std::string status_of(http_client& c, const std::string& tok, const std::string& id) {
+  return c.call(verb::get, "/v1/submissions/" + id, bearer(tok)).field("status");
+}
+
+}  // namespace
+
+TEST_CASE("a receipt from one server is answered by the other before it is graded; the same key gets the same receipt") {
+  deployment d;
+  auto on_a = d.a->client();
+  auto on_b = d.b->client();
+  const auto s1 = token("s1");
+  const auto teacher = token("t1", exam::role::teacher);
+
+  const auto first = submit(on_a, s1, "k-1");
+  REQUIRE(first.status == 202);
+  const auto id = first.field("receipt_id");
+
+  // No grader yet: the message is only in the stream, which cannot be searched by id.
+  const auto seen = on_b.call(verb::get, "/v1/submissions/" + id, bearer(s1));
+  CHECK(seen.status == 200);
+  CHECK(seen.field("status") == "received");
+  CHECK(seen.field("accepted_at") == first.field("accepted_at"));
+  CHECK(seen.field("exam_id") == "open");
+  CHECK(seen.field("student_id") == "s1");
+  CHECK(status_of(on_b, teacher, id) == "received");
+  // Someone else's receipt, and receipts the system never issued, are unknown.
+  CHECK(on_b.call(verb::get, "/v1/submissions/" + id, bearer(token("s2"))).status == 404);
+  auto forged = id;
+  forged[forged.size() - 3] = forged[forged.size() - 3] == 'A' ? 'B' : 'A';
+  CHECK(on_b.call(verb::get, "/v1/submissions/" + forged, bearer(s1)).status == 404);
+  const auto other_key = ingest::receipt_signer({"not-the-servers-key"}).sign(clock::now(), R"(["open","s1"])");
+  CHECK(on_b.call(verb::get, "/v1/submissions/" + *other_key, bearer(s1)).status == 404);
+
+  // The student's retry lands on the other server: the same receipt and accept time.
+  const auto retry = submit(on_b, s1, "k-1");
+  CHECK((retry.status == 200 || retry.status == 202));
+  CHECK(retry.field("receipt_id") == id);
+  CHECK(retry.field("accepted_at") == first.field("accepted_at"));
+  check_error(submit(on_b, s1, "k-1", R"({"answers":{"q1":"C"}})"), 422, "idempotency_key_reused");
+
+  d.start_grader(d.exams);
+  REQUIRE(eventually([&] { return status_of(on_b, s1, id) == "graded"; }));
+  const auto graded = on_a.call(verb::get, "/v1/submissions/" + id, bearer(s1));
+  CHECK(graded.field("status") == "graded");
+  CHECK(graded.field("accepted_at") == first.field("accepted_at"));
+  postgres::connection db(d.sink);
+  CHECK(db.exec("SELECT count(*) FROM submissions").integer(0, 0) == 1);
+}
+
+TEST_CASE("processing while a grader holds it, on every server") {
+  deployment d;
+  auto on_a = d.a->client();
+  auto on_b = d.b->client();
+  const auto s1 = token("s1");
+  const auto r = submit(on_a, s1, "k-held");
+  REQUIRE(r.status == 202);
+  const auto id = r.field("receipt_id");
+  // The grader's transaction waits behind this lock, with the batch in hand.
+  postgres::connection blocker(d.sink);
+  postgres::transaction hold(blocker);
+  blocker.exec("LOCK TABLE submissions IN EXCLUSIVE MODE");
+  d.start_grader(d.exams);
+  CHECK(eventually([&] { return status_of(on_b, s1, id) == "processing"; }));
+  CHECK(status_of(on_a, s1, id) == "processing");
+  hold.commit();
+  CHECK(eventually([&] { return status_of(on_b, s1, id) == "graded"; }));
+}
+
+TEST_CASE("a dead letter: teachers on every server see why, its student sees received; replayed from another server") {
+  deployment d;
+  auto on_a = d.a->client();
+  auto on_b = d.b->client();
+  const auto s1 = token("s1");
+  const auto teacher = token("t1", exam::role::teacher);
+  const auto r = submit(on_a, s1, "k-dead");
+  REQUIRE(r.status == 202);
+  const auto id = r.field("receipt_id");
+  // A grader that does not know the exam dead-letters the submission at once.
+  {
+    auto other = exam::catalog::from_json(R"({"exams":[{"id":"elsewhere","answer_key":{"q1":"A"},
+      "opens_at":"2020-01-01T00:00:00Z","deadline":"2099-01-01T00:00:00Z","students":"any"}]})");
+    d.start_grader(other);
+    REQUIRE(eventually([&] { return status_of(on_b, teacher, id) == "dead_lettered"; }));
+    d.grading.reset();
+  }
+  const auto seen = on_b.call(verb::get, "/v1/submissions/" + id, bearer(teacher));
+  CHECK(seen.field("reason") == "permanent_failure");
+  CHECK(seen.field("accepted_at") == r.field("accepted_at"));
+  CHECK(status_of(on_a, teacher, id) == "dead_lettered");
+  CHECK(status_of(on_a, s1, id) == "received");  // never "failed" to a student
+
+  const auto replay_path = "/v1/exams/open/dead-letters/" + id + "/replay";
+  check_error(on_b.call(verb::post, replay_path, bearer(s1)), 403, "forbidden");
+  check_error(on_b.call(verb::post, "/v1/exams/two/dead-letters/" + id + "/replay", bearer(teacher)), 404, "not_found");
+  check_error(on_b.call(verb::get, replay_path, bearer(teacher)), 405, "method_not_allowed");
+  const auto replayed = on_b.call(verb::post, replay_path, bearer(teacher));
+  CHECK(replayed.status == 202);
+  CHECK(status_of(on_a, teacher, id) == "received");
+  check_error(on_b.call(verb::post, replay_path, bearer(teacher)), 404, "not_found");  // no longer a dead letter
+  d.start_grader(d.exams);
+  CHECK(eventually([&] { return status_of(on_a, s1, id) == "graded"; }));
+}
