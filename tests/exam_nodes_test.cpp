@@ -1,11 +1,12 @@
-// The exam system across servers: two exam servers on one NATS stream, graders in
-// PostgreSQL, in this process. Every server answers for every receipt the system
+// The exam system across servers: two exam servers on one NATS stream (or one SQS
+// queue), graders in PostgreSQL, in this process. Every server answers for every receipt the system
 // issued (received, processing, graded, dead_lettered for teachers), and the same key
 // gets the same receipt on either server.
 
 #include <doctest/doctest.h>
 
 #include "support/exam_fixture.hpp"
+#include "support/fauxqs.hpp"
 #include "support/nats_server.hpp"
 #include "support/postgres_server.hpp"
 
@@ -60,7 +61,7 @@ struct node {
 struct grader {
   grader(io_thread& io, const std::string& queue_url, const std::string& sink, const exam::catalog& exams)
       : queue(exam::open_queue(queue_url, io.executor())),
-        consumer(*queue, sink, exams, exam::consumer_settings{.max_batch = 50, .linger = 2ms, .max_attempts = 1},
+        consumer(*queue, sink, exams, exam::consumer_settings{.max_batch = 50, .linger = 2ms},
                  std::make_shared<pipeline_metrics>()) {
     consumer.start();
   }
@@ -73,9 +74,10 @@ struct grader {
 };
 
 struct deployment {
-  deployment()
+  // On NATS unless `queue` names another broker.
+  explicit deployment(const std::string& queue = {})
       : nats(dir.path() / "nats"),
-        queue_url(nats.url() + "?ack_wait=2s"),
+        queue_url(queue.empty() ? nats.url() + "?ack_wait=2s" : queue),
         sink(shared_postgres::get().fresh_database()),
         exams(exam::catalog::from_json(exams_json(1h))),
         a(std::make_unique<node>(*io, queue_url, sink, exams)),
@@ -204,4 +206,48 @@ TEST_CASE("a dead letter: teachers on every server see why, its student sees rec
   check_error(on_b.call(verb::post, replay_path, bearer(teacher)), 404, "not_found");  // no longer a dead letter
   d.start_grader(d.exams);
   CHECK(eventually([&] { return status_of(on_a, s1, id) == "graded"; }));
+}
+
+TEST_CASE("SQS: the same key on two servers gets two receipts; the copy accepted first is kept, both read its status") {
+  fauxqs sqs;
+  deployment d("sqs+" + sqs.endpoint() + "/000000000000/exam-nodes");
+  auto on_a = d.a->client();
+  auto on_b = d.b->client();
+  const auto s1 = token("s1");
+  const auto first = submit(on_a, s1, "k-twice");
+  REQUIRE(first.status == 202);
+  const auto id1 = first.field("receipt_id");
+  // The first copy is held (leased by another consumer), so that the later copy is
+  // graded first: the harder order for keeping the earliest.
+  auto holder = exam::open_queue(d.queue_url, d.io->executor());
+  auto [fec, held] = fetch(*holder, 1, 5s);
+  REQUIRE(held.size() == 1);
+  CHECK(held[0].message.receipt_id == id1);
+  // SQS cannot say which message a key belongs to: the other server issues its own receipt.
+  const auto second = submit(on_b, s1, "k-twice");
+  REQUIRE(second.status == 202);
+  const auto id2 = second.field("receipt_id");
+  CHECK(id2 != id1);
+  CHECK(second.field("accepted_at") >= first.field("accepted_at"));
+  d.start_grader(d.exams);
+  REQUIRE(eventually([&] { return status_of(on_a, s1, id2) == "graded"; }));
+  // The held copy comes back and is recognised as the earlier one.
+  REQUIRE_FALSE(settle(*holder, {{held[0].token, settle_action::retry, 0ms, {}, "released by the test"}}));
+  postgres::connection db(d.sink);
+  REQUIRE(eventually([&] {
+    return db.exec("SELECT receipt_id FROM submissions").text(0, 0) == std::string_view(id1);
+  }));
+  CHECK(db.exec("SELECT count(*) FROM submissions").integer(0, 0) == 1);
+  for (auto* c : {&on_a, &on_b}) {
+    for (const auto& id : {id1, id2}) {
+      const auto seen = c->call(verb::get, "/v1/submissions/" + id, bearer(s1));
+      CHECK(seen.status == 200);
+      CHECK(seen.field("status") == "graded");
+      CHECK(seen.field("receipt_id") == id1);  // the kept submission
+      CHECK(seen.field("accepted_at") == first.field("accepted_at"));
+    }
+  }
+  // A retry of the key now gets the kept receipt from either server.
+  CHECK(submit(on_b, s1, "k-twice").field("receipt_id") == id1);
+  holder->close();
 }

@@ -85,6 +85,68 @@ TEST_CASE("postgres handler: one rows statement per batch, redeliveries write no
   CHECK(stats(again).dead_lettered == 0);
 }
 
+TEST_CASE("postgres handler: repeats reach the repeats writer in the batch's transaction, with the first result") {
+  io_thread io(2);
+  const auto url = shared_postgres::get().fresh_database();
+  postgres::connection audit(url);
+  create_rows_table(audit);
+  audit.exec("CREATE TABLE repeats_seen(receipt text PRIMARY KEY, original text NOT NULL)");
+  postgres::connection_pool pool(url, {.size = 1});
+  std::atomic<int> fail_repeats{0};
+  postgres::transactional_handler_options options;
+  options.repeats = [&](postgres::connection& db, std::span<const postgres::repeated_item> repeats) {
+    for (const auto& r : repeats)
+      db.exec("INSERT INTO repeats_seen VALUES ($1, $2)", {r.item->message.receipt_id, r.original_result});
+    // After the inserts: what they wrote must go with the batch.
+    if (fail_repeats > 0) {
+      --fail_repeats;
+      throw ingest::error(ingest::errc::backend_unavailable, "repeats writer failed once");
+    }
+  };
+  auto handler = postgres::transactional_handler(
+      pool, [&](postgres::connection& db, auto items) { insert_rows(db, items); }, options);
+
+  memory_queue first(io.executor(), {.quiet = true});
+  std::map<std::string, std::string> first_receipts;
+  for (int i = 0; i < 5; ++i) {
+    auto [ec, r] = publish(first, message("k" + std::to_string(i), "p"));
+    REQUIRE_FALSE(ec);
+    first_receipts[r.idempotency_key] = r.id;
+  }
+  {
+    batching_consumer consumer(first, handler, fast_consumer());
+    consumer.start();
+    REQUIRE(eventually([&] { return stats(first).processed == 5; }, 30s));
+    consumer.drain();
+  }
+  CHECK(count(audit, "SELECT count(*) FROM repeats_seen") == 0);
+
+  // The same keys accepted again elsewhere (other receipts), and one new key; the
+  // repeats writer fails the first time: nothing of that batch may stay.
+  memory_queue again(io.executor(), {.quiet = true});
+  std::map<std::string, std::string> second_receipts;
+  for (int i = 0; i < 6; ++i) {
+    auto [ec, r] = publish(again, message("k" + std::to_string(i), "p"));
+    REQUIRE_FALSE(ec);
+    second_receipts[r.idempotency_key] = r.id;
+  }
+  fail_repeats = 1;
+  {
+    batching_consumer consumer(again, handler, fast_consumer());
+    consumer.start();
+    REQUIRE(eventually([&] { return stats(again).processed == 6; }, 30s));
+    consumer.drain();
+  }
+  CHECK(fail_repeats.load() == 0);
+  CHECK(count(audit, "SELECT count(*) FROM rows") == 6);
+  CHECK(count(audit, "SELECT count(*) FROM repeats_seen") == 5);
+  for (const auto& [key, id] : first_receipts) {
+    CAPTURE(key);
+    CHECK(count(audit, "SELECT count(*) FROM repeats_seen WHERE receipt = '" + second_receipts[key] +
+                           "' AND original = '" + id + "'") == 1);
+  }
+}
+
 TEST_CASE("postgres handler: a bad item is dead-lettered alone with its reason, the rest commit") {
   io_thread io(2);
   const auto url = shared_postgres::get().fresh_database();

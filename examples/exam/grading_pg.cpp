@@ -90,7 +90,8 @@ ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, c
         }
         write_graded(db, rows);
         counters->graded += rows.size();
-      });
+      },
+      {.repeats = keep_earliest});
   return with_in_hand_notes(pool, std::move(write));
 }
 

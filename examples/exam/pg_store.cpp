@@ -46,12 +46,23 @@ CREATE TABLE exam_dead_letters(
   dead_lettered_at text NOT NULL);
 CREATE INDEX exam_dead_letters_by_exam ON exam_dead_letters(exam_id, receipt_id);
 )sql",
+    // 3: receipts of copies not kept (the same key accepted twice, e.g. by two servers
+    // on SQS), each pointing at the kept row.
+    R"sql(
+CREATE TABLE exam_receipt_aliases(
+  receipt_id text COLLATE "C" PRIMARY KEY,
+  kept_receipt_id text COLLATE "C" NOT NULL);
+CREATE INDEX exam_receipt_aliases_by_kept ON exam_receipt_aliases(kept_receipt_id);
+)sql",
 };
 static_assert(std::size(migrations) == schema_version);
 
 constexpr const char* columns =
     "receipt_id, idempotency_key, exam_id, student_id, accepted_at, answers_json, fingerprint, status, score, "
     "graded_at";
+constexpr const char* columns_of_s =
+    "s.receipt_id, s.idempotency_key, s.exam_id, s.student_id, s.accepted_at, s.answers_json, s.fingerprint, "
+    "s.status, s.score, s.graded_at";
 
 stored_submission read_row(const pg::result& r, int row) {
   stored_submission s;
@@ -104,7 +115,13 @@ pg::connection_pool::lease pg_reader::acquire() {
   // The statements are registered once per connection (its slot is this thread's alone
   // while leased); a read on the accept path formats no SQL.
   if (!registered_[db.slot()]) {
-    db->prepare("exam_by_receipt", fmt::format("SELECT {} FROM submissions WHERE receipt_id = $1", columns));
+    // A receipt of a copy not kept reads the kept row (the second branch runs only when
+    // the first found nothing).
+    db->prepare("exam_by_receipt",
+                fmt::format("SELECT {} FROM submissions WHERE receipt_id = $1 UNION ALL SELECT {} FROM "
+                            "exam_receipt_aliases a JOIN submissions s ON s.receipt_id = a.kept_receipt_id "
+                            "WHERE a.receipt_id = $1 LIMIT 1",
+                            columns, columns_of_s));
     db->prepare("exam_by_key", fmt::format("SELECT {} FROM submissions WHERE exam_id = $1 AND student_id = $2 AND "
                                            "idempotency_key = $3",
                                            columns));
@@ -206,6 +223,36 @@ void note_dead_letter(pg::connection& db, const ingest::dead_letter& d) {
                     s ? s->idempotency_key : d.message.idempotency_key, ingest::format_time(d.message.accepted_at),
                     d.reason, d.last_error, static_cast<std::int64_t>(d.attempts),
                     ingest::format_time(d.dead_lettered_at)});
+}
+
+void keep_earliest(pg::connection& db, std::span<const ingest::postgres::repeated_item> repeats) {
+  db.prepare("exam_kept_row",
+             "SELECT receipt_id, accepted_at FROM submissions WHERE exam_id = $1 AND student_id = $2 AND "
+             "idempotency_key = $3 FOR UPDATE");
+  db.prepare("exam_alias", "INSERT INTO exam_receipt_aliases(receipt_id, kept_receipt_id) VALUES ($1, $2) "
+                           "ON CONFLICT (receipt_id) DO UPDATE SET kept_receipt_id = excluded.kept_receipt_id");
+  db.prepare("exam_rekeep", "UPDATE submissions SET receipt_id = $2, accepted_at = $3 WHERE receipt_id = $1");
+  db.prepare("exam_realias", "UPDATE exam_receipt_aliases SET kept_receipt_id = $2 WHERE kept_receipt_id = $1");
+  for (const auto& r : repeats) {
+    const auto& m = r.item->message;
+    const auto s = submission::from_json(m.payload);
+    if (!s) continue;
+    const auto kept = db.exec_prepared("exam_kept_row", {s->exam_id, s->student_id, s->idempotency_key});
+    if (kept.rows() == 0) continue;
+    const std::string kept_id(kept.text(0, 0));
+    if (kept_id == m.receipt_id) continue;  // a redelivery of the kept copy
+    const std::string kept_at(kept.text(0, 1));
+    const auto at = ingest::format_time(m.accepted_at);
+    // Milliseconds in the text; within the same one the ids decide (a signed id
+    // begins with a UUIDv7 of the accept time to the microsecond).
+    if (at < kept_at || (at == kept_at && m.receipt_id < kept_id)) {
+      db.exec_prepared("exam_rekeep", {kept_id, m.receipt_id, at});
+      db.exec_prepared("exam_realias", {kept_id, m.receipt_id});
+      db.exec_prepared("exam_alias", {kept_id, m.receipt_id});
+    } else {
+      db.exec_prepared("exam_alias", {m.receipt_id, kept_id});
+    }
+  }
 }
 
 void write_graded(pg::connection& db, const std::vector<stored_submission>& rows) {

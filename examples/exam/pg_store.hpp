@@ -10,6 +10,7 @@
 
 #include "ingest/durable_queue.hpp"
 #include "ingest/postgres/pool.hpp"
+#include "ingest/postgres/transactional_handler.hpp"
 #include "store.hpp"
 
 namespace exam {
@@ -22,7 +23,7 @@ bool is_postgres_url(const std::string& sink);
 // Returns the version found before.
 int migrate_schema(ingest::postgres::connection& db);
 // The version this program writes.
-constexpr int schema_version = 2;
+constexpr int schema_version = 3;
 
 // Reads submissions on a small pool of connections.
 class pg_reader final : public submission_reader {
@@ -60,6 +61,13 @@ void prune_in_hand(ingest::postgres::connection& db);
 // Records a dead letter (its exam and student read from the payload when it is a
 // submission), so that every server shows it to teachers.
 void note_dead_letter(ingest::postgres::connection& db, const ingest::dead_letter& d);
+
+// The same key accepted twice with two receipts (two servers on SQS, or a retry after
+// NATS's dedup window): the copy accepted first keeps the row (its receipt id and
+// accept time; the answers are the same), and every other receipt of the key points at
+// it (exam_receipt_aliases), so that it reads the kept submission's status. Inside the
+// batch's transaction.
+void keep_earliest(ingest::postgres::connection& db, std::span<const ingest::postgres::repeated_item> repeats);
 
 // The reader for `sink`: exam.db at that path, or PostgreSQL at that URL.
 std::unique_ptr<submission_reader> open_reader(const std::string& sink);

@@ -75,13 +75,17 @@ bool write_together(handler_state& s, connection& db, idempotency_store& keys, b
   std::vector<decision> others;
   try {
     const auto checks = keys.record_many(ks, fps, results);
+    std::vector<repeated_item> repeats;
     for (std::size_t j = 0; j < todo.size(); ++j) {
       if (checks[j].status == key_status::fresh)
         fresh.push_back(&b[todo[j]]);
       else
         others.push_back({todo[j], checks[j].status});
+      if (checks[j].status == key_status::completed && s.options.repeats)
+        repeats.push_back({&b[todo[j]], checks[j].result});
     }
     if (!fresh.empty()) s.write(db, fresh);
+    if (!repeats.empty()) s.options.repeats(db, repeats);
     tx.commit();  // a deferred constraint fails here, and is isolated like the others
   } catch (...) {
     const auto failure = std::current_exception();
@@ -101,6 +105,10 @@ void write_alone(handler_state& s, connection& db, idempotency_store& keys, batc
     if (check.status == key_status::fresh) {
       const delivery* one[] = {&d};
       s.write(db, one);
+    }
+    if (check.status == key_status::completed && s.options.repeats) {
+      const repeated_item one[] = {{&d, check.result}};
+      s.options.repeats(db, one);
     }
     sp.release();
     apply(b, {i, check.status});

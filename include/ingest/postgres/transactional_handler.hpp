@@ -25,6 +25,18 @@ namespace ingest::postgres {
 /// the items that fail.
 using rows_writer = std::function<void(connection& db, std::span<const delivery* const> items)>;
 
+/// An item whose key was completed before (a redelivery, or the same key accepted
+/// twice: by two servers on a broker that cannot deduplicate across them, or after the
+/// broker's dedup window), with the result its key recorded first.
+struct repeated_item {
+  const delivery* item = nullptr;
+  std::string original_result{};  ///< `transactional_handler_options::result` of the first one
+};
+
+/// Writes what repeats change on `db`, inside the handler's transaction (e.g. keep the
+/// earliest accepted of two copies). Throwing is handled like a `rows_writer`'s throw.
+using repeats_writer = std::function<void(connection& db, std::span<const repeated_item> repeats)>;
+
 /// What a `transactional_handler` records and how it classifies errors.
 struct transactional_handler_options {
   /// What the idempotency store keeps as the result of a new key.
@@ -43,6 +55,9 @@ struct transactional_handler_options {
   /// no delivery attempt (a failed batch costs each of its items one, and
   /// `retry_policy::max_attempts` of them dead-letter it). Zero: fail at once.
   std::chrono::milliseconds reconnect_patience{std::chrono::seconds(30)};
+  /// Called in the batch's transaction with the items whose keys were completed
+  /// before, after `write` (empty: they are acked and nothing is written).
+  repeats_writer repeats{};
 };
 
 /// Returns a `batch_handler` that, per batch, on a connection leased from `pool`:
