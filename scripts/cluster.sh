@@ -9,6 +9,8 @@
 #   scripts/cluster.sh up     [--dir DIR] [--build DIR] [--base PORT] [--exams FILE]
 #   scripts/cluster.sh status [--dir DIR]
 #   scripts/cluster.sh down   [--dir DIR] [--wipe]
+#   scripts/cluster.sh stop   NAME [--kill] [--dir DIR]   one process: postgres, nats1..3,
+#   scripts/cluster.sh start  NAME [--dir DIR]            server1..3, worker1..2
 #
 # DIR defaults to ./cluster. Every process reads the same exams: FILE, else DIR/exams.json,
 # written at the first `up` with the demo exam (id `demo`, q1..q10, the built-in demo's
@@ -20,8 +22,14 @@
 # data stays for the next `up` unless --wipe.
 set -euo pipefail
 
-action=${1:?usage: cluster.sh up|status|down [--dir DIR] [--build DIR] [--base PORT] [--wipe]}
+action=${1:?usage: cluster.sh up|status|down|stop NAME|start NAME [--dir DIR] [--build DIR] [--base PORT] [--wipe]}
 shift
+name=""
+if [[ $action == start || $action == stop ]]; then
+  name=${1:?cluster.sh $action NAME (postgres, nats1..3, server1..3, worker1..2)}
+  shift
+fi
+hard=0
 here=$(cd "$(dirname "$0")/.." && pwd)
 dir="$PWD/cluster" build="$here/build" base=18000 wipe=0 exams=""
 while [[ $# -gt 0 ]]; do
@@ -30,6 +38,7 @@ while [[ $# -gt 0 ]]; do
     --build) build=$2; shift 2 ;;
     --base) base=$2; shift 2 ;;
     --wipe) wipe=1; shift ;;
+    --kill) hard=1; shift ;;
     --exams) exams=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
     *) echo "cluster.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -56,11 +65,13 @@ load_ports() {
 
 alive() { [[ -f $dir/$1/pid ]] && kill -0 "$(<"$dir/$1/pid")" 2>/dev/null; }
 
-# spawn NAME COMMAND...: detached, in DIR/NAME, output in DIR/NAME/log, pid in DIR/NAME/pid.
+# spawn NAME COMMAND...: detached, in DIR/NAME, output in DIR/NAME/log, pid in DIR/NAME/pid,
+# the command line in DIR/NAME/cmd (for `start NAME`).
 spawn() {
   local name=$1
   shift
   mkdir -p "$dir/$name"
+  printf '%s\0' "$@" >"$dir/$name/cmd"
   (cd "$dir/$name" && exec setsid "$@" >>"$dir/$name/log" 2>&1 </dev/null) &
   echo $! >"$dir/$name/pid"
 }
@@ -203,6 +214,39 @@ stop_proc() {
   rm -f "$dir/$name/pid"
 }
 
+# One process, as a machine of the deployment would fail and come back.
+start_one() {
+  load_ports
+  if [[ $name == postgres ]]; then start_postgres; return; fi
+  [[ -f $dir/$name/cmd ]] || die "no such process: $name"
+  alive "$name" && die "$name is running"
+  export INGEST_JWT_SECRET
+  INGEST_JWT_SECRET=$(<"$dir/secret")
+  local args=()
+  mapfile -d '' -t args <"$dir/$name/cmd"
+  spawn "$name" "${args[@]}"
+  case $name in
+    nats*) wait_until 30 "$name" http_ok "http://127.0.0.1:${monitor_ports[${name#nats} - 1]}/healthz" ;;
+    server*) wait_until 30 "$name" http_ok "http://127.0.0.1:${server_ports[${name#server} - 1]}/readyz" ;;
+  esac
+}
+
+stop_one() {
+  load_ports
+  if [[ $name == postgres ]]; then
+    as_pg_user "$pg_bin/pg_ctl" -D "$dir/postgres/data" -m "$( ((hard)) && echo immediate || echo fast)" -w stop \
+      >/dev/null
+    return
+  fi
+  [[ -f $dir/$name/cmd ]] || die "no such process: $name"
+  if ((hard)); then
+    alive "$name" && kill -KILL "$(<"$dir/$name/pid")"
+    rm -f "$dir/$name/pid"
+  else
+    stop_proc "$name" 30
+  fi
+}
+
 down() {
   load_ports
   local name
@@ -222,5 +266,7 @@ case $action in
   up) up ;;
   status) status ;;
   down) down ;;
-  *) die "unknown action $action (up, status, down)" ;;
+  start) start_one ;;
+  stop) stop_one ;;
+  *) die "unknown action $action (up, status, down, start, stop)" ;;
 esac

@@ -9,55 +9,30 @@
 #
 # Exit 77: nats-server or PostgreSQL 15 is missing here.
 set -euo pipefail
-here=$(cd "$(dirname "$0")/../.." && pwd)
-build="$here/build" students=2000
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --build) build=$(cd "$2" && pwd); shift 2 ;;
-    --students) students=$2; shift 2 ;;
-    *) echo "cluster_smoke.sh: unknown option $1" >&2; exit 2 ;;
-  esac
-done
-command -v nats-server >/dev/null || { echo "nats-server is not installed (skipped)" >&2; exit 77; }
-[[ -x /usr/lib/postgresql/15/bin/postgres ]] || { echo "PostgreSQL 15 is not installed (skipped)" >&2; exit 77; }
+name=cluster_smoke students=2000
+source "$(dirname "$0")/common.sh"
 
-dir=$(mktemp -d /tmp/ingest-cluster.XXXXXX)
-# A base port below the ephemeral range (outgoing connections take ports from 32768 up),
-# the 41 ports above it free (cluster.sh refuses listening ones).
-base=$((20000 + (RANDOM % 120) * 100))
-cleanup() {
-  local f left=()
-  for f in "$dir"/*/pid; do [[ -f $f ]] && left+=("$(<"$f")"); done
-  "$here/scripts/cluster.sh" down --dir "$dir" >/dev/null 2>&1 || true
-  # Whatever `down` did not stop (this test failing on exactly that) goes too.
-  for f in "${left[@]}"; do kill -KILL "$f" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "cluster_smoke: $*" >&2; for f in "$dir"/*/log; do echo "== $f" >&2; tail -5 "$f" >&2; done; exit 1; }
-
-"$here/scripts/cluster.sh" up --dir "$dir" --build "$build" --base "$base" >"$dir/up.txt" || fail "up failed"
+"$cluster" up --dir "$dir" --build "$build" --base "$base" >"$dir/up.txt" || fail "up failed"
 grep -q "student token:" "$dir/up.txt" || fail "up printed no token"
 export INGEST_JWT_SECRET
 INGEST_JWT_SECRET=$(<"$dir/secret")
 s1="http://127.0.0.1:$((base + 1))" s3="http://127.0.0.1:$((base + 3))"
 db="postgresql://exam@127.0.0.1:$((base + 40))/exams"
 tok=$("$build/examples/exam_server" token --sub smoke-student --role student)
-field() { python3 -c "import json,sys; print(json.load(sys.stdin).get('$1', ''))"; }
 
 # Every worker stopped: a receipt from server 1 is "received" on server 3, then graded.
 kill -TERM "$(<"$dir/worker1/pid")" "$(<"$dir/worker2/pid")"
 for _ in $(seq 300); do kill -0 "$(<"$dir/worker1/pid")" 2>/dev/null || kill -0 "$(<"$dir/worker2/pid")" 2>/dev/null || break; sleep 0.1; done
 answer=$(curl -s -X POST "$s1/v1/exams/demo/submissions" -H "Authorization: Bearer $tok" \
   -H 'Content-Type: application/json' -H 'Idempotency-Key: smoke-1' -d '{"answers":{"q1":"B"}}')
-id=$(field receipt_id <<<"$answer")
+id=$(json_field receipt_id <<<"$answer")
 [[ -n $id ]] || fail "no receipt: $answer"
-status=$(curl -s "$s3/v1/submissions/$id" -H "Authorization: Bearer $tok" | field status)
+status=$(curl -s "$s3/v1/submissions/$id" -H "Authorization: Bearer $tok" | json_field status)
 [[ $status == received ]] || fail "server 3 said '$status' for a receipt of server 1 with no worker running"
 again=$(curl -s -X POST "$s3/v1/exams/demo/submissions" -H "Authorization: Bearer $tok" \
   -H 'Content-Type: application/json' -H 'Idempotency-Key: smoke-1' -d '{"answers":{"q1":"B"}}')
-[[ $(field receipt_id <<<"$again") == "$id" ]] || fail "the same key on server 3 got another receipt: $again"
-"$here/scripts/cluster.sh" up --dir "$dir" --build "$build" >/dev/null 2>&1 && fail "a second up while running must refuse"
+[[ $(json_field receipt_id <<<"$again") == "$id" ]] || fail "the same key on server 3 got another receipt: $again"
+"$cluster" up --dir "$dir" --build "$build" >/dev/null 2>&1 && fail "a second up while running must refuse"
 for i in 1 2; do
   (cd "$dir/worker$i" && exec setsid "$build/examples/exam_worker" --data "$dir/worker$i/data" \
     --queue "nats://127.0.0.1:$((base + 11)),127.0.0.1:$((base + 12)),127.0.0.1:$((base + 13))?replicas=3" \
@@ -65,7 +40,7 @@ for i in 1 2; do
   echo $! >"$dir/worker$i/pid"
 done
 for _ in $(seq 300); do
-  status=$(curl -s "$s3/v1/submissions/$id" -H "Authorization: Bearer $tok" | field status)
+  status=$(curl -s "$s3/v1/submissions/$id" -H "Authorization: Bearer $tok" | json_field status)
   [[ $status == graded ]] && break
   sleep 0.1
 done
@@ -81,7 +56,7 @@ done
 
 pids=()
 for f in "$dir"/*/pid; do pids+=("$(<"$f")"); done
-"$here/scripts/cluster.sh" down --dir "$dir" >/dev/null || fail "down failed"
+"$cluster" down --dir "$dir" >/dev/null || fail "down failed"
 for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && fail "process $p still running after down"; done
 [[ -d $dir/postgres/data ]] || fail "down without --wipe removed the data"
 echo "cluster_smoke: passed ($(grep -m1 'students with a receipt' "$dir/spike.txt" | sed 's/^ *//'))"
