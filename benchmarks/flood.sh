@@ -10,6 +10,7 @@
 #   benchmarks/flood.sh --quick [--backend sqlite|nats|sqs|memory]   # 500 students, one run, for CI
 #   benchmarks/flood.sh --abuse [--legit-rate 1000] [--abuse-rate 20000] [--open-seconds 10]
 #   benchmarks/flood.sh --sink postgres [--small-db] [...]
+#   benchmarks/flood.sh --polls 5000 [--backend nats --sink postgres] [--open-rate N] [--runs 3]
 #
 # --sink postgres starts one PostgreSQL 15 for the whole run (initdb in the work
 # directory, as the unprivileged `postgres` user when run as root) and gives every
@@ -17,6 +18,11 @@
 # exam_server's graders and exam_worker write it, spike audits it. --small-db makes it
 # as small as the original experiment's: pinned to one core (taskset), max_connections
 # 100, shared_buffers 16MB.
+#
+# --polls R measures what students polling their status cost the accept path: the open
+# loop against exam_server without and with R status reads/s (GET of receipts already
+# given, each with its student's token), alternately, on fresh stacks; the report sets
+# the accept latency of both side by side, and lists what the reads answered.
 #
 # --abuse measures the rate limits instead: legitimate students at a constant rate,
 # alone and then while an abusive client (one account, its own address 127.0.0.2, a new
@@ -30,6 +36,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 students=10000 window=1 runs=3 consumer_rate=5000 open_rate=25000 open_seconds=5
 build="$here/build" out="" quick=0 backend=sqlite abuse=0 legit_rate=1000 abuse_rate=20000 sink=sqlite small_db=0
+poll_rate=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --students) students=$2; shift 2 ;;
@@ -47,6 +54,7 @@ while [[ $# -gt 0 ]]; do
     --abuse-rate) abuse_rate=$2; shift 2 ;;
     --sink) sink=$2; shift 2 ;;
     --small-db) small_db=1; shift ;;
+    --polls) poll_rate=$2; shift 2 ;;
     *) echo "flood.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -198,13 +206,14 @@ if [[ $abuse -eq 1 ]]; then
   exit 0
 fi
 
-# wall LABEL SERVER ARGS...: one audited flood against a fresh server.
-wall() {
-  local label=$1 server=$2 n=$3
+# start_stack LABEL N SERVER ARGS...: a fresh server (and broker, worker, database as
+# --backend and --sink say) for one run; sets dir, db, spid, url, nats_pid, worker_pid.
+start_stack() {
+  local label=$1 n=$2 server=$3
   shift 3
-  local dir="$work/run-$label-$n"
+  dir="$work/run-$label-$n" nats_pid="" worker_pid="" db="$work/run-$label-$n/exam.db"
   mkdir -p "$dir"
-  local nats_pid="" worker_pid="" queue_args=() db="$dir/exam.db" db_args=()
+  local queue_args=() db_args=()
   if [[ $sink == postgres ]]; then
     db=$(fresh_database "run_${label}_$n")
     db_args=(--db "$db")
@@ -240,30 +249,73 @@ wall() {
     pids+=("$worker_pid")
   fi
   start "$server" "$dir/server.log" "$bin/$server" --listen 127.0.0.1:0 --data "$dir" --student-rate 0 "${queue_args[@]}" "${db_args[@]}" "$@"
-  local spid=$pid rc=0
-  # A quick run drains in seconds: give up after a minute rather than at the test's timeout.
-  local drain_timeout=300
-  [[ $quick -eq 1 ]] && drain_timeout=60
-  "$bin/spike" --url "$url" --exam demo --students "$students" --window "$window" --db "$db" \
-    --server-pid "$spid" --label "$label" --json "$out/$label-$n.json" --svg "$out/$label-$n.svg" \
-    --drain-timeout "$drain_timeout" || rc=$?
+  spid=$pid
+}
+
+# stop_stack SERVER: drains what start_stack started.
+stop_stack() {
   if [[ -n "$worker_pid" ]] && ! kill -0 "$worker_pid" 2>/dev/null; then
     echo "flood.sh: exam_worker exited during the run:" >&2
     tail -5 "$dir/worker.log" >&2
   fi
-  stop "$spid" "$server" "$dir/server.log"
+  stop "$spid" "$1" "$dir/server.log"
   [[ -n "$worker_pid" ]] && stop "$worker_pid" exam_worker "$dir/worker.log"
   [[ -n "$nats_pid" ]] && kill -TERM "$nats_pid" && wait "$nats_pid" || true
-  if [[ $rc -ne 0 ]]; then
-    echo "flood.sh: the audit of $label run $n failed" >&2
-    failures=$((failures + 1))
-  fi
   # Let this run's dirty pages reach the disk before the next run starts, so that one
   # server's writeback does not land in the other's measurement.
   rm -rf "$dir/nats"
   sync
   sleep 1
 }
+
+# wall LABEL SERVER N ARGS...: one audited flood against a fresh server.
+wall() {
+  local label=$1 server=$2 n=$3 rc=0
+  shift 3
+  start_stack "$label" "$n" "$server" "$@"
+  # A quick run drains in seconds: give up after a minute rather than at the test's timeout.
+  local drain_timeout=300
+  [[ $quick -eq 1 ]] && drain_timeout=60
+  "$bin/spike" --url "$url" --exam demo --students "$students" --window "$window" --db "$db" \
+    --server-pid "$spid" --label "$label" --json "$out/$label-$n.json" --svg "$out/$label-$n.svg" \
+    --drain-timeout "$drain_timeout" || rc=$?
+  stop_stack "$server"
+  if [[ $rc -ne 0 ]]; then
+    echo "flood.sh: the audit of $label run $n failed" >&2
+    failures=$((failures + 1))
+  fi
+}
+
+if [[ $poll_rate != 0 ]]; then
+  # The open loop against exam_server with and without students polling their status,
+  # alternately, each on a fresh stack: what the reads cost the accept path.
+  for n in $(seq "$runs"); do
+    for polls in 0 "$poll_rate"; do
+      if [[ $polls == 0 ]]; then label=accept-only; else label=accept+polls; fi
+      start_stack "$label" "$n" exam_server --rate "$consumer_rate"
+      "$bin/spike" --url "$url" --rate "$open_rate" --duration "$open_seconds" --connections 1000 --db "$db" \
+        --poll-rate "$polls" --server-pid "$spid" --label "$label" --json "$out/$label-$n.json" --drain-timeout 600 ||
+        failures=$((failures + 1))
+      stop_stack exam_server
+    done
+  done
+  echo
+  echo "## Status reads: open loop at $open_rate/s for ${open_seconds}s ($backend, sink $sink), alone and with $poll_rate status reads/s"
+  echo
+  files=()
+  for n in $(seq "$runs"); do files+=("$out/accept-only-$n.json"); done
+  for n in $(seq "$runs"); do files+=("$out/accept+polls-$n.json"); done
+  "$bin/spike" report "${files[@]}"
+  echo
+  for n in $(seq "$runs"); do
+    python3 -c "import json,sys; p=json.load(open(sys.argv[1]))['polls']
+print('reads run %s: %.0f/s sent, p50 %.1f ms, p99 %.1f ms, answers %s' % (sys.argv[2], p['sent_per_s'], p['p50_ms'], p['p99_ms'], json.dumps(p['answers'])))" \
+      "$out/accept+polls-$n.json" "$n"
+  done
+  echo "results: $out"
+  [[ $failures -eq 0 ]] || { echo "flood.sh: $failures audit(s) failed" >&2; exit 1; }
+  exit 0
+fi
 
 for n in $(seq "$runs"); do
   pool=8

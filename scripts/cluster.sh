@@ -160,9 +160,12 @@ EOF
     wait_until 30 "exam_server $i" http_ok "http://127.0.0.1:${server_ports[$((i - 1))]}/readyz"
   done
   for i in 1 2; do
+    local seen=0
+    [[ -f $dir/worker$i/log ]] && seen=$(grep -c "exam_worker: draining" "$dir/worker$i/log" || true)
     spawn "worker$i" "$build/examples/exam_worker" --data "$dir/worker$i/data" --queue "$queue_url" \
       --sink "$db_url" --workers 2 --exams "$exams"
-    wait_until 30 "exam_worker $i" grep -q "exam_worker: draining" "$dir/worker$i/log"
+    # Its log is kept across runs: wait for a line this start wrote.
+    wait_until 30 "exam_worker $i" test "$(grep -c "exam_worker: draining" "$dir/worker$i/log")" -gt "$seen"
   done
   local student teacher
   student=$("$build/examples/exam_server" token --sub demo-student --role student --ttl 8h)

@@ -213,35 +213,6 @@ TEST_SUITE("postgres") {
     make_postgres_database = [] { return shared_postgres::get().fresh_database(); };
     contract(kind::direct_postgres);
   }
-  TEST_CASE("the exam schema migrates from version 1 keeping its rows, once when programs start together") {
-    const auto url = shared_postgres::get().fresh_database();
-    {
-      std::vector<std::thread> starting;
-      std::atomic<int> from_zero{0};
-      for (int i = 0; i < 4; ++i)
-        starting.emplace_back([&] {
-          postgres::connection db(url);
-          if (exam::migrate_schema(db) == 0) ++from_zero;
-        });
-      for (auto& t : starting) t.join();
-      CHECK(from_zero.load() == 1);
-    }
-    postgres::connection db(url);
-    // As a version-1 program left it: without the later tables, one row in.
-    db.exec("DROP TABLE exam_in_hand, exam_dead_letters, exam_receipt_aliases");
-    db.exec("UPDATE exam_schema_version SET version = 1");
-    db.exec("INSERT INTO submissions VALUES ('r1', 'k', 'open', 's1', '2026-01-01T00:00:00.000Z', '{}', 'f', "
-            "'graded', 1, '2026-01-01T00:00:01.000Z')");
-    CHECK(exam::migrate_schema(db) == 1);
-    CHECK(db.exec("SELECT version FROM exam_schema_version").integer(0, 0) == exam::schema_version);
-    CHECK(db.exec("SELECT count(*) FROM submissions").integer(0, 0) == 1);
-    CHECK(db.exec("SELECT count(*) FROM exam_in_hand").integer(0, 0) == 0);
-    CHECK(db.exec("SELECT count(*) FROM exam_receipt_aliases").integer(0, 0) == 0);
-    CHECK(exam::pg_reader(url, 1).by_receipt("r1").has_value());
-    // A database from a newer program is refused, not written.
-    db.exec("UPDATE exam_schema_version SET version = " + std::to_string(exam::schema_version + 1));
-    CHECK_THROWS(exam::migrate_schema(db));
-  }
   TEST_CASE("PostgreSQL connections lost under the readers: 503 with Retry-After, then the answer") {
     make_postgres_database = [] { return shared_postgres::get().fresh_database(); };
     for (const auto k : {kind::direct_postgres, kind::queue_postgres}) {

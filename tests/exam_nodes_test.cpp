@@ -5,6 +5,11 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <sstream>
+#include <thread>
+
+#include "dlq.hpp"
 #include "support/exam_fixture.hpp"
 #include "support/fauxqs.hpp"
 #include "support/nats_server.hpp"
@@ -182,12 +187,14 @@ TEST_CASE("a dead letter: teachers on every server see why, its student sees rec
   const auto r = submit(on_a, s1, "k-dead");
   REQUIRE(r.status == 202);
   const auto id = r.field("receipt_id");
-  // A grader that does not know the exam dead-letters the submission at once.
+  const auto other_id = submit(on_b, s1, "k-dead-2").field("receipt_id");
+  // A grader that does not know the exam dead-letters the submissions at once.
   {
     auto other = exam::catalog::from_json(R"({"exams":[{"id":"elsewhere","answer_key":{"q1":"A"},
       "opens_at":"2020-01-01T00:00:00Z","deadline":"2099-01-01T00:00:00Z","students":"any"}]})");
     d.start_grader(other);
     REQUIRE(eventually([&] { return status_of(on_b, teacher, id) == "dead_lettered"; }));
+    REQUIRE(eventually([&] { return status_of(on_b, teacher, other_id) == "dead_lettered"; }));
     d.grading.reset();
   }
   const auto seen = on_b.call(verb::get, "/v1/submissions/" + id, bearer(teacher));
@@ -204,8 +211,17 @@ TEST_CASE("a dead letter: teachers on every server see why, its student sees rec
   CHECK(replayed.status == 202);
   CHECK(status_of(on_a, teacher, id) == "received");
   check_error(on_b.call(verb::post, replay_path, bearer(teacher)), 404, "not_found");  // no longer a dead letter
+  // The other one with `exam_worker dlq replay`, given the PostgreSQL sink: its note goes too.
+  {
+    std::ostringstream out, err;
+    exam::dlq_request replay{.action = "replay", .receipts = {other_id}};
+    CHECK(exam::run_dlq(*d.a->queue, replay, out, err, d.a->reader.get()) == 0);
+    CHECK(out.str().find("replayed 1") != std::string::npos);
+  }
+  CHECK(status_of(on_b, teacher, other_id) == "received");
   d.start_grader(d.exams);
   CHECK(eventually([&] { return status_of(on_a, s1, id) == "graded"; }));
+  CHECK(eventually([&] { return status_of(on_a, s1, other_id) == "graded"; }));
 }
 
 TEST_CASE("SQS: the same key on two servers gets two receipts; the copy accepted first is kept, both read its status") {
@@ -250,4 +266,34 @@ TEST_CASE("SQS: the same key on two servers gets two receipts; the copy accepted
   // A retry of the key now gets the kept receipt from either server.
   CHECK(submit(on_b, s1, "k-twice").field("receipt_id") == id1);
   holder->close();
+}
+
+TEST_CASE("the exam schema migrates from version 1 keeping its rows, once when programs start together") {
+  const auto url = shared_postgres::get().fresh_database();
+  {
+    std::vector<std::thread> starting;
+    std::atomic<int> from_zero{0};
+    for (int i = 0; i < 4; ++i)
+      starting.emplace_back([&] {
+        postgres::connection db(url);
+        if (exam::migrate_schema(db) == 0) ++from_zero;
+      });
+    for (auto& t : starting) t.join();
+    CHECK(from_zero.load() == 1);
+  }
+  postgres::connection db(url);
+  // As a version-1 program left it: without the later tables, one row in.
+  db.exec("DROP TABLE exam_in_hand, exam_dead_letters, exam_receipt_aliases");
+  db.exec("UPDATE exam_schema_version SET version = 1");
+  db.exec("INSERT INTO submissions VALUES ('r1', 'k', 'open', 's1', '2026-01-01T00:00:00.000Z', '{}', 'f', "
+          "'graded', 1, '2026-01-01T00:00:01.000Z')");
+  CHECK(exam::migrate_schema(db) == 1);
+  CHECK(db.exec("SELECT version FROM exam_schema_version").integer(0, 0) == exam::schema_version);
+  CHECK(db.exec("SELECT count(*) FROM submissions").integer(0, 0) == 1);
+  CHECK(db.exec("SELECT count(*) FROM exam_in_hand").integer(0, 0) == 0);
+  CHECK(db.exec("SELECT count(*) FROM exam_receipt_aliases").integer(0, 0) == 0);
+  CHECK(exam::pg_reader(url, 1).by_receipt("r1").has_value());
+  // A database from a newer program is refused, not written.
+  db.exec("UPDATE exam_schema_version SET version = " + std::to_string(exam::schema_version + 1));
+  CHECK_THROWS(exam::migrate_schema(db));
 }

@@ -91,7 +91,9 @@ TEST_CASE("limits: claims up to max_claims give an id of at most 255 characters;
 TEST_CASE("base64url: one spelling per value") {
   using ingest::detail::base64url_decode;
   using ingest::detail::base64url_encode;
-  for (std::string v : {"", "f", "fo", "foo", "foob", "fooba", "foobar", "\xff\xfe\x00"}) CHECK(*base64url_decode(base64url_encode(v)) == v);
+  using namespace std::string_literals;
+  for (const std::string& v : {""s, "f"s, "fo"s, "foo"s, "foob"s, "fooba"s, "foobar"s, "\xff\xfe\x00"s})
+    CHECK(*base64url_decode(base64url_encode(v)) == v);
   CHECK(base64url_encode("\xfb\xff") == "-_8");
   CHECK_FALSE(base64url_decode("Zh"));  // unused bits set: "Zg" is the spelling of "f"
   CHECK_FALSE(base64url_decode("Z"));

@@ -1,5 +1,6 @@
 #include "app.hpp"
 
+#include <boost/asio/post.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <boost/json/array.hpp>
@@ -105,7 +106,13 @@ app::app(const catalog& exams, submission_reader& store, submit_backend& backend
       backend_(backend),
       options_(std::move(options)),
       per_student_(options_.student_rate, options_.student_burst),
-      per_ip_(options_.ip_rate, options_.ip_burst) {}
+      per_ip_(options_.ip_rate, options_.ip_burst) {
+  if (options_.read_threads > 0) reads_ = std::make_unique<boost::asio::thread_pool>(options_.read_threads);
+}
+
+app::~app() {
+  if (reads_) reads_->join();
+}
 
 std::string app::receipt_json(std::string_view receipt_id, std::string_view accepted_at, std::string_view st) {
   boost::json::object o;
@@ -176,21 +183,37 @@ void app::handle(request req, const ingest::http::request_info& info, responder 
   try {
     route(std::move(req), info, respond);
   } catch (const std::exception& e) {
-    // Nothing was accepted by this request (a receipt is only ever sent last). The
-    // client learns no internals; the log gets them.
-    if (auto& log = options_.log; log && log->enabled(ingest::log_level::error))
-      log->write(
-          {.level = ingest::log_level::error, .component = "http", .event = "handler_failed", .detail = e.what()});
-    if (!respond) return;
-    // A database that cannot be read now (busy, the disk, PostgreSQL restarting or out
-    // of connections) may be readable in a moment.
-    const auto* ie = dynamic_cast<const ingest::error*>(&e);
-    if (ie && (ie->code().category() == ingest::sqlite::sqlite_category() || ingest::postgres::is_transient(ie->code()) ||
-               ie->code() == ingest::errc::backpressure))
-      return fail(to, respond, status::service_unavailable, "unavailable",
-                  "the database cannot be read right now; retry", std::chrono::seconds(2));
-    fail(to, respond, status::internal_server_error, "internal", "an unexpected error; retry later");
+    if (respond) answer_exception(to, respond, e);
   }
+}
+
+void app::answer_exception(ingest::http::reply_to to, responder& respond, const std::exception& e) {
+  // Nothing was accepted by this request (a receipt is only ever sent last). The
+  // client learns no internals; the log gets them.
+  if (auto& log = options_.log; log && log->enabled(ingest::log_level::error))
+    log->write({.level = ingest::log_level::error, .component = "http", .event = "handler_failed", .detail = e.what()});
+  // A database that cannot be read now (busy, the disk, PostgreSQL restarting or out
+  // of connections) may be readable in a moment.
+  const auto* ie = dynamic_cast<const ingest::error*>(&e);
+  if (ie && (ie->code().category() == ingest::sqlite::sqlite_category() || ingest::postgres::is_transient(ie->code()) ||
+             ie->code() == ingest::errc::backpressure))
+    return fail(to, respond, status::service_unavailable, "unavailable", "the database cannot be read right now; retry",
+                std::chrono::seconds(2));
+  fail(to, respond, status::internal_server_error, "internal", "an unexpected error; retry later");
+}
+
+void app::off_loop(request req, responder& respond, std::function<void(request, responder&)> read) {
+  if (!reads_) return read(std::move(req), respond);
+  auto job = std::make_shared<std::pair<request, responder>>(std::move(req), std::move(respond));
+  boost::asio::post(*reads_, [this, job, read = std::move(read)] {
+    auto& [rq, rs] = *job;
+    const ingest::http::reply_to to(rq);
+    try {
+      read(std::move(rq), rs);
+    } catch (const std::exception& e) {
+      if (rs) answer_exception(to, rs, e);
+    }
+  });
 }
 
 void app::route(request req, const ingest::http::request_info& info, responder& respond) {
@@ -234,8 +257,15 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
                   std::chrono::ceil<std::chrono::seconds>(wait));
   }
   if (submissions_of_exam && !get) return post_submission(std::string(path[2]), std::move(req), respond);
-  if (submissions_of_exam) return list_submissions(std::string(path[2]), std::move(req), respond);
-  if (one_submission) return get_submission(std::string(path[2]), std::move(req), respond);
+  // The reads wait on the database: off the connection threads, which accept submissions.
+  if (submissions_of_exam)
+    return off_loop(std::move(req), respond, [this, id = std::string(path[2])](request rq, responder& rs) {
+      list_submissions(id, std::move(rq), rs);
+    });
+  if (one_submission)
+    return off_loop(std::move(req), respond, [this, id = std::string(path[2])](request rq, responder& rs) {
+      get_submission(id, std::move(rq), rs);
+    });
   if (replay) return replay_dead_letter(std::string(path[2]), std::string(path[4]), std::move(req), respond);
   fail(req, respond, status::not_found, "not_found", "no such route");
 }

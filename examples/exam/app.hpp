@@ -5,6 +5,7 @@
 // stored) is a `submit_backend`, which knows nothing of HTTP.
 
 #include <atomic>
+#include <boost/asio/thread_pool.hpp>
 #include <functional>
 #include <map>
 #include <memory>
@@ -40,11 +41,17 @@ struct app_options {
   // neither the queue nor the database is answered from its signature. Null: no such
   // answer (a receipt unknown to both is 404).
   std::shared_ptr<const ingest::receipt_signer> receipts{};
+  // Threads that run the database reads of GET routes, so that a read waiting on the
+  // database never holds up a connection thread (and the submissions behind it on that
+  // thread). 0: the reads run on the connection's thread.
+  std::size_t read_threads = 4;
 };
 
 class app {
  public:
   app(const catalog& exams, submission_reader& store, submit_backend& backend, app_options options);
+  // Waits for the reads in progress.
+  ~app();
 
   // The ingest::http handler.
   void handle(ingest::http::request req, const ingest::http::request_info& info, ingest::http::responder respond);
@@ -70,6 +77,12 @@ class app {
   void answer_from_records(const std::string& receipt_id, const principal& who, const request& req,
                            responder& respond);
   void replay_dead_letter(const std::string& exam_id, const std::string& receipt_id, request req, responder& respond);
+  // Runs `read(req, respond)` on a read thread (or here when there are none); an
+  // exception it throws is answered like one thrown in handle().
+  void off_loop(request req, responder& respond, std::function<void(request, responder&)> read);
+  // The answer to an exception a route threw (500, or 503 for a database that may be
+  // readable in a moment).
+  void answer_exception(ingest::http::reply_to to, responder& respond, const std::exception& e);
   // The caller, or an answered 401 and nullopt.
   std::optional<principal> authenticate(const request& req, responder& respond);
   // Routes by path and method (405 with Allow for a method the path does not take).
@@ -88,6 +101,7 @@ class app {
   std::atomic<bool> draining_{false};
   mutable std::mutex mutex_;
   std::map<std::string, std::uint64_t, std::less<>> rejected_;
+  std::unique_ptr<boost::asio::thread_pool> reads_;  // last: joined before the rest goes
 };
 
 }  // namespace exam

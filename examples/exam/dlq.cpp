@@ -31,7 +31,8 @@ void print_whole(std::ostream& out, const ingest::dead_letter& d) {
 
 }  // namespace
 
-int run_dlq(ingest::durable_queue& queue, const dlq_request& r, std::ostream& out, std::ostream& err) {
+int run_dlq(ingest::durable_queue& queue, const dlq_request& r, std::ostream& out, std::ostream& err,
+            submission_reader* notes) {
   using boost::asio::use_future;
   try {
     if (r.action == "list") {
@@ -63,8 +64,15 @@ int run_dlq(ingest::durable_queue& queue, const dlq_request& r, std::ostream& ou
         err << "dlq " << r.action << ": give receipt ids, or --all\n";
         return 2;
       }
+      const auto at = ingest::format_time(ingest::clock::now());
       const auto n = r.action == "replay" ? queue.async_replay(r.receipts, use_future).get()
                                           : queue.async_purge(r.receipts, use_future).get();
+      if (notes) {
+        if (r.all)
+          notes->forget_dead_letters(at);
+        else
+          for (const auto& id : r.receipts) notes->forget_dead_letter(id, at);
+      }
       out << (r.action == "replay" ? "replayed " : "purged ") << n << " dead letter(s)\n";
       return 0;
     }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ingest/durable_queue.hpp"
+#include "store.hpp"
 
 namespace exam {
 
@@ -24,6 +25,9 @@ struct dlq_request {
 // Runs one action against `queue` (its executor must be running), writing a
 // human-readable answer to `out`. Returns the exit code: 0 done, 1 nothing matched
 // (show of an unknown receipt), 2 bad request or a queue error (written to `err`).
-int run_dlq(ingest::durable_queue& queue, const dlq_request& request, std::ostream& out, std::ostream& err);
+// With `notes` (the PostgreSQL sink), a replay or purge also removes the graders'
+// notes of those dead letters, so that every server stops showing them dead-lettered.
+int run_dlq(ingest::durable_queue& queue, const dlq_request& request, std::ostream& out, std::ostream& err,
+            submission_reader* notes = nullptr);
 
 }  // namespace exam

@@ -14,6 +14,7 @@
 #include "dlq.hpp"
 #include "progress.hpp"
 #include "grading.hpp"
+#include "pg_store.hpp"
 #include "queue_url.hpp"
 #include "run.hpp"
 
@@ -57,7 +58,10 @@ int main(int argc, char** argv) {
         queue_url = "sqlite://" + data + "/queue.db";
       }
       auto queue = exam::open_queue(queue_url, io.get_executor());
-      code = exam::run_dlq(*queue, dlq, std::cout, std::cerr);
+      // With PostgreSQL as the sink, the graders' notes follow a replay or a purge.
+      std::unique_ptr<exam::submission_reader> notes;
+      if (exam::is_postgres_url(sink) && (dlq.action == "replay" || dlq.action == "purge")) notes = exam::open_reader(sink);
+      code = exam::run_dlq(*queue, dlq, std::cout, std::cerr, notes.get());
       queue->close();
     } catch (const std::exception& e) {
       std::fprintf(stderr, "exam_worker dlq: %s\n", e.what());

@@ -134,7 +134,7 @@ pg::connection_pool::lease pg_reader::acquire() {
                 "dead_lettered_at FROM exam_dead_letters WHERE receipt_id = $1 UNION ALL "
                 "SELECT 'processing', '', '', '', '', '', 0, '' FROM exam_in_hand WHERE receipt_id = $1 "
                 "AND until > now() ORDER BY 1 LIMIT 1");
-    db->prepare("exam_forget_dead", "DELETE FROM exam_dead_letters WHERE receipt_id = $1");
+    db->prepare("exam_forget_dead", "DELETE FROM exam_dead_letters WHERE receipt_id = $1 AND dead_lettered_at <= $2");
     registered_[db.slot()] = true;
   }
   return db;
@@ -184,8 +184,12 @@ std::optional<progress_note> pg_reader::progress(const std::string& receipt_id) 
   return n;
 }
 
-void pg_reader::forget_dead_letter(const std::string& receipt_id) {
-  acquire()->exec_prepared("exam_forget_dead", {receipt_id});
+void pg_reader::forget_dead_letter(const std::string& receipt_id, const std::string& at) {
+  acquire()->exec_prepared("exam_forget_dead", {receipt_id, at});
+}
+
+void pg_reader::forget_dead_letters(const std::string& at) {
+  acquire()->exec("DELETE FROM exam_dead_letters WHERE dead_lettered_at <= $1", {at});
 }
 
 void note_in_hand(pg::connection& db, const std::vector<std::string>& receipt_ids, std::chrono::milliseconds lease) {

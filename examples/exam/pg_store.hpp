@@ -35,7 +35,8 @@ class pg_reader final : public submission_reader {
   std::vector<stored_submission> list(const std::string& exam_id, const std::string& after,
                                       std::size_t limit) override;
   std::optional<progress_note> progress(const std::string& receipt_id) override;
-  void forget_dead_letter(const std::string& receipt_id) override;
+  void forget_dead_letter(const std::string& receipt_id, const std::string& at) override;
+  void forget_dead_letters(const std::string& at) override;
 
  private:
   // A leased connection with the readers' statements registered on it.

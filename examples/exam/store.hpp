@@ -60,8 +60,14 @@ class submission_reader {
     (void)receipt_id;
     return std::nullopt;
   }
-  // A dead letter was replayed: its note goes (the submission is received again).
-  virtual void forget_dead_letter(const std::string& receipt_id) { (void)receipt_id; }
+  // A dead letter was replayed (or purged) at `at` (RFC 3339): its note goes, unless a
+  // grader wrote a newer one since (the replayed copy failed again).
+  virtual void forget_dead_letter(const std::string& receipt_id, const std::string& at) {
+    (void)receipt_id;
+    (void)at;
+  }
+  // Every dead letter was replayed or purged at `at`: the notes older than that go.
+  virtual void forget_dead_letters(const std::string& at) { (void)at; }
 };
 
 // Reads on one connection (not thread-safe; see store_pool).

@@ -66,6 +66,13 @@ void define_options(CLI::App& cli, settings& s) {
   cli.add_option("--label", s.label, "name of this run in the outputs");
   cli.add_flag("--one-student", s.one_student,
                "every submission from one student, each with a new key (an abusive client; see the rate limits)");
+  cli.add_option("--poll-rate", s.poll_rate,
+                 "status reads (GET of a receipt already given, with its student's token) per second during the "
+                 "flood, on connections of their own (0: none)")
+      ->capture_default_str();
+  cli.add_option("--poll-connections", s.poll_connections, "connections of the status reads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
   cli.add_option("--bind", s.bind, "local address to connect from, e.g. 127.0.0.2 (another client IP)");
 }
 
@@ -124,6 +131,7 @@ int run(const settings& s) {
   o.audit = db.audit(s, r, ep);
   o.written = db.written();
   o.drain_seconds = db.drain_seconds();
+  o.polls = s.poll_rate > 0 ? &f.polls() : nullptr;
   report_run(s, plan, r, o);
   // Exit status: the audit is the verdict.
   if (o.audited && (o.audit.lost != 0 || o.audit.duplicated != 0)) return 1;

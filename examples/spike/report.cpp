@@ -134,6 +134,32 @@ void print_summary(const settings& s, const run_plan& plan, results& r, const ru
   if (o.audited) print_audit(o);
 }
 
+// The status reads: how many, at what rate, what they answered, how fast.
+void print_polls(const settings& s, results& p, double flood_seconds) {
+  const auto sent = p.requests.load();
+  std::printf("  status reads %llu (%.0f/s asked, %.0f/s sent), latency ms p50 %.1f p99 %.1f\n",
+              static_cast<unsigned long long>(sent), s.poll_rate,
+              flood_seconds > 0 ? static_cast<double>(sent) / flood_seconds : 0.0, ms(p.all_latency.quantile(0.5)),
+              ms(p.all_latency.quantile(0.99)));
+  std::lock_guard lock(p.mutex);
+  for (const auto& [answer, n] : p.errors)
+    std::printf("    %-24s %llu\n", answer.c_str(), static_cast<unsigned long long>(n));
+}
+
+boost::json::object polls_json(const settings& s, results& p, double flood_seconds) {
+  boost::json::object j;
+  j["asked_per_s"] = s.poll_rate;
+  j["sent"] = p.requests.load();
+  j["sent_per_s"] = flood_seconds > 0 ? static_cast<double>(p.requests.load()) / flood_seconds : 0.0;
+  j["p50_ms"] = ms(p.all_latency.quantile(0.5));
+  j["p99_ms"] = ms(p.all_latency.quantile(0.99));
+  boost::json::object answers;
+  std::lock_guard lock(p.mutex);
+  for (const auto& [answer, n] : p.errors) answers[answer] = n;
+  j["answers"] = std::move(answers);
+  return j;
+}
+
 void write_json(const settings& s, const run_plan& plan, results& r, const run_outcome& o, const figures& f) {
   boost::json::object j;
   j["label"] = s.label;
@@ -154,6 +180,7 @@ void write_json(const settings& s, const run_plan& plan, results& r, const run_o
     for (const auto& [k, v] : r.errors) errs[k] = v;
   }
   j["errors"] = std::move(errs);
+  if (o.polls) j["polls"] = polls_json(s, *o.polls, o.flood_seconds);
   if (s.urls.size() > 1) {
     boost::json::object by;
     std::lock_guard lock(r.mutex);
@@ -198,6 +225,7 @@ void write_json(const settings& s, const run_plan& plan, results& r, const run_o
 void report_run(const settings& s, const run_plan& plan, results& r, const run_outcome& o) {
   const figures f = figures_of(plan, r, o);
   print_summary(s, plan, r, o, f);
+  if (o.polls) print_polls(s, *o.polls, o.flood_seconds);
   if (!s.json_out.empty()) write_json(s, plan, r, o, f);
   if (!s.svg_out.empty()) std::ofstream(s.svg_out) << svg_chart(s, r.accepted_per_tick, o.written, f.latency);
 }

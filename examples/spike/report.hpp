@@ -22,6 +22,7 @@ struct run_outcome {
   audit_result audit;
   std::vector<std::int64_t> written;  // this run's rows in exam.db, every 100 ms
   double drain_seconds = -1;
+  results* polls = nullptr;  // the status reads of the flood (--poll-rate), if any
 };
 
 // Prints the summary, then writes run.json and the chart where the settings ask for them.

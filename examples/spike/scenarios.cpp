@@ -108,11 +108,17 @@ void flood::schedule(const std::vector<student>& students) {
   std::vector<client*> all;
   for (auto& c : clients_) all.push_back(c.get());
   for (auto& c : extra_) all.push_back(c.get());
+  if (s_.poll_rate > 0)
+    for (int i = 0; i < s_.poll_connections; ++i) {
+      pollers_.push_back(std::make_unique<client>(client_executor(), s_, polls_, servers_, next_client_++));
+      all.push_back(pollers_.back().get());
+    }
   sweeper_.emplace(io_, std::move(all));
   if (!plan_.open_loop)
     schedule_wall(students);
   else
     schedule_open_loop(students);
+  if (s_.poll_rate > 0) schedule_polls(students);
 }
 
 void flood::schedule_wall(const std::vector<student>& students) {
@@ -125,22 +131,26 @@ void flood::schedule_wall(const std::vector<student>& students) {
     auto& c = *clients_[static_cast<std::size_t>(i)];
     const auto& st = students[static_cast<std::size_t>(i)];
     sweeper.start();
+    ++submitting_;
     asio::co_spawn(
         c.executor(),
         [&, at]() -> awaitable<void> {
           co_await wait_until(at);
           co_await submit(c, st, s_, r_, steady::time_point{});
+          --submitting_;
           sweeper.finish();
         },
         asio::detached);
     if (st.double_click) {
       auto& c2 = *extra_[e++];
       sweeper.start();
+      ++submitting_;
       asio::co_spawn(
           c2.executor(),
           [&, at]() -> awaitable<void> {
             co_await wait_until(at + 30ms);  // the impatient second click
             co_await submit(c2, st, s_, r_, steady::time_point{});
+            --submitting_;
             sweeper.finish();
           },
           asio::detached);
@@ -151,6 +161,7 @@ void flood::schedule_wall(const std::vector<student>& students) {
 void flood::schedule_open_loop(const std::vector<student>& students) {
   for (int ci = 0; ci < pool_; ++ci) {
     sweeper_->start();
+    ++submitting_;
     asio::co_spawn(
         clients_[static_cast<std::size_t>(ci)]->executor(),
         [this, &students, ci]() -> awaitable<void> {
@@ -164,6 +175,7 @@ void flood::schedule_open_loop(const std::vector<student>& students) {
             if (steady::now() < at) co_await wait_until(std::chrono::ceil<std::chrono::milliseconds>(at));
             co_await submit(*clients_[static_cast<std::size_t>(ci)], students[static_cast<std::size_t>(i)], s_, r_, at);
           }
+          --submitting_;
           sweeper_->finish();
         },
         asio::detached);

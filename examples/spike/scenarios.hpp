@@ -33,12 +33,19 @@ class flood {
   void schedule(const std::vector<student>& students);
   // Runs the flood until every submission is answered or given up; returns its seconds.
   double run();
+  // The status reads made during the flood (--poll-rate): their answers by status
+  // ("200 received", "http_404", ...) in `errors`, their latency in `all_latency`.
+  results& polls() { return polls_; }
 
  private:
   asio::any_io_executor client_executor();
   void schedule_wall(const std::vector<student>& students);
   void schedule_open_loop(const std::vector<student>& students);
   void run_threads();
+  // poller.cpp: students polling the status of receipts already given, at
+  // `settings::poll_rate` in all, while any submission is still being sent.
+  void schedule_polls(const std::vector<student>& students);
+  asio::awaitable<void> poll_loop(client& c, const std::vector<student>& students);
 
   const settings& s_;
   const run_plan& plan_;
@@ -51,6 +58,10 @@ class flood {
   std::vector<std::unique_ptr<client>> extra_;  // the second connection of a double click
   std::optional<deadline_sweeper> sweeper_;
   std::atomic<int> next_{0};  // open loop: the next submission to send (outlives the coroutines)
+  std::atomic<int> submitting_{0};  // coroutines still sending submissions
+  results polls_;
+  std::vector<std::unique_ptr<client>> pollers_;
+  std::atomic<std::int64_t> next_poll_{0};
 };
 
 }  // namespace spike

@@ -31,6 +31,8 @@ struct settings {
   int questions = 10;
   bool one_student = false;  // every submission from the same student (an abusive client)
   std::string bind;          // local address to connect from (e.g. 127.0.0.2: another client IP)
+  double poll_rate = 0;      // status reads per second during the flood (0: none)
+  int poll_connections = 32;
 };
 
 // One run, as the settings make it.

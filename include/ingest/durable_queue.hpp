@@ -348,8 +348,9 @@ class durable_queue {
   /// and calls `sign_receipt` right after it stamps a new message's `accepted_at`.
   const std::shared_ptr<const receipt_signer>& receipt_signing() const noexcept { return signer_; }
   /// Replaces `m.receipt_id` with one `signer` signs over `m.accepted_at` and
-  /// `m.receipt_claims`; leaves it when `signer` is null or the claims are too long.
-  static void sign_receipt(const receipt_signer* signer, envelope& m);
+  /// `m.receipt_claims`; leaves it when `signer` is null, the claims are too long or
+  /// signing fails.
+  static void sign_receipt(const receipt_signer* signer, envelope& m) noexcept;
 
  private:
   /// The one check of every message on its way in, whichever way it comes

@@ -57,7 +57,7 @@ struct envelope {
   /// others store it and the producer refuses its receipt. A repeat of a key accepted
   /// in time still gets its receipt.
   time_point not_after = time_point::max();
-  /// Publish only, not stored: what a signed receipt id vouches for, e.g. the owner's
+  /// Publish only, not part of the wire format: what a signed receipt id vouches for, e.g. the owner's
   /// id (at most `receipt_signer::max_claims` bytes). When the queue signs receipts
   /// (`durable_queue::sign_receipts`), the backend replaces `receipt_id` with one signed
   /// over the postmark and these claims right after it stamps `accepted_at`; longer

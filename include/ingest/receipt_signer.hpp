@@ -58,9 +58,9 @@ class receipt_signer {
   receipt_signer(const receipt_signer&) = delete;
   receipt_signer& operator=(const receipt_signer&) = delete;
 
-  /// The id of a message postmarked `accepted_at` (kept to the microsecond, from
-  /// 1970 to 10889) vouching for `claims`; nullopt when `claims` is longer than
-  /// `max_claims` or the time is outside that range.
+  /// The id of a message postmarked `accepted_at` (kept to the microsecond; from 1970
+  /// on) vouching for `claims`; nullopt when `claims` is longer than `max_claims` or
+  /// the time is before 1970. Throws std::runtime_error when OpenSSL fails.
   std::optional<std::string> sign(time_point accepted_at, std::string_view claims) const;
   /// What `receipt_id` says, when one of the keys signed it; nullopt for anything
   /// else (tampered, truncated, signed with another key, not a signed id at all).

@@ -17,9 +17,14 @@ void durable_queue::check_and_publish(envelope message, callback<error_code, rec
   do_publish(std::move(message), std::move(done));
 }
 
-void durable_queue::sign_receipt(const receipt_signer* signer, envelope& m) {
+void durable_queue::sign_receipt(const receipt_signer* signer, envelope& m) noexcept {
   if (!signer) return;
-  if (auto id = signer->sign(m.accepted_at, m.receipt_claims)) m.receipt_id = std::move(*id);
+  // Backends call this in writer threads and completion handlers: a failure (OpenSSL,
+  // memory) leaves the id unsigned rather than taking the publish or the thread down.
+  try {
+    if (auto id = signer->sign(m.accepted_at, m.receipt_claims)) m.receipt_id = std::move(*id);
+  } catch (...) {
+  }
 }
 
 void durable_queue::do_find(std::string, callback<error_code, message_status> done) {

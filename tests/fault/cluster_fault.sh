@@ -2,9 +2,11 @@
 # A fault in the multi-machine topology (scripts/cluster.sh: three NATS nodes with an R3
 # stream, PostgreSQL, three exam_servers, two exam_workers) during a deadline flood
 # spread over the three servers, then the audit in PostgreSQL: every receipt a student
-# was given exactly once (lost 0, duplicated 0), no row without a receipt, and probe
-# submissions whose status every server reports right while the fault lasts (never
-# 404) and `graded` on every server afterwards.
+# was given exactly once (lost 0, duplicated 0), no row without a receipt, no dead
+# letter, and probe submissions whose status every live server reports as received,
+# processing or graded (never 404) once the broken part is back or left down (within
+# 20 s; with every worker stopped, `received` while they are stopped), and `graded` on
+# every server after the drain.
 #
 #   tests/fault/cluster_fault.sh SCENARIO [--build DIR] [--students N]
 #
