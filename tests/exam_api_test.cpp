@@ -76,7 +76,8 @@ void contract(kind k) {
                 "invalid_body");
     std::string deep(200, '[');
     check_error(c.call(verb::post, "/v1/exams/open/submissions", h, deep), 400, "invalid_body");
-    for (const std::string& key : {std::string(), std::string(256, 'k'), std::string("tab\tkey"), std::string("ключ")}) {
+    for (const std::string& key :
+         {std::string(), std::string(256, 'k'), std::string("tab\tkey"), std::string("ключ")}) {
       auto bad = submit_headers(s1, key);
       if (key.empty()) bad.pop_back();
       check_error(c.call(verb::post, "/v1/exams/open/submissions", bad, R"({"answers":{"q1":"B"}})"), 400,
@@ -90,10 +91,11 @@ void contract(kind k) {
     auto no_auth = submit_headers(s1, "k-401");
     no_auth.erase(no_auth.begin());
     check_error(c.call(verb::post, "/v1/exams/open/submissions", no_auth, body), 401, "unauthorized");
-    const std::string none_token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJzMSIsInJvbGUiOiJzdHVkZW50Iiwi"
-                                   "ZXhwIjo0MTAyNDQ0ODAwfQ.";
-    for (const auto& bad : {std::string("garbage"), token("s1", exam::role::student, 1h, "another-secret"),
-                            none_token, token("s1", exam::role::student, -10s), s1 + "x"}) {
+    const std::string none_token =
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJzMSIsInJvbGUiOiJzdHVkZW50Iiwi"
+        "ZXhwIjo0MTAyNDQ0ODAwfQ.";
+    for (const auto& bad : {std::string("garbage"), token("s1", exam::role::student, 1h, "another-secret"), none_token,
+                            token("s1", exam::role::student, -10s), s1 + "x"}) {
       check_error(f.submit(c, "open", bad, "k-401"), 401, "unauthorized");
       check_error(c.call(verb::get, "/v1/exams/open/submissions", {{"Authorization", "Bearer " + bad}}), 401,
                   "unauthorized");
@@ -118,9 +120,9 @@ void contract(kind k) {
   SUBCASE("404: unknown exam, route, receipt, or someone else's receipt") {
     check_error(f.submit(c, "no-such-exam", s1, "k-404"), 404, "exam_not_found");
     check_error(c.call(verb::get, "/v2/nothing"), 404, "not_found");
-    check_error(c.call(verb::get, "/v1/submissions/01a00000-0000-7000-8000-000000000000",
-                       {{"Authorization", "Bearer " + s1}}),
-                404, "not_found");
+    check_error(
+        c.call(verb::get, "/v1/submissions/01a00000-0000-7000-8000-000000000000", {{"Authorization", "Bearer " + s1}}),
+        404, "not_found");
     auto mine = f.submit(c, "open", s1, "k-mine");
     REQUIRE(mine.status == f.new_status());
     const auto id = mine.field("receipt_id");
@@ -129,7 +131,8 @@ void contract(kind k) {
     auto own = c.call(verb::get, "/v1/submissions/" + id, {{"Authorization", "Bearer " + s1}});
     CHECK(own.status == 200);
     CHECK(own.field("student_id") == "s1");
-    auto teacher = c.call(verb::get, "/v1/submissions/" + id, {{"Authorization", "Bearer " + token("t1", exam::role::teacher)}});
+    auto teacher =
+        c.call(verb::get, "/v1/submissions/" + id, {{"Authorization", "Bearer " + token("t1", exam::role::teacher)}});
     CHECK(teacher.status == 200);
     CHECK(teacher.field("receipt_id") == id);
   }
@@ -158,13 +161,15 @@ void contract(kind k) {
   }
 
   SUBCASE("the teacher lists an exam page by page; a student may not") {
-    for (int i = 0; i < 5; ++i) REQUIRE(f.submit(c, "open", token("s" + std::to_string(i)), "k").status == f.new_status());
+    for (int i = 0; i < 5; ++i)
+      REQUIRE(f.submit(c, "open", token("s" + std::to_string(i)), "k").status == f.new_status());
     REQUIRE(f.written(5));
     const auto t1 = token("t1", exam::role::teacher);
     std::vector<std::string> seen;
     std::string after;
     for (int page = 0; page < 5; ++page) {
-      auto r = c.call(verb::get, "/v1/exams/open/submissions?limit=2&after=" + after, {{"Authorization", "Bearer " + t1}});
+      auto r =
+          c.call(verb::get, "/v1/exams/open/submissions?limit=2&after=" + after, {{"Authorization", "Bearer " + t1}});
       REQUIRE(r.status == 200);
       const auto doc = r.json();
       for (const auto& item : doc.at("items").as_array()) seen.emplace_back(item.at("receipt_id").as_string());
@@ -416,7 +421,8 @@ TEST_CASE("a late submission that did get stored is a dead letter a teacher sees
   CHECK(letters[0].last_error.find("after the deadline") != std::string::npos);
   CHECK(f.rows() == 0);
   auto c = f.client();
-  auto seen = c.call(verb::get, "/v1/submissions/" + r.id, {{"Authorization", "Bearer " + token("t1", exam::role::teacher)}});
+  auto seen =
+      c.call(verb::get, "/v1/submissions/" + r.id, {{"Authorization", "Bearer " + token("t1", exam::role::teacher)}});
   CHECK(seen.status == 200);
   CHECK(seen.field("status") == "dead_lettered");
   CHECK(seen.field("reason") == "deadline_passed");
@@ -456,7 +462,8 @@ TEST_CASE("a student sees a dead-lettered submission as received; a teacher sees
   auto student = c.call(verb::get, "/v1/submissions/" + id, {{"Authorization", "Bearer " + token("s1")}});
   CHECK(student.status == 200);
   CHECK(student.field("status") == "received");
-  auto teacher = c.call(verb::get, "/v1/submissions/" + id, {{"Authorization", "Bearer " + token("t", exam::role::teacher)}});
+  auto teacher =
+      c.call(verb::get, "/v1/submissions/" + id, {{"Authorization", "Bearer " + token("t", exam::role::teacher)}});
   CHECK(teacher.field("status") == "dead_lettered");
   CHECK(teacher.field("reason") == "permanent_failure");
 }
@@ -464,7 +471,9 @@ TEST_CASE("a student sees a dead-lettered submission as received; a teacher sees
 TEST_CASE("HTTP edges: pipelined requests answered in order, malformed requests, slow clients cut off") {
   exam_fixture f(kind::queue_memory);
   auto c = f.client();
-  c.send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  c.send_raw(
+      "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: "
+      "x\r\n\r\n");
   CHECK(c.read().status == 200);
   CHECK(c.read().status == 404);
   CHECK(c.read().status == 200);
@@ -573,7 +582,8 @@ TEST_CASE("HTTPS: submissions over TLS; plain HTTP and silent clients on the TLS
   CHECK(f.rows() == 1);
 
   // Misconfiguration is refused up front.
-  CHECK_THROWS_AS(http::server(f.io->context(), {.tls_cert_file = cert}, [](auto, const auto&, auto) {}), ingest::error);
+  CHECK_THROWS_AS(http::server(f.io->context(), {.tls_cert_file = cert}, [](auto, const auto&, auto) {}),
+                  ingest::error);
   http::server missing(f.io->context(), {.tls_cert_file = certs.dir.file("none.pem"), .tls_key_file = key},
                        [](auto, const auto&, auto) {});
   CHECK_THROWS_AS(missing.start(), ingest::error);
@@ -586,12 +596,13 @@ TEST_CASE("a responder names its connection's strand; an answer made there is wr
     auto ex = respond.executor();
     // Answer later, from a completion bound to that executor (as the exam server does
     // with the producer's receipt).
-    boost::asio::post(boost::asio::bind_executor(ex, [&, ex, req = std::move(req), respond = std::move(respond)]() mutable {
-      const auto* strand = ex.target<boost::asio::strand<boost::asio::io_context::executor_type>>();
-      if (strand && strand->running_in_this_thread()) ++on_strand;
-      respond(http::json_response(req, http::status::ok, R"({"ok":true})"));
-      if (!respond.executor()) ++answered;  // a responder that has answered names no executor
-    }));
+    boost::asio::post(
+        boost::asio::bind_executor(ex, [&, ex, req = std::move(req), respond = std::move(respond)]() mutable {
+          const auto* strand = ex.target<boost::asio::strand<boost::asio::io_context::executor_type>>();
+          if (strand && strand->running_in_this_thread()) ++on_strand;
+          respond(http::json_response(req, http::status::ok, R"({"ok":true})"));
+          if (!respond.executor()) ++answered;  // a responder that has answered names no executor
+        }));
   });
   srv.start();
   http_client c(srv.port());

@@ -112,7 +112,8 @@ void edges(kind k) {
     CHECK(graded.body.find("\"score\":33.33") != std::string::npos);
     auto full = f.submit(c, "open", s1, "k-full", R"({"answers":{"q1":"B","q2":"D"}})");
     REQUIRE(f.written(2));
-    auto hundred = c.call(verb::get, "/v1/submissions/" + full.field("receipt_id"), {{"Authorization", "Bearer " + s1}});
+    auto hundred =
+        c.call(verb::get, "/v1/submissions/" + full.field("receipt_id"), {{"Authorization", "Bearer " + s1}});
     CHECK(hundred.body.find("\"score\":100") != std::string::npos);
     CHECK(hundred.body.find("\"score\":1E2") == std::string::npos);
     CHECK(hundred.body.find("\"score\":1e2") == std::string::npos);

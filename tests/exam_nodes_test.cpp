@@ -40,10 +40,9 @@ struct node {
     queue->sign_receipts(options.receipts);
     backend.start();
     api = std::make_unique<exam::app>(exams, *reader, backend, options);
-    server = std::make_unique<http::server>(io.context(), http::server_options{.read_timeout = 30s},
-                                            [this](auto req, const auto& info, auto respond) {
-                                              api->handle(std::move(req), info, std::move(respond));
-                                            });
+    server = std::make_unique<http::server>(
+        io.context(), http::server_options{.read_timeout = 30s},
+        [this](auto req, const auto& info, auto respond) { api->handle(std::move(req), info, std::move(respond)); });
     server->start();
   }
   void stop() {
@@ -116,7 +115,8 @@ std::string status_of(http_client& c, const std::string& tok, const std::string&
 
 }  // namespace
 
-TEST_CASE("a receipt from one server is answered by the other before it is graded; the same key gets the same receipt") {
+TEST_CASE(
+    "a receipt from one server is answered by the other before it is graded; the same key gets the same receipt") {
   deployment d;
   auto on_a = d.a->client();
   auto on_b = d.b->client();
@@ -250,9 +250,8 @@ TEST_CASE("SQS: the same key on two servers gets two receipts; the copy accepted
   // The held copy comes back and is recognised as the earlier one.
   REQUIRE_FALSE(settle(*holder, {{held[0].token, settle_action::retry, 0ms, {}, "released by the test"}}));
   postgres::connection db(d.sink);
-  REQUIRE(eventually([&] {
-    return db.exec("SELECT receipt_id FROM submissions").text(0, 0) == std::string_view(id1);
-  }));
+  REQUIRE(
+      eventually([&] { return db.exec("SELECT receipt_id FROM submissions").text(0, 0) == std::string_view(id1); }));
   CHECK(db.exec("SELECT count(*) FROM submissions").integer(0, 0) == 1);
   for (auto* c : {&on_a, &on_b}) {
     for (const auto& id : {id1, id2}) {
@@ -285,8 +284,9 @@ TEST_CASE("the exam schema migrates from version 1 keeping its rows, once when p
   // As a version-1 program left it: without the later tables, one row in.
   db.exec("DROP TABLE exam_in_hand, exam_dead_letters, exam_receipt_aliases");
   db.exec("UPDATE exam_schema_version SET version = 1");
-  db.exec("INSERT INTO submissions VALUES ('r1', 'k', 'open', 's1', '2026-01-01T00:00:00.000Z', '{}', 'f', "
-          "'graded', 1, '2026-01-01T00:00:01.000Z')");
+  db.exec(
+      "INSERT INTO submissions VALUES ('r1', 'k', 'open', 's1', '2026-01-01T00:00:00.000Z', '{}', 'f', "
+      "'graded', 1, '2026-01-01T00:00:01.000Z')");
   CHECK(exam::migrate_schema(db) == 1);
   CHECK(db.exec("SELECT version FROM exam_schema_version").integer(0, 0) == exam::schema_version);
   CHECK(db.exec("SELECT count(*) FROM submissions").integer(0, 0) == 1);

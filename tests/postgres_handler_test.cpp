@@ -162,7 +162,7 @@ TEST_CASE("postgres handler: a bad item is dead-lettered alone with its reason, 
 
   memory_queue q(io.executor(), {.quiet = true});
   publish_all(q, 200);
-  REQUIRE_FALSE(publish(q, message("same-payload", "payload of k7")).first);  // violates UNIQUE(payload)
+  REQUIRE_FALSE(publish(q, message("same-payload", "payload of k7")).first);         // violates UNIQUE(payload)
   REQUIRE_FALSE(publish(q, message("bad-bytes", std::string("caf\xc3", 4))).first);  // not UTF-8
   publish_all(q, 100, "late");
   {

@@ -244,8 +244,8 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
   const bool submissions_of_exam =
       path.size() == 4 && path[0] == "v1" && path[1] == "exams" && path[3] == "submissions";
   const bool one_submission = path.size() == 3 && path[0] == "v1" && path[1] == "submissions";
-  const bool replay = path.size() == 6 && path[0] == "v1" && path[1] == "exams" && path[3] == "dead-letters" &&
-                      path[5] == "replay";
+  const bool replay =
+      path.size() == 6 && path[0] == "v1" && path[1] == "exams" && path[3] == "dead-letters" && path[5] == "replay";
   if (submissions_of_exam && !get && verb != bhttp::verb::post) return not_allowed("GET, HEAD, POST");
   if (one_submission && !get) return not_allowed("GET, HEAD");
   if (replay && verb != bhttp::verb::post) return not_allowed("POST");

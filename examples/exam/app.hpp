@@ -74,8 +74,7 @@ class app {
   void list_submissions(const std::string& exam_id, request req, responder& respond);
   // app_status.cpp: a submission the queue no longer holds (or never could look up),
   // answered from the database, the graders' notes and the receipt's signature.
-  void answer_from_records(const std::string& receipt_id, const principal& who, const request& req,
-                           responder& respond);
+  void answer_from_records(const std::string& receipt_id, const principal& who, const request& req, responder& respond);
   void replay_dead_letter(const std::string& exam_id, const std::string& receipt_id, request req, responder& respond);
   // Runs `read(req, respond)` on a read thread (or here when there are none); an
   // exception it throws is answered like one thrown in handle().

@@ -54,26 +54,25 @@ void app::get_submission(const std::string& receipt_id, request req, responder& 
     return respond(ingest::http::json_response(req, status::ok, submission_json(*row)));
   }
   auto shared = std::make_shared<std::pair<request, responder>>(std::move(req), std::move(respond));
-  backend_.find_unprocessed(receipt_id, [this, shared, who = *who, receipt_id](ingest::error_code ec,
-                                                                              std::optional<unprocessed> u) {
-    auto& [rq, rs] = *shared;
-    // The queue could not be asked: "no such submission" could be false, so retry later.
-    if (ec)
-      return fail(rq, rs, status::service_unavailable, "unavailable",
-                  "the queue cannot be read right now (" + ec.message() + ")", std::chrono::seconds(1));
-    if (!u || u->state == ingest::message_state::processed) return answer_from_records(receipt_id, who, rq, rs);
-    if (who.role != role::teacher && u->what.student_id != who.sub)
-      return fail(rq, rs, status::not_found, "not_found", "no such submission");
-    const std::string_view state =
-        u->state == ingest::message_state::dead_lettered ? "dead_lettered" : state_name(u->state);
-    rs(ingest::http::json_response(rq, status::ok,
-                                   unprocessed_json(receipt_id, u->what.exam_id, u->what.student_id, u->accepted_at,
-                                                    state, u->reason, who.role)));
-  });
+  backend_.find_unprocessed(
+      receipt_id, [this, shared, who = *who, receipt_id](ingest::error_code ec, std::optional<unprocessed> u) {
+        auto& [rq, rs] = *shared;
+        // The queue could not be asked: "no such submission" could be false, so retry later.
+        if (ec)
+          return fail(rq, rs, status::service_unavailable, "unavailable",
+                      "the queue cannot be read right now (" + ec.message() + ")", std::chrono::seconds(1));
+        if (!u || u->state == ingest::message_state::processed) return answer_from_records(receipt_id, who, rq, rs);
+        if (who.role != role::teacher && u->what.student_id != who.sub)
+          return fail(rq, rs, status::not_found, "not_found", "no such submission");
+        const std::string_view state =
+            u->state == ingest::message_state::dead_lettered ? "dead_lettered" : state_name(u->state);
+        rs(ingest::http::json_response(rq, status::ok,
+                                       unprocessed_json(receipt_id, u->what.exam_id, u->what.student_id, u->accepted_at,
+                                                        state, u->reason, who.role)));
+      });
 }
 
-void app::answer_from_records(const std::string& receipt_id, const principal& who, const request& rq,
-                              responder& rs) {
+void app::answer_from_records(const std::string& receipt_id, const principal& who, const request& rq, responder& rs) {
   auto not_found = [&] { fail(rq, rs, status::not_found, "not_found", "no such submission"); };
   // This runs in the queue's completion, where nothing may throw: a failed read is a 503.
   try {
@@ -130,31 +129,31 @@ void app::replay_dead_letter(const std::string& exam_id, const std::string& rece
   // Notes written from now on belong to a later attempt: only older ones are removed.
   const auto replayed_at = ingest::format_time(ingest::clock::now());
   auto shared = std::make_shared<std::pair<request, responder>>(std::move(req), std::move(respond));
-  backend_.replay_dead_letter(receipt_id, [this, shared, receipt_id, replayed_at](ingest::error_code ec,
-                                                                                   std::size_t moved) {
-    auto& [rq, rs] = *shared;
-    if (ec == ingest::errc::not_supported || (!ec && moved == 0))
-      return fail(rq, rs, status::not_found, "not_found", "no such dead letter");
-    if (ec)
-      return fail(rq, rs, status::service_unavailable, "unavailable",
-                  "the queue cannot replay right now (" + ec.message() + ")", std::chrono::seconds(1));
-    // Back in the queue: the graders' note goes, so that every server says "received".
-    // Should the note stay (the database down just now), the graded row still wins.
-    try {
-      store_.forget_dead_letter(receipt_id, replayed_at);
-    } catch (const std::exception& e) {
-      if (auto& log = options_.log; log && log->enabled(ingest::log_level::warning))
-        log->write({.level = ingest::log_level::warning,
-                    .component = "http",
-                    .event = "dead_letter_note_kept",
-                    .receipt_id = receipt_id,
-                    .detail = e.what()});
-    }
-    boost::json::object o;
-    o["receipt_id"] = receipt_id;
-    o["status"] = "received";
-    rs(ingest::http::json_response(rq, status::accepted, to_plain_json(o)));
-  });
+  backend_.replay_dead_letter(
+      receipt_id, [this, shared, receipt_id, replayed_at](ingest::error_code ec, std::size_t moved) {
+        auto& [rq, rs] = *shared;
+        if (ec == ingest::errc::not_supported || (!ec && moved == 0))
+          return fail(rq, rs, status::not_found, "not_found", "no such dead letter");
+        if (ec)
+          return fail(rq, rs, status::service_unavailable, "unavailable",
+                      "the queue cannot replay right now (" + ec.message() + ")", std::chrono::seconds(1));
+        // Back in the queue: the graders' note goes, so that every server says "received".
+        // Should the note stay (the database down just now), the graded row still wins.
+        try {
+          store_.forget_dead_letter(receipt_id, replayed_at);
+        } catch (const std::exception& e) {
+          if (auto& log = options_.log; log && log->enabled(ingest::log_level::warning))
+            log->write({.level = ingest::log_level::warning,
+                        .component = "http",
+                        .event = "dead_letter_note_kept",
+                        .receipt_id = receipt_id,
+                        .detail = e.what()});
+        }
+        boost::json::object o;
+        o["receipt_id"] = receipt_id;
+        o["status"] = "received";
+        rs(ingest::http::json_response(rq, status::accepted, to_plain_json(o)));
+      });
 }
 
 }  // namespace exam

@@ -35,12 +35,13 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
   app.add_option("--threads", o.threads, "HTTP threads (0: one per core)")->capture_default_str();
   app.add_option("--student-rate", o.student_rate, "submissions/s per student (0: no limit)")->capture_default_str();
   app.add_option("--student-burst", o.student_burst, "burst per student")->capture_default_str();
-  app.add_option("--ip-rate", o.ip_rate, "requests/s to /v1 per client IP, checked before the token (0: no limit)")->capture_default_str();
+  app.add_option("--ip-rate", o.ip_rate, "requests/s to /v1 per client IP, checked before the token (0: no limit)")
+      ->capture_default_str();
   app.add_option("--ip-burst", o.ip_burst, "burst per client IP")->capture_default_str();
   app.add_option("--max-body", o.max_body, "largest request body in bytes")->capture_default_str();
   app.add_option("--max-connections", o.max_connections, "open connections at most")->capture_default_str();
-  auto* cert = app.add_option("--tls-cert", o.tls_cert, "PEM certificate (chain): serve HTTPS only")
-                   ->check(CLI::ExistingFile);
+  auto* cert =
+      app.add_option("--tls-cert", o.tls_cert, "PEM certificate (chain): serve HTTPS only")->check(CLI::ExistingFile);
   auto* key = app.add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
   cert->needs(key);
   key->needs(cert);
@@ -188,14 +189,14 @@ void print_banner(const std::string& name, const std::string& url, const std::st
   const std::string exam_id = exams.size() ? exams.begin()->first : "demo";
   const auto token = mint_token({"student-1", role::student, now + std::chrono::hours(2)}, secret, checks);
   std::printf("%s listening on %s\n", name.c_str(), url.c_str());
-  if (generated_secret)
-    std::printf("JWT secret (generated; set INGEST_JWT_SECRET to keep one): %s\n", secret.c_str());
+  if (generated_secret) std::printf("JWT secret (generated; set INGEST_JWT_SECRET to keep one): %s\n", secret.c_str());
   std::printf("exams: ");
   for (const auto& [id, e] : exams) std::printf("%s ", id.c_str());
   std::printf("\ndemo token (student-1, 2h): %s\n", token.c_str());
   std::printf(
       "try:\n  curl -s -X POST %s/v1/exams/%s/submissions -H 'Authorization: Bearer %s' "
-      "-H 'Content-Type: application/json' -H 'Idempotency-Key: try-1' -d '{\"answers\":{\"q1\":\"B\",\"q2\":\"D\"}}'\n",
+      "-H 'Content-Type: application/json' -H 'Idempotency-Key: try-1' -d "
+      "'{\"answers\":{\"q1\":\"B\",\"q2\":\"D\"}}'\n",
       url.c_str(), exam_id.c_str(), token.c_str());
   std::fflush(stdout);
 }

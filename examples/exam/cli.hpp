@@ -20,8 +20,8 @@ struct server_cli {
   std::string db;     // where submissions are written and read: empty = <data>/exam.db, or postgresql://...
   std::string jwt_secret;
   std::vector<std::string> receipt_secrets;  // empty: $INGEST_RECEIPT_SECRET, else derived from the JWT secret
-  token_checks jwt{};  // --jwt-issuer, --jwt-audience
-  unsigned threads = 0;  // 0: one per core
+  token_checks jwt{};                        // --jwt-issuer, --jwt-audience
+  unsigned threads = 0;                      // 0: one per core
   double student_rate = 10;
   double student_burst = 20;
   double ip_rate = 0;
@@ -29,7 +29,7 @@ struct server_cli {
   std::size_t max_body = 64 * 1024;
   std::size_t max_connections = 16384;
   std::string log_level = "warning";  // JSON lines on standard error
-  std::string tls_cert;  // with tls_key: HTTPS only
+  std::string tls_cert;               // with tls_key: HTTPS only
   std::string tls_key;
 };
 

@@ -7,9 +7,9 @@
 
 #include "app.hpp"
 #include "cli.hpp"
-#include "pg_store.hpp"
-#include "ingest/producer.hpp"
 #include "grading.hpp"
+#include "ingest/producer.hpp"
+#include "pg_store.hpp"
 #include "queue_backend.hpp"
 #include "queue_url.hpp"
 #include "run.hpp"
@@ -40,8 +40,7 @@ int main(int argc, char** argv) {
     // costs the writer a fixed share of CPU (WAL frames, fdatasync), so fewer commits
     // leave the cores to the accept path: at 18,000/s the writer took 0.30 of a core
     // with 0.5 ms and 0.18 with 5 ms, for 4 ms more at the median.
-    const std::string queue_url =
-        o.queue.empty() ? "sqlite://" + o.data + "/queue.db?commit_linger=5ms" : o.queue;
+    const std::string queue_url = o.queue.empty() ? "sqlite://" + o.data + "/queue.db?commit_linger=5ms" : o.queue;
     const bool embedded = queue_url.starts_with("sqlite://") || queue_url == "memory";
     if (workers < 0) workers = embedded ? 1 : 0;
     const std::string db_path = exam::submissions_db(o);
@@ -71,14 +70,13 @@ int main(int argc, char** argv) {
       graders.push_back(std::make_unique<exam::grading_consumer>(*queue, db_path, exams, grading, metrics, log));
       graders.back()->start();
     }
-    ingest::http::server server(io, exam::make_http_options(o, setup, "exam_server"),
-                                [&api](auto req, const auto& info, auto respond) {
-                                  api.handle(std::move(req), info, std::move(respond));
-                                });
+    ingest::http::server server(
+        io, exam::make_http_options(o, setup, "exam_server"),
+        [&api](auto req, const auto& info, auto respond) { api.handle(std::move(req), info, std::move(respond)); });
     server.start();
     backend.start();
-    exam::print_banner("exam_server", exam::server_url(o, setup, server.port()), setup.secret,
-                       setup.generated_secret, exams, o.jwt);
+    exam::print_banner("exam_server", exam::server_url(o, setup, server.port()), setup.secret, setup.generated_secret,
+                       exams, o.jwt);
     std::printf("queue: %s, graders in this process: %d, submissions: %s\n", exam::redact_url(queue_url).c_str(),
                 workers, exam::redact_url(db_path).c_str());
     std::fflush(stdout);

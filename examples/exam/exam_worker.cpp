@@ -12,9 +12,9 @@
 
 #include "cli.hpp"
 #include "dlq.hpp"
-#include "progress.hpp"
 #include "grading.hpp"
 #include "pg_store.hpp"
+#include "progress.hpp"
 #include "queue_url.hpp"
 #include "run.hpp"
 
@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
       auto queue = exam::open_queue(queue_url, io.get_executor());
       // With PostgreSQL as the sink, the graders' notes follow a replay or a purge.
       std::unique_ptr<exam::submission_reader> notes;
-      if (exam::is_postgres_url(sink) && (dlq.action == "replay" || dlq.action == "purge")) notes = exam::open_reader(sink);
+      if (exam::is_postgres_url(sink) && (dlq.action == "replay" || dlq.action == "purge"))
+        notes = exam::open_reader(sink);
       code = exam::run_dlq(*queue, dlq, std::cout, std::cerr, notes.get());
       queue->close();
     } catch (const std::exception& e) {

@@ -54,8 +54,8 @@ void record_dead_letter(ingest::postgres::connection_pool& notes, const ingest::
       return;
     } catch (const std::exception& e) {
       if (attempt == 5) {
-        std::fprintf(stderr, "ALERT dead letter receipt=%s not noted in PostgreSQL: %s\n",
-                     d.message.receipt_id.c_str(), e.what());
+        std::fprintf(stderr, "ALERT dead letter receipt=%s not noted in PostgreSQL: %s\n", d.message.receipt_id.c_str(),
+                     e.what());
         return;
       }
     }
@@ -93,7 +93,8 @@ grading_consumer::grading_consumer(ingest::durable_queue& queue, const std::stri
   ingest::batch_handler handler;
   if (postgres) {
     pool_ = std::make_unique<ingest::postgres::connection_pool>(
-        sink, ingest::postgres::pool_options{.size = settings.workers, .connection = {.application_name = "exam_grader"}});
+        sink,
+        ingest::postgres::pool_options{.size = settings.workers, .connection = {.application_name = "exam_grader"}});
     handler = grading_handler(*pool_, exams, counters_);
   } else {
     db_ = std::make_unique<ingest::sqlite::database>(sink);

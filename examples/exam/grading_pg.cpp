@@ -70,7 +70,8 @@ ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, c
     migrate_schema(*db);
   }
   auto write = ingest::postgres::transactional_handler(
-      pool, [&exams, counters](ingest::postgres::connection& db, std::span<const ingest::delivery* const> items) {
+      pool,
+      [&exams, counters](ingest::postgres::connection& db, std::span<const ingest::delivery* const> items) {
         std::vector<stored_submission> rows;
         rows.reserve(items.size());
         const auto now = ingest::clock::now();
@@ -86,7 +87,8 @@ ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, c
                                               ", after the deadline plus grace (" +
                                               ingest::format_time(e->deadline + e->grace) + ")",
                                           "deadline_passed");
-          rows.push_back(graded_row(*e, *s, d->message.receipt_id, d->message.accepted_at, d->message.fingerprint, now));
+          rows.push_back(
+              graded_row(*e, *s, d->message.receipt_id, d->message.accepted_at, d->message.fingerprint, now));
         }
         write_graded(db, rows);
         counters->graded += rows.size();

@@ -99,7 +99,8 @@ std::string mint_token(const principal& p, std::string_view secret, const token_
 }
 
 std::string sign_claims(std::string_view claims_json, std::string_view secret) {
-  const std::string signing_input = base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + '.' + base64url_encode(claims_json);
+  const std::string signing_input =
+      base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + '.' + base64url_encode(claims_json);
   return signing_input + '.' + base64url_encode(mac_view(hmac_sha256(secret, signing_input)));
 }
 

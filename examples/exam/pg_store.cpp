@@ -92,8 +92,8 @@ int migrate_schema(pg::connection& db) {
   const auto found = db.exec("SELECT version FROM exam_schema_version");
   const int before = found.rows() == 0 ? 0 : static_cast<int>(found.integer(0, 0));
   if (before > schema_version)
-    throw std::runtime_error(fmt::format("the exam schema is at version {}, newer than this program's {}", before,
-                                         schema_version));
+    throw std::runtime_error(
+        fmt::format("the exam schema is at version {}, newer than this program's {}", before, schema_version));
   for (int v = before; v < schema_version; ++v) db.exec(migrations[v]);
   if (found.rows() == 0)
     db.exec("INSERT INTO exam_schema_version(version) VALUES ($1)", {schema_version});
@@ -140,8 +140,7 @@ pg::connection_pool::lease pg_reader::acquire() {
   return db;
 }
 
-std::vector<stored_submission> pg_reader::query(const std::string& statement,
-                                                std::initializer_list<pg::param> params) {
+std::vector<stored_submission> pg_reader::query(const std::string& statement, std::initializer_list<pg::param> params) {
   auto db = acquire();
   const auto r = db->exec_prepared(statement, params);
   std::vector<stored_submission> out;
@@ -222,19 +221,20 @@ void note_dead_letter(pg::connection& db, const ingest::dead_letter& d) {
              "last_error, attempts, dead_lettered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
              "ON CONFLICT (receipt_id) DO UPDATE SET reason = excluded.reason, last_error = excluded.last_error, "
              "attempts = excluded.attempts, dead_lettered_at = excluded.dead_lettered_at");
-  db.exec_prepared("exam_note_dead",
-                   {d.message.receipt_id, s ? s->exam_id : std::string(), s ? s->student_id : std::string(),
-                    s ? s->idempotency_key : d.message.idempotency_key, ingest::format_time(d.message.accepted_at),
-                    d.reason, d.last_error, static_cast<std::int64_t>(d.attempts),
-                    ingest::format_time(d.dead_lettered_at)});
+  db.exec_prepared(
+      "exam_note_dead",
+      {d.message.receipt_id, s ? s->exam_id : std::string(), s ? s->student_id : std::string(),
+       s ? s->idempotency_key : d.message.idempotency_key, ingest::format_time(d.message.accepted_at), d.reason,
+       d.last_error, static_cast<std::int64_t>(d.attempts), ingest::format_time(d.dead_lettered_at)});
 }
 
 void keep_earliest(pg::connection& db, std::span<const ingest::postgres::repeated_item> repeats) {
   db.prepare("exam_kept_row",
              "SELECT receipt_id, accepted_at FROM submissions WHERE exam_id = $1 AND student_id = $2 AND "
              "idempotency_key = $3 FOR UPDATE");
-  db.prepare("exam_alias", "INSERT INTO exam_receipt_aliases(receipt_id, kept_receipt_id) VALUES ($1, $2) "
-                           "ON CONFLICT (receipt_id) DO UPDATE SET kept_receipt_id = excluded.kept_receipt_id");
+  db.prepare("exam_alias",
+             "INSERT INTO exam_receipt_aliases(receipt_id, kept_receipt_id) VALUES ($1, $2) "
+             "ON CONFLICT (receipt_id) DO UPDATE SET kept_receipt_id = excluded.kept_receipt_id");
   db.prepare("exam_rekeep", "UPDATE submissions SET receipt_id = $2, accepted_at = $3 WHERE receipt_id = $1");
   db.prepare("exam_realias", "UPDATE exam_receipt_aliases SET kept_receipt_id = $2 WHERE kept_receipt_id = $1");
   for (const auto& r : repeats) {

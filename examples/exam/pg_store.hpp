@@ -32,8 +32,7 @@ class pg_reader final : public submission_reader {
   std::optional<stored_submission> by_receipt(const std::string& receipt_id) override;
   std::optional<stored_submission> by_key(const std::string& exam_id, const std::string& student_id,
                                           const std::string& key) override;
-  std::vector<stored_submission> list(const std::string& exam_id, const std::string& after,
-                                      std::size_t limit) override;
+  std::vector<stored_submission> list(const std::string& exam_id, const std::string& after, std::size_t limit) override;
   std::optional<progress_note> progress(const std::string& receipt_id) override;
   void forget_dead_letter(const std::string& receipt_id, const std::string& at) override;
   void forget_dead_letters(const std::string& at) override;

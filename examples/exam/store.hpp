@@ -92,8 +92,7 @@ class store_pool final : public submission_reader {
   std::optional<stored_submission> by_receipt(const std::string& receipt_id) override;
   std::optional<stored_submission> by_key(const std::string& exam_id, const std::string& student_id,
                                           const std::string& key) override;
-  std::vector<stored_submission> list(const std::string& exam_id, const std::string& after,
-                                      std::size_t limit) override;
+  std::vector<stored_submission> list(const std::string& exam_id, const std::string& after, std::size_t limit) override;
   template <class F>
   auto with(F&& f) {
     std::unique_ptr<store_reader> r;

@@ -11,7 +11,7 @@ namespace exam {
 struct submission {
   std::string exam_id;
   std::string student_id;
-  std::string idempotency_key;                  // the client's key
+  std::string idempotency_key;                 // the client's key
   std::map<std::string, std::string> answers;  // question id -> answer
 
   // Canonical JSON (keys sorted): the same answers give the same bytes, so the

@@ -57,7 +57,8 @@ void define_options(CLI::App& cli, settings& s) {
   cli.add_option("--threads", s.threads, "client threads")->capture_default_str();
   cli.add_option("--jwt-secret", s.secret, "the server's secret (default: $INGEST_JWT_SECRET)");
   exam::add_token_check_options(cli, s.jwt);
-  cli.add_option("--db", s.db, "exam.db or the postgresql:// URL of the submissions to watch and audit (empty: no audit)");
+  cli.add_option("--db", s.db,
+                 "exam.db or the postgresql:// URL of the submissions to watch and audit (empty: no audit)");
   cli.add_option("--server-pid", s.server_pid, "server process, for peak RSS and CPU");
   cli.add_option("--drain-timeout", s.drain_timeout_s, "seconds to wait for exam.db to catch up")
       ->capture_default_str();

@@ -3,13 +3,13 @@
 // at a fixed rate in all, spread over the servers, on connections of their own, so that
 // what the reads cost the accept path shows in the same run's accept latency.
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
-#include <algorithm>
 
 #include "scenarios.hpp"
 
@@ -57,7 +57,7 @@ awaitable<void> flood::poll_loop(client& c, const std::vector<student>& students
   while (submitting_.load(std::memory_order_relaxed) > 0) {
     const auto k = next_poll_++;
     const auto when = r_.t0 + std::chrono::duration_cast<steady::duration>(
-                               std::chrono::duration<double>(static_cast<double>(k) / s_.poll_rate));
+                                  std::chrono::duration<double>(static_cast<double>(k) / s_.poll_rate));
     if (steady::now() < when) {
       asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::ceil<std::chrono::milliseconds>(when));
       co_await timer.async_wait(use_awaitable);
@@ -77,8 +77,8 @@ awaitable<void> flood::poll_loop(client& c, const std::vector<student>& students
     }
     if (id.empty()) continue;
     student get;
-    get.wire = "GET /v1/submissions/" + id + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + st->token +
-               "\r\n\r\n";
+    get.wire =
+        "GET /v1/submissions/" + id + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + st->token + "\r\n\r\n";
     auto [code, body] = co_await c.post(get, when);
     if (code == 200) {
       ++polls_.ok;

@@ -57,7 +57,7 @@ class flood {
   std::vector<std::unique_ptr<client>> clients_;
   std::vector<std::unique_ptr<client>> extra_;  // the second connection of a double click
   std::optional<deadline_sweeper> sweeper_;
-  std::atomic<int> next_{0};  // open loop: the next submission to send (outlives the coroutines)
+  std::atomic<int> next_{0};        // open loop: the next submission to send (outlives the coroutines)
   std::atomic<int> submitting_{0};  // coroutines still sending submissions
   results polls_;
   std::vector<std::unique_ptr<client>> pollers_;

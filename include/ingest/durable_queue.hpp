@@ -25,8 +25,8 @@ struct queue_features {
   bool fifo = false;             ///< deliveries come in publish order (absent redelivery)
   bool delayed_retry = false;    ///< retry-after delays are honoured by the backend
   bool lease_extension = false;  ///< leases can be extended while a batch is in hand
-  bool exact_stats = false;      ///< every stats() count is exact and counted on its own (`queue_stats::balance_known()`)
-  bool lookup = false;           ///< async_find() can look a message up by receipt id
+  bool exact_stats = false;  ///< every stats() count is exact and counted on its own (`queue_stats::balance_known()`)
+  bool lookup = false;       ///< async_find() can look a message up by receipt id
   /// `envelope::not_after` is checked before the message is stored: a late new message
   /// leaves nothing behind. Otherwise (NATS, SQS: the broker decides whether a key is
   /// new) it is stored and only its receipt is refused.
@@ -63,11 +63,11 @@ enum class settle_action {
 
 /// A decision on one delivery.
 struct settlement {
-  std::string token{};  ///< the lease handle of the delivery (`delivery::token`)
+  std::string token{};                        ///< the lease handle of the delivery (`delivery::token`)
   settle_action action = settle_action::ack;  ///< what to do with it
-  std::chrono::milliseconds delay{0};  ///< for retry
-  std::string reason{};                ///< for dead_letter: e.g. "max_attempts", "permanent_failure"
-  std::string last_error{};            ///< for retry and dead_letter: the handler's error text
+  std::chrono::milliseconds delay{0};         ///< for retry
+  std::string reason{};                       ///< for dead_letter: e.g. "max_attempts", "permanent_failure"
+  std::string last_error{};                   ///< for retry and dead_letter: the handler's error text
 };
 
 /// Where an accepted message is now (see `durable_queue::async_find`).
@@ -80,20 +80,20 @@ enum class message_state {
 
 /// The answer of `async_find`.
 struct message_status {
-  envelope message{};  ///< the message as accepted
+  envelope message{};                            ///< the message as accepted
   message_state state = message_state::pending;  ///< where it is now
-  std::string reason{};      ///< dead letters: why
-  std::string last_error{};  ///< the last handler error, if any
+  std::string reason{};                          ///< dead letters: why
+  std::string last_error{};                      ///< the last handler error, if any
 };
 
 /// A message parked in the dead-letter store.
 struct dead_letter {
-  envelope message{};  ///< the message as accepted, `attempts` as delivered last
-  std::string reason{};  ///< why: `max_attempts`, `permanent_failure`, ... (the consumer's or the operator's word)
+  envelope message{};        ///< the message as accepted, `attempts` as delivered last
+  std::string reason{};      ///< why: `max_attempts`, `permanent_failure`, ... (the consumer's or the operator's word)
   std::string last_error{};  ///< the last handler error
-  std::uint32_t attempts = 0;  ///< deliveries before it was parked
+  std::uint32_t attempts = 0;     ///< deliveries before it was parked
   time_point first_attempt_at{};  ///< the first delivery
-  time_point last_attempt_at{};  ///< the last delivery
+  time_point last_attempt_at{};   ///< the last delivery
   time_point dead_lettered_at{};  ///< when it was parked
 };
 
@@ -135,9 +135,7 @@ struct queue_stats {
   /// The invariant of guarantee 4: true only when every count is exact and they add
   /// up. False when they do not add up, and false when the backend cannot count every
   /// state exactly (see `balance_known()`): an estimate never claims a balance.
-  bool balanced() const noexcept {
-    return balance_known() && accepted == pending + processed + dead_lettered + purged;
-  }
+  bool balanced() const noexcept { return balance_known() && accepted == pending + processed + dead_lettered + purged; }
 };
 
 /// A durable queue: the single point where the producer and the consumers meet.
@@ -221,8 +219,7 @@ class durable_queue {
   auto async_publish(envelope message, Token&& token) {
     return boost::asio::async_initiate<Token, void(error_code, receipt)>(
         [this](auto handler, envelope m) {
-          check_and_publish(std::move(m),
-                            detail::to_callback<error_code, receipt>(std::move(handler), get_executor()));
+          check_and_publish(std::move(m), detail::to_callback<error_code, receipt>(std::move(handler), get_executor()));
         },
         token, std::move(message));
   }

@@ -50,7 +50,7 @@ struct envelope {
   /// processes to use the same `publish_timeout`, and the hosts' clocks to agree with
   /// the broker's within that second.
   time_point accepted_at{};
-  std::uint32_t attempts = 0;     ///< deliveries so far, this one included
+  std::uint32_t attempts = 0;  ///< deliveries so far, this one included
   /// Publish only, not stored: a new message whose postmark would fall after this is
   /// refused with `errc::deadline_passed`. Backends with
   /// `queue_features::deadline_before_store` refuse it before storing anything; the
@@ -73,10 +73,10 @@ struct envelope {
 /// body = fmt::format(R"({{"receipt_id":"{}","accepted_at":"{}"}})", r.id, ingest::format_time(r.accepted_at));
 /// @endcode
 struct receipt {
-  std::string id{};  ///< the envelope's receipt_id
+  std::string id{};               ///< the envelope's receipt_id
   std::string idempotency_key{};  ///< the key the receipt belongs to
-  time_point accepted_at{};  ///< the postmark (`envelope::accepted_at`); deadlines are judged against it
-  bool duplicate = false;    ///< true when the key was already accepted: this is the original receipt
+  time_point accepted_at{};       ///< the postmark (`envelope::accepted_at`); deadlines are judged against it
+  bool duplicate = false;         ///< true when the key was already accepted: this is the original receipt
 };
 
 /// A new time-ordered receipt id in UUIDv7 layout (48-bit Unix milliseconds, version 7,

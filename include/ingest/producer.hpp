@@ -17,7 +17,7 @@ namespace ingest {
 struct submission {
   std::string idempotency_key{};  ///< client-chosen, reused on every retry of the same submission
   std::string subject{};          ///< empty: the producer's default subject
-  std::string payload{};  ///< opaque bytes (at most `producer_options::max_payload_bytes`)
+  std::string payload{};          ///< opaque bytes (at most `producer_options::max_payload_bytes`)
   /// Application headers, carried to the consumer: names as `valid_header_name` and
   /// values as `valid_header_value` allow (otherwise `errc::invalid_header`).
   header_list headers{};
@@ -58,7 +58,7 @@ struct producer_stats {
   std::uint64_t accepted = 0;    ///< receipts for new messages
   std::uint64_t duplicates = 0;  ///< original receipts returned for a repeated key
   std::uint64_t rejected = 0;    ///< completed with an error
-  std::size_t in_flight = 0;  ///< publishes awaiting their durable ack now
+  std::size_t in_flight = 0;     ///< publishes awaiting their durable ack now
 };
 
 /// Accepts submissions into a `durable_queue`.

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <array>
-#include <limits>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 #include <mutex>
 #include <random>
 

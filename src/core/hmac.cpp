@@ -59,8 +59,8 @@ std::array<unsigned char, 32> hmac_sha256::mac(std::string_view data) const {
   unsigned int len = 0;
   if (!work || !EVP_MD_CTX_copy_ex(work.get(), pads_->inner.get()) ||
       !EVP_DigestUpdate(work.get(), data.data(), data.size()) || !EVP_DigestFinal_ex(work.get(), inner.data(), &len) ||
-      !EVP_MD_CTX_copy_ex(work.get(), pads_->outer.get()) || !EVP_DigestUpdate(work.get(), inner.data(), inner.size()) ||
-      !EVP_DigestFinal_ex(work.get(), out.data(), &len))
+      !EVP_MD_CTX_copy_ex(work.get(), pads_->outer.get()) ||
+      !EVP_DigestUpdate(work.get(), inner.data(), inner.size()) || !EVP_DigestFinal_ex(work.get(), out.data(), &len))
     throw std::runtime_error("HMAC-SHA256 failed");
   return out;
 }

@@ -60,8 +60,8 @@ std::optional<std::string> receipt_signer::sign(time_point accepted_at, std::str
   if (claims.size() > max_claims) return std::nullopt;
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(accepted_at.time_since_epoch()).count();
   if (us < 0 || us / 1000 > max_ms) return std::nullopt;
-  std::string id = detail::uuid7(static_cast<std::uint64_t>(us / 1000), static_cast<std::uint64_t>(us % 1000),
-                                 detail::random_u64());
+  std::string id =
+      detail::uuid7(static_cast<std::uint64_t>(us / 1000), static_cast<std::uint64_t>(us % 1000), detail::random_u64());
   id += '.';
   id += detail::base64url_encode(claims);
   const auto tag = keys_->macs.front().mac(id);

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
-#include <thread>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "ingest/error.hpp"

@@ -3,7 +3,8 @@
 // operation. The constructor, `open`, `resolve_queue`, `call_sync` and the destructor
 // run on the owner's thread; every other member function (`recreate` and `call`
 // included) runs on the engine's own I/O thread, so only `closed`, `publishes_pending`
-// and `last_error`, which the queue's callers read, are guarded. Each section's functions are defined in the file it names.
+// and `last_error`, which the queue's callers read, are guarded. Each section's functions are defined in the file it
+// names.
 
 #include <algorithm>
 #include <atomic>

@@ -57,8 +57,7 @@ void queue::do_publish(envelope message, callback<error_code, receipt> done) {
     return done(code(errc::backpressure), receipt{});
   }
   asio::post(engine_->io, [e = engine_.get(), s = receipt_signing(), m = std::move(message),
-                           done = std::move(done)]() mutable { e->publish(std::move(m), s.get(), std::move(done));
-  });
+                           done = std::move(done)]() mutable { e->publish(std::move(m), s.get(), std::move(done)); });
 }
 
 void queue::do_fetch(std::size_t max, duration wait, callback<error_code, std::vector<delivery>> done) {

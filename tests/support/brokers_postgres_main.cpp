@@ -6,8 +6,8 @@
 
 #include <cstdio>
 
-#include "support/nats_server.hpp"
 #include "support/fauxqs.hpp"
+#include "support/nats_server.hpp"
 #include "support/postgres_server.hpp"
 
 int main(int argc, char** argv) {

@@ -15,11 +15,11 @@
 #include "cli.hpp"
 #include "direct.hpp"
 #include "direct_pg.hpp"
-#include "pg_store.hpp"
+#include "grading.hpp"
 #include "ingest/memory_queue.hpp"
 #include "ingest/producer.hpp"
 #include "jwt.hpp"
-#include "grading.hpp"
+#include "pg_store.hpp"
 #include "queue_backend.hpp"
 #include "queue_url.hpp"
 #include "support/http_client.hpp"
@@ -35,22 +35,26 @@ inline std::string exams_json(std::chrono::seconds soon_deadline) {
   const auto now = clock::now();
   auto t = [](time_point x) { return format_time(x); };
   return R"({"exams":[
-    {"id":"open","answer_key":{"q1":"B","q2":"D"},"opens_at":")" + t(now - 1h) + R"(","deadline":")" + t(now + 1h) +
+    {"id":"open","answer_key":{"q1":"B","q2":"D"},"opens_at":")" +
+         t(now - 1h) + R"(","deadline":")" + t(now + 1h) +
          R"(","grace_seconds":0,"students":"any"},
-    {"id":"two","answer_key":{"q1":"A","q2":"C"},"opens_at":")" + t(now - 1h) + R"(","deadline":")" + t(now + 1h) +
+    {"id":"two","answer_key":{"q1":"A","q2":"C"},"opens_at":")" +
+         t(now - 1h) + R"(","deadline":")" + t(now + 1h) +
          R"(","students":["s1","s2"]},
-    {"id":"closed","answer_key":{"q1":"A","q2":"C"},"opens_at":")" + t(now - 2h) + R"(","deadline":")" + t(now - 1h) +
+    {"id":"closed","answer_key":{"q1":"A","q2":"C"},"opens_at":")" +
+         t(now - 2h) + R"(","deadline":")" + t(now - 1h) +
          R"(","grace_seconds":60,"students":"any"},
-    {"id":"later","answer_key":{"q1":"A","q2":"C"},"opens_at":")" + t(now + 1h) + R"(","deadline":")" + t(now + 2h) +
+    {"id":"later","answer_key":{"q1":"A","q2":"C"},"opens_at":")" +
+         t(now + 1h) + R"(","deadline":")" + t(now + 2h) +
          R"(","students":"any"},
-    {"id":"thirds","answer_key":{"q1":"A","q2":"B","q3":"C"},"opens_at":")" + t(now - 1h) + R"(","deadline":")" +
-         t(now + 1h) + R"(","students":"any"},
-    {"id":"soon","answer_key":{"q1":"A","q2":"C"},"opens_at":")" + t(now - 1h) + R"(","deadline":")" +
-         t(now + soon_deadline) + R"(","grace_seconds":0,"students":"any"}]})";
+    {"id":"thirds","answer_key":{"q1":"A","q2":"B","q3":"C"},"opens_at":")" +
+         t(now - 1h) + R"(","deadline":")" + t(now + 1h) + R"(","students":"any"},
+    {"id":"soon","answer_key":{"q1":"A","q2":"C"},"opens_at":")" +
+         t(now - 1h) + R"(","deadline":")" + t(now + soon_deadline) + R"(","grace_seconds":0,"students":"any"}]})";
 }
 
 inline std::string token(const std::string& sub, exam::role r = exam::role::student, std::chrono::seconds ttl = 1h,
-                  const std::string& key = secret) {
+                         const std::string& key = secret) {
   return exam::mint_token({sub, r, std::chrono::system_clock::now() + ttl}, key);
 }
 
@@ -118,10 +122,9 @@ struct exam_fixture {
     }
     overrides.jwt_secret = secret;
     api = std::make_unique<exam::app>(exams, store, *backend, overrides);
-    server = std::make_unique<http::server>(io->context(), std::move(server_options),
-                                            [this](auto req, const auto& info, auto respond) {
-                                              api->handle(std::move(req), info, std::move(respond));
-                                            });
+    server = std::make_unique<http::server>(
+        io->context(), std::move(server_options),
+        [this](auto req, const auto& info, auto respond) { api->handle(std::move(req), info, std::move(respond)); });
     server->start();
   }
 

@@ -30,7 +30,9 @@ using rows_writer = std::function<void(connection& db, std::span<const delivery*
 /// broker's dedup window), with the result its key recorded first.
 struct repeated_item {
   const delivery* item = nullptr;
-  std::string original_result{};  ///< `transactional_handler_options::result` of the first one
+  /// `transactional_handler_options::result` of the copy whose key was recorded first
+  /// (the first one committed, not necessarily the first one accepted).
+  std::string original_result{};
 };
 
 /// Writes what repeats change on `db`, inside the handler's transaction (e.g. keep the
@@ -62,9 +64,11 @@ struct transactional_handler_options {
 
 /// Returns a `batch_handler` that, per batch, on a connection leased from `pool`:
 /// `BEGIN`; records every item's key together (`idempotency_store::record_many`);
-/// calls `write` once with the items whose keys are new; `COMMIT`. A key already
-/// completed is a redelivery (nothing written, acked); a key known with another
-/// fingerprint is dead-lettered as a conflict; a key another transaction holds is retried.
+/// calls `write` once with the items whose keys are new, then `options.repeats` (if
+/// set) with those whose keys were completed before; `COMMIT`. A key already completed
+/// is a redelivery (acked; nothing written unless `repeats` writes it); a key known
+/// with another fingerprint is dead-lettered as a conflict; a key another transaction
+/// holds is retried.
 ///
 /// **A bad item.** When `write` (or the key statement) throws an error that `classify`
 /// calls permanent, the transaction is rolled back and the batch done again one item at
