@@ -87,6 +87,8 @@ wait_until() {  # wait_until SECONDS WHAT COMMAND...
 }
 
 http_ok() { [[ $(curl -s -o /dev/null -w '%{http_code}' "$1") == 200 ]]; }
+# more_lines FILE TEXT N: FILE has more than N lines with TEXT.
+more_lines() { (($(grep -c "$2" "$1" 2>/dev/null || true) > $3)); }
 
 as_pg_user() {
   if [[ $(id -u) -eq 0 ]]; then setpriv --reuid=postgres --regid=postgres --clear-groups -- "$@"; else "$@"; fi
@@ -165,7 +167,7 @@ EOF
     spawn "worker$i" "$build/examples/exam_worker" --data "$dir/worker$i/data" --queue "$queue_url" \
       --sink "$db_url" --workers 2 --exams "$exams"
     # Its log is kept across runs: wait for a line this start wrote.
-    wait_until 30 "exam_worker $i" test "$(grep -c "exam_worker: draining" "$dir/worker$i/log")" -gt "$seen"
+    wait_until 30 "exam_worker $i" more_lines "$dir/worker$i/log" "exam_worker: draining" "$seen"
   done
   local student teacher
   student=$("$build/examples/exam_server" token --sub demo-student --role student --ttl 8h)

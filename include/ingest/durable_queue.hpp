@@ -210,8 +210,9 @@ class durable_queue {
   /// and `envelope::receipt_claims` (receipt_signer.hpp), so that any process holding
   /// the key can answer for a receipt it never stored; null turns signing off. A
   /// repeated key still gets its original receipt, signed or not. Call before the
-  /// first publish: it is not synchronised with publishes in flight.
-  void sign_receipts(std::shared_ptr<const receipt_signer> signer) { signer_ = std::move(signer); }
+  /// first publish: it is not synchronised with publishes in flight. A backend that
+  /// wraps another queue overrides it to pass the signer on as well.
+  virtual void sign_receipts(std::shared_ptr<const receipt_signer> signer) { signer_ = std::move(signer); }
 
   /// Publishes one message; completes with its receipt once the backend made it durable
   /// (or with the original receipt for a repeated key). Signature `void(error_code, receipt)`.
@@ -321,7 +322,9 @@ class durable_queue {
 
   /// Backend hook of `async_publish`. The message has passed `validate_envelope`, and its
   /// fingerprint and receipt id are set; a backend answers a repeated key with the
-  /// original receipt rather than this one.
+  /// original receipt rather than this one. Right after it stamps a new message's
+  /// `accepted_at`, it calls `sign_receipt(receipt_signing().get(), message)` (the
+  /// conformance suite checks that the receipt then verifies).
   virtual void do_publish(envelope message, callback<error_code, receipt> done) = 0;
   /// Backend hook of `async_fetch`.
   virtual void do_fetch(std::size_t max, duration wait, callback<error_code, std::vector<delivery>> done) = 0;

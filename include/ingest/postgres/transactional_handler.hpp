@@ -29,7 +29,7 @@ using rows_writer = std::function<void(connection& db, std::span<const delivery*
 /// twice: by two servers on a broker that cannot deduplicate across them, or after the
 /// broker's dedup window), with the result its key recorded first.
 struct repeated_item {
-  const delivery* item = nullptr;
+  const delivery* item = nullptr;  ///< the repeated item (in the handler's batch)
   /// `transactional_handler_options::result` of the copy whose key was recorded first
   /// (the first one committed, not necessarily the first one accepted).
   std::string original_result{};

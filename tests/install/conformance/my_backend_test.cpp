@@ -18,6 +18,11 @@ class my_queue final : public ingest::durable_queue {
   executor_type get_executor() const override { return inner_.get_executor(); }
   ingest::queue_features features() const override { return inner_.features(); }
   void close() override { inner_.close(); }
+  // The wrapped queue stamps the postmark, so it signs the receipts.
+  void sign_receipts(std::shared_ptr<const ingest::receipt_signer> signer) override {
+    inner_.sign_receipts(signer);
+    durable_queue::sign_receipts(std::move(signer));
+  }
 
  protected:
   void do_publish(ingest::envelope m, callback<ingest::error_code, ingest::receipt> done) override {
