@@ -297,3 +297,57 @@ TEST_CASE("the exam schema migrates from version 1 keeping its rows, once when p
   db.exec("UPDATE exam_schema_version SET version = " + std::to_string(exam::schema_version + 1));
   CHECK_THROWS(exam::migrate_schema(db));
 }
+
+TEST_CASE("the records of many receipts in one query say what one query per receipt says") {
+  const auto url = shared_postgres::get().fresh_database();
+  exam::pg_reader reader(url, 1);
+  postgres::connection db(url);
+  auto row = [&](const std::string& id, const std::string& key) {
+    db.exec(
+        "INSERT INTO submissions VALUES ($1, $2, 'open', 's1', '2026-01-01T00:00:00.000Z', '{}', 'f', 'graded', "
+        "0.5, '2026-01-01T00:00:01.000Z')",
+        {id, key});
+  };
+  auto dead = [&](const std::string& id) {
+    db.exec(
+        "INSERT INTO exam_dead_letters VALUES ($1, 'open', 's2', $1, '2026-01-01T00:00:00.000Z', 'poison', "
+        "'bad', 5, '2026-01-01T00:01:00.000Z')",
+        {id});
+  };
+  row("graded", "k1");
+  row("quote\"back\\slash,{}", "k2");
+  db.exec("INSERT INTO exam_receipt_aliases VALUES ('not-kept', 'graded')");
+  dead("dead");
+  dead("dead-and-held");
+  db.exec(
+      "INSERT INTO exam_in_hand VALUES ('held', now() + interval '1 minute'), ('dead-and-held', now() + interval "
+      "'1 minute'), ('lease-over', now() - interval '1 second')");
+  const std::vector<std::string> ids = {"graded",  "not-kept",      "dead",
+                                        "held",    "dead-and-held", "lease-over",
+                                        "unknown", "graded",        "quote\"back\\slash,{}"};
+  const auto batched = reader.records(ids);
+  const auto one_by_one = reader.submission_reader::records(ids);
+  REQUIRE(batched.size() == ids.size());
+  REQUIRE(one_by_one.size() == ids.size());
+  auto describe = [](const exam::receipt_record& r) {
+    std::ostringstream out;
+    if (r.row) out << "row " << r.row->receipt_id << " " << r.row->status << " " << r.row->score.value_or(-1);
+    if (r.note)
+      out << "note " << r.note->state << " " << r.note->exam_id << " " << r.note->student_id << " " << r.note->reason
+          << " " << r.note->attempts << " " << r.note->dead_lettered_at;
+    return out.str();
+  };
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    CAPTURE(ids[i]);
+    CHECK(describe(batched[i]) == describe(one_by_one[i]));
+  }
+  CHECK(describe(batched[0]) == "row graded graded 0.5");
+  CHECK(describe(batched[1]) == "row graded graded 0.5");  // an alias reads the kept row
+  CHECK(describe(batched[2]) == "note dead_lettered open s2 poison 5 2026-01-01T00:01:00.000Z");
+  CHECK(describe(batched[3]) == "note processing    0 ");
+  CHECK(describe(batched[4]) == describe(batched[2]));  // a dead letter wins over a grader's hold
+  CHECK(describe(batched[5]).empty());                  // its lease ran out
+  CHECK(describe(batched[6]).empty());
+  CHECK(describe(batched[7]) == describe(batched[0]));
+  CHECK(batched[8].row.has_value());
+}

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <unordered_map>
+
 namespace exam {
 namespace pg = ingest::postgres;
 
@@ -64,20 +66,50 @@ constexpr const char* columns_of_s =
     "s.receipt_id, s.idempotency_key, s.exam_id, s.student_id, s.accepted_at, s.answers_json, s.fingerprint, "
     "s.status, s.score, s.graded_at";
 
-stored_submission read_row(const pg::result& r, int row) {
+// The columns above, from column `at` on.
+stored_submission read_row(const pg::result& r, int row, int at = 0) {
   stored_submission s;
-  s.receipt_id = r.text(row, 0);
-  s.idempotency_key = r.text(row, 1);
-  s.exam_id = r.text(row, 2);
-  s.student_id = r.text(row, 3);
-  s.accepted_at = r.text(row, 4);
-  s.answers_json = r.text(row, 5);
-  s.fingerprint = r.text(row, 6);
-  s.status = r.text(row, 7);
-  if (!r.is_null(row, 8)) s.score = std::stod(std::string(r.text(row, 8)));
-  if (!r.is_null(row, 9)) s.graded_at = r.text(row, 9);
+  s.receipt_id = r.text(row, at + 0);
+  s.idempotency_key = r.text(row, at + 1);
+  s.exam_id = r.text(row, at + 2);
+  s.student_id = r.text(row, at + 3);
+  s.accepted_at = r.text(row, at + 4);
+  s.answers_json = r.text(row, at + 5);
+  s.fingerprint = r.text(row, at + 6);
+  s.status = r.text(row, at + 7);
+  if (!r.is_null(row, at + 8)) s.score = std::stod(std::string(r.text(row, at + 8)));
+  if (!r.is_null(row, at + 9)) s.graded_at = r.text(row, at + 9);
   return s;
 }
+
+// A progress_note from `state` and the dead letter's columns, from column `at` on.
+progress_note read_note(const pg::result& r, int row, std::string state, int at) {
+  progress_note n;
+  n.state = std::move(state);
+  n.exam_id = r.text(row, at + 0);
+  n.student_id = r.text(row, at + 1);
+  n.accepted_at = r.text(row, at + 2);
+  n.reason = r.text(row, at + 3);
+  n.last_error = r.text(row, at + 4);
+  n.attempts = r.integer(row, at + 5);
+  n.dead_lettered_at = r.text(row, at + 6);
+  return n;
+}
+
+// Per receipt asked for (and found): its row or the kept row (columns 1-10), else its
+// dead letter (11-17), else whether a grader holds it (18). A dead letter wins over a
+// note that a grader holds it, as in exam_progress.
+const std::string records_statement = fmt::format(
+    "SELECT i.id, s.*, d.exam_id, d.student_id, d.accepted_at, d.reason, d.last_error, d.attempts, "
+    "d.dead_lettered_at, h.receipt_id IS NOT NULL FROM (SELECT DISTINCT unnest($1::text[]) AS id) i "
+    "LEFT JOIN LATERAL (SELECT {} FROM submissions WHERE receipt_id = i.id UNION ALL SELECT {} FROM "
+    "exam_receipt_aliases a JOIN submissions s ON s.receipt_id = a.kept_receipt_id WHERE a.receipt_id = i.id "
+    "LIMIT 1) s ON true "
+    "LEFT JOIN exam_dead_letters d ON s.receipt_id IS NULL AND d.receipt_id = i.id "
+    "LEFT JOIN exam_in_hand h ON s.receipt_id IS NULL AND d.receipt_id IS NULL AND h.receipt_id = i.id "
+    "AND h.until > now() "
+    "WHERE s.receipt_id IS NOT NULL OR d.receipt_id IS NOT NULL OR h.receipt_id IS NOT NULL",
+    columns, columns_of_s);
 
 }  // namespace
 
@@ -134,6 +166,7 @@ pg::connection_pool::lease pg_reader::acquire() {
                 "dead_lettered_at FROM exam_dead_letters WHERE receipt_id = $1 UNION ALL "
                 "SELECT 'processing', '', '', '', '', '', 0, '' FROM exam_in_hand WHERE receipt_id = $1 "
                 "AND until > now() ORDER BY 1 LIMIT 1");
+    db->prepare("exam_records", records_statement);
     db->prepare("exam_forget_dead", "DELETE FROM exam_dead_letters WHERE receipt_id = $1 AND dead_lettered_at <= $2");
     registered_[db.slot()] = true;
   }
@@ -171,16 +204,32 @@ std::optional<progress_note> pg_reader::progress(const std::string& receipt_id) 
   auto db = acquire();
   const auto r = db->exec_prepared("exam_progress", {receipt_id});
   if (r.rows() == 0) return std::nullopt;
-  progress_note n;
-  n.state = r.text(0, 0);
-  n.exam_id = r.text(0, 1);
-  n.student_id = r.text(0, 2);
-  n.accepted_at = r.text(0, 3);
-  n.reason = r.text(0, 4);
-  n.last_error = r.text(0, 5);
-  n.attempts = r.integer(0, 6);
-  n.dead_lettered_at = r.text(0, 7);
-  return n;
+  return read_note(r, 0, std::string(r.text(0, 0)), 1);
+}
+
+std::vector<receipt_record> pg_reader::records(std::span<const std::string> receipt_ids) {
+  std::vector<receipt_record> out(receipt_ids.size());
+  if (receipt_ids.empty()) return out;
+  pg::array_literal ids;
+  for (const auto& id : receipt_ids) ids.push_back(id);
+  auto db = acquire();
+  const auto r = db->exec_prepared("exam_records", {ids.str()});
+  std::unordered_map<std::string_view, receipt_record> found;
+  for (int row = 0; row < r.rows(); ++row) {
+    receipt_record rec;
+    if (!r.is_null(row, 1))
+      rec.row = read_row(r, row, 1);
+    else if (!r.is_null(row, 11))
+      rec.note = read_note(r, row, "dead_lettered", 11);
+    else {
+      rec.note.emplace();
+      rec.note->state = "processing";
+    }
+    found.emplace(r.text(row, 0), std::move(rec));
+  }
+  for (std::size_t i = 0; i < receipt_ids.size(); ++i)
+    if (auto f = found.find(receipt_ids[i]); f != found.end()) out[i] = f->second;
+  return out;
 }
 
 void pg_reader::forget_dead_letter(const std::string& receipt_id, const std::string& at) {

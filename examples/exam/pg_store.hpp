@@ -34,6 +34,8 @@ class pg_reader final : public submission_reader {
                                           const std::string& key) override;
   std::vector<stored_submission> list(const std::string& exam_id, const std::string& after, std::size_t limit) override;
   std::optional<progress_note> progress(const std::string& receipt_id) override;
+  // One statement for all of them: rows, aliases and notes.
+  std::vector<receipt_record> records(std::span<const std::string> receipt_ids) override;
   void forget_dead_letter(const std::string& receipt_id, const std::string& at) override;
   void forget_dead_letters(const std::string& at) override;
 

@@ -100,6 +100,15 @@ std::vector<stored_submission> store_reader::list(const std::string& exam_id, co
   });
 }
 
+std::vector<receipt_record> submission_reader::records(std::span<const std::string> receipt_ids) {
+  std::vector<receipt_record> out(receipt_ids.size());
+  for (std::size_t i = 0; i < receipt_ids.size(); ++i) {
+    out[i].row = by_receipt(receipt_ids[i]);
+    if (!out[i].row) out[i].note = progress(receipt_ids[i]);
+  }
+  return out;
+}
+
 std::optional<stored_submission> store_pool::by_receipt(const std::string& receipt_id) {
   return with([&](store_reader& r) { return r.by_receipt(receipt_id); });
 }

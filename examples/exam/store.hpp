@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,13 @@ struct progress_note {
   std::string dead_lettered_at;
 };
 
+// What the records say of one receipt: its row (the kept row, for a receipt of a copy
+// not kept), else the graders' note; both empty when they know nothing of it.
+struct receipt_record {
+  std::optional<stored_submission> row;
+  std::optional<progress_note> note;
+};
+
 // Creates the tables when missing.
 void create_schema(ingest::sqlite::database& db);
 
@@ -60,6 +68,10 @@ class submission_reader {
     (void)receipt_id;
     return std::nullopt;
   }
+  // The records of several receipts at once, in the order of `receipt_ids`: one query
+  // for all of them where the store can (PostgreSQL), else by_receipt and progress for
+  // each.
+  virtual std::vector<receipt_record> records(std::span<const std::string> receipt_ids);
   // A dead letter was replayed (or purged) at `at` (RFC 3339): its note goes, unless a
   // grader wrote a newer one since (the replayed copy failed again).
   virtual void forget_dead_letter(const std::string& receipt_id, const std::string& at) {
