@@ -123,6 +123,8 @@ void contract(kind k) {
     check_error(
         c.call(verb::get, "/v1/submissions/01a00000-0000-7000-8000-000000000000", {{"Authorization", "Bearer " + s1}}),
         404, "not_found");
+    for (const auto& odd : {std::string(256, 'a'), std::string("a%27b"), std::string("a%20b")})
+      check_error(c.call(verb::get, "/v1/submissions/" + odd, {{"Authorization", "Bearer " + s1}}), 404, "not_found");
     auto mine = f.submit(c, "open", s1, "k-mine");
     REQUIRE(mine.status == f.new_status());
     const auto id = mine.field("receipt_id");

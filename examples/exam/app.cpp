@@ -106,9 +106,11 @@ app::app(const catalog& exams, submission_reader& store, submit_backend& backend
       backend_(backend),
       options_(std::move(options)),
       per_student_(options_.student_rate, options_.student_burst),
-      per_ip_(options_.ip_rate, options_.ip_burst) {
-  if (options_.read_threads > 0) reads_ = std::make_unique<boost::asio::thread_pool>(options_.read_threads);
-}
+      per_ip_(options_.ip_rate, options_.ip_burst),
+      reads_(make_read_pool(options_.read_threads, options_.read_nice)),
+      // Two queries at once at most: under load the reads wait for the next batch
+      // instead of each taking a query (and the cores the submissions need).
+      records_(store_, reads_.get(), {.max_batch = 256, .lanes = std::min<std::size_t>(2, options_.read_threads)}) {}
 
 app::~app() {
   if (reads_) reads_->join();
@@ -148,6 +150,16 @@ std::string app::metrics() const {
   std::lock_guard lock(mutex_);
   for (const auto& [reason, n] : rejected_)
     out += "exam_http_rejected_total{reason=\"" + reason + "\"} " + std::to_string(n) + "\n";
+  out +=
+      "# HELP exam_status_reads_total Receipts looked up in the database for status reads.\n"
+      "# TYPE exam_status_reads_total counter\n"
+      "exam_status_reads_total " +
+      std::to_string(records_.reads()) +
+      "\n"
+      "# HELP exam_status_queries_total Database queries those lookups took (several receipts each under load).\n"
+      "# TYPE exam_status_queries_total counter\n"
+      "exam_status_queries_total " +
+      std::to_string(records_.queries()) + "\n";
   return out;
 }
 
@@ -262,10 +274,8 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
     return off_loop(std::move(req), respond, [this, id = std::string(path[2])](request rq, responder& rs) {
       list_submissions(id, std::move(rq), rs);
     });
-  if (one_submission)
-    return off_loop(std::move(req), respond, [this, id = std::string(path[2])](request rq, responder& rs) {
-      get_submission(id, std::move(rq), rs);
-    });
+  // Status reads are gathered into batches on the read threads (record_batcher.hpp).
+  if (one_submission) return get_submission(std::string(path[2]), std::move(req), respond);
   if (replay) return replay_dead_letter(std::string(path[2]), std::string(path[4]), std::move(req), respond);
   fail(req, respond, status::not_found, "not_found", "no such route");
 }

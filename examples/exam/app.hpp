@@ -21,6 +21,7 @@
 #include "ingest/receipt_signer.hpp"
 #include "jwt.hpp"
 #include "limits.hpp"
+#include "record_batcher.hpp"
 #include "store.hpp"
 #include "submission.hpp"
 #include "submit_backend.hpp"
@@ -45,6 +46,9 @@ struct app_options {
   // database never holds up a connection thread (and the submissions behind it on that
   // thread). 0: the reads run on the connection's thread.
   std::size_t read_threads = 4;
+  // How much lower the read threads run than the rest (the nice value they add, on
+  // Linux): when the cores are short, submissions go first and status reads wait.
+  int read_nice = 10;
 };
 
 class app {
@@ -73,8 +77,12 @@ class app {
   void get_submission(const std::string& receipt_id, request req, responder& respond);
   void list_submissions(const std::string& exam_id, request req, responder& respond);
   // app_status.cpp: a submission the queue no longer holds (or never could look up),
-  // answered from the database, the graders' notes and the receipt's signature.
-  void answer_from_records(const std::string& receipt_id, const principal& who, const request& req, responder& respond);
+  // answered from the database's row, the graders' notes and the receipt's signature.
+  void answer_from_records(const std::string& receipt_id, const principal& who, const receipt_record& rec,
+                           const request& req, responder& respond);
+  // A status read the database could not answer: 503, logged.
+  void answer_read_failure(const std::string& receipt_id, std::exception_ptr failed, const request& req,
+                           responder& respond);
   void replay_dead_letter(const std::string& exam_id, const std::string& receipt_id, request req, responder& respond);
   // Runs `read(req, respond)` on a read thread (or here when there are none); an
   // exception it throws is answered like one thrown in handle().
@@ -100,7 +108,8 @@ class app {
   std::atomic<bool> draining_{false};
   mutable std::mutex mutex_;
   std::map<std::string, std::uint64_t, std::less<>> rejected_;
-  std::unique_ptr<boost::asio::thread_pool> reads_;  // last: joined before the rest goes
+  std::unique_ptr<boost::asio::thread_pool> reads_;  // joined before the rest goes
+  record_batcher records_;                           // reads on reads_
 };
 
 }  // namespace exam

@@ -33,6 +33,12 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
                  "else derived from the JWT secret)");
   add_token_check_options(app, o.jwt);
   app.add_option("--threads", o.threads, "HTTP threads (0: one per core)")->capture_default_str();
+  app.add_option("--read-threads", o.read_threads, "threads for the database reads of GETs (0: on the HTTP threads)")
+      ->capture_default_str();
+  app.add_option("--read-nice", o.read_nice,
+                 "how much lower the read threads run (Linux nice; 0: as the HTTP threads): submissions first")
+      ->check(CLI::Range(0, 19))
+      ->capture_default_str();
   app.add_option("--student-rate", o.student_rate, "submissions/s per student (0: no limit)")->capture_default_str();
   app.add_option("--student-burst", o.student_burst, "burst per student")->capture_default_str();
   app.add_option("--ip-rate", o.ip_rate, "requests/s to /v1 per client IP, checked before the token (0: no limit)")
@@ -160,7 +166,9 @@ app_options make_app_options(const server_cli& o, const std::string& secret) {
           .ip_rate = o.ip_rate,
           .ip_burst = o.ip_burst,
           .log = ingest::json_lines_logger(stderr, ingest::parse_log_level(o.log_level)),
-          .receipts = make_receipt_signer(o.receipt_secrets, secret)};
+          .receipts = make_receipt_signer(o.receipt_secrets, secret),
+          .read_threads = o.read_threads,
+          .read_nice = o.read_nice};
 }
 
 ingest::http::server_options make_http_options(const server_cli& o, const server_setup& s, std::string name) {

@@ -22,6 +22,8 @@ struct server_cli {
   std::vector<std::string> receipt_secrets;  // empty: $INGEST_RECEIPT_SECRET, else derived from the JWT secret
   token_checks jwt{};                        // --jwt-issuer, --jwt-audience
   unsigned threads = 0;                      // 0: one per core
+  std::size_t read_threads = 4;              // the GET routes' database reads
+  int read_nice = 10;                        // how much lower those threads run
   double student_rate = 10;
   double student_burst = 20;
   double ip_rate = 0;

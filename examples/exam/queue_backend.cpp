@@ -119,7 +119,7 @@ submit_outcome queue_backend::outcome_of(ingest::error_code ec, const ingest::re
 void queue_backend::find_unprocessed(const std::string& receipt_id,
                                      std::function<void(ingest::error_code, std::optional<unprocessed>)> done) {
   queue_.async_find(receipt_id, [done = std::move(done)](ingest::error_code ec, ingest::message_status st) {
-    if (ec == ingest::errc::not_found || ec == ingest::errc::not_supported) return done({}, std::nullopt);
+    if (ec == ingest::errc::not_found) return done({}, std::nullopt);
     if (ec) return done(ec, std::nullopt);
     auto what = submission::from_json(st.message.payload);
     if (!what) return done({}, std::nullopt);

@@ -61,13 +61,14 @@ class submit_backend {
   // the caller still owes the answer.
   virtual void submit(const exam_info& exam, submission s, boost::asio::any_io_executor answer_on,
                       submit_done done) = 0;
-  // Looks up a receipt that exam.db does not have: nullopt when unknown (or when the
-  // backend cannot look receipts up), an error when the lookup itself failed and may
-  // succeed later. Default: unknown.
+  // Looks up a receipt that the database does not have: nullopt when unknown,
+  // errc::not_supported when the backend cannot look receipts up (NATS, SQS, the
+  // direct server: the default), another error when the lookup itself failed and may
+  // succeed later.
   virtual void find_unprocessed(const std::string& receipt_id,
                                 std::function<void(ingest::error_code, std::optional<unprocessed>)> done) {
     (void)receipt_id;
-    done({}, std::nullopt);
+    done(ingest::errc::not_supported, std::nullopt);
   }
   // Moves a dead letter back into the queue: `done(ec, n)` with n = 1 when it was
   // there; not_supported where there are no dead letters (the direct server).
