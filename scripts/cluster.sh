@@ -45,6 +45,8 @@ while [[ $# -gt 0 ]]; do
 done
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
+# The processes start in their own directories: the build is named absolutely.
+[[ -d $build ]] && build=$(cd "$build" && pwd)
 pg_bin=/usr/lib/postgresql/15/bin
 
 say() { echo "cluster.sh: $*" >&2; }
