@@ -11,6 +11,7 @@
 #   benchmarks/flood.sh --abuse [--legit-rate 1000] [--abuse-rate 20000] [--open-seconds 10]
 #   benchmarks/flood.sh --sink postgres [--small-db] [...]
 #   benchmarks/flood.sh --polls 5000 [--backend nats --sink postgres] [--open-rate N] [--runs 3]
+#                       [--read-nice N]
 #
 # --sink postgres starts one PostgreSQL 15 for the whole run (initdb in the work
 # directory, as the unprivileged `postgres` user when run as root) and gives every
@@ -23,6 +24,8 @@
 # loop against exam_server without and with R status reads/s (GET of receipts already
 # given, each with its student's token), alternately, on fresh stacks; the report sets
 # the accept latency of both side by side, and lists what the reads answered.
+# --read-nice N runs exam_server's read threads N lower (its default: 10; 0: as the
+# HTTP threads).
 #
 # --abuse measures the rate limits instead: legitimate students at a constant rate,
 # alone and then while an abusive client (one account, its own address 127.0.0.2, a new
@@ -36,7 +39,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 students=10000 window=1 runs=3 consumer_rate=5000 open_rate=25000 open_seconds=5
 build="$here/build" out="" quick=0 backend=sqlite abuse=0 legit_rate=1000 abuse_rate=20000 sink=sqlite small_db=0
-poll_rate=0
+poll_rate=0 read_nice=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --students) students=$2; shift 2 ;;
@@ -55,6 +58,7 @@ while [[ $# -gt 0 ]]; do
     --sink) sink=$2; shift 2 ;;
     --small-db) small_db=1; shift ;;
     --polls) poll_rate=$2; shift 2 ;;
+    --read-nice) read_nice=(--read-nice "$2"); shift 2 ;;
     *) echo "flood.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -292,9 +296,9 @@ if [[ $poll_rate != 0 ]]; then
   for n in $(seq "$runs"); do
     for polls in 0 "$poll_rate"; do
       if [[ $polls == 0 ]]; then label=accept-only; else label=accept+polls; fi
-      start_stack "$label" "$n" exam_server --rate "$consumer_rate"
+      start_stack "$label" "$n" exam_server --rate "$consumer_rate" "${read_nice[@]}"
       "$bin/spike" --url "$url" --rate "$open_rate" --duration "$open_seconds" --connections 1000 --db "$db" \
-        --poll-rate "$polls" --server-pid "$spid" --label "$label" --json "$out/$label-$n.json" --drain-timeout 600 ||
+        --poll-rate "$polls" --poll-connections 128 --server-pid "$spid" --label "$label" --json "$out/$label-$n.json" --drain-timeout 600 ||
         failures=$((failures + 1))
       stop_stack exam_server
     done
