@@ -9,6 +9,7 @@
 #include <atomic>
 #include <boost/asio/post.hpp>
 #include <condition_variable>
+#include <functional>
 #include <latch>
 #include <thread>
 
@@ -105,6 +106,31 @@ TEST_CASE("the reads that arrive while a query runs go together in the next one,
   CHECK(store.sizes == std::vector<std::size_t>{1, 20, 20, 9});
   REQUIRE(a.got.size() == 50);
   for (const auto& [id, status] : a.got) CHECK(status == "row of " + id);
+}
+
+TEST_CASE("students polling without a pause leave the read threads to other work between batches") {
+  slow_reader store;
+  store.open = true;
+  std::atomic<bool> other_ran{false};
+  std::atomic<int> polls{0};
+  constexpr int give_up = 20000;
+  {
+    boost::asio::thread_pool threads(1);
+    exam::record_batcher batcher(store, &threads, {.max_batch = 4, .lanes = 1});
+    // Every answer asks again at once, so reads are always waiting.
+    std::function<void()> poll = [&] {
+      batcher.look_up("r", [&](std::exception_ptr, exam::receipt_record) {
+        if (!other_ran && ++polls < give_up) poll();
+      });
+    };
+    boost::asio::post(threads, [&] {
+      poll();                                                 // its batch is queued first,
+      boost::asio::post(threads, [&] { other_ran = true; });  // then a teacher's list
+    });
+    threads.join();
+  }
+  CHECK(other_ran);
+  CHECK(polls < 10);
 }
 
 TEST_CASE("a query that fails fails each of its reads, and the next reads are asked again") {

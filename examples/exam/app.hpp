@@ -80,6 +80,14 @@ class app {
   // answered from the database's row, the graders' notes and the receipt's signature.
   void answer_from_records(const std::string& receipt_id, const principal& who, const receipt_record& rec,
                            const request& req, responder& respond);
+  // What the queue said of a receipt the database had no row for (`first`): its state,
+  // or the records, or a second read when it was graded meanwhile.
+  void answer_from_queue(const std::string& receipt_id, const principal& who, const receipt_record& first,
+                         ingest::error_code ec, const std::optional<unprocessed>& u,
+                         const std::shared_ptr<std::pair<request, responder>>& job, request& rq, responder& rs);
+  // Runs one step of an answer made off the connection thread; what it throws is
+  // answered like an exception thrown in handle().
+  void guarded(std::pair<request, responder>& job, const std::function<void(request&, responder&)>& step);
   // A status read the database could not answer: 503, logged.
   void answer_read_failure(const std::string& receipt_id, std::exception_ptr failed, const request& req,
                            responder& respond);

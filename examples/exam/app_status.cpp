@@ -65,38 +65,56 @@ void app::get_submission(const std::string& receipt_id, request req, responder& 
   auto who = authenticate(req, respond);
   if (!who) return;
   if (!plausible_receipt(receipt_id)) return fail(req, respond, status::not_found, "not_found", "no such submission");
-  auto shared = std::make_shared<std::pair<request, responder>>(std::move(req), std::move(respond));
-  records_.look_up(receipt_id, [this, shared, who = *who, receipt_id](std::exception_ptr failed, receipt_record rec) {
-    auto& [rq, rs] = *shared;
-    if (failed) return answer_read_failure(receipt_id, failed, rq, rs);
-    if (rec.row) return answer_from_records(receipt_id, who, rec, rq, rs);
-    // The queue may hold it (the embedded queue can say so; NATS and SQS cannot).
-    backend_.find_unprocessed(receipt_id, [this, shared, who, receipt_id, first = std::move(rec)](
-                                              ingest::error_code ec, std::optional<unprocessed> u) {
-      auto& [rq, rs] = *shared;
-      // The queue cannot look receipts up: the records read above are the answer.
-      if (ec == ingest::errc::not_supported) return answer_from_records(receipt_id, who, first, rq, rs);
-      // The queue could not be asked: "no such submission" could be false, so retry later.
-      if (ec)
-        return fail(rq, rs, status::service_unavailable, "unavailable",
-                    "the queue cannot be read right now (" + ec.message() + ")", std::chrono::seconds(1));
-      if (!u || u->state == ingest::message_state::processed) {
-        // Graded since the first read (and perhaps gone from the queue since): read again.
-        return records_.look_up(receipt_id, [this, shared, who, receipt_id](std::exception_ptr f, receipt_record r) {
-          auto& [rq, rs] = *shared;
-          if (f) return answer_read_failure(receipt_id, f, rq, rs);
-          answer_from_records(receipt_id, who, r, rq, rs);
-        });
-      }
-      if (who.role != role::teacher && u->what.student_id != who.sub)
-        return fail(rq, rs, status::not_found, "not_found", "no such submission");
-      const std::string_view state =
-          u->state == ingest::message_state::dead_lettered ? "dead_lettered" : state_name(u->state);
-      rs(ingest::http::json_response(rq, status::ok,
-                                     unprocessed_json(receipt_id, u->what.exam_id, u->what.student_id, u->accepted_at,
-                                                      state, u->reason, who.role)));
+  auto job = std::make_shared<std::pair<request, responder>>(std::move(req), std::move(respond));
+  records_.look_up(receipt_id, [this, job, who = *who, receipt_id](std::exception_ptr failed, receipt_record rec) {
+    guarded(*job, [&](request& rq, responder& rs) {
+      if (failed) return answer_read_failure(receipt_id, failed, rq, rs);
+      if (rec.row) return answer_from_records(receipt_id, who, rec, rq, rs);
+      // The queue may hold it (the embedded queue can say so; NATS and SQS cannot).
+      backend_.find_unprocessed(receipt_id, [this, job, who, receipt_id, first = std::move(rec)](
+                                                ingest::error_code ec, std::optional<unprocessed> u) {
+        guarded(*job,
+                [&](request& rq, responder& rs) { answer_from_queue(receipt_id, who, first, ec, u, job, rq, rs); });
+      });
     });
   });
+}
+
+void app::answer_from_queue(const std::string& receipt_id, const principal& who, const receipt_record& first,
+                            ingest::error_code ec, const std::optional<unprocessed>& u,
+                            const std::shared_ptr<std::pair<request, responder>>& job, request& rq, responder& rs) {
+  // The queue cannot look receipts up: the records read before are the answer.
+  if (ec == ingest::errc::not_supported) return answer_from_records(receipt_id, who, first, rq, rs);
+  // The queue could not be asked: "no such submission" could be false, so retry later.
+  if (ec)
+    return fail(rq, rs, status::service_unavailable, "unavailable",
+                "the queue cannot be read right now (" + ec.message() + ")", std::chrono::seconds(1));
+  if (!u || u->state == ingest::message_state::processed) {
+    // Graded since the first read (and perhaps gone from the queue since): read again.
+    return records_.look_up(receipt_id, [this, job, who, receipt_id](std::exception_ptr f, receipt_record r) {
+      guarded(*job, [&](request& rq, responder& rs) {
+        if (f) return answer_read_failure(receipt_id, f, rq, rs);
+        answer_from_records(receipt_id, who, r, rq, rs);
+      });
+    });
+  }
+  if (who.role != role::teacher && u->what.student_id != who.sub)
+    return fail(rq, rs, status::not_found, "not_found", "no such submission");
+  const std::string_view state =
+      u->state == ingest::message_state::dead_lettered ? "dead_lettered" : state_name(u->state);
+  rs(ingest::http::json_response(
+      rq, status::ok,
+      unprocessed_json(receipt_id, u->what.exam_id, u->what.student_id, u->accepted_at, state, u->reason, who.role)));
+}
+
+void app::guarded(std::pair<request, responder>& job, const std::function<void(request&, responder&)>& step) {
+  // What a step of an answer throws is answered (and logged) like any handler's.
+  const ingest::http::reply_to to(job.first);
+  try {
+    step(job.first, job.second);
+  } catch (const std::exception& e) {
+    if (job.second) answer_exception(to, job.second, e);
+  }
 }
 
 void app::answer_from_records(const std::string& receipt_id, const principal& who, const receipt_record& rec,

@@ -74,21 +74,27 @@ void record_batcher::look_up(std::string receipt_id, done_fn done) {
 }
 
 void record_batcher::drain() {
+  // One batch per task: a lane hands its thread back between batches, so that other
+  // work on the read threads (teachers' lists) gets its turn while students poll.
   std::vector<waiting> batch;
-  for (;;) {
-    batch.clear();
-    {
-      std::lock_guard lock(mutex_);
-      if (waiting_.empty()) {
-        --running_;
-        return;
-      }
-      const auto n = std::min(waiting_.size(), options_.max_batch);
-      batch.assign(std::make_move_iterator(waiting_.begin()), std::make_move_iterator(waiting_.begin() + n));
-      waiting_.erase(waiting_.begin(), waiting_.begin() + n);
-    }
-    run(batch);
+  {
+    std::lock_guard lock(mutex_);
+    const auto n = std::min(waiting_.size(), options_.max_batch);
+    batch.assign(std::make_move_iterator(waiting_.begin()), std::make_move_iterator(waiting_.begin() + n));
+    waiting_.erase(waiting_.begin(), waiting_.begin() + n);
   }
+  try {
+    if (!batch.empty()) run(batch);
+  } catch (...) {  // only allocation can throw here; the lane must go on regardless
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (waiting_.empty()) {
+      --running_;
+      return;
+    }
+  }
+  boost::asio::post(*threads_, [this] { drain(); });
 }
 
 void record_batcher::run(std::vector<waiting>& batch) {
