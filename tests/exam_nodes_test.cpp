@@ -319,9 +319,10 @@ TEST_CASE("the records of many receipts in one query say what one query per rece
   db.exec("INSERT INTO exam_receipt_aliases VALUES ('not-kept', 'graded')");
   dead("dead");
   dead("dead-and-held");
+  dead("graded");  // notes left behind by a copy that was graded after all: the row wins
   db.exec(
       "INSERT INTO exam_in_hand VALUES ('held', now() + interval '1 minute'), ('dead-and-held', now() + interval "
-      "'1 minute'), ('lease-over', now() - interval '1 second')");
+      "'1 minute'), ('lease-over', now() - interval '1 second'), ('graded', now() + interval '1 minute')");
   const std::vector<std::string> ids = {"graded",  "not-kept",      "dead",
                                         "held",    "dead-and-held", "lease-over",
                                         "unknown", "graded",        "quote\"back\\slash,{}"};
