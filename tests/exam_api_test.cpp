@@ -120,11 +120,21 @@ void contract(kind k) {
   SUBCASE("404: unknown exam, route, receipt, or someone else's receipt") {
     check_error(f.submit(c, "no-such-exam", s1, "k-404"), 404, "exam_not_found");
     check_error(c.call(verb::get, "/v2/nothing"), 404, "not_found");
+    auto reads = [&] {  // exam_status_reads_total from /metrics
+      const auto body = c.call(verb::get, "/metrics").body;
+      const auto at = body.find("\nexam_status_reads_total ");
+      return at == std::string::npos ? -1 : std::stoll(body.substr(at + 25));
+    };
+    const auto before = reads();
     check_error(
         c.call(verb::get, "/v1/submissions/01a00000-0000-7000-8000-000000000000", {{"Authorization", "Bearer " + s1}}),
         404, "not_found");
+    const auto after_unknown = reads();  // one read, or two where the queue is asked in between
+    CHECK(after_unknown > before);
+    // An id no receipt can have is answered without a read.
     for (const auto& odd : {std::string(256, 'a'), std::string("a%27b"), std::string("a%20b")})
       check_error(c.call(verb::get, "/v1/submissions/" + odd, {{"Authorization", "Bearer " + s1}}), 404, "not_found");
+    CHECK(reads() == after_unknown);
     auto mine = f.submit(c, "open", s1, "k-mine");
     REQUIRE(mine.status == f.new_status());
     const auto id = mine.field("receipt_id");
