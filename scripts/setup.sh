@@ -24,6 +24,7 @@ packages=(
   doxygen
   curl python3 gdb
   clang libclang-rt-14-dev
+  chromium fonts-dejavu-core
 )
 
 sudo_cmd=()
@@ -33,7 +34,7 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Node.js + npm run the SQS emulator. Any Node >= 20 already on the machine will do.
+# Node.js + npm run the SQS emulator and the web tests. Any Node >= 20 already on the machine will do.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   missing+=(nodejs npm)
 fi
@@ -48,6 +49,11 @@ fi
 # The SQS emulator used by the SQS backend's tests (pinned: the last release that runs on Node 20).
 if [[ -f $here/tests/sqs/package.json ]]; then
   (cd "$here/tests/sqs" && npm ci --no-audit --no-fund --silent 2>/dev/null || npm install --no-audit --no-fund --silent)
+fi
+
+# playwright-core drives Debian's Chromium in the page tests (it downloads no browser).
+if [[ -f $here/tests/web/package.json ]]; then
+  (cd "$here/tests/web" && npm ci --no-audit --no-fund --silent 2>/dev/null || npm install --no-audit --no-fund --silent)
 fi
 
 ((deps_only)) && exit 0

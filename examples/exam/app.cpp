@@ -14,6 +14,7 @@
 #include "ingest/postgres/error.hpp"
 #include "ingest/sqlite/database.hpp"
 #include "json_text.hpp"
+#include "web_assets.hpp"
 
 namespace exam {
 
@@ -241,6 +242,10 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
     r.set(bhttp::field::allow, allow);
     respond(std::move(r));
   };
+  if (const auto* page = web::find(target.substr(0, qmark))) {
+    if (!get) return not_allowed("GET, HEAD");
+    return respond(web::answer(req, *page));
+  }
   if (path.size() == 1 && (path[0] == "healthz" || path[0] == "readyz" || path[0] == "metrics")) {
     if (!get) return not_allowed("GET, HEAD");
     if (path[0] == "healthz") return respond(ingest::http::json_response(req, status::ok, R"({"status":"ok"})"));
@@ -256,10 +261,11 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
   const bool submissions_of_exam =
       path.size() == 4 && path[0] == "v1" && path[1] == "exams" && path[3] == "submissions";
   const bool one_submission = path.size() == 3 && path[0] == "v1" && path[1] == "submissions";
+  const bool one_exam = path.size() == 3 && path[0] == "v1" && path[1] == "exams";
   const bool replay =
       path.size() == 6 && path[0] == "v1" && path[1] == "exams" && path[3] == "dead-letters" && path[5] == "replay";
   if (submissions_of_exam && !get && verb != bhttp::verb::post) return not_allowed("GET, HEAD, POST");
-  if (one_submission && !get) return not_allowed("GET, HEAD");
+  if ((one_submission || one_exam) && !get) return not_allowed("GET, HEAD");
   if (replay && verb != bhttp::verb::post) return not_allowed("POST");
   // Per address before anything else, bad tokens included: a bot probing with forged
   // tokens is limited like anyone else.
@@ -276,6 +282,7 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
     });
   // Status reads are gathered into batches on the read threads (record_batcher.hpp).
   if (one_submission) return get_submission(std::string(path[2]), std::move(req), respond);
+  if (one_exam) return get_exam(std::string(path[2]), std::move(req), respond);
   if (replay) return replay_dead_letter(std::string(path[2]), std::string(path[4]), std::move(req), respond);
   fail(req, respond, status::not_found, "not_found", "no such route");
 }

@@ -68,12 +68,15 @@ class app {
   // The 202/200/201 body.
   static std::string receipt_json(std::string_view receipt_id, std::string_view accepted_at, std::string_view status);
   static std::string submission_json(const stored_submission& s);
+  // GET /v1/exams/{id}: what a page shows before a submission (no answer key).
+  static std::string exam_json(const exam_info& e);
 
  private:
   using request = ingest::http::request;
   using responder = ingest::http::responder;
   // Each answers through `respond`, moving it away only to answer later.
   void post_submission(const std::string& exam_id, request req, responder& respond);
+  void get_exam(const std::string& exam_id, request req, responder& respond);  // app_pages.cpp
   void get_submission(const std::string& receipt_id, request req, responder& respond);
   void list_submissions(const std::string& exam_id, request req, responder& respond);
   // app_status.cpp: a submission the queue no longer holds (or never could look up),

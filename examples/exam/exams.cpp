@@ -14,8 +14,8 @@ namespace exam {
 bool valid_id(std::string_view id) noexcept {
   if (id.empty() || id.size() > 64) return false;
   for (char c : id) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                    c == '_' || c == '-';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) return false;
   }
   return true;
@@ -73,6 +73,14 @@ catalog catalog::from_json(std::string_view text) {
       if (!a.is_string()) throw std::runtime_error(where + ": answers in the key must be strings");
       e.answer_key.emplace(std::string(q), std::string(a.as_string()));
     }
+    if (const auto* c = o.if_contains("choices")) {
+      if (!c->is_array()) throw std::runtime_error(where + ": \"choices\" must be a list of strings");
+      for (const auto& v : c->as_array()) {
+        if (!v.is_string() || v.as_string().empty())
+          throw std::runtime_error(where + ": \"choices\" must be a list of non-empty strings");
+        e.choices.emplace_back(v.as_string());
+      }
+    }
     e.opens_at = time_field(o, "opens_at", where);
     e.deadline = time_field(o, "deadline", where);
     if (e.deadline < e.opens_at) throw std::runtime_error(where + ": deadline before opens_at");
@@ -113,6 +121,7 @@ catalog catalog::demo(time_point now) {
   e.title = "Demo exam (10 questions)";
   const char* key = "BDACBADCCA";
   for (int i = 0; i < 10; ++i) e.answer_key.emplace("q" + std::to_string(i + 1), std::string(1, key[i]));
+  e.choices = {"A", "B", "C", "D"};
   e.opens_at = now;
   e.deadline = now + std::chrono::hours(24);
   e.grace = std::chrono::seconds(60);

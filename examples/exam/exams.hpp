@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace exam {
 
@@ -18,6 +19,7 @@ struct exam_info {
   std::string id;
   std::string title;
   std::map<std::string, std::string> answer_key;  // question id -> correct answer
+  std::vector<std::string> choices;               // the answers a page offers for every question (empty: free text)
   time_point opens_at{};
   time_point deadline{};
   std::chrono::seconds grace{0};
@@ -34,11 +36,11 @@ struct exam_info {
 
 class catalog {
  public:
-  // {"exams":[{"id","title","answer_key":{..},"opens_at","deadline","grace_seconds",
-  //   "students":"any" | ["s1",...]}]}; throws std::runtime_error with the reason.
+  // {"exams":[{"id","title","answer_key":{..},"choices":[..],"opens_at","deadline",
+  //   "grace_seconds","students":"any" | ["s1",...]}]}; throws std::runtime_error with the reason.
   static catalog from_json(std::string_view text);
   static catalog from_file(const std::string& path);
-  // The built-in exam "demo": q1..q10, open to any student from `now` for 24 hours.
+  // The built-in exam "demo": q1..q10 with choices A-D, open to any student from `now` for 24 hours.
   static catalog demo(time_point now);
 
   const exam_info* find(std::string_view id) const;
