@@ -1,7 +1,7 @@
 #include "ingest/http/response.hpp"
 
-#include <boost/json/serialize.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 
 namespace ingest::http {
 
@@ -28,7 +28,8 @@ response error_response(reply_to to, status s, std::string_view code, std::strin
 
 error_mapping map_error(const error_code& ec) noexcept {
   using std::chrono::seconds;
-  if (ec == errc::backpressure || ec == errc::queue_full) return {status::service_unavailable, "overloaded", seconds(1)};
+  if (ec == errc::backpressure || ec == errc::queue_full)
+    return {status::service_unavailable, "overloaded", seconds(1)};
   if (ec == errc::shutting_down) return {status::service_unavailable, "shutting_down", seconds(5)};
   if (is_retry_later(ec)) return {status::service_unavailable, "unavailable", seconds(2)};
   if (ec == errc::conflict) return {status::unprocessable_entity, "idempotency_key_reused", {}};
@@ -43,7 +44,8 @@ error_mapping map_error(const error_code& ec) noexcept {
 response error_response(reply_to to, const error_code& ec) {
   const auto m = map_error(ec);
   std::string message = ec.message();
-  if (ec == errc::in_flight) message = "the first request with this key is still being stored; retry to get its receipt";
+  if (ec == errc::in_flight)
+    message = "the first request with this key is still being stored; retry to get its receipt";
   return error_response(to, m.code, m.error, message, m.retry_after);
 }
 

@@ -1,38 +1,18 @@
 #include "ingest/http/server.hpp"
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/error.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/beast/core/error.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/error.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
-#include <mutex>
-#include <optional>
-#include <type_traits>
-#include <unordered_map>
-#include <vector>
+#include <chrono>
 
+#include "connection.hpp"
 #include "ingest/error.hpp"
-#include "ingest/http/response.hpp"
+#include "server_state.hpp"
 
 namespace ingest::http {
 
-namespace asio = boost::asio;
 namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-using tcp = asio::ip::tcp;
 
 void server_options::validate() const {
   auto bad = [](const std::string& what) { throw error(errc::invalid_config, "http server: " + what); };
@@ -46,307 +26,6 @@ void server_options::validate() const {
   asio::ip::make_address(host, ec);
   if (ec) bad("host must be an IP address, not '" + host + "'");
 }
-
-struct server::state : std::enable_shared_from_this<server::state> {
-  state(std::vector<asio::io_context*> c, server_options o, handler h)
-      : contexts(std::move(c)), options(std::move(o)), on_request(std::move(h)),
-        acceptor(asio::make_strand(*contexts.front())), pause(acceptor.get_executor()),
-        sweep(acceptor.get_executor()) {}
-
-  const std::vector<asio::io_context*> contexts;  // connections go round-robin over them
-  std::size_t next_context = 0;  // on the acceptor's strand
-  const server_options options;
-  const handler on_request;
-  tcp::acceptor acceptor;
-  asio::steady_timer pause;  // after EMFILE: wait before accepting again
-  asio::steady_timer sweep;  // enforces the connections' read and write deadlines
-  std::optional<asio::ssl::context> tls;  // set by start() when TLS files are given
-  std::atomic<bool> stopped{false};
-  std::atomic<std::uint16_t> bound_port{0};
-  std::atomic<std::uint64_t> open{0}, total{0}, refused{0}, requests{0}, timeouts{0}, tls_failures{0}, next_id{0};
-  std::mutex mutex;
-  std::unordered_map<std::uint64_t, std::weak_ptr<detail::session>> sessions;
-
-  void accept();
-  void close_idle();
-  void sweep_deadlines();
-  // The open connections, copied under the mutex; drop them outside it (a connection's
-  // destructor takes the same mutex).
-  std::vector<std::shared_ptr<detail::session>> live_sessions();
-};
-
-namespace detail {
-
-// What the responder and the server see of a connection, plain or TLS.
-class session : public std::enable_shared_from_this<session> {
- public:
-  using clock_ticks = std::chrono::steady_clock::rep;
-  virtual ~session() = default;
-  // From any thread: write the answer on the connection's strand.
-  virtual void send(response r) = 0;
-  virtual void close_if_idle() = 0;
-  // From the sweeper: closes the connection on its strand if its deadline has passed.
-  virtual void expire_if_due(clock_ticks now) = 0;
-  // Where send() writes (empty: no connection).
-  virtual asio::any_io_executor executor() = 0;
-
- protected:
-  using owner = server::state;  // a friend of the server names its state for the connections
-};
-
-namespace {
-
-using tls_stream = beast::ssl_stream<beast::tcp_stream>;
-
-template <class Stream>
-class connection final : public session {
-  static constexpr bool is_tls = std::is_same_v<Stream, tls_stream>;
-
- public:
-  template <class... TlsContext>
-  connection(tcp::socket socket, std::shared_ptr<owner> server, std::uint64_t id, TlsContext&... tls)
-      : stream_(beast::tcp_stream(std::move(socket)), tls...), owner_(std::move(server)), id_(id) {
-    boost::system::error_code ec;
-    info_.remote = socket_().remote_endpoint(ec).address();
-    info_.connection = id;
-    socket_().set_option(tcp::no_delay(true), ec);
-  }
-
-  ~connection() override {
-    --owner_->open;
-    std::lock_guard lock(owner_->mutex);
-    owner_->sessions.erase(id_);
-  }
-
-  void start() {
-    asio::dispatch(stream_.get_executor(), [self = self()] {
-      if constexpr (is_tls)
-        self->handshake();
-      else
-        self->read_next();
-    });
-  }
-
-  void send(response r) override {
-    asio::dispatch(stream_.get_executor(), [self = self(), r = std::move(r)]() mutable { self->write(std::move(r)); });
-  }
-
-  asio::any_io_executor executor() override { return stream_.get_executor(); }
-
-  void close_if_idle() override {
-    asio::dispatch(stream_.get_executor(), [self = self()] {
-      if (!self->busy_) self->close();
-    });
-  }
-
-  void expire_if_due(clock_ticks now) override {
-    const auto due = deadline_.load(std::memory_order_relaxed);
-    if (due == 0 || now < due) return;
-    asio::dispatch(stream_.get_executor(), [self = self()] {
-      const auto d = self->deadline_.load(std::memory_order_relaxed);
-      if (d == 0 || std::chrono::steady_clock::now().time_since_epoch().count() < d) return;  // re-armed since
-      self->deadline_.store(0, std::memory_order_relaxed);
-      if (self->phase_ == phase::reading) ++self->owner_->timeouts;
-      self->close();  // the pending operation fails and ends the connection
-    });
-  }
-
- private:
-  std::shared_ptr<connection> self() { return std::static_pointer_cast<connection>(shared_from_this()); }
-  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
-  tcp::socket& socket_() { return lowest().socket(); }
-
-  // Deadlines are a time stamp the server's sweeper reads (one timer for all
-  // connections): a Beast timer armed and cancelled per read and write cost about a
-  // fifth of the CPU time of a server that answers at once (bare_http).
-  enum class phase { handshake, reading, writing };
-  void arm(std::chrono::milliseconds limit, phase p) {
-    phase_ = p;
-    deadline_.store((std::chrono::steady_clock::now() + limit).time_since_epoch().count(), std::memory_order_relaxed);
-  }
-  void disarm() { deadline_.store(0, std::memory_order_relaxed); }
-
-  // The handshake has the read deadline: a client that connects and says nothing is cut off.
-  void handshake() {
-    arm(owner_->options.read_timeout, phase::handshake);
-    stream_.async_handshake(asio::ssl::stream_base::server, [self = self()](beast::error_code ec) {
-      if (ec) {
-        ++self->owner_->tls_failures;
-        return self->close();
-      }
-      self->read_next();
-    });
-  }
-
-  void read_next() {
-    if (owner_->stopped) return close();
-    parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(owner_->options.max_header_bytes));
-    parser_->body_limit(owner_->options.max_body_bytes);
-    arm(owner_->options.read_timeout, phase::reading);
-    bhttp::async_read_header(stream_, buffer_, *parser_,
-                             [self = self()](beast::error_code ec, std::size_t) { self->on_header(ec); });
-  }
-
-  void on_header(beast::error_code ec) {
-    if (ec) return on_read_error(ec);
-    const auto& req = parser_->get();
-    // curl and browsers wait for this before sending a larger body.
-    if (req[bhttp::field::expect] == "100-continue" && !parser_->is_done()) {
-      auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_, req.version());
-      bhttp::async_write(stream_, *cont, [self = self(), cont](beast::error_code wec, std::size_t) {
-        if (wec) return self->close();
-        self->read_body();
-      });
-      return;
-    }
-    read_body();
-  }
-
-  void read_body() {
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = self()](beast::error_code ec, std::size_t) { self->on_body(ec); });
-  }
-
-  void on_body(beast::error_code ec) {
-    if (ec) return on_read_error(ec);
-    ++owner_->requests;
-    busy_ = true;
-    disarm();  // the handler decides how long the answer takes
-    request req = parser_->release();
-    version_ = req.version();
-    keep_alive_ = req.keep_alive();
-    head_ = req.method() == bhttp::verb::head;
-    owner_->on_request(std::move(req), info_, responder(shared_from_this()));
-  }
-
-  void on_read_error(beast::error_code ec) {
-    // The sweeper closes a connection past its read deadline: the read ends aborted.
-    if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
-        ec == asio::error::connection_reset || ec == asio::ssl::error::stream_truncated)
-      return close();
-    // A request we cannot read is answered and the connection closed: the rest of the
-    // stream cannot be trusted to start at a message boundary.
-    reply_to last;  // the connection closes after this answer
-    last.keep_alive = false;
-    busy_ = true;
-    keep_alive_ = false;
-    version_ = 11;
-    head_ = false;
-    if (ec == bhttp::error::body_limit)
-      write(error_response(last, status::payload_too_large, "body_too_large",
-                           "request body over " + std::to_string(owner_->options.max_body_bytes) + " bytes"));
-    else if (ec == bhttp::error::header_limit)
-      write(error_response(last, status::request_header_fields_too_large, "headers_too_large",
-                           "request headers over " + std::to_string(owner_->options.max_header_bytes) + " bytes"));
-    else
-      write(error_response(last, status::bad_request, "bad_request", "malformed HTTP request: " + ec.message()));
-  }
-
-  void write(response r) {
-    r.version(version_);
-    const bool keep = keep_alive_ && !owner_->stopped;
-    r.keep_alive(keep);
-    if (r.find(bhttp::field::server) == r.end()) r.set(bhttp::field::server, owner_->options.server_name);
-    r.prepare_payload();
-    // A response to HEAD has the headers of the GET answer and no content (RFC 9110).
-    if (head_) r.body().clear();
-    out_.emplace(std::move(r));
-    arm(owner_->options.write_timeout, phase::writing);
-    bhttp::async_write(stream_, *out_, [self = self(), keep](beast::error_code ec, std::size_t) {
-      self->out_.reset();
-      self->busy_ = false;
-      if (ec) return self->close();
-      if (!keep) return self->finish();
-      self->read_next();
-    });
-  }
-
-  // The last answer is written: TLS says goodbye (close_notify, bounded by the write
-  // deadline) before the socket closes.
-  void finish() {
-    if constexpr (is_tls) {
-      arm(owner_->options.write_timeout, phase::writing);
-      stream_.async_shutdown([self = self()](beast::error_code) { self->close(); });
-    } else {
-      close();
-    }
-  }
-
-  // Also called with a read pending (idle connections at stop, timeouts): closing the
-  // socket cancels it.
-  void close() {
-    boost::system::error_code ignored;
-    socket_().shutdown(tcp::socket::shutdown_send, ignored);
-    lowest().close();
-  }
-
-  Stream stream_;
-  beast::flat_buffer buffer_;
-  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-  std::optional<response> out_;
-  std::shared_ptr<owner> owner_;
-  std::uint64_t id_;
-  request_info info_;
-  unsigned version_ = 11;
-  bool keep_alive_ = true;
-  bool head_ = false;  // the request being answered is a HEAD
-  bool busy_ = false;  // a request is being handled or answered
-  phase phase_ = phase::handshake;
-  std::atomic<clock_ticks> deadline_{0};  // steady_clock ticks; 0: none (a handler is at work)
-};
-
-}  // namespace
-}  // namespace detail
-
-// ---- responder --------------------------------------------------------------------
-
-responder::responder(std::shared_ptr<detail::session> s) noexcept : session_(std::move(s)) {}
-
-namespace {
-class function_session final : public detail::session {
- public:
-  explicit function_session(std::function<void(response)> deliver) : deliver_(std::move(deliver)) {}
-  void send(response r) override { deliver_(std::move(r)); }
-  void close_if_idle() override {}
-  void expire_if_due(clock_ticks) override {}
-  asio::any_io_executor executor() override { return {}; }
-
- private:
-  std::function<void(response)> deliver_;
-};
-}  // namespace
-
-responder::responder(std::function<void(response)> deliver)
-    : session_(std::make_shared<function_session>(std::move(deliver))) {}
-
-responder& responder::operator=(responder&& other) noexcept {
-  if (this != &other) {
-    if (session_) {
-      session_->send(error_response(reply_to{}, status::internal_server_error, "internal", "request dropped"));
-    }
-    session_ = std::move(other.session_);
-  }
-  return *this;
-}
-
-responder::~responder() {
-  if (!session_) return;
-  try {
-    session_->send(error_response(reply_to{}, status::internal_server_error, "internal", "request dropped"));
-  } catch (...) {  // out of memory while dropping: the connection closes instead
-  }
-}
-
-asio::any_io_executor responder::executor() const {
-  return session_ ? session_->executor() : asio::any_io_executor{};
-}
-
-void responder::operator()(response r) {
-  if (auto s = std::move(session_)) s->send(std::move(r));
-}
-
-// ---- server -----------------------------------------------------------------------
 
 void server::state::accept() {
   auto& io = *contexts[next_context];
@@ -440,9 +119,12 @@ asio::ssl::context load_tls(const server_options& o) {
                   asio::ssl::context::single_dh_use);
   boost::system::error_code ec;
   ctx.use_certificate_chain_file(o.tls_cert_file, ec);
-  if (ec) throw error(errc::invalid_config, "http server: cannot load the TLS certificate " + o.tls_cert_file + ": " + ec.message());
+  if (ec)
+    throw error(errc::invalid_config,
+                "http server: cannot load the TLS certificate " + o.tls_cert_file + ": " + ec.message());
   ctx.use_private_key_file(o.tls_key_file, asio::ssl::context::pem, ec);
-  if (ec) throw error(errc::invalid_config, "http server: cannot load the TLS key " + o.tls_key_file + ": " + ec.message());
+  if (ec)
+    throw error(errc::invalid_config, "http server: cannot load the TLS key " + o.tls_key_file + ": " + ec.message());
   return ctx;
 }
 
@@ -458,8 +140,8 @@ void server::start() {
   if (!ec) s.acceptor.bind(endpoint, ec);
   if (!ec) s.acceptor.listen(s.options.backlog, ec);
   if (ec)
-    throw error(std::error_code(ec), "http server: cannot listen on " + s.options.host + ":" +
-                                         std::to_string(s.options.port));
+    throw error(std::error_code(ec),
+                "http server: cannot listen on " + s.options.host + ":" + std::to_string(s.options.port));
   s.bound_port = s.acceptor.local_endpoint().port();
   asio::dispatch(s.acceptor.get_executor(), [st = state_] {
     st->accept();
@@ -488,7 +170,8 @@ bool server::stopping() const noexcept {
 
 server_stats server::stats() const {
   const auto& s = *state_;
-  return {s.open.load(), s.total.load(), s.refused.load(), s.requests.load(), s.timeouts.load(), s.tls_failures.load()};
+  return {s.open.load(),     s.total.load(),        s.refused.load(), s.requests.load(),
+          s.timeouts.load(), s.tls_failures.load(), s.streams.load()};
 }
 
 }  // namespace ingest::http

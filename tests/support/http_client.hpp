@@ -1,4 +1,7 @@
 #pragma once
+
+#include <sys/socket.h>
+#include <sys/time.h>
 // A blocking HTTP/1.1 client for tests against a server on 127.0.0.1, plain or TLS.
 
 #include <boost/asio/connect.hpp>
@@ -112,6 +115,27 @@ class http_client {
     out.body = res.body();
     for (const auto& f : res) out.headers.set(f.name_string(), f.value());
     return out;
+  }
+
+  // Reads raw bytes (an answer streamed in pieces) until what was read since the last
+  // call holds `needle`, or `limit` passes, or the server closes; returns what was read.
+  std::string read_until(std::string_view needle, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+    std::string got(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    buffer_.clear();
+    timeval tv{};
+    tv.tv_sec = 0;
+    tv.tv_usec = 50'000;
+    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const auto until = std::chrono::steady_clock::now() + limit;
+    char c[4096];
+    while (got.find(needle) == std::string::npos && std::chrono::steady_clock::now() < until) {
+      boost::system::error_code ec;
+      std::size_t n = 0;
+      with_stream([&](auto& s) { n = s.read_some(boost::asio::buffer(c), ec); });
+      got.append(c, n);
+      if (ec && ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) break;
+    }
+    return got;
   }
 
   // True when the server closed the connection (reads to the end of the stream,

@@ -29,6 +29,23 @@ namespace detail {
 class session;
 }
 
+/// One response written in pieces as they come, for as long as the client stays
+/// (server-sent events): made by `responder::open_stream`. Every member may be called
+/// from any thread.
+class body_stream {
+ public:
+  virtual ~body_stream() = default;
+  /// Queues `data` to be sent after what was queued before. False, and `data` dropped,
+  /// once the stream has ended: the client went away, a write failed or passed the
+  /// write timeout, more than `server_options::max_stream_backlog` bytes waited for a
+  /// client that does not read, the server stopped, or `close()` was called.
+  virtual bool write(std::string data) = 0;
+  /// Ends the response once what was queued is sent; the connection then closes.
+  virtual void close() = 0;
+  /// False once the stream has ended.
+  virtual bool open() const noexcept = 0;
+};
+
 /// Sends the answer to one request. Call it once, from any thread; the session
 /// writes it in request order. Dropping a responder without calling it answers 500.
 class responder {
@@ -50,6 +67,15 @@ class responder {
 
   /// Sends `r` (exactly once; later calls are ignored).
   void operator()(response r);
+  /// Answers with `head` (its status and headers; its body is dropped) and then with
+  /// whatever is written to the returned stream, until the stream ends; the body ends
+  /// when the connection closes (no Content-Length, `Connection: close`), as
+  /// server-sent events do. `on_end` is called once when the stream ends, for whatever
+  /// reason, on the connection's strand (it must not block). No deadline runs while
+  /// nothing is being written. A HEAD request gets `head` alone. From a responder made
+  /// from a function (no connection), `head` is delivered and the stream is already
+  /// ended. Like `operator()`, the responder is spent.
+  std::shared_ptr<body_stream> open_stream(response head, std::function<void()> on_end = {});
   /// False once called (or moved from).
   explicit operator bool() const noexcept { return session_ != nullptr; }
   /// The connection's executor (a strand). A completion bound to it with
@@ -65,7 +91,7 @@ class responder {
 /// What the handler learns about the connection.
 struct request_info {
   boost::asio::ip::address remote{};  ///< the peer's address
-  std::uint64_t connection = 0;  ///< a number unique to the connection
+  std::uint64_t connection = 0;       ///< a number unique to the connection
 };
 
 /// Called for every complete request, on one of the io_context's threads. It must not
@@ -75,10 +101,10 @@ using handler = std::function<void(request req, const request_info& info, respon
 /// Where a `server` listens and the limits it enforces on each connection.
 struct server_options {
   std::string host = "127.0.0.1";  ///< the address to bind (an IP address, not a name)
-  std::uint16_t port = 0;  ///< 0: any free port (see `server::port()`)
+  std::uint16_t port = 0;          ///< 0: any free port (see `server::port()`)
   /// Listen backlog; the kernel caps it at net.core.somaxconn.
   int backlog = 65535;
-  std::size_t max_connections = 16384;  ///< further connections are closed at once
+  std::size_t max_connections = 16384;       ///< further connections are closed at once
   std::size_t max_header_bytes = 16 * 1024;  ///< larger: 431
   std::size_t max_body_bytes = 64 * 1024;    ///< larger: 413
   /// Time allowed to receive one whole request, headers and body (slowloris guard),
@@ -87,7 +113,10 @@ struct server_options {
   /// shorter one apart (10 ms to 1 s): a connection is closed up to that much late.
   std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};
   std::chrono::milliseconds write_timeout{std::chrono::seconds(10)};  ///< time allowed to write one response
-  std::string server_name = "ingest";  ///< the `Server` header
+  std::string server_name = "ingest";                                 ///< the `Server` header
+  /// Bytes a `body_stream` may hold for a client that does not read them; past that the
+  /// stream ends (the client may reconnect).
+  std::size_t max_stream_backlog = 64 * 1024;
   /// PEM file with the server's certificate (and chain). With `tls_key_file`, the
   /// server speaks HTTPS only (TLS 1.2 or newer); the handshake counts against
   /// `read_timeout`. Both empty: plain HTTP.
@@ -101,12 +130,13 @@ struct server_options {
 
 /// Counters of a running server.
 struct server_stats {
-  std::uint64_t connections_open = 0;  ///< connections open now
-  std::uint64_t connections_total = 0;  ///< connections accepted since start
+  std::uint64_t connections_open = 0;     ///< connections open now
+  std::uint64_t connections_total = 0;    ///< connections accepted since start
   std::uint64_t connections_refused = 0;  ///< over `max_connections`
-  std::uint64_t requests = 0;  ///< requests received since start
-  std::uint64_t timeouts = 0;  ///< connections closed by the read deadline
-  std::uint64_t tls_failures = 0;  ///< TLS handshakes that failed or timed out
+  std::uint64_t requests = 0;             ///< requests received since start
+  std::uint64_t timeouts = 0;             ///< connections closed by the read deadline
+  std::uint64_t tls_failures = 0;         ///< TLS handshakes that failed or timed out
+  std::uint64_t streams_open = 0;         ///< `body_stream`s open now
 };
 
 /// An HTTP server on a caller-run io_context.
