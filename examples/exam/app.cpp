@@ -111,9 +111,14 @@ app::app(const catalog& exams, submission_reader& store, submit_backend& backend
       reads_(make_read_pool(options_.read_threads, options_.read_nice)),
       // Two queries at once at most: under load the reads wait for the next batch
       // instead of each taking a query (and the cores the submissions need).
-      records_(store_, reads_.get(), {.max_batch = 256, .lanes = std::min<std::size_t>(2, options_.read_threads)}) {}
+      records_(store_, reads_.get(), {.max_batch = 256, .lanes = std::min<std::size_t>(2, options_.read_threads)}),
+      streams_(std::make_shared<status_streams>(
+          [this](const std::string& id, const std::string& authorization,
+                 std::function<void(ingest::http::response)> done) { read_status(id, authorization, std::move(done)); },
+          options_.streams)) {}
 
 app::~app() {
+  streams_.reset();  // no status read starts after this
   if (reads_) reads_->join();
 }
 
@@ -161,6 +166,16 @@ std::string app::metrics() const {
       "# TYPE exam_status_queries_total counter\n"
       "exam_status_queries_total " +
       std::to_string(records_.queries()) + "\n";
+  out +=
+      "# HELP exam_status_streams Status event streams open (GET /v1/submissions/{id}/events).\n"
+      "# TYPE exam_status_streams gauge\n"
+      "exam_status_streams " +
+      std::to_string(streams_->open()) +
+      "\n"
+      "# HELP exam_status_events_total Status changes and errors pushed on those streams.\n"
+      "# TYPE exam_status_events_total counter\n"
+      "exam_status_events_total " +
+      std::to_string(streams_->events()) + "\n";
   return out;
 }
 
@@ -262,10 +277,11 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
       path.size() == 4 && path[0] == "v1" && path[1] == "exams" && path[3] == "submissions";
   const bool one_submission = path.size() == 3 && path[0] == "v1" && path[1] == "submissions";
   const bool one_exam = path.size() == 3 && path[0] == "v1" && path[1] == "exams";
+  const bool events = path.size() == 4 && path[0] == "v1" && path[1] == "submissions" && path[3] == "events";
   const bool replay =
       path.size() == 6 && path[0] == "v1" && path[1] == "exams" && path[3] == "dead-letters" && path[5] == "replay";
   if (submissions_of_exam && !get && verb != bhttp::verb::post) return not_allowed("GET, HEAD, POST");
-  if ((one_submission || one_exam) && !get) return not_allowed("GET, HEAD");
+  if ((one_submission || one_exam || events) && !get) return not_allowed("GET, HEAD");
   if (replay && verb != bhttp::verb::post) return not_allowed("POST");
   // Per address before anything else, bad tokens included: a bot probing with forged
   // tokens is limited like anyone else.
@@ -282,6 +298,7 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
     });
   // Status reads are gathered into batches on the read threads (record_batcher.hpp).
   if (one_submission) return get_submission(std::string(path[2]), std::move(req), respond);
+  if (events) return follow_submission(std::string(path[2]), std::move(req), respond);
   if (one_exam) return get_exam(std::string(path[2]), std::move(req), respond);
   if (replay) return replay_dead_letter(std::string(path[2]), std::string(path[4]), std::move(req), respond);
   fail(req, respond, status::not_found, "not_found", "no such route");

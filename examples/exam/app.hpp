@@ -22,6 +22,7 @@
 #include "jwt.hpp"
 #include "limits.hpp"
 #include "record_batcher.hpp"
+#include "status_streams.hpp"
 #include "store.hpp"
 #include "submission.hpp"
 #include "submit_backend.hpp"
@@ -49,6 +50,9 @@ struct app_options {
   // How much lower the read threads run than the rest (the nice value they add, on
   // Linux): when the cores are short, submissions go first and status reads wait.
   int read_nice = 10;
+  // GET /v1/submissions/{id}/events: how often a followed receipt is read again, and
+  // how many streams may be open.
+  stream_options streams{};
 };
 
 class app {
@@ -77,6 +81,10 @@ class app {
   // Each answers through `respond`, moving it away only to answer later.
   void post_submission(const std::string& exam_id, request req, responder& respond);
   void get_exam(const std::string& exam_id, request req, responder& respond);  // app_pages.cpp
+  // app_events.cpp: the status as server-sent events, and the status read they repeat.
+  void follow_submission(const std::string& receipt_id, request req, responder& respond);
+  void read_status(const std::string& receipt_id, const std::string& authorization,
+                   std::function<void(ingest::http::response)> done);
   void get_submission(const std::string& receipt_id, request req, responder& respond);
   void list_submissions(const std::string& exam_id, request req, responder& respond);
   // app_status.cpp: a submission the queue no longer holds (or never could look up),
@@ -121,6 +129,7 @@ class app {
   std::map<std::string, std::uint64_t, std::less<>> rejected_;
   std::unique_ptr<boost::asio::thread_pool> reads_;  // joined before the rest goes
   record_batcher records_;                           // reads on reads_
+  std::shared_ptr<status_streams> streams_;          // stopped first: its reads use the rest
 };
 
 }  // namespace exam

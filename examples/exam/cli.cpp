@@ -39,6 +39,13 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
                  "how much lower the read threads run (Linux nice; 0: as the HTTP threads): submissions first")
       ->check(CLI::Range(0, 19))
       ->capture_default_str();
+  app.add_option("--events-interval", o.events_interval,
+                 "seconds between two reads of a receipt followed over GET .../events")
+      ->check(CLI::Range(0.01, 3600.0))
+      ->capture_default_str();
+  app.add_option("--max-streams", o.max_streams, "status event streams open at once (more: 503, the page polls)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
   app.add_option("--student-rate", o.student_rate, "submissions/s per student (0: no limit)")->capture_default_str();
   app.add_option("--student-burst", o.student_burst, "burst per student")->capture_default_str();
   app.add_option("--ip-rate", o.ip_rate, "requests/s to /v1 per client IP, checked before the token (0: no limit)")
@@ -168,7 +175,9 @@ app_options make_app_options(const server_cli& o, const std::string& secret) {
           .log = ingest::json_lines_logger(stderr, ingest::parse_log_level(o.log_level)),
           .receipts = make_receipt_signer(o.receipt_secrets, secret),
           .read_threads = o.read_threads,
-          .read_nice = o.read_nice};
+          .read_nice = o.read_nice,
+          .streams = {.interval = std::chrono::milliseconds(static_cast<long long>(o.events_interval * 1000)),
+                      .max_streams = o.max_streams}};
 }
 
 ingest::http::server_options make_http_options(const server_cli& o, const server_setup& s, std::string name) {

@@ -24,6 +24,8 @@ struct server_cli {
   unsigned threads = 0;                      // 0: one per core
   std::size_t read_threads = 4;              // the GET routes' database reads
   int read_nice = 10;                        // how much lower those threads run
+  double events_interval = 2;                // seconds between reads of a followed receipt
+  std::size_t max_streams = 20000;           // status event streams open at once
   double student_rate = 10;
   double student_burst = 20;
   double ip_rate = 0;

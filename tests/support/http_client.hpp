@@ -1,7 +1,6 @@
 #pragma once
 
-#include <sys/socket.h>
-#include <sys/time.h>
+#include <poll.h>
 // A blocking HTTP/1.1 client for tests against a server on 127.0.0.1, plain or TLS.
 
 #include <boost/asio/connect.hpp>
@@ -122,18 +121,19 @@ class http_client {
   std::string read_until(std::string_view needle, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
     std::string got(static_cast<const char*>(buffer_.data().data()), buffer_.size());
     buffer_.clear();
-    timeval tv{};
-    tv.tv_sec = 0;
-    tv.tv_usec = 50'000;
-    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     const auto until = std::chrono::steady_clock::now() + limit;
     char c[4096];
-    while (got.find(needle) == std::string::npos && std::chrono::steady_clock::now() < until) {
+    while (got.find(needle) == std::string::npos) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      // asio's blocking read waits for ever: wait here, bounded, for something to read.
+      pollfd p{socket_.native_handle(), POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
       boost::system::error_code ec;
       std::size_t n = 0;
       with_stream([&](auto& s) { n = s.read_some(boost::asio::buffer(c), ec); });
       got.append(c, n);
-      if (ec && ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) break;
+      if (ec) break;
     }
     return got;
   }

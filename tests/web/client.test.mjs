@@ -303,3 +303,53 @@ test("following a receipt that is not the caller's stops with a 404-free error o
   await assert.rejects(following, /stopped/);
   assert.deepEqual(polls, []);
 });
+
+test("status by server-sent events, with no polls; a stream refused (503) falls back to polling", async () => {
+  const idle = await new ExamServer({ args: ["--workers", "0", "--events-interval", "0.1", "--max-streams", "1"] }).start();
+  try {
+    const token = idle.token("c-events");
+    const headers = { Authorization: `Bearer ${token}` };
+    const submit = (key, body) =>
+      fetch(`${idle.url}/v1/exams/demo/submissions`, {
+        method: "POST",
+        headers: { ...headers, "Content-Type": "application/json", "Idempotency-Key": key },
+        body: JSON.stringify(body),
+      }).then((r) => r.json());
+    const a = await submit("ev-a", answers);
+    const b = await submit("ev-b", { answers: { q1: "B" } });
+    const follower = (receipt) => {
+      const log = { modes: [], statuses: [], polls: 0 };
+      log.done = followStatus(`${idle.url}/v1/submissions/${receipt.receipt_id}`, {
+        headers,
+        intervalMs: 50,
+        onMode: (m) => log.modes.push(m),
+        onStatus: (s) => log.statuses.push(s.status),
+        fetch: (u, init) => {
+          if (!u.endsWith("/events")) log.polls++;
+          return fetch(u, init);
+        },
+      });
+      return log;
+    };
+    const first = follower(a);
+    while (!first.modes.length) await new Promise((r) => setTimeout(r, 20));
+    const second = follower(b); // the one stream allowed is taken: 503, so it polls
+    while (second.statuses.length < 1 || first.statuses.length < 1) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(first.modes, ["events"]);
+    assert.deepEqual(second.modes, ["polling"]);
+    assert.deepEqual(first.statuses, ["received"]);
+    const worker = idle.startWorker();
+    const [fa, fb] = await Promise.all([first.done, second.done]);
+    const gone = new Promise((r) => worker.once("exit", r));
+    worker.kill("SIGTERM");
+    await gone;
+    assert.equal(fa.status, "graded");
+    assert.equal(fa.score, 30);
+    assert.equal(fb.status, "graded");
+    assert.deepEqual(first.statuses, ["received", "graded"]);
+    assert.equal(first.polls, 0);
+    assert.ok(second.polls >= 2, `second polled ${second.polls} times`);
+  } finally {
+    await idle.stop();
+  }
+});

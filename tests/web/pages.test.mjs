@@ -174,11 +174,17 @@ test("the server killed after the durable accept, before the answer: a reload sh
   await context.close();
 });
 
-test("no graders running: received; a worker started later drains it and the page shows graded", async () => {
-  const idle = await new ExamServer({ args: ["--workers", "0"] }).start();
+test("no graders running: received; a worker started later drains it, and the page, following events, shows graded", async () => {
+  const idle = await new ExamServer({ args: ["--workers", "0", "--events-interval", "0.2"] }).start();
   const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
   try {
     const page = await context.newPage();
+    const reads = { polls: 0, streams: 0 };
+    page.on("request", (r) => {
+      if (!/\/v1\/submissions\//.test(r.url())) return;
+      if (r.url().endsWith("/events")) reads.streams++;
+      else reads.polls++;
+    });
     await page.goto(`${idle.url}/#exam=demo&token=${idle.token("p-later")}`);
     await page.locator("#answers").waitFor({ state: "visible" });
     await answer(page, "BDACBADCCA");
@@ -192,6 +198,8 @@ test("no graders running: received; a worker started later drains it and the pag
     const worker = idle.startWorker();
     await page.locator("#status.graded").waitFor({ timeout: 30000 });
     assert.equal(await page.textContent("#status"), "Graded: score 100%");
+    // Followed by server-sent events: one stream, no polls.
+    assert.deepEqual(reads, { polls: 0, streams: 1 });
     const gone = new Promise((r) => worker.once("exit", r));
     worker.kill("SIGTERM");
     await gone;

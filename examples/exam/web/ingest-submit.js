@@ -12,7 +12,8 @@
 // - other refusals (400, 401, 403, 404, 413, 415, 422) are final and thrown as a
 //   SubmitError; the stored attempt is dropped, except after a 401 (a new token may
 //   send it again);
-// - followStatus() polls the receipt's status until it is final.
+// - followStatus() follows the receipt's status until it is final: server-sent events,
+//   polling while the stream cannot be had.
 //
 //   import { createSubmitter, followStatus } from "./ingest-submit.js";
 //   const submitter = createSubmitter({
@@ -210,18 +211,56 @@ export function createSubmitter(options) {
   }
 }
 
+/** The events of a text/event-stream response body, as {event, data}. */
+export async function* readEvents(res) {
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      text += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = text.indexOf("\n\n")) >= 0) {
+        const block = text.slice(0, end);
+        text = text.slice(end + 2);
+        let event = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith(":")) continue; // a comment: the server's keep-alive
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+          if (field === "event") event = value;
+          else if (field === "data") data.push(value);
+        }
+        if (data.length) yield { event, data: data.join("\n") };
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
 /**
- * Polls GET `url` until `isFinal(status)` (default: "graded"), calling onStatus with
- * every status that differs from the last. Network errors, 404 (a server that cannot
- * tell yet), 429 and 5xx are waited out; 401 and 403 throw a SubmitError. Resolves with
- * the final status; rejects when `signal` aborts.
+ * Follows the status at `url` until `isFinal(status)` (default: "graded"), calling
+ * onStatus with every status that differs from the last, and resolves with the final
+ * one. It listens to the server-sent events at `${url}/events` (read with fetch, so
+ * that the Authorization header goes along), and polls GET `url` while the stream
+ * cannot be had: again 3 s after a stream that ended, 30 s after one refused.
+ * Network errors, 404 (a server that cannot tell yet), 429 and 5xx are waited out;
+ * 401 and 403 throw a SubmitError; `signal` aborts. onMode("events" | "polling") says
+ * which is in use.
  */
 export async function followStatus(url, options = {}) {
   const {
     headers,
     fetch: fetchFn = globalThis.fetch.bind(globalThis),
     onStatus = () => {},
+    onMode = () => {},
     isFinal = (s) => s.status === "graded",
+    events = true,
     intervalMs = 1000,
     maxIntervalMs = 10000,
     signal,
@@ -229,7 +268,68 @@ export async function followStatus(url, options = {}) {
   } = options;
   let last = null;
   let wait = intervalMs;
+  let streamAt = 0;
+  let mode = null;
+  const setMode = (m) => {
+    if (m !== mode) onMode((mode = m));
+  };
+  const seen = (s) => {
+    const text = JSON.stringify(s);
+    if (text === last) return false;
+    last = text;
+    wait = intervalMs;
+    onStatus(s);
+    return true;
+  };
+
+  // One stream: the final status, or null when it failed or ended first.
+  async function listen() {
+    let res;
+    try {
+      res = await fetchFn(`${url}/events`, { headers: resolveHeaders(headers), signal, cache: "no-store" });
+    } catch (e) {
+      if (signal?.aborted) throw e;
+      streamAt = Date.now() + 30000;
+      return null;
+    }
+    if (res.status === 401 || res.status === 403) {
+      const { code, message } = await errorBody(res);
+      throw new SubmitError(res.status, code, message);
+    }
+    if (!res.ok || !(res.headers.get("Content-Type") || "").startsWith("text/event-stream")) {
+      res.body?.cancel().catch(() => {});
+      streamAt = Date.now() + 30000;
+      return null;
+    }
+    setMode("events");
+    try {
+      for await (const ev of readEvents(res)) {
+        let body;
+        try {
+          body = JSON.parse(ev.data);
+        } catch {
+          continue;
+        }
+        if (ev.event === "status" && typeof body?.status === "string") {
+          seen(body);
+          if (isFinal(body)) return body;
+        } else if (ev.event === "error" && body?.error === "unauthorized") {
+          throw new SubmitError(401, body.error, body.message);
+        }
+      }
+    } catch (e) {
+      if (e instanceof SubmitError || signal?.aborted) throw e;
+    }
+    streamAt = Date.now() + 3000; // ended (a server restarting, say): back soon
+    return null;
+  }
+
   for (;;) {
+    if (events && Date.now() >= streamAt) {
+      const final = await listen();
+      if (final) return final;
+    }
+    setMode("polling");
     let res = null;
     try {
       res = await fetchFn(url, { headers: resolveHeaders(headers), signal, cache: "no-store" });
@@ -239,12 +339,7 @@ export async function followStatus(url, options = {}) {
     if (res?.ok) {
       const s = await res.json().catch(() => null);
       if (s && typeof s.status === "string") {
-        const text = JSON.stringify(s);
-        if (text !== last) {
-          last = text;
-          wait = intervalMs;
-          onStatus(s);
-        }
+        seen(s);
         if (isFinal(s)) return s;
       }
     } else if (res && (res.status === 401 || res.status === 403)) {
