@@ -25,7 +25,9 @@ void app::read_status(const std::string& receipt_id, const std::string& authoriz
 void app::follow_submission(const std::string& receipt_id, request req, responder& respond) {
   auto who = authenticate(req, respond);
   if (!who) return;
-  const auto [place, refused] = streams_->reserve(who->sub);
+  const auto reserved = streams_->reserve(who->sub);
+  const auto place = reserved.first;
+  const auto refused = reserved.second;
   // Refused streams fall back to polling the GET (the page does).
   if (refused == status_streams::refusal::too_many)
     return fail(req, respond, status::service_unavailable, "too_many_streams",
