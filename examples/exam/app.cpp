@@ -257,7 +257,9 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
     r.set(bhttp::field::allow, allow);
     respond(std::move(r));
   };
-  if (const auto* page = web::find(target.substr(0, qmark))) {
+  // The pages are never under /v1: a submission does not search for one.
+  const auto* page = !path.empty() && path[0] == "v1" ? nullptr : web::find(target.substr(0, qmark));
+  if (page) {
     if (!get) return not_allowed("GET, HEAD");
     return respond(web::answer(req, *page));
   }
