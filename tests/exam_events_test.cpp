@@ -63,7 +63,14 @@ TEST_CASE("events: received at once, graded pushed when the grader writes it, th
   CHECK(rest.find("\"status\":\"received\"") == std::string::npos);  // no repeat of what was sent
   CHECK(ev.closed_by_server());
   CHECK(eventually([&] { return metric(f, "exam_status_streams") == "0"; }));
-  CHECK(metric(f, "exam_status_events_total") == "1");
+  // The grader may be caught holding the batch: then "processing" comes first.
+  std::size_t pushed = 0;
+  for (auto at = rest.find("event: status\n"); at != std::string::npos; at = rest.find("event: status\n", at + 1))
+    ++pushed;
+  const auto processing = rest.find("\"status\":\"processing\"");
+  CHECK(pushed == (processing == std::string::npos ? 1U : 2U));
+  if (processing != std::string::npos) CHECK(processing < rest.find("\"status\":\"graded\""));
+  CHECK(metric(f, "exam_status_events_total") == std::to_string(pushed));
 }
 
 TEST_CASE("events: a graded submission gets one event and the end, on both servers") {
