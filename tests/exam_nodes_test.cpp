@@ -21,11 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-using headers = std::vector<std::pair<std::string, std::string>>;
-
-headers bearer(const std::string& tok) {
-  return {{"Authorization", "Bearer " + tok}};
-}
 
 // One exam server as a process of the deployment would run it: its own connection to
 // the stream, its own producer, the shared database, receipts signed with the key every

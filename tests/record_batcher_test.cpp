@@ -33,6 +33,7 @@ struct slow_reader final : exam::submission_reader {
     return std::nullopt;
   }
   std::vector<exam::stored_submission> list(const std::string&, const std::string&, std::size_t) override { return {}; }
+  std::uint64_t written_total() override { return 0; }
   std::vector<exam::receipt_record> records(std::span<const std::string> ids) override {
     {
       std::unique_lock lock(mutex);

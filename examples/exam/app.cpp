@@ -115,9 +115,18 @@ app::app(const catalog& exams, submission_reader& store, submit_backend& backend
       streams_(std::make_shared<status_streams>(
           [this](const std::string& id, const std::string& authorization,
                  std::function<void(ingest::http::response)> done) { read_status(id, authorization, std::move(done)); },
-          options_.streams)) {}
+          options_.streams)) {
+  overview_sources sources{
+      .queue = {},
+      .written = [this] { return store_.written_total(); },
+      .accepted_here = [this] { return accepted_.load(std::memory_order_relaxed); },
+  };
+  if (backend_.has_queue()) sources.queue = [this] { return backend_.queue_counts(); };
+  overview_ = std::make_unique<overview>(std::move(sources), options_.overview);
+}
 
 app::~app() {
+  overview_.reset();
   streams_.reset();  // no status read starts after this
   if (reads_) reads_->join();
 }
@@ -282,8 +291,12 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
   const bool events = path.size() == 4 && path[0] == "v1" && path[1] == "submissions" && path[3] == "events";
   const bool replay =
       path.size() == 6 && path[0] == "v1" && path[1] == "exams" && path[3] == "dead-letters" && path[5] == "replay";
+  const bool dead_letters =
+      path.size() == 4 && path[0] == "v1" && path[1] == "exams" && path[3] == "dead-letters";
+  const bool overview_route = path.size() == 2 && path[0] == "v1" && path[1] == "overview";
   if (submissions_of_exam && !get && verb != bhttp::verb::post) return not_allowed("GET, HEAD, POST");
-  if ((one_submission || one_exam || events) && !get) return not_allowed("GET, HEAD");
+  if ((one_submission || one_exam || events || dead_letters || overview_route) && !get)
+    return not_allowed("GET, HEAD");
   if (replay && verb != bhttp::verb::post) return not_allowed("POST");
   // Per address before anything else, bad tokens included: a bot probing with forged
   // tokens is limited like anyone else.
@@ -302,6 +315,8 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
   if (one_submission) return get_submission(std::string(path[2]), std::move(req), respond);
   if (events) return follow_submission(std::string(path[2]), std::move(req), respond);
   if (one_exam) return get_exam(std::string(path[2]), std::move(req), respond);
+  if (dead_letters) return list_dead_letters(std::string(path[2]), std::move(req), respond);
+  if (overview_route) return get_overview(std::move(req), respond);
   if (replay) return replay_dead_letter(std::string(path[2]), std::string(path[4]), std::move(req), respond);
   fail(req, respond, status::not_found, "not_found", "no such route");
 }
@@ -361,6 +376,7 @@ void app::answer(ingest::http::reply_to to, responder& respond, const submit_out
     case kind::stored:
     case kind::repeat: {
       const auto s = o.what == kind::queued ? status::accepted : o.what == kind::stored ? status::created : status::ok;
+      if (o.what != kind::repeat) accepted_.fetch_add(1, std::memory_order_relaxed);
       return respond(ingest::http::json_response(to, s, receipt_json(o.receipt_id, o.accepted_at, o.status)));
     }
     case kind::key_reused:
@@ -377,26 +393,33 @@ void app::answer(ingest::http::reply_to to, responder& respond, const submit_out
   }
 }
 
+std::optional<app::page_query> app::page_of(const request& req, responder& respond) {
+  const std::string_view target = req.target();
+  const auto qmark = target.find('?');
+  const auto query = parse_query(qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1));
+  page_query page;
+  if (auto it = query.find("limit"); it != query.end()) {
+    const auto& v = it->second;
+    if (std::from_chars(v.data(), v.data() + v.size(), page.limit).ec != std::errc{} || page.limit == 0 ||
+        page.limit > options_.max_page) {
+      fail(req, respond, status::bad_request, "invalid_query", "limit must be 1-" + std::to_string(options_.max_page));
+      return std::nullopt;
+    }
+  }
+  if (auto it = query.find("after"); it != query.end()) page.after = it->second;
+  return page;
+}
+
 void app::list_submissions(const std::string& exam_id, request req, responder& respond) {
   auto who = authenticate(req, respond);
   if (!who) return;
   if (!exams_.find(exam_id)) return fail(req, respond, status::not_found, "exam_not_found", unknown_exam(exam_id));
   if (who->role != role::teacher)
     return fail(req, respond, status::forbidden, "forbidden", "only teachers list an exam's submissions");
-  const std::string_view target = req.target();
-  const auto qmark = target.find('?');
-  const auto query = parse_query(qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1));
-  std::size_t limit = 100;
-  if (auto it = query.find("limit"); it != query.end()) {
-    const auto& v = it->second;
-    if (std::from_chars(v.data(), v.data() + v.size(), limit).ec != std::errc{} || limit == 0 ||
-        limit > options_.max_page)
-      return fail(req, respond, status::bad_request, "invalid_query",
-                  "limit must be 1-" + std::to_string(options_.max_page));
-  }
-  std::string after;
-  if (auto it = query.find("after"); it != query.end()) after = it->second;
-  const auto rows = store_.list(exam_id, after, limit);
+  const auto page = page_of(req, respond);
+  if (!page) return;
+  const auto limit = page->limit;
+  const auto rows = store_.list(exam_id, page->after, limit);
   boost::json::array items;
   for (const auto& row : rows) items.push_back(boost::json::parse(submission_json(row)));
   boost::json::object o;

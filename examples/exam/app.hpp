@@ -21,6 +21,7 @@
 #include "ingest/receipt_signer.hpp"
 #include "jwt.hpp"
 #include "limits.hpp"
+#include "overview.hpp"
 #include "record_batcher.hpp"
 #include "status_streams.hpp"
 #include "store.hpp"
@@ -53,6 +54,8 @@ struct app_options {
   // GET /v1/submissions/{id}/events: how often a followed receipt is read again, and
   // how many streams may be open.
   stream_options streams{};
+  // GET /v1/overview: how often the counts are sampled, and how many samples the chart keeps.
+  overview_options overview{};
 };
 
 class app {
@@ -102,7 +105,16 @@ class app {
   // A status read the database could not answer: 503, logged.
   void answer_read_failure(const std::string& receipt_id, std::exception_ptr failed, const request& req,
                            responder& respond);
+  // app_teacher.cpp: the teachers' overview, an exam's dead letters, and a replay.
+  void get_overview(request req, responder& respond);
+  void list_dead_letters(const std::string& exam_id, request req, responder& respond);
   void replay_dead_letter(const std::string& exam_id, const std::string& receipt_id, request req, responder& respond);
+  struct page_query {
+    std::string after{};
+    std::size_t limit = 100;
+  };
+  // The ?after=&limit= of a paged list, or an answered 400 and nullopt.
+  std::optional<page_query> page_of(const request& req, responder& respond);
   // Runs `read(req, respond)` on a read thread (or here when there are none); an
   // exception it throws is answered like one thrown in handle().
   void off_loop(request req, responder& respond, std::function<void(request, responder&)> read);
@@ -130,6 +142,8 @@ class app {
   std::unique_ptr<boost::asio::thread_pool> reads_;  // joined before the rest goes
   record_batcher records_;                           // reads on reads_
   std::shared_ptr<status_streams> streams_;          // stopped first: its reads use the rest
+  std::atomic<std::uint64_t> accepted_{0};           // new receipts given (queued or stored)
+  std::unique_ptr<overview> overview_;               // samples backend_, store_ and accepted_
 };
 
 }  // namespace exam

@@ -1,6 +1,5 @@
 // Where a submission stands, from any server: the database's row, the queue's record,
-// the graders' notes, and the receipt's own signature; and a teacher's replay of a dead
-// letter.
+// the graders' notes, and the receipt's own signature.
 
 #include <boost/json/object.hpp>
 
@@ -159,53 +158,6 @@ void app::answer_read_failure(const std::string& receipt_id, std::exception_ptr 
                 .detail = what});
   fail(rq, rs, status::service_unavailable, "unavailable", "the database cannot be read right now; retry",
        std::chrono::seconds(2));
-}
-
-void app::replay_dead_letter(const std::string& exam_id, const std::string& receipt_id, request req,
-                             responder& respond) {
-  auto who = authenticate(req, respond);
-  if (!who) return;
-  if (!exams_.find(exam_id)) return fail(req, respond, status::not_found, "exam_not_found", "no such exam");
-  if (who->role != role::teacher)
-    return fail(req, respond, status::forbidden, "forbidden", "only teachers replay dead letters");
-  // A replay under another exam's path is refused: the exam is the one the signed
-  // receipt names, else the one of the graders' note.
-  std::optional<std::string> its_exam;
-  if (options_.receipts)
-    if (auto genuine = options_.receipts->verify(receipt_id))
-      if (auto owner = parse_receipt_claims(genuine->claims)) its_exam = owner->exam_id;
-  if (!its_exam)
-    if (auto note = store_.progress(receipt_id); note && note->state == "dead_lettered") its_exam = note->exam_id;
-  if (its_exam && *its_exam != exam_id)
-    return fail(req, respond, status::not_found, "not_found", "no such dead letter in this exam");
-  // Notes written from now on belong to a later attempt: only older ones are removed.
-  const auto replayed_at = ingest::format_time(ingest::clock::now());
-  auto shared = std::make_shared<std::pair<request, responder>>(std::move(req), std::move(respond));
-  backend_.replay_dead_letter(
-      receipt_id, [this, shared, receipt_id, replayed_at](ingest::error_code ec, std::size_t moved) {
-        auto& [rq, rs] = *shared;
-        if (ec == ingest::errc::not_supported || (!ec && moved == 0))
-          return fail(rq, rs, status::not_found, "not_found", "no such dead letter");
-        if (ec)
-          return fail(rq, rs, status::service_unavailable, "unavailable",
-                      "the queue cannot replay right now (" + ec.message() + ")", std::chrono::seconds(1));
-        // Back in the queue: the graders' note goes, so that every server says "received".
-        // Should the note stay (the database down just now), the graded row still wins.
-        try {
-          store_.forget_dead_letter(receipt_id, replayed_at);
-        } catch (const std::exception& e) {
-          if (auto& log = options_.log; log && log->enabled(ingest::log_level::warning))
-            log->write({.level = ingest::log_level::warning,
-                        .component = "http",
-                        .event = "dead_letter_note_kept",
-                        .receipt_id = receipt_id,
-                        .detail = e.what()});
-        }
-        boost::json::object o;
-        o["receipt_id"] = receipt_id;
-        o["status"] = "received";
-        rs(ingest::http::json_response(rq, status::accepted, to_plain_json(o)));
-      });
 }
 
 }  // namespace exam

@@ -212,6 +212,8 @@ void print_banner(const std::string& name, const std::string& url, const std::st
   std::printf("\ndemo token (student-1, 2h): %s\n", token.c_str());
   // The token rides in the fragment, which browsers never send: it stays out of logs.
   std::printf("student page: %s/#exam=%s&token=%s\n", url.c_str(), exam_id.c_str(), token.c_str());
+  const auto teacher = mint_token({"teacher-1", role::teacher, now + std::chrono::hours(2)}, secret, checks);
+  std::printf("teacher page: %s/teacher#exam=%s&token=%s\n", url.c_str(), exam_id.c_str(), teacher.c_str());
   std::printf(
       "try:\n  curl -s -X POST %s/v1/exams/%s/submissions -H 'Authorization: Bearer %s' "
       "-H 'Content-Type: application/json' -H 'Idempotency-Key: try-1' -d "

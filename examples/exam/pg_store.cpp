@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
 #include <unordered_map>
 
 namespace exam {
@@ -238,6 +239,14 @@ void pg_reader::forget_dead_letter(const std::string& receipt_id, const std::str
 
 void pg_reader::forget_dead_letters(const std::string& at) {
   acquire()->exec("DELETE FROM exam_dead_letters WHERE dead_lettered_at <= $1", {at});
+}
+
+std::uint64_t pg_reader::written_total() {
+  const auto r = acquire()->exec("SELECT coalesce(sum(submissions), 0)::text FROM exam_stats");
+  std::uint64_t n = 0;
+  const auto text = r.text(0, 0);
+  std::from_chars(text.data(), text.data() + text.size(), n);
+  return n;
 }
 
 void note_in_hand(pg::connection& db, const std::vector<std::string>& receipt_ids, std::chrono::milliseconds lease) {

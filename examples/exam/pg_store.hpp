@@ -38,6 +38,7 @@ class pg_reader final : public submission_reader {
   std::vector<receipt_record> records(std::span<const std::string> receipt_ids) override;
   void forget_dead_letter(const std::string& receipt_id, const std::string& at) override;
   void forget_dead_letters(const std::string& at) override;
+  std::uint64_t written_total() override;
 
  private:
   // A leased connection with the readers' statements registered on it.

@@ -2,6 +2,7 @@
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/use_future.hpp>
 
 #include "ingest/fingerprint.hpp"
 
@@ -43,6 +44,21 @@ void queue_backend::probe(std::shared_ptr<probe_state> p) {
       if (!wec) probe(p);
     });
   });
+}
+
+std::optional<ingest::queue_stats> queue_backend::queue_counts() const {
+  auto stats = queue_.async_stats(boost::asio::use_future);
+  if (stats.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return std::nullopt;
+  try {
+    return stats.get();
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+void queue_backend::dead_letters(const std::string& after, std::size_t limit,
+                                 std::function<void(ingest::error_code, std::vector<ingest::dead_letter>)> done) {
+  queue_.async_dead_letters(after, limit, std::move(done));
 }
 
 void queue_backend::submit(const exam_info& exam, submission s, boost::asio::any_io_executor answer_on,

@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
 
 #include "ingest/metrics.hpp"
 #include "ingest/producer.hpp"
@@ -35,6 +36,11 @@ class queue_backend final : public submit_backend {
                         std::function<void(ingest::error_code, std::optional<unprocessed>)> done) override;
   void replay_dead_letter(const std::string& receipt_id,
                           std::function<void(ingest::error_code, std::size_t)> done) override;
+  void dead_letters(const std::string& after, std::size_t limit,
+                    std::function<void(ingest::error_code, std::vector<ingest::dead_letter>)> done) override;
+  // Reads the queue's stats now, waiting up to 2 s for them.
+  std::optional<ingest::queue_stats> queue_counts() const override;
+  bool has_queue() const override { return true; }
   bool ready() const override { return probe_->ready; }
   std::string metrics() const override;
 

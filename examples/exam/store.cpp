@@ -123,6 +123,13 @@ std::vector<stored_submission> store_pool::list(const std::string& exam_id, cons
   return with([&](store_reader& r) { return r.list(exam_id, after, limit); });
 }
 
+std::uint64_t store_pool::written_total() {
+  return with([](store_reader& r) {
+    ingest::sqlite::statement sum(r.db(), "SELECT coalesce(sum(submissions), 0) FROM exam_stats");
+    return sum.step() ? static_cast<std::uint64_t>(sum.column_int(0)) : 0U;
+  });
+}
+
 store_writer::store_writer(ingest::sqlite::database& db)
     : insert_(db,
               std::string("INSERT INTO submissions(") + columns + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),

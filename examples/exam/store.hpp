@@ -80,6 +80,9 @@ class submission_reader {
   }
   // Every dead letter was replayed or purged at `at`: the notes older than that go.
   virtual void forget_dead_letters(const std::string& at) { (void)at; }
+  // The rows written so far, of every exam (the sum of the exam_stats counters, bumped
+  // in the transaction that writes the rows): the teachers' overview samples it.
+  virtual std::uint64_t written_total() = 0;
 };
 
 // Reads on one connection (not thread-safe; see store_pool).
@@ -105,6 +108,7 @@ class store_pool final : public submission_reader {
   std::optional<stored_submission> by_key(const std::string& exam_id, const std::string& student_id,
                                           const std::string& key) override;
   std::vector<stored_submission> list(const std::string& exam_id, const std::string& after, std::size_t limit) override;
+  std::uint64_t written_total() override;
   template <class F>
   auto with(F&& f) {
     std::unique_ptr<store_reader> r;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "exams.hpp"
 #include "ingest/detail/callback.hpp"
@@ -77,6 +78,19 @@ class submit_backend {
     (void)receipt_id;
     done(ingest::errc::not_supported, 0);
   }
+  // A page of the queue's dead letters, in receipt order after `after`: `done(ec,
+  // letters)`; not_supported where there are none (the direct server).
+  virtual void dead_letters(const std::string& after, std::size_t limit,
+                            std::function<void(ingest::error_code, std::vector<ingest::dead_letter>)> done) {
+    (void)after;
+    (void)limit;
+    done(ingest::errc::not_supported, {});
+  }
+  // The queue's counts, read now (it may block: call it from a thread of your own):
+  // nullopt without a queue (the direct server), or while the queue cannot be read.
+  virtual std::optional<ingest::queue_stats> queue_counts() const { return std::nullopt; }
+  // Whether submissions wait in a queue (queue_counts then says how many).
+  virtual bool has_queue() const { return false; }
   virtual bool ready() const = 0;
   // Prometheus text appended to /metrics.
   virtual std::string metrics() const = 0;

@@ -58,6 +58,10 @@ inline std::string token(const std::string& sub, exam::role r = exam::role::stud
   return exam::mint_token({sub, r, std::chrono::system_clock::now() + ttl}, key);
 }
 
+inline std::vector<std::pair<std::string, std::string>> bearer(const std::string& tok) {
+  return {{"Authorization", "Bearer " + tok}};
+}
+
 inline std::vector<std::pair<std::string, std::string>> submit_headers(const std::string& tok, const std::string& key) {
   return {{"Authorization", "Bearer " + tok}, {"Content-Type", "application/json"}, {"Idempotency-Key", key}};
 }

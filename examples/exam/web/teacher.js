@@ -1,0 +1,160 @@
+// The teacher page: where submissions stand (GET /v1/overview, every second), the
+// chart of accepted against written, this exam's dead letters with a replay button,
+// and the graded submissions a page at a time.
+import { drawChart } from "./chart.js";
+
+const $ = (id) => document.getElementById(id);
+const PAGE = 50;
+
+// The sign-in comes in the URL fragment (#exam=ID&token=JWT), which never reaches a
+// server or a log; it is kept for this tab and taken out of the address bar.
+function signIn() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  if (hash.get("token")) sessionStorage.setItem("teacher-token", hash.get("token"));
+  if (hash.get("exam")) sessionStorage.setItem("teacher-exam", hash.get("exam"));
+  const token = sessionStorage.getItem("teacher-token");
+  const exam = sessionStorage.getItem("teacher-exam") || "demo";
+  if (hash.has("token")) history.replaceState(null, "", `${location.pathname}#exam=${encodeURIComponent(exam)}`);
+  return token ? { token, exam } : null;
+}
+
+const session = signIn();
+
+function notice(text, kind = "") {
+  $("notice").textContent = text;
+  $("notice").className = kind;
+}
+
+// GET or POST as the teacher; the JSON answer, or an Error carrying `status`.
+async function api(path, method = "GET") {
+  let res;
+  try {
+    res = await fetch(path, { method, headers: { Authorization: `Bearer ${session.token}` } });
+  } catch {
+    throw Object.assign(new Error("The server cannot be reached; trying again."), { status: 0 });
+  }
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw Object.assign(new Error(body.message || `HTTP ${res.status}`), { status: res.status });
+  return body;
+}
+
+// What a failed read tells the teacher; a lost sign-in stops the page's updates.
+let stopped = false;
+function failed(e) {
+  if (e.status === 401 || e.status === 403) {
+    stopped = true;
+    notice(e.status === 401 ? "Your sign-in has expired: open the teacher link again." : e.message, "busy");
+  } else notice(e.message, "busy");
+}
+
+const number = (v) => (v === null || v === undefined ? "–" : v.toLocaleString("en"));
+const time = (t) => (t ? t.replace("T", " ").replace(/\.\d+Z$/, " UTC") : "");
+
+async function refreshOverview() {
+  const o = await api("/v1/overview");
+  $("count-received").textContent = number(o.counts.received);
+  $("count-processing").textContent = number(o.counts.processing);
+  $("count-graded").textContent = number(o.counts.graded);
+  $("count-dead").textContent = number(o.counts.dead_lettered);
+  $("count-backlog").textContent = number(o.backlog);
+  $("sampled").textContent = o.sampled_at ? ` (last at ${time(o.sampled_at)})` : "";
+  drawChart($("chart"), o.series, $("chart-summary"));
+}
+
+function cells(row, values) {
+  for (const v of values) {
+    const td = document.createElement("td");
+    td.textContent = v;
+    row.append(td);
+  }
+}
+
+async function replay(id, button) {
+  button.disabled = true;
+  try {
+    await api(`/v1/exams/${encodeURIComponent(session.exam)}/dead-letters/${encodeURIComponent(id)}/replay`, "POST");
+    notice(`Replayed ${id}: it is back in the queue and will be graded.`);
+  } catch (e) {
+    button.disabled = false;
+    return failed(e);
+  }
+  await Promise.all([refreshDeadLetters(), refreshOverview()]).catch(failed);
+}
+
+async function refreshDeadLetters() {
+  const page = await api(`/v1/exams/${encodeURIComponent(session.exam)}/dead-letters?limit=${PAGE}`);
+  const body = $("dead").tBodies[0];
+  body.replaceChildren();
+  for (const d of page.items) {
+    const row = body.insertRow();
+    row.dataset.receipt = d.receipt_id;
+    cells(row, [d.receipt_id, d.student_id, d.last_error ? `${d.reason}: ${d.last_error}` : d.reason,
+      String(d.attempts), time(d.accepted_at), time(d.dead_lettered_at)]);
+    const button = Object.assign(document.createElement("button"), { type: "button", textContent: "Replay" });
+    button.setAttribute("aria-label", `Replay ${d.receipt_id} of ${d.student_id}`);
+    button.addEventListener("click", () => replay(d.receipt_id, button));
+    row.insertCell().append(button);
+  }
+  $("dead").hidden = page.items.length === 0;
+  $("dead-none").hidden = page.items.length !== 0;
+}
+
+// Pages go forward by the last receipt shown; the ones before are remembered.
+const pages = [""];
+async function refreshList() {
+  const after = pages[pages.length - 1];
+  const page = await api(
+    `/v1/exams/${encodeURIComponent(session.exam)}/submissions?limit=${PAGE}&after=${encodeURIComponent(after)}`,
+  );
+  const body = $("list").tBodies[0];
+  body.replaceChildren();
+  for (const s of page.items) {
+    const row = body.insertRow();
+    cells(row, [s.receipt_id, s.student_id, time(s.accepted_at), s.status, s.score === undefined ? "" : `${s.score}%`]);
+  }
+  $("page-no").textContent = page.items.length ? `Page ${pages.length}` : "No graded submissions yet";
+  $("prev").disabled = pages.length === 1;
+  $("next").disabled = !page.next_after;
+  $("next").dataset.after = page.next_after || "";
+}
+
+$("next").addEventListener("click", () => {
+  pages.push($("next").dataset.after);
+  refreshList().catch(failed);
+});
+$("prev").addEventListener("click", () => {
+  if (pages.length > 1) pages.pop();
+  refreshList().catch(failed);
+});
+
+// Reads every `ms`, one at a time (a slow answer delays the next instead of piling up).
+function every(ms, read) {
+  const tick = async () => {
+    if (stopped) return;
+    try {
+      await read();
+      if ($("notice").className === "busy") notice("");
+    } catch (e) {
+      failed(e);
+    }
+    setTimeout(tick, ms);
+  };
+  tick();
+}
+
+async function start() {
+  if (!session) return notice("Open this page with the teacher link the server printed.", "busy");
+  try {
+    const exam = await api(`/v1/exams/${encodeURIComponent(session.exam)}`);
+    $("title").textContent = `${exam.title || exam.exam_id}: submissions`;
+    document.title = `${exam.title || exam.exam_id}: teacher`;
+    $("who").textContent = `Exam ${exam.exam_id}, deadline ${time(exam.deadline)}`;
+  } catch (e) {
+    return failed(e);
+  }
+  every(1000, refreshOverview);
+  every(5000, refreshDeadLetters);
+  every(5000, refreshList);
+}
+
+start();
