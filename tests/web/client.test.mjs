@@ -346,7 +346,12 @@ test("status by server-sent events, with no polls; a stream refused (503) falls 
     assert.equal(fa.status, "graded");
     assert.equal(fa.score, 30);
     assert.equal(fb.status, "graded");
-    assert.deepEqual(first.statuses, ["received", "graded"]);
+    // "processing" shows when a read falls while the worker holds the batch.
+    assert.deepEqual(
+      first.statuses.filter((st) => st !== "processing"),
+      ["received", "graded"],
+    );
+    assert.ok(first.statuses.length <= 3, first.statuses.join());
     assert.equal(first.polls, 0);
     assert.ok(second.polls >= 2, `second polled ${second.polls} times`);
   } finally {

@@ -4,35 +4,19 @@
 // $WEB_ARTIFACTS (default: ./artifacts).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
 import { ExamServer } from "./server.mjs";
-
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const ARTIFACTS = process.env.WEB_ARTIFACTS ?? join(process.cwd(), "artifacts");
+import { ARTIFACTS, freshPage, launchBrowser } from "./browser.mjs";
 
 let server;
 let browser;
 before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
   // A short lease: a submission a killed server's grader held is graded again soon
   // after the restart.
   server = await new ExamServer({
     args: (dir) => ["--queue", `sqlite://${dir}/queue.db?visibility_timeout=2s&commit_linger=5ms`],
   }).start();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchBrowser();
 });
 after(async () => {
   await browser?.close();
@@ -40,17 +24,11 @@ after(async () => {
 });
 
 // A fresh browser profile (its own localStorage) on the student page of `student`.
-async function studentPage(student, { viewport = { width: 1000, height: 900 } } = {}) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  const problems = [];
-  page.on("console", (m) => {
-    if (m.type() === "error") problems.push(m.text());
-  });
-  page.on("pageerror", (e) => problems.push(String(e)));
-  await page.goto(`${server.url}/#exam=demo&token=${server.token(student)}`);
-  await page.locator("#answers").waitFor({ state: "visible" });
-  return { context, page, problems };
+async function studentPage(student, { viewport = { width: 1000, height: 900 }, on = server } = {}) {
+  const opened = await freshPage(browser, viewport);
+  await opened.page.goto(`${on.url}/#exam=demo&token=${on.token(student)}`);
+  await opened.page.locator("#answers").waitFor({ state: "visible" });
+  return opened;
 }
 
 async function answer(page, choices = "BDACB") {
@@ -238,4 +216,30 @@ test("phone-sized, by keyboard alone, with a strict CSP and no inline script", a
   assert.equal(rows[0].score, 10);
   assert.deepEqual(problems, []);
   await context.close();
+});
+
+test("the same page against direct_server: the receipt, graded at once; a double click stores one row", async () => {
+  const bin = process.env.DIRECT_SERVER;
+  assert.ok(bin, "DIRECT_SERVER must name the direct_server binary");
+  const direct = await new ExamServer({ bin }).start();
+  try {
+    const { context, page, problems } = await studentPage("p-direct", { on: direct });
+    await answer(page, "BDACBADCCA");
+    await page.dblclick("#submit");
+    await receiptShown(page);
+    await page.locator("#status.graded").waitFor({ timeout: 20000 });
+    assert.equal(await page.textContent("#status"), "Graded: score 100%");
+    const rows = await direct.settledRows("p-direct");
+    assert.deepEqual(
+      rows.map((r) => [r.receipt_id, r.score]),
+      [[await page.textContent("#receipt-id"), 100]],
+    );
+    await page.reload();
+    await receiptShown(page);
+    assert.equal(await page.textContent("#receipt-id"), rows[0].receipt_id);
+    assert.deepEqual(problems, []);
+    await context.close();
+  } finally {
+    await direct.stop();
+  }
 });

@@ -12,7 +12,7 @@ if ! command -v node >/dev/null; then
   echo "skip: node is not installed" >&2
   exit 77
 fi
-if [[ $test == pages* ]]; then
+if [[ $test == pages* || $test == teacher* ]]; then
   if [[ ! -d $here/node_modules/playwright-core ]]; then
     echo "skip: tests/web/node_modules missing (scripts/setup.sh --deps installs it)" >&2
     exit 77

@@ -25,8 +25,9 @@ export function serverBinary() {
 
 export class ExamServer {
   // args: more options, or a function of the data directory that returns them.
-  constructor({ args = [], secret = "web-test-secret-0123456789abcdef" } = {}) {
-    this.bin = serverBinary();
+  // bin: another server binary with the same command line (direct_server).
+  constructor({ args = [], secret = "web-test-secret-0123456789abcdef", bin = serverBinary() } = {}) {
+    this.bin = bin;
     this.secret = secret;
     this.args = args;
     this.dir = mkdtempSync(join(tmpdir(), "ingest-web-"));
@@ -104,10 +105,10 @@ export class ExamServer {
 
   // exam_worker on this server's data (its embedded queue and exam.db); returns the
   // child (stop it with SIGTERM).
-  startWorker() {
+  startWorker(args = []) {
     const bin = process.env.EXAM_WORKER;
     if (!bin || !existsSync(bin)) throw new Error("EXAM_WORKER must name the exam_worker binary");
-    const child = spawn(bin, ["--data", this.dir], { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(bin, ["--data", this.dir, ...args], { stdio: ["ignore", "ignore", "pipe"] });
     children.add(child);
     child.on("exit", () => children.delete(child));
     child.stderr.on("data", (d) => (this.output += d));
@@ -115,7 +116,7 @@ export class ExamServer {
   }
 
   token(sub, role = "student") {
-    return execFileSync(this.bin, ["token", "--sub", sub, "--role", role, "--jwt-secret", this.secret], {
+    return execFileSync(serverBinary(), ["token", "--sub", sub, "--role", role, "--jwt-secret", this.secret], {
       encoding: "utf8",
     }).trim();
   }
@@ -137,10 +138,20 @@ export class ExamServer {
     }
   }
 
+  // GET path as a teacher; the JSON answer.
+  async asTeacher(path) {
+    const res = await fetch(`${this.url}${path}`, {
+      headers: { Authorization: `Bearer ${this.token("teacher-1", "teacher")}` },
+    });
+    if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+    return res.json();
+  }
+
   // The queue's backlog (exam_backlog in /metrics).
   async backlog() {
     const text = await (await fetch(`${this.url}/metrics`)).text();
     const m = /^exam_backlog (\d+)$/m.exec(text);
+    if (!m && this.bin !== serverBinary()) return 0; // direct_server: written as accepted, no queue
     if (!m) throw new Error("no exam_backlog in /metrics");
     return Number(m[1]);
   }

@@ -10,12 +10,14 @@ function el(name, attrs, text) {
   return e;
 }
 
-// The smallest 1, 2 or 5 times a power of ten at or above `v` (at least 5).
-function niceCeiling(v) {
-  if (v <= 5) return 5;
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
+// Grid lines at a step of 1, 2 or 5 times a power of ten (whole numbers), about five
+// of them, the top one at or above `max`.
+function scale(max) {
+  if (max <= 5) return { step: 1, top: 5 };
+  const rough = max / 5;
+  const p = 10 ** Math.floor(Math.log10(rough));
+  const step = [1, 2, 5, 10].map((m) => m * p).find((s) => s >= rough);
+  return { step, top: Math.ceil(max / step) * step };
 }
 
 function paths(values, x, y) {
@@ -32,19 +34,20 @@ function paths(values, x, y) {
 }
 
 // series: {period_ms, accepted: [n|null...], written: [...]}, oldest first, the last
-// ending now. `keep` is how many periods the x axis spans.
-export function drawChart(svg, series, summary, keep = 300) {
+// ending now. The x axis spans what was sampled, a minute at least.
+export function drawChart(svg, series, summary) {
   const perSecond = (n) => (n === null ? null : (n * 1000) / series.period_ms);
   const accepted = series.accepted.map(perSecond);
   const written = series.written.map(perSecond);
-  const top = niceCeiling(Math.max(0, ...accepted.filter((v) => v !== null), ...written.filter((v) => v !== null)));
-  const span = Math.max(keep, accepted.length);
+  const { step, top } = scale(
+    Math.max(0, ...accepted.filter((v) => v !== null), ...written.filter((v) => v !== null)),
+  );
+  const span = Math.max(Math.round(60000 / series.period_ms), accepted.length);
   const offset = span - accepted.length;  // the window fills from the right
   const x = (i) => LEFT + ((i + offset) / Math.max(1, span - 1)) * (W - LEFT - RIGHT);
   const y = (v) => TOP + (1 - v / top) * (H - TOP - BOTTOM);
   const parts = [];
-  for (let k = 0; k <= 4; k++) {
-    const v = (top * k) / 4;
+  for (let v = 0; v <= top; v += step) {
     parts.push(el("line", { class: "grid", x1: LEFT, x2: W - RIGHT, y1: y(v), y2: y(v) }));
     parts.push(el("text", { class: "tick", x: LEFT - 6, y: y(v) + 4, "text-anchor": "end" }, v.toLocaleString("en")));
   }

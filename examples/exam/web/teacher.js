@@ -49,6 +49,15 @@ function failed(e) {
 
 const number = (v) => (v === null || v === undefined ? "–" : v.toLocaleString("en"));
 const time = (t) => (t ? t.replace("T", " ").replace(/\.\d+Z$/, " UTC") : "");
+const cellTime = (t) => (t ? t.replace("T", " ").replace(/\.\d+Z$/, "") : "");
+
+// A receipt's cell: its id up to the signature, the whole id on hover and for copying.
+function receiptCell(row, id) {
+  const td = row.insertCell();
+  td.textContent = id.split(".")[0];
+  td.title = id;
+  row.dataset.receipt = id;
+}
 
 async function refreshOverview() {
   const o = await api("/v1/overview");
@@ -87,13 +96,13 @@ async function refreshDeadLetters() {
   body.replaceChildren();
   for (const d of page.items) {
     const row = body.insertRow();
-    row.dataset.receipt = d.receipt_id;
-    cells(row, [d.receipt_id, d.student_id, d.last_error ? `${d.reason}: ${d.last_error}` : d.reason,
-      String(d.attempts), time(d.accepted_at), time(d.dead_lettered_at)]);
     const button = Object.assign(document.createElement("button"), { type: "button", textContent: "Replay" });
     button.setAttribute("aria-label", `Replay ${d.receipt_id} of ${d.student_id}`);
     button.addEventListener("click", () => replay(d.receipt_id, button));
     row.insertCell().append(button);
+    receiptCell(row, d.receipt_id);
+    cells(row, [d.student_id, d.last_error ? `${d.reason}: ${d.last_error}` : d.reason,
+      String(d.attempts), cellTime(d.accepted_at), cellTime(d.dead_lettered_at)]);
   }
   $("dead").hidden = page.items.length === 0;
   $("dead-none").hidden = page.items.length !== 0;
@@ -110,7 +119,8 @@ async function refreshList() {
   body.replaceChildren();
   for (const s of page.items) {
     const row = body.insertRow();
-    cells(row, [s.receipt_id, s.student_id, time(s.accepted_at), s.status, s.score === undefined ? "" : `${s.score}%`]);
+    receiptCell(row, s.receipt_id);
+    cells(row, [s.student_id, cellTime(s.accepted_at), s.status, s.score === undefined ? "" : `${s.score}%`]);
   }
   $("page-no").textContent = page.items.length ? `Page ${pages.length}` : "No graded submissions yet";
   $("prev").disabled = pages.length === 1;
@@ -154,7 +164,7 @@ async function start() {
   }
   every(1000, refreshOverview);
   every(5000, refreshDeadLetters);
-  every(5000, refreshList);
+  every(2000, refreshList);
 }
 
 start();
