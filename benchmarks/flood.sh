@@ -12,6 +12,7 @@
 #   benchmarks/flood.sh --sink postgres [--small-db] [...]
 #   benchmarks/flood.sh --polls 5000 [--backend nats --sink postgres] [--open-rate N] [--runs 3]
 #                       [--read-nice N]
+#   benchmarks/flood.sh --streams 10000 [--open-rate N] [--open-seconds S] [--runs 3]
 #
 # --sink postgres starts one PostgreSQL 15 for the whole run (initdb in the work
 # directory, as the unprivileged `postgres` user when run as root) and gives every
@@ -27,6 +28,15 @@
 # --read-nice N runs exam_server's read threads N lower (its default: 10; 0: as the
 # HTTP threads).
 #
+# --streams N measures what students following their status cost the accept path: the
+# open loop against exam_server (embedded queue) alone, with N students following
+# their receipts over event streams (each submitted before the flood, one connection
+# each, read again every 2 s: the server's default), and with N students polling every
+# 2 s instead (N/2 GETs/s), in turn, each on a fresh stack. The graders are off
+# (--workers 0), so that every followed receipt stays "received" through the flood as
+# in a real deadline backlog, and nothing is audited. It also reports the server's
+# resident memory before and with the streams open.
+#
 # --abuse measures the rate limits instead: legitimate students at a constant rate,
 # alone and then while an abusive client (one account, its own address 127.0.0.2, a new
 # key per request, no backoff) floods the server; the server runs with a per-student
@@ -39,7 +49,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 students=10000 window=1 runs=3 consumer_rate=5000 open_rate=25000 open_seconds=5
 build="$here/build" out="" quick=0 backend=sqlite abuse=0 legit_rate=1000 abuse_rate=20000 sink=sqlite small_db=0
-poll_rate=0 read_nice=()
+poll_rate=0 read_nice=() streams=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --students) students=$2; shift 2 ;;
@@ -58,6 +68,7 @@ while [[ $# -gt 0 ]]; do
     --sink) sink=$2; shift 2 ;;
     --small-db) small_db=1; shift ;;
     --polls) poll_rate=$2; shift 2 ;;
+    --streams) streams=$2; shift 2 ;;
     --read-nice) read_nice=(--read-nice "$2"); shift 2 ;;
     *) echo "flood.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -289,6 +300,39 @@ wall() {
     failures=$((failures + 1))
   fi
 }
+
+if [[ $streams != 0 ]]; then
+  # Alone, with N event streams, with N students polling every 2 s: in turn, fresh stacks.
+  for n in $(seq "$runs"); do
+    for label in accept-only accept+streams accept+polls; do
+      extra=()
+      [[ $label == accept+streams ]] && extra=(--streams "$streams")
+      [[ $label == accept+polls ]] && extra=(--poll-rate $((streams / 2)) --poll-connections 128)
+      start_stack "$label" "$n" exam_server --workers 0
+      "$bin/spike" --url "$url" --rate "$open_rate" --duration "$open_seconds" --connections 1000 \
+        --server-pid "$spid" --label "$label" --json "$out/$label-$n.json" "${extra[@]}" ||
+        failures=$((failures + 1))
+      stop_stack exam_server
+    done
+  done
+  echo
+  echo "## Status followers: open loop at $open_rate/s for ${open_seconds}s, alone, with $streams event streams, with $streams students polling every 2 s"
+  echo
+  files=()
+  for label in accept-only accept+streams accept+polls; do
+    for n in $(seq "$runs"); do files+=("$out/$label-$n.json"); done
+  done
+  "$bin/spike" report "${files[@]}"
+  echo
+  for n in $(seq "$runs"); do
+    python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['streams']; p=json.load(open(sys.argv[2]))['polls']
+print('run %s: streams %d open (%d still open at the end), server RSS %.1f MiB before, %.1f MiB with them; polls %.0f/s sent, p99 %.1f ms' % (sys.argv[3], s['opened'], s['open_at_end'], s['server_rss_before_mb'], s['server_rss_with_mb'], p['sent_per_s'], p['p99_ms']))" \
+      "$out/accept+streams-$n.json" "$out/accept+polls-$n.json" "$n"
+  done
+  echo "results: $out"
+  [[ $failures -eq 0 ]] || { echo "flood.sh: $failures run(s) failed" >&2; exit 1; }
+  exit 0
+fi
 
 if [[ $poll_rate != 0 ]]; then
   # The open loop against exam_server with and without students polling their status,

@@ -24,6 +24,7 @@
 
 #include "audit.hpp"
 #include "cli.hpp"
+#include "followers.hpp"
 #include "ingest/envelope.hpp"
 #include "progress.hpp"
 #include "report.hpp"
@@ -74,6 +75,11 @@ void define_options(CLI::App& cli, settings& s) {
   cli.add_option("--poll-connections", s.poll_connections, "connections of the status reads")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
+  cli.add_option("--streams", s.streams,
+                 "students who submit before the flood and follow their status over an event stream each "
+                 "through it (GET /v1/submissions/{id}/events; 0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
   cli.add_option("--bind", s.bind, "local address to connect from, e.g. 127.0.0.2 (another client IP)");
 }
 
@@ -118,6 +124,11 @@ int run(const settings& s) {
       return 2;
     }
   }
+  std::optional<followers> following;
+  if (s.streams > 0) {
+    following.emplace(s, plan, f.resolve());
+    following->open();
+  }
   f.connect();
   f.schedule(students);
   db.start(s, r);
@@ -125,6 +136,12 @@ int run(const settings& s) {
   progress.emplace(s.label, [&] { return progress_of(r, db); });
   o.flood_seconds = f.run();
   o.after_flood = sample_process(s.server_pid);
+  followers_report streams;
+  if (following) {
+    streams = following->close();
+    following.reset();
+    o.streams = &streams;
+  }
   db.stop();
   progress.reset();
   o.after = sample_process(s.server_pid);

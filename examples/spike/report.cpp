@@ -1,5 +1,7 @@
 #include "report.hpp"
 
+#include "followers.hpp"
+
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <chrono>
@@ -160,6 +162,30 @@ boost::json::object polls_json(const settings& s, results& p, double flood_secon
   return j;
 }
 
+// The status streams: how many were open through the flood, and the server's memory.
+void print_streams(const followers_report& f) {
+  std::printf("  status streams %d asked, %d open (in %.1f s), %d refused, %d still open after the flood, %llu events\n",
+              f.asked, f.opened, f.open_seconds, f.refused, f.open_at_end, static_cast<unsigned long long>(f.events));
+  if (f.rss_before_kib >= 0)
+    std::printf("  server memory %.1f MiB before the streams, %.1f MiB with them open (%.1f KiB a stream)\n",
+                static_cast<double>(f.rss_before_kib) / 1024.0, static_cast<double>(f.rss_with_kib) / 1024.0,
+                f.opened > 0 ? static_cast<double>(f.rss_with_kib - f.rss_before_kib) / f.opened : 0.0);
+}
+
+boost::json::object streams_json(const followers_report& f) {
+  boost::json::object j;
+  j["asked"] = f.asked;
+  j["receipts"] = f.receipts;
+  j["opened"] = f.opened;
+  j["refused"] = f.refused;
+  j["open_at_end"] = f.open_at_end;
+  j["events"] = f.events;
+  j["open_s"] = f.open_seconds;
+  j["server_rss_before_mb"] = static_cast<double>(f.rss_before_kib) / 1024.0;
+  j["server_rss_with_mb"] = static_cast<double>(f.rss_with_kib) / 1024.0;
+  return j;
+}
+
 void write_json(const settings& s, const run_plan& plan, results& r, const run_outcome& o, const figures& f) {
   boost::json::object j;
   j["label"] = s.label;
@@ -181,6 +207,7 @@ void write_json(const settings& s, const run_plan& plan, results& r, const run_o
   }
   j["errors"] = std::move(errs);
   if (o.polls) j["polls"] = polls_json(s, *o.polls, o.flood_seconds);
+  if (o.streams) j["streams"] = streams_json(*o.streams);
   if (s.urls.size() > 1) {
     boost::json::object by;
     std::lock_guard lock(r.mutex);
@@ -226,6 +253,7 @@ void report_run(const settings& s, const run_plan& plan, results& r, const run_o
   const figures f = figures_of(plan, r, o);
   print_summary(s, plan, r, o, f);
   if (o.polls) print_polls(s, *o.polls, o.flood_seconds);
+  if (o.streams) print_streams(*o.streams);
   if (!s.json_out.empty()) write_json(s, plan, r, o, f);
   if (!s.svg_out.empty()) std::ofstream(s.svg_out) << svg_chart(s, r.accepted_per_tick, o.written, f.latency);
 }

@@ -14,6 +14,8 @@
 
 namespace spike {
 
+struct followers_report;  // followers.hpp
+
 // What a run measured besides its `results`.
 struct run_outcome {
   double flood_seconds = 0;
@@ -23,6 +25,7 @@ struct run_outcome {
   std::vector<std::int64_t> written;  // this run's rows in exam.db, every 100 ms
   double drain_seconds = -1;
   results* polls = nullptr;  // the status reads of the flood (--poll-rate), if any
+  const followers_report* streams = nullptr;  // the status streams open during it (--streams), if any
 };
 
 // Prints the summary, then writes run.json and the chart where the settings ask for them.

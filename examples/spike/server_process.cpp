@@ -16,7 +16,10 @@ proc_sample sample_process(int pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) out.peak_rss_kib = std::strtol(line.c_str() + 6, nullptr, 10);
+    if (line.rfind("VmHWM:", 0) == 0)
+      out.peak_rss_kib = std::strtol(line.c_str() + 6, nullptr, 10);
+    else if (line.rfind("VmRSS:", 0) == 0)
+      out.rss_kib = std::strtol(line.c_str() + 6, nullptr, 10);
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
   const auto close = content.rfind(')');

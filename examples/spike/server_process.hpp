@@ -5,6 +5,7 @@ namespace spike {
 
 struct proc_sample {
   long peak_rss_kib = -1;
+  long rss_kib = -1;  // resident now
   double cpu_seconds = -1;
 };
 

@@ -33,6 +33,7 @@ struct settings {
   std::string bind;          // local address to connect from (e.g. 127.0.0.2: another client IP)
   double poll_rate = 0;      // status reads per second during the flood (0: none)
   int poll_connections = 32;
+  int streams = 0;  // students following their status over event streams during the flood
 };
 
 // One run, as the settings make it.
