@@ -82,7 +82,7 @@ std::size_t status_streams::open() const {
 
 void status_streams::run() {
   // Fine steps: the reads due (spread over the interval, see follow()) go out in small
-  // groups instead of a quarter of every stream at once, which showed in the accept
+  // groups instead of an eighth of every stream at once, which showed in the accept
   // path's p95 (benchmarks/README.md, "Status followers during a flood").
   const auto step = std::clamp(options_.interval / 20, std::chrono::milliseconds(10), std::chrono::milliseconds(100));
   std::unique_lock lock(mutex_);
