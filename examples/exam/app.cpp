@@ -112,7 +112,7 @@ app::app(const catalog& exams, submission_reader& store, submit_backend& backend
       // Two queries at once at most: under load the reads wait for the next batch
       // instead of each taking a query (and the cores the submissions need).
       records_(store_, reads_.get(), {.max_batch = 256, .lanes = std::min<std::size_t>(2, options_.read_threads)}),
-      streams_(std::make_shared<status_streams>(
+      streams_(status_streams::make(
           [this](const std::string& id, const std::string& authorization,
                  std::function<void(ingest::http::response)> done) { read_status(id, authorization, std::move(done)); },
           options_.streams)) {

@@ -6,8 +6,13 @@
 
 namespace exam {
 
-status_streams::status_streams(reader read, stream_options o)
-    : read_(std::move(read)), options_(o), thread_([this] { run(); }) {}
+status_streams::status_streams(reader read, stream_options o) : read_(std::move(read)), options_(o) {}
+
+std::shared_ptr<status_streams> status_streams::make(reader read, stream_options o) {
+  auto s = std::make_shared<status_streams>(std::move(read), o);
+  s->thread_ = std::thread([raw = s.get()] { raw->run(); });
+  return s;
+}
 
 status_streams::~status_streams() {
   {
@@ -15,7 +20,7 @@ status_streams::~status_streams() {
     stopping_ = true;
   }
   wake_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 std::string status_streams::event(std::string_view type, std::string_view json) {

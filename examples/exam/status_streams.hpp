@@ -36,6 +36,8 @@ class status_streams : public std::enable_shared_from_this<status_streams> {
                                     std::function<void(ingest::http::response)> done)>;
   enum class refusal { none, too_many, too_many_for_principal };
 
+  // Made shared, its thread started once it is (the thread takes weak_from_this()).
+  static std::shared_ptr<status_streams> make(reader read, stream_options o);
   status_streams(reader read, stream_options o);
   // Stops the thread (no read starts after it returns).
   ~status_streams();
@@ -86,7 +88,7 @@ class status_streams : public std::enable_shared_from_this<status_streams> {
   std::unordered_map<std::uint64_t, place> places_;
   std::map<std::string, std::size_t, std::less<>> per_principal_;
   std::atomic<std::uint64_t> events_{0};
-  std::thread thread_;  // last: started once the rest exists
+  std::thread thread_;  // started by make(), once the object is shared
 };
 
 }  // namespace exam
