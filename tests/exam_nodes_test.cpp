@@ -31,7 +31,9 @@ struct node {
         reader(exam::open_reader(sink)),
         producer(*queue, producer_options{.max_in_flight = 64, .default_subject = "exam"}),
         backend(*queue, producer, *reader, nullptr) {
-    exam::app_options options{.jwt_secret = secret, .receipts = exam::make_receipt_signer({}, secret)};
+    // As exam_server sets it on a broker: no graded answers kept in memory.
+    exam::app_options options{
+        .jwt_secret = secret, .receipts = exam::make_receipt_signer({}, secret), .graded_cache = 0};
     queue->sign_receipts(options.receipts);
     backend.start();
     api = std::make_unique<exam::app>(exams, *reader, backend, options);

@@ -123,10 +123,11 @@ TEST_CASE("overview's sampling: a period per sample, unknown where a source fail
                         },
                     .accepted_here = [&] { return here.load(); }},
                    {.period = 1h, .keep = 4});
-  REQUIRE(eventually([&] { return sampled == 1; }));  // the thread's first sample, then an hour's wait
   auto doc = [&] { return boost::json::parse(o.json()).as_object(); };
   auto line = [&](const char* name) { return boost::json::serialize(doc().at("series").as_object().at(name)); };
-  CHECK(line("accepted") == "[null]");  // nothing to count from yet
+  // The thread's first sample (nothing to count from yet), then an hour's wait.
+  REQUIRE(eventually([&] { return line("accepted") == "[null]"; }));
+  CHECK(sampled == 1);
   here = 5;
   o.sample();
   here = 7;
@@ -246,4 +247,34 @@ TEST_CASE("dead letters: an exam's own, with reason, attempts and times, paged; 
   start_grader(f, f.exams);
   REQUIRE(f.written(1));
   REQUIRE(eventually([&] { return count(overview_of(f), "graded") == 1; }));
+}
+
+TEST_CASE("dead letters: an exam's own found past a page of the queue's (the scan goes on to the next)") {
+  auto options = quick_overview();
+  options.student_rate = 0;
+  exam_fixture f(kind::queue_sqlite, options, 1h, /*with_grader=*/false);
+  auto c = f.client();
+  const auto s1 = token("s1");
+  const auto teacher = token("t1", exam::role::teacher);
+  // 120 of "open" first: the queue's first page (100 at least) holds none of "thirds".
+  for (int i = 0; i < 120; ++i) REQUIRE(f.submit(c, "open", s1, "k-many-" + std::to_string(i)).status == 202);
+  const auto late = f.submit(c, "thirds", s1, "k-many-t", R"({"answers":{"q1":"A"}})").field("receipt_id");
+  start_grader(f, no_exams());
+  REQUIRE(eventually([&] { return count(overview_of(f), "dead_lettered") == 121; }, 20s));
+  const auto thirds = c.call(verb::get, "/v1/exams/thirds/dead-letters", bearer(teacher)).json().as_object();
+  REQUIRE(thirds.at("items").as_array().size() == 1);
+  CHECK(thirds.at("items").as_array()[0].as_object().at("receipt_id").as_string() == late);
+  CHECK(thirds.at("next_after").is_null());
+  // And "open" a page at a time, 50 and 50 and 20.
+  std::string after;
+  std::size_t seen = 0;
+  for (int page = 0; page < 3; ++page) {
+    const auto p = c.call(verb::get, "/v1/exams/open/dead-letters?limit=50&after=" + after, bearer(teacher))
+                       .json()
+                       .as_object();
+    seen += p.at("items").as_array().size();
+    after = p.at("next_after").is_null() ? "" : std::string(p.at("next_after").as_string());
+  }
+  CHECK(seen == 120);
+  CHECK(after.empty());
 }

@@ -112,6 +112,7 @@ app::app(const catalog& exams, submission_reader& store, submit_backend& backend
       // Two queries at once at most: under load the reads wait for the next batch
       // instead of each taking a query (and the cores the submissions need).
       records_(store_, reads_.get(), {.max_batch = 256, .lanes = std::min<std::size_t>(2, options_.read_threads)}),
+      graded_(options_.graded_cache),
       streams_(status_streams::make(
           [this](const std::string& id, const std::string& authorization,
                  std::function<void(ingest::http::response)> done) { read_status(id, authorization, std::move(done)); },
@@ -127,7 +128,8 @@ app::app(const catalog& exams, submission_reader& store, submit_backend& backend
 
 app::~app() {
   overview_.reset();
-  streams_.reset();  // no status read starts after this
+  streams_->stop();  // no status read starts after this
+  streams_.reset();
   if (reads_) reads_->join();
 }
 
@@ -174,7 +176,12 @@ std::string app::metrics() const {
       "# HELP exam_status_queries_total Database queries those lookups took (several receipts each under load).\n"
       "# TYPE exam_status_queries_total counter\n"
       "exam_status_queries_total " +
-      std::to_string(records_.queries()) + "\n";
+      std::to_string(records_.queries()) +
+      "\n"
+      "# HELP exam_status_cache_hits_total Status reads of graded submissions answered from memory, without a query.\n"
+      "# TYPE exam_status_cache_hits_total counter\n"
+      "exam_status_cache_hits_total " +
+      std::to_string(graded_.hits()) + "\n";
   out +=
       "# HELP exam_status_streams Status event streams open (GET /v1/submissions/{id}/events).\n"
       "# TYPE exam_status_streams gauge\n"

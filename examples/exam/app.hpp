@@ -14,6 +14,7 @@
 #include <string>
 
 #include "exams.hpp"
+#include "graded_cache.hpp"
 #include "ingest/durable_queue.hpp"
 #include "ingest/http/response.hpp"
 #include "ingest/http/server.hpp"
@@ -54,6 +55,10 @@ struct app_options {
   // GET /v1/submissions/{id}/events: how often a followed receipt is read again, and
   // how many streams may be open.
   stream_options streams{};
+  // Graded answers kept in memory for status reads (graded_cache.hpp); 0: none. Only
+  // where a key is accepted once (the embedded queue, the direct server): on a broker
+  // an earlier copy of the same key graded later replaces the row.
+  std::size_t graded_cache = 50000;
   // GET /v1/overview: how often the counts are sampled, and how many samples the chart keeps.
   overview_options overview{};
 };
@@ -141,6 +146,7 @@ class app {
   std::map<std::string, std::uint64_t, std::less<>> rejected_;
   std::unique_ptr<boost::asio::thread_pool> reads_;  // joined before the rest goes
   record_batcher records_;                           // reads on reads_
+  graded_cache graded_;                              // status reads of graded receipts
   std::shared_ptr<status_streams> streams_;          // stopped first: its reads use the rest
   std::atomic<std::uint64_t> accepted_{0};           // new receipts given (queued or stored)
   std::unique_ptr<overview> overview_;               // samples backend_, store_ and accepted_

@@ -18,12 +18,16 @@ overview::~overview() {
 }
 
 void overview::run(std::stop_token stop) {
+  // On a fixed schedule: a slow sample does not stretch the periods after it.
+  auto next = std::chrono::steady_clock::now();
   std::unique_lock lock(mutex_);
   while (!stop.stop_requested()) {
     lock.unlock();
     sample();
     lock.lock();
-    wake_.wait_for(lock, stop, options_.period, [] { return false; });
+    next += options_.period;
+    if (const auto now = std::chrono::steady_clock::now(); next < now) next = now + options_.period;
+    wake_.wait_until(lock, stop, next, [] { return false; });
   }
 }
 
@@ -37,23 +41,30 @@ void overview::sample() {
     // Not readable just now: this period shows no rows written, not zero.
   }
   auto queue = sources_.queue ? sources_.queue() : std::nullopt;
-  // The queue's own count covers every server on it; where it keeps none exactly
-  // (a broker), this server's receipts are what it can tell.
-  const bool by_queue = queue && queue->exact.accepted;
-  const std::uint64_t accepted = by_queue ? queue->accepted : sources_.accepted_here();
   const auto at = ingest::format_time(ingest::clock::now());
   std::lock_guard lock(mutex_);
+  // The queue's own count covers every server on it; where it keeps none exactly (a
+  // broker), this server's receipts are what it can tell. While the queue cannot be
+  // read, accepted stays with its source and this period is not known.
+  const bool by_queue = queue ? queue->exact.accepted : accepted_by_queue_;
+  std::optional<std::uint64_t> accepted;
+  if (!by_queue)
+    accepted = sources_.accepted_here();
+  else if (queue)
+    accepted = queue->accepted;
+  auto delta = [](std::optional<std::uint64_t> now, std::optional<std::uint64_t> before) -> std::optional<std::uint64_t> {
+    if (!now || !before) return std::nullopt;
+    return *now >= *before ? *now - *before : 0;
+  };
   point p;
-  if (previous_ && accepted_by_queue_ == by_queue) {
-    p.accepted = accepted >= previous_->accepted ? accepted - previous_->accepted : 0;
-    if (written && written_) p.written = *written >= *written_ ? *written - *written_ : 0;
-  }
+  if (by_queue == accepted_by_queue_) p.accepted = delta(accepted, accepted_);
+  p.written = delta(written, written_);
   series_.push_back(p);
   while (series_.size() > options_.keep) series_.pop_front();
-  previous_ = totals{accepted, written.value_or(0)};
+  accepted_ = accepted;
   accepted_by_queue_ = by_queue;
-  queue_ = queue;
   written_ = written;
+  queue_ = queue;
   sampled_at_ = at;
 }
 

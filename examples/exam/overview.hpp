@@ -47,10 +47,6 @@ class overview {
   void sample();
 
  private:
-  struct totals {
-    std::uint64_t accepted = 0;
-    std::uint64_t written = 0;
-  };
   struct point {
     std::optional<std::uint64_t> accepted;  // nullopt: not known for that period
     std::optional<std::uint64_t> written;
@@ -62,10 +58,10 @@ class overview {
   mutable std::mutex mutex_;
   std::condition_variable_any wake_;
   std::deque<point> series_;
-  std::optional<totals> previous_;  // the last sample that read both totals
-  std::optional<ingest::queue_stats> queue_;
+  std::optional<std::uint64_t> accepted_;  // the last sample's totals (nullopt: not read)
   std::optional<std::uint64_t> written_;
-  bool accepted_by_queue_ = false;
+  bool accepted_by_queue_ = false;  // where accepted_ came from
+  std::optional<ingest::queue_stats> queue_;
   std::string sampled_at_;
   std::jthread thread_;  // last: stopped and joined before the rest goes
 };

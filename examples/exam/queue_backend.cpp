@@ -2,7 +2,6 @@
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/use_future.hpp>
 
 #include "ingest/fingerprint.hpp"
 
@@ -38,6 +37,10 @@ void queue_backend::probe(std::shared_ptr<probe_state> p) {
   p->queue.async_stats([p](ingest::error_code ec, ingest::queue_stats st) {
     p->ready = !ec;
     if (!ec && p->metrics) p->metrics->backlog.set(static_cast<std::int64_t>(st.pending));
+    {
+      std::lock_guard lock(p->mutex);
+      p->counts = ec ? std::nullopt : std::optional(st);
+    }
     if (p->stopped) return;
     p->timer.expires_after(std::chrono::seconds(1));
     p->timer.async_wait([p](boost::system::error_code wec) {
@@ -47,13 +50,8 @@ void queue_backend::probe(std::shared_ptr<probe_state> p) {
 }
 
 std::optional<ingest::queue_stats> queue_backend::queue_counts() const {
-  auto stats = queue_.async_stats(boost::asio::use_future);
-  if (stats.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return std::nullopt;
-  try {
-    return stats.get();
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
+  std::lock_guard lock(probe_->mutex);
+  return probe_->counts;
 }
 
 void queue_backend::dead_letters(const std::string& after, std::size_t limit,

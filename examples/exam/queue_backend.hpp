@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 
 #include "ingest/metrics.hpp"
@@ -38,7 +39,7 @@ class queue_backend final : public submit_backend {
                           std::function<void(ingest::error_code, std::size_t)> done) override;
   void dead_letters(const std::string& after, std::size_t limit,
                     std::function<void(ingest::error_code, std::vector<ingest::dead_letter>)> done) override;
-  // Reads the queue's stats now, waiting up to 2 s for them.
+  // The stats the readiness probe read last (once a second): no read of its own.
   std::optional<ingest::queue_stats> queue_counts() const override;
   bool has_queue() const override { return true; }
   bool ready() const override { return probe_->ready; }
@@ -65,6 +66,8 @@ class queue_backend final : public submit_backend {
     boost::asio::steady_timer timer;
     std::atomic<bool> ready{false};
     std::atomic<bool> stopped{false};
+    mutable std::mutex mutex;
+    std::optional<ingest::queue_stats> counts;  // the last read; nullopt after a failed one
   };
   static void probe(std::shared_ptr<probe_state> p);
 

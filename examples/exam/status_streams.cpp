@@ -14,13 +14,21 @@ std::shared_ptr<status_streams> status_streams::make(reader read, stream_options
   return s;
 }
 
-status_streams::~status_streams() {
+void status_streams::stop() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (!thread_.joinable()) return;
+  if (thread_.get_id() == std::this_thread::get_id())
+    thread_.detach();  // the last reference dropped in a read's callback: run() returns next
+  else
+    thread_.join();
+}
+
+status_streams::~status_streams() {
+  stop();
 }
 
 std::string status_streams::event(std::string_view type, std::string_view json) {

@@ -39,7 +39,10 @@ class status_streams : public std::enable_shared_from_this<status_streams> {
   // Made shared, its thread started once it is (the thread takes weak_from_this()).
   static std::shared_ptr<status_streams> make(reader read, stream_options o);
   status_streams(reader read, stream_options o);
-  // Stops the thread (no read starts after it returns).
+  // Stops the thread and waits for it: no read starts after it returns. Call it before
+  // dropping the owner's reference, so that the last one never drops on the thread
+  // itself (a read's callback holds one while it runs).
+  void stop();
   ~status_streams();
   status_streams(const status_streams&) = delete;
   status_streams& operator=(const status_streams&) = delete;

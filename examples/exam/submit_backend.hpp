@@ -86,8 +86,8 @@ class submit_backend {
     (void)limit;
     done(ingest::errc::not_supported, {});
   }
-  // The queue's counts, read now (it may block: call it from a thread of your own):
-  // nullopt without a queue (the direct server), or while the queue cannot be read.
+  // The queue's counts as last read (at most a second old): nullopt without a queue
+  // (the direct server), or while the queue cannot be read.
   virtual std::optional<ingest::queue_stats> queue_counts() const { return std::nullopt; }
   // Whether submissions wait in a queue (queue_counts then says how many).
   virtual bool has_queue() const { return false; }

@@ -76,6 +76,10 @@ awaitable<void> followers::follow(std::size_t i) {
   };
   try {
     const auto& server = servers_[i % servers_.size()];
+    // Until the stream is open, each step has the client timeout; then no deadline.
+    const auto timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(s_.timeout_s));
+    f.stream.expires_after(timeout);
     co_await f.stream.async_connect(server.endpoint, use_awaitable);
     const auto sub = "follower-" + plan_.run + "-" + std::to_string(i);
     const auto token =
@@ -86,6 +90,7 @@ awaitable<void> followers::follow(std::size_t i) {
     // A busy server (503, 429, 409) is asked again with the same key, as the page does.
     for (int attempt = 0; attempt < 10 && !receipt; ++attempt) {
       auto req = submission_request(s_, token, "follow-" + plan_.run + "-" + std::to_string(i));
+      f.stream.expires_after(timeout);
       co_await bhttp::async_write(f.stream, req, use_awaitable);
       bhttp::response<bhttp::string_body> res;
       co_await bhttp::async_read(f.stream, buffer, res, use_awaitable);
@@ -101,22 +106,27 @@ awaitable<void> followers::follow(std::size_t i) {
     const std::string get = "GET /v1/submissions/" + *receipt +
                             "/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nAuthorization: "
                             "Bearer " + token + "\r\n\r\n";
+    f.stream.expires_after(timeout);
     co_await asio::async_write(f.stream, asio::buffer(get), use_awaitable);
     counter events{"event: status", {}};
     std::array<char, 4096> piece{};
-    auto n = co_await f.stream.async_read_some(asio::buffer(piece), use_awaitable);
-    const std::string_view head(piece.data(), n);
-    if (head.rfind("HTTP/1.1 200", 0) != 0 || head.find("text/event-stream") == std::string_view::npos) {
+    std::string head;  // the response head, read whole (it may come in pieces)
+    while (head.find("\r\n\r\n") == std::string::npos && head.size() < 16384) {
+      const auto n = co_await f.stream.async_read_some(asio::buffer(piece), use_awaitable);
+      head.append(piece.data(), n);
+    }
+    if (head.rfind("HTTP/1.1 200", 0) != 0 || head.find("text/event-stream") == std::string::npos) {
       ++refused_;
       settle();
       co_return;
     }
+    f.stream.expires_never();
     ++opened_;
     ++open_now_;
     settle();
     events_ += events.add(head);
     for (;;) {
-      n = co_await f.stream.async_read_some(asio::buffer(piece), use_awaitable);
+      const auto n = co_await f.stream.async_read_some(asio::buffer(piece), use_awaitable);
       events_ += events.add(std::string_view(piece.data(), n));
     }
   } catch (const std::exception&) {
@@ -152,7 +162,10 @@ void followers::open() {
     auto guard = asio::make_work_guard(io_);
     io_.run();
   });
-  while (settled_.load() < s_.streams) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // Bounded: followers not settled by then are counted in neither opened nor refused.
+  const auto give_up = t0 + std::chrono::seconds(120);
+  while (settled_.load() < s_.streams && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   report_.open_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   report_.rss_with_kib = sample_process(s_.server_pid).rss_kib;
 }

@@ -38,13 +38,14 @@ async function api(path, method = "GET") {
   return body;
 }
 
-// What a failed read tells the teacher; a lost sign-in stops the page's updates.
+// What a failed read tells the teacher (cleared by the next read that works); a lost
+// sign-in stops the page's updates.
 let stopped = false;
 function failed(e) {
   if (e.status === 401 || e.status === 403) {
     stopped = true;
     notice(e.status === 401 ? "Your sign-in has expired: open the teacher link again." : e.message, "busy");
-  } else notice(e.message, "busy");
+  } else notice(e.message, "busy read");
 }
 
 const number = (v) => (v === null || v === undefined ? "–" : v.toLocaleString("en"));
@@ -78,25 +79,50 @@ function cells(row, values) {
   }
 }
 
+const replaying = new Set(); // their buttons stay disabled while the table is redrawn
+
 async function replay(id, button) {
   button.disabled = true;
+  replaying.add(id);
   try {
     await api(`/v1/exams/${encodeURIComponent(session.exam)}/dead-letters/${encodeURIComponent(id)}/replay`, "POST");
     notice(`Replayed ${id}: it is back in the queue and will be graded.`);
   } catch (e) {
     button.disabled = false;
-    return failed(e);
+    if (e.status === 401) return failed(e);
+    return notice(`Not replayed: ${e.message}`, "busy"); // stays until the teacher acts again
+  } finally {
+    replaying.delete(id);
   }
   await Promise.all([refreshDeadLetters(), refreshOverview()]).catch(failed);
 }
 
+// This exam's dead letters, up to a page of them: the server scans the queue's dead
+// letters (of every exam) a bounded stretch per request, so a page may come back empty
+// with a place to go on from.
+async function deadLetters() {
+  const items = [];
+  let after = "";
+  for (let asked = 0; asked < 20 && items.length < PAGE; asked++) {
+    const page = await api(
+      `/v1/exams/${encodeURIComponent(session.exam)}/dead-letters?limit=${PAGE - items.length}` +
+        `&after=${encodeURIComponent(after)}`,
+    );
+    items.push(...page.items);
+    if (!page.next_after) return { items, more: false };
+    after = page.next_after;
+  }
+  return { items, more: true };
+}
+
 async function refreshDeadLetters() {
-  const page = await api(`/v1/exams/${encodeURIComponent(session.exam)}/dead-letters?limit=${PAGE}`);
+  const page = await deadLetters();
   const body = $("dead").tBodies[0];
   body.replaceChildren();
   for (const d of page.items) {
     const row = body.insertRow();
     const button = Object.assign(document.createElement("button"), { type: "button", textContent: "Replay" });
+    button.disabled = replaying.has(d.receipt_id);
     button.setAttribute("aria-label", `Replay ${d.receipt_id} of ${d.student_id}`);
     button.addEventListener("click", () => replay(d.receipt_id, button));
     row.insertCell().append(button);
@@ -105,7 +131,8 @@ async function refreshDeadLetters() {
       String(d.attempts), cellTime(d.accepted_at), cellTime(d.dead_lettered_at)]);
   }
   $("dead").hidden = page.items.length === 0;
-  $("dead-none").hidden = page.items.length !== 0;
+  $("dead-none").hidden = page.items.length !== 0 || page.more;
+  $("dead-more").hidden = !page.more;
 }
 
 // Pages go forward by the last receipt shown; the ones before are remembered.
@@ -143,7 +170,7 @@ function every(ms, read) {
     if (stopped) return;
     try {
       await read();
-      if ($("notice").className === "busy") notice("");
+      if ($("notice").className === "busy read") notice("");
     } catch (e) {
       failed(e);
     }
