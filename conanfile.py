@@ -2,6 +2,7 @@ import os
 import re
 
 from conan import ConanFile
+from conan.errors import ConanInvalidConfiguration
 from conan.tools.cmake import CMake, CMakeDeps, CMakeToolchain, cmake_layout
 from conan.tools.files import copy, load
 
@@ -18,11 +19,13 @@ class IngestConan(ConanFile):
         "with_sqlite": [True, False],  # ingest::sqlite: the embedded queue, the idempotency store
         "with_nats": [True, False],    # ingest::nats: the NATS JetStream backend (nats.c)
         "with_http": [True, False],    # ingest::http: the Beast HTTP(S) server for the accept path
-        "with_sqs": [True, False],     # ingest::sqs: the SQS backend (Beast client, SigV4, OpenSSL)
+        "with_aws": [True, False],     # ingest::aws: SigV4, presigned URLs, an S3 bucket client (Beast, OpenSSL)
+        "with_sqs": [True, False],     # ingest::sqs: the SQS backend (needs with_aws)
         "with_postgres": [True, False],  # ingest::postgres: the PostgreSQL sink and idempotency store (libpq)
         "with_testing": [True, False],  # ingest::testing: the queue conformance suite (header-only, doctest)
     }
-    default_options = {"fPIC": True, "with_sqlite": True, "with_nats": True, "with_http": True, "with_sqs": True,
+    default_options = {"fPIC": True, "with_sqlite": True, "with_nats": True, "with_http": True, "with_aws": True,
+                       "with_sqs": True,
                        "with_postgres": False, "with_testing": False}
     exports_sources = "CMakeLists.txt", "LICENSE", "cmake/*", "include/*", "src/*"
 
@@ -34,6 +37,10 @@ class IngestConan(ConanFile):
     def config_options(self):
         if self.settings.os == "Windows":
             del self.options.fPIC
+
+    def validate(self):
+        if self.options.with_sqs and not self.options.with_aws:
+            raise ConanInvalidConfiguration("with_sqs needs with_aws (its SigV4 signing and HTTP client)")
 
     def layout(self):
         cmake_layout(self)
@@ -57,6 +64,7 @@ class IngestConan(ConanFile):
         tc.cache_variables["INGEST_WITH_SQLITE"] = bool(self.options.with_sqlite)
         tc.cache_variables["INGEST_WITH_NATS"] = bool(self.options.with_nats)
         tc.cache_variables["INGEST_WITH_HTTP"] = bool(self.options.with_http)
+        tc.cache_variables["INGEST_WITH_AWS"] = bool(self.options.with_aws)
         tc.cache_variables["INGEST_WITH_SQS"] = bool(self.options.with_sqs)
         tc.cache_variables["INGEST_WITH_POSTGRES"] = bool(self.options.with_postgres)
         tc.cache_variables["INGEST_WITH_TESTING"] = bool(self.options.with_testing)
@@ -100,11 +108,16 @@ class IngestConan(ConanFile):
             c.set_property("cmake_target_name", "ingest::http")
             c.libs = ["ingest_http"]
             c.requires = ["core", "boost::json", "openssl::ssl", "openssl::crypto"]
+        if self.options.with_aws:
+            c = self.cpp_info.components["aws"]
+            c.set_property("cmake_target_name", "ingest::aws")
+            c.libs = ["ingest_aws"]
+            c.requires = ["core", "openssl::ssl", "openssl::crypto"]
         if self.options.with_sqs:
             c = self.cpp_info.components["sqs"]
             c.set_property("cmake_target_name", "ingest::sqs")
             c.libs = ["ingest_sqs"]
-            c.requires = ["core", "boost::json", "openssl::ssl", "openssl::crypto"]
+            c.requires = ["core", "aws", "boost::json", "openssl::ssl", "openssl::crypto"]
         if self.options.with_postgres:
             c = self.cpp_info.components["postgres"]
             c.set_property("cmake_target_name", "ingest::postgres")

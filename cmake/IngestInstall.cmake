@@ -1,7 +1,7 @@
 include(CMakePackageConfigHelpers)
 
 set(ingest_targets ingest_core)
-foreach(component sqlite nats http sqs postgres testing)
+foreach(component sqlite nats http aws sqs postgres testing)
   if(TARGET ingest_${component})
     list(APPEND ingest_targets ingest_${component})
   endif()
@@ -15,9 +15,9 @@ install(TARGETS ${ingest_targets} EXPORT ingestTargets
 
 # Backend headers are installed only with their backend.
 install(DIRECTORY include/ingest DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
-  PATTERN "sqlite" EXCLUDE PATTERN "nats" EXCLUDE PATTERN "http" EXCLUDE PATTERN "sqs" EXCLUDE PATTERN "postgres" EXCLUDE
+  PATTERN "sqlite" EXCLUDE PATTERN "nats" EXCLUDE PATTERN "http" EXCLUDE PATTERN "aws" EXCLUDE PATTERN "sqs" EXCLUDE PATTERN "postgres" EXCLUDE
   PATTERN "testing" EXCLUDE)
-foreach(component sqlite nats http sqs postgres testing)
+foreach(component sqlite nats http aws sqs postgres testing)
   if(TARGET ingest_${component})
     install(DIRECTORY include/ingest/${component} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/ingest)
   endif()

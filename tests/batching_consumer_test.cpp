@@ -189,6 +189,35 @@ TEST_CASE("guarantee 4: repeated failures end in the dead-letter store with reas
   CHECK(st.accepted == st.processed + st.dead_lettered);
 }
 
+TEST_CASE("guarantee 4: a retry marked with a reason is dead-lettered with it once the attempts run out") {
+  io_thread io;
+  temp_dir dir;
+  memory_queue q(io.executor(), {.quiet = true});
+  sqlite_sink sink(dir.file("sink.db"));
+  fill(q, 5);
+  REQUIRE_FALSE(publish(q, message("waiting", "p")).first);
+  auto write = sink.handler();
+  // Marked before the write, as a check outside the transaction does.
+  batch_handler handler = [&](batch& b) {
+    for (std::size_t i = 0; i < b.size(); ++i)
+      if (b[i].message.idempotency_key == "waiting") b.retry(i, "the file is not there yet", "attachment_missing");
+    write(b);
+  };
+  auto options = quick({.max_batch = 8});
+  options.retry.max_attempts = 3;
+  batching_consumer consumer(q, handler, options);
+  consumer.start();
+  REQUIRE(eventually([&] { return stats(q).dead_lettered == 1; }));
+  consumer.drain();
+  const auto letters = dead_letters(q);
+  REQUIRE(letters.size() == 1);
+  CHECK(letters[0].reason == "attachment_missing");
+  CHECK(letters[0].attempts == 3);
+  CHECK(letters[0].last_error == "the file is not there yet");
+  CHECK(sink.rows() == 5);
+  CHECK(sink.rows_for("waiting") == 0);
+}
+
 TEST_CASE("a batch that throws is split so that one bad item does not hold back the rest") {
   io_thread io;
   temp_dir dir;

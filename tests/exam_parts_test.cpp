@@ -329,3 +329,60 @@ TEST_CASE("dead-letter command line: list, show, replay, purge") {
     q->close();
   }
 }
+
+TEST_CASE("attachments: exam limits, upload keys, and the payload with files") {
+  const auto demo = exam::catalog::demo(std::chrono::system_clock::now());
+  CHECK(demo.find("demo")->attachments.allowed());
+  const auto shipped = exam::catalog::from_file(INGEST_EXAMS_FILE);
+  CHECK_FALSE(shipped.find("physics-quiz")->attachments.allowed());  // none unless the exam says
+
+  const std::string head = R"({"exams":[{"id":"a","answer_key":{},"opens_at":"2026-01-01T00:00:00Z","deadline":"2026-01-02T00:00:00Z","attachments":)";
+  const auto rules = exam::catalog::from_json(head + R"({"max_files":2,"max_bytes":100,"content_types":["text/plain"]}}]})")
+                         .find("a")
+                         ->attachments;
+  CHECK(rules.max_files == 2);
+  CHECK(rules.max_bytes == 100);
+  CHECK(rules.takes_type("text/plain"));
+  CHECK_FALSE(rules.takes_type("application/pdf"));
+  for (const char* bad : {R"([])", R"({"max_files":-1})", R"({"max_files":2,"max_bytes":0})",
+                          R"({"max_files":21})", R"({"max_files":1,"content_types":[]})",
+                          R"({"max_files":1,"content_types":["pdf"]})", R"({"max_files":1,"size":3})"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(exam::catalog::from_json(head + bad + "}]}"), std::runtime_error);
+  }
+
+  const exam::upload_keys keys("secret"), other("other secret");
+  const std::string sha(64, 'a');
+  exam::attachment a{keys.issue("e1", "s1", 10, sha), sha, 10, "x.pdf"};
+  CHECK(a.key.rfind("exams/e1/s1/", 0) == 0);
+  CHECK(keys.issued(a, "e1", "s1"));
+  CHECK_FALSE(other.issued(a, "e1", "s1"));
+  CHECK_FALSE(keys.issued(a, "e1", "s2"));
+  CHECK_FALSE(keys.issued(a, "e2", "s1"));
+  CHECK(keys.issue("e1", "s1", 10, sha) != a.key);  // a fresh key every time
+  auto changed = a;
+  changed.size = 11;
+  CHECK_FALSE(keys.issued(changed, "e1", "s1"));
+  changed = a;
+  changed.sha256 = std::string(64, 'b');
+  CHECK_FALSE(keys.issued(changed, "e1", "s1"));
+
+  // Without files the payload is what it always was; with files they travel along.
+  exam::submission plain{"e", "s", "k", {{"q1", "A"}}};
+  CHECK(plain.to_json() == R"({"exam_id":"e","student_id":"s","idempotency_key":"k","answers":{"q1":"A"}})");
+  exam::submission with_files{"e", "s", "k", {{"q1", "A"}}, {a}};
+  const auto back = exam::submission::from_json(with_files.to_json());
+  REQUIRE(back);
+  CHECK(back->attachments == with_files.attachments);
+  const auto parsed = exam::parse_answers(R"({"answers":{},"attachments":[{"key":"k","sha256":")" + sha + R"(","size":3}]})");
+  CHECK(parsed.error.empty());
+  REQUIRE(parsed.attachments.size() == 1);
+  CHECK(parsed.attachments[0].size == 3);
+  for (const auto& bad : std::vector<std::string>{R"("x")", R"([{"key":"k","sha256":"ab","size":3}])",
+                                R"([{"key":"k","sha256":")" + sha + R"(","size":0}])",
+                                R"([{"key":"","sha256":")" + sha + R"(","size":1}])",
+                                R"([{"key":"k","sha256":")" + sha + R"(","size":1,"filename":"a/b"}])"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(exam::parse_answers(R"({"answers":{},"attachments":)" + bad + "}").error.empty());
+  }
+}

@@ -1,7 +1,7 @@
 // The SigV4 signer against vectors of AWS's published Signature Version 4 test suite
 // (aws-sig-v4-test-suite: credentials AKIDEXAMPLE, region us-east-1, service
 // "service", 2015-08-30T12:36:00Z).
-#include "ingest/sqs/sigv4.hpp"
+#include "ingest/aws/sigv4.hpp"
 
 #include <doctest/doctest.h>
 
@@ -13,10 +13,10 @@
 
 namespace {
 
-using ingest::sqs::credentials;
-using ingest::sqs::sha256_hex;
-using ingest::sqs::sign_v4;
-using ingest::sqs::signing_input;
+using ingest::aws::credentials;
+using ingest::aws::sha256_hex;
+using ingest::aws::sign_v4;
+using ingest::aws::signing_input;
 
 const credentials suite{"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", ""};
 constexpr const char* date = "20150830T123600Z";
@@ -117,13 +117,13 @@ TEST_CASE("credentials: the environment first, then AWS_PROFILE in the shared cr
   auto c = credentials::from_default_chain();
   CHECK(c.access_key_id == "AKIDDEFAULT");
   CHECK(c.secret_access_key == "secret-default");
-  CHECK(ingest::sqs::region_from_shared_config() == "us-west-2");
+  CHECK(ingest::aws::region_from_shared_config() == "us-west-2");
   setenv("AWS_PROFILE", "exam", 1);
   c = credentials::from_default_chain();
   CHECK(c.access_key_id == "AKIDEXAM");
   CHECK(c.secret_access_key == "secret exam");
   CHECK(c.session_token == "tok");
-  CHECK(ingest::sqs::region_from_shared_config() == "eu-north-1");
+  CHECK(ingest::aws::region_from_shared_config() == "eu-north-1");
   // The environment wins over the file.
   setenv("AWS_ACCESS_KEY_ID", "AKIDENV", 1);
   setenv("AWS_SECRET_ACCESS_KEY", "secret-env", 1);

@@ -113,6 +113,7 @@ app::app(const catalog& exams, submission_reader& store, submit_backend& backend
       // instead of each taking a query (and the cores the submissions need).
       records_(store_, reads_.get(), {.max_batch = 256, .lanes = std::min<std::size_t>(2, options_.read_threads)}),
       graded_(options_.graded_cache),
+      upload_keys_(options_.jwt_secret),
       streams_(status_streams::make(
           [this](const std::string& id, const std::string& authorization,
                  std::function<void(ingest::http::response)> done) { read_status(id, authorization, std::move(done)); },
@@ -277,7 +278,7 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
   const auto* page = !path.empty() && path[0] == "v1" ? nullptr : web::find(target.substr(0, qmark));
   if (page) {
     if (!get) return not_allowed("GET, HEAD");
-    return respond(web::answer(req, *page));
+    return respond(web::answer(req, *page, options_.storage ? options_.storage->origin() : std::string()));
   }
   if (path.size() == 1 && (path[0] == "healthz" || path[0] == "readyz" || path[0] == "metrics")) {
     if (!get) return not_allowed("GET, HEAD");
@@ -301,10 +302,12 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
   const bool dead_letters =
       path.size() == 4 && path[0] == "v1" && path[1] == "exams" && path[3] == "dead-letters";
   const bool overview_route = path.size() == 2 && path[0] == "v1" && path[1] == "overview";
+  const bool uploads = path.size() == 4 && path[0] == "v1" && path[1] == "exams" && path[3] == "uploads";
+  const bool attachments = path.size() == 4 && path[0] == "v1" && path[1] == "exams" && path[3] == "attachments";
   if (submissions_of_exam && !get && verb != bhttp::verb::post) return not_allowed("GET, HEAD, POST");
-  if ((one_submission || one_exam || events || dead_letters || overview_route) && !get)
+  if ((one_submission || one_exam || events || dead_letters || overview_route || attachments) && !get)
     return not_allowed("GET, HEAD");
-  if (replay && verb != bhttp::verb::post) return not_allowed("POST");
+  if ((replay || uploads) && verb != bhttp::verb::post) return not_allowed("POST");
   // Per address before anything else, bad tokens included: a bot probing with forged
   // tokens is limited like anyone else.
   if (!path.empty() && path[0] == "v1" && per_ip_.enabled()) {
@@ -325,17 +328,15 @@ void app::route(request req, const ingest::http::request_info& info, responder& 
   if (dead_letters) return list_dead_letters(std::string(path[2]), std::move(req), respond);
   if (overview_route) return get_overview(std::move(req), respond);
   if (replay) return replay_dead_letter(std::string(path[2]), std::string(path[4]), std::move(req), respond);
+  if (uploads) return post_upload(std::string(path[2]), std::move(req), respond);
+  if (attachments) return get_attachment(std::string(path[2]), std::move(req), respond);
   fail(req, respond, status::not_found, "not_found", "no such route");
 }
 
 void app::post_submission(const std::string& exam_id, request req, responder& respond) {
   auto who = authenticate(req, respond);
   if (!who) return;
-  if (per_student_.enabled()) {
-    if (auto wait = per_student_.take(who->sub); wait.count() > 0)
-      return fail(req, respond, status::too_many_requests, "rate_limited", "too many requests for this account",
-                  std::chrono::ceil<std::chrono::seconds>(wait));
-  }
+  if (rate_limited(*who, req, respond)) return;
   const exam_info* e = exams_.find(exam_id);
   if (!e) return fail(req, respond, status::not_found, "exam_not_found", unknown_exam(exam_id));
   if (who->role != role::student)
@@ -354,6 +355,12 @@ void app::post_submission(const std::string& exam_id, request req, responder& re
                 "an Idempotency-Key header of 1-255 printable ASCII characters is required");
   auto parsed = parse_answers(req.body(), options_.max_answers);
   if (!parsed.error.empty()) return fail(req, respond, status::bad_request, "invalid_body", parsed.error);
+  // Files are checked by their reference alone: no storage call on the accept path.
+  if (!parsed.attachments.empty() && !backend_.takes_attachments())
+    return fail(req, respond, status::bad_request, "invalid_attachments",
+                "this server takes no attachments (it grades at once and checks no files)");
+  if (auto why = check_attachments(parsed.attachments, e->attachments, upload_keys_, exam_id, who->sub); !why.empty())
+    return fail(req, respond, status::bad_request, "invalid_attachments", why);
   // Answers only to this exam's questions (none at all is a blank submission, allowed).
   for (const auto& [question, answer] : parsed.answers)
     if (!e->answer_key.contains(question))
@@ -362,7 +369,7 @@ void app::post_submission(const std::string& exam_id, request req, responder& re
   if (draining_)
     return fail(req, respond, status::service_unavailable, "shutting_down", "the server is shutting down",
                 std::chrono::seconds(5));
-  submission s{exam_id, who->sub, std::string(key), std::move(parsed.answers)};
+  submission s{exam_id, who->sub, std::string(key), std::move(parsed.answers), std::move(parsed.attachments)};
   // The responder waits in a slot the outcome's completion shares: an exception the
   // backend throws before it hands the completion on leaves it here for handle().
   auto slot = std::make_shared<responder>(std::move(respond));
@@ -400,10 +407,25 @@ void app::answer(ingest::http::reply_to to, responder& respond, const submit_out
   }
 }
 
-std::optional<app::page_query> app::page_of(const request& req, responder& respond) {
+bool app::rate_limited(const principal& who, const request& req, responder& respond) {
+  if (!per_student_.enabled()) return false;
+  const auto wait = per_student_.take(who.sub);
+  if (wait.count() <= 0) return false;
+  fail(req, respond, status::too_many_requests, "rate_limited", "too many requests for this account",
+       std::chrono::ceil<std::chrono::seconds>(wait));
+  return true;
+}
+
+std::map<std::string, std::string> app::query_of(const request& req) {
   const std::string_view target = req.target();
   const auto qmark = target.find('?');
-  const auto query = parse_query(qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1));
+  return parse_query(qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1));
+}
+
+bool app::json_body(const request& req) { return is_json_media_type(req[bhttp::field::content_type]); }
+
+std::optional<app::page_query> app::page_of(const request& req, responder& respond) {
+  const auto query = query_of(req);
   page_query page;
   if (auto it = query.find("limit"); it != query.end()) {
     const auto& v = it->second;

@@ -14,7 +14,9 @@
 #include <string>
 
 #include "exams.hpp"
+#include "attachments.hpp"
 #include "graded_cache.hpp"
+#include "ingest/aws/s3.hpp"
 #include "ingest/durable_queue.hpp"
 #include "ingest/http/response.hpp"
 #include "ingest/http/server.hpp"
@@ -61,6 +63,12 @@ struct app_options {
   std::size_t graded_cache = 50000;
   // GET /v1/overview: how often the counts are sampled, and how many samples the chart keeps.
   overview_options overview{};
+  // Where attachments go (POST /v1/exams/{id}/uploads hands out presigned URLs to it,
+  // GET /v1/exams/{id}/attachments download URLs). Null: no uploads here (references
+  // to files another server issued are still checked and accepted).
+  std::shared_ptr<ingest::aws::s3_bucket> storage{};
+  std::chrono::seconds upload_expiry{std::chrono::minutes(15)};
+  std::chrono::seconds download_expiry{std::chrono::minutes(5)};
 };
 
 class app {
@@ -81,13 +89,17 @@ class app {
   static std::string receipt_json(std::string_view receipt_id, std::string_view accepted_at, std::string_view status);
   static std::string submission_json(const stored_submission& s);
   // GET /v1/exams/{id}: what a page shows before a submission (no answer key).
-  static std::string exam_json(const exam_info& e);
+  // With `uploads` (storage configured), the exam's attachment limits when it takes files.
+  static std::string exam_json(const exam_info& e, bool uploads = false);
 
  private:
   using request = ingest::http::request;
   using responder = ingest::http::responder;
   // Each answers through `respond`, moving it away only to answer later.
   void post_submission(const std::string& exam_id, request req, responder& respond);
+  // app_uploads.cpp: a presigned upload URL for a student, a download URL for a teacher.
+  void post_upload(const std::string& exam_id, request req, responder& respond);
+  void get_attachment(const std::string& exam_id, request req, responder& respond);
   void get_exam(const std::string& exam_id, request req, responder& respond);  // app_pages.cpp
   // app_events.cpp: the status as server-sent events, and the status read they repeat.
   void follow_submission(const std::string& receipt_id, request req, responder& respond);
@@ -118,6 +130,12 @@ class app {
     std::string after{};
     std::size_t limit = 100;
   };
+  // True, and answered 429, when `who` is over the per-account rate.
+  bool rate_limited(const principal& who, const request& req, responder& respond);
+  // The decoded query parameters of the request's target.
+  static std::map<std::string, std::string> query_of(const request& req);
+  // A Content-Type of application/json (parameters allowed).
+  static bool json_body(const request& req);
   // The ?after=&limit= of a paged list, or an answered 400 and nullopt.
   std::optional<page_query> page_of(const request& req, responder& respond);
   // Runs `read(req, respond)` on a read thread (or here when there are none); an
@@ -147,6 +165,7 @@ class app {
   std::unique_ptr<boost::asio::thread_pool> reads_;  // joined before the rest goes
   record_batcher records_;                           // reads on reads_
   graded_cache graded_;                              // status reads of graded receipts
+  upload_keys upload_keys_;                          // issues and checks attachment keys
   std::shared_ptr<status_streams> streams_;          // stopped first: its reads use the rest
   std::atomic<std::uint64_t> accepted_{0};           // new receipts given (queued or stored)
   std::unique_ptr<overview> overview_;               // samples backend_, store_ and accepted_

@@ -29,7 +29,7 @@ bool natural_less(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-std::string app::exam_json(const exam_info& e) {
+std::string app::exam_json(const exam_info& e, bool uploads) {
   std::vector<std::string_view> ids;
   for (const auto& [q, answer] : e.answer_key) ids.push_back(q);
   std::sort(ids.begin(), ids.end(), natural_less);
@@ -45,6 +45,13 @@ std::string app::exam_json(const exam_info& e) {
   o["opens_at"] = ingest::format_time(e.opens_at);
   o["deadline"] = ingest::format_time(e.deadline);
   o["grace_seconds"] = e.grace.count();
+  if (uploads && e.attachments.allowed()) {
+    boost::json::array types;
+    for (const auto& t : e.attachments.content_types) types.emplace_back(t);
+    o["attachments"] = boost::json::object{{"max_files", e.attachments.max_files},
+                                           {"max_bytes", e.attachments.max_bytes},
+                                           {"content_types", std::move(types)}};
+  }
   return to_plain_json(o);
 }
 
@@ -55,7 +62,7 @@ void app::get_exam(const std::string& exam_id, request req, responder& respond) 
   if (!e) return fail(req, respond, status::not_found, "exam_not_found", "no such exam");
   if (who->role == role::student && !e->allows(who->sub))
     return fail(req, respond, status::forbidden, "forbidden", "this exam is not open to " + who->sub);
-  respond(ingest::http::json_response(req, status::ok, exam_json(*e)));
+  respond(ingest::http::json_response(req, status::ok, exam_json(*e, options_.storage != nullptr)));
 }
 
 }  // namespace exam

@@ -34,6 +34,8 @@ boost::json::object dead_letter_json(const ingest::dead_letter& d, const submiss
   o["first_attempt_at"] = ingest::format_time(d.first_attempt_at);
   o["last_attempt_at"] = ingest::format_time(d.last_attempt_at);
   o["dead_lettered_at"] = ingest::format_time(d.dead_lettered_at);
+  // The files it names, for a download link (GET /v1/exams/{id}/attachments?key=).
+  if (!s.attachments.empty()) o["attachments"] = attachments_to_json(s.attachments);
   return o;
 }
 

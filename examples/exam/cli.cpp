@@ -27,6 +27,10 @@ void add_server_options(CLI::App& app, server_cli& o, const std::string& default
     app.add_option("--queue", o.queue,
                    "queue URL: sqlite://FILE[?options] (default: DATA/queue.db?commit_linger=5ms), nats://HOST:PORT, "
                    "sqs+http[s]://HOST:PORT/ACCOUNT/QUEUE, memory (not durable)");
+  if (with_queue)
+    app.add_option("--storage", o.storage,
+                   "S3-compatible storage for attachments: s3+http[s]://HOST:PORT/BUCKET[?region=...] (default: none; "
+                   "credentials as for SQS)");
   app.add_option("--jwt-secret", o.jwt_secret, "HS256 secret (default: $INGEST_JWT_SECRET, else generated)");
   app.add_option("--receipt-secret", o.receipt_secrets,
                  "receipt signing key, repeatable: the first signs, all verify (default: $INGEST_RECEIPT_SECRET, "
@@ -177,7 +181,10 @@ app_options make_app_options(const server_cli& o, const std::string& secret) {
           .read_threads = o.read_threads,
           .read_nice = o.read_nice,
           .streams = {.interval = std::chrono::milliseconds(static_cast<long long>(o.events_interval * 1000)),
-                      .max_streams = o.max_streams}};
+                      .max_streams = o.max_streams},
+          .storage = o.storage.empty()
+                         ? nullptr
+                         : std::make_shared<ingest::aws::s3_bucket>(ingest::aws::s3_options::from_url(o.storage))};
 }
 
 ingest::http::server_options make_http_options(const server_cli& o, const server_setup& s, std::string name) {

@@ -35,6 +35,7 @@ struct server_cli {
   std::string log_level = "warning";  // JSON lines on standard error
   std::string tls_cert;               // with tls_key: HTTPS only
   std::string tls_key;
+  std::string storage;  // s3+http(s)://HOST:PORT/BUCKET for attachments (empty: no uploads)
 };
 
 struct token_cli {
@@ -46,7 +47,7 @@ struct token_cli {
 };
 
 // Adds --listen --data --exams --jwt-secret --threads --tls-cert --tls-key and the limits
-// (and --queue if `with_queue`).
+// (and --queue and --storage if `with_queue`: the direct server checks no files).
 void add_server_options(CLI::App& app, server_cli& o, const std::string& default_listen, bool with_queue);
 // The submissions database of `o`: its --db, else DATA/exam.db.
 std::string submissions_db(const server_cli& o);

@@ -21,6 +21,7 @@ class pg_direct_backend final : public submit_backend {
 
   void submit(const exam_info& exam, submission s, boost::asio::any_io_executor answer_on, submit_done done) override;
   bool ready() const override { return true; }
+  bool takes_attachments() const override { return false; }
   std::string metrics() const override;
 
  private:

@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
     // forgets them after its window): a later-graded earlier copy then replaces the
     // row, so a graded answer is not final there and is not kept in memory.
     if (!embedded) app_options.graded_cache = 0;
+    grading.storage = app_options.storage;  // the graders check the files where they were uploaded
     // Receipt ids any server sharing the key answers for, before the graders write them.
     queue->sign_receipts(app_options.receipts);
     exam::app api(exams, *store, backend, std::move(app_options));

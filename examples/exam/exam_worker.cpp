@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
   cli.add_option("--exams", exams_path, "exams JSON file (default: the built-in demo exam)");
   cli.add_option("--rate", grading.rate, "rows/s written to exam.db (0: no limit)")->capture_default_str();
   cli.add_option("--batch", grading.max_batch, "rows per transaction at most")->capture_default_str();
+  std::string storage;
+  cli.add_option("--storage", storage,
+                 "S3-compatible storage of the attachments, checked before grading: s3+http[s]://HOST:PORT/BUCKET");
   cli.add_option("--log-level", log_level, "JSON-lines events on standard error: debug, info, warning, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "warn", "error"}));
@@ -79,6 +82,8 @@ int main(int argc, char** argv) {
     auto queue = exam::open_queue(queue_url, io.get_executor());
     auto metrics = std::make_shared<ingest::pipeline_metrics>();
     if (sink.empty()) sink = data + "/exam.db";
+    if (!storage.empty())
+      grading.storage = std::make_shared<ingest::aws::s3_bucket>(ingest::aws::s3_options::from_url(storage));
     exam::grading_consumer grader(*queue, sink, exams, grading, metrics,
                                   ingest::json_lines_logger(stderr, ingest::parse_log_level(log_level)));
     grader.start();

@@ -50,6 +50,40 @@ time_point time_field(const boost::json::object& o, const char* name, const std:
   }
 }
 
+std::uint64_t count_field(const boost::json::object& o, const char* name, const std::string& where) {
+  const auto* v = o.if_contains(name);
+  if (!v || !(v->is_uint64() || (v->is_int64() && v->as_int64() >= 0)))
+    throw std::runtime_error(where + ": \"" + name + "\" must be a non-negative integer");
+  return v->is_uint64() ? v->as_uint64() : static_cast<std::uint64_t>(v->as_int64());
+}
+
+// "attachments": {"max_files": 3, "max_bytes": 10485760, "content_types": ["application/pdf", ...]}
+attachment_rules attachment_field(const boost::json::value& v, const std::string& where) {
+  const std::string at = where + ": \"attachments\"";
+  if (!v.is_object()) throw std::runtime_error(at + " must be an object");
+  const auto& o = v.as_object();
+  attachment_rules r;
+  for (const auto& [name, value] : o)
+    if (name != "max_files" && name != "max_bytes" && name != "content_types")
+      throw std::runtime_error(at + ": unknown field \"" + std::string(name) + "\"");
+  r.max_files = static_cast<std::size_t>(count_field(o, "max_files", at));
+  if (r.max_files > 20) throw std::runtime_error(at + ": max_files is at most 20");
+  if (o.contains("max_bytes")) r.max_bytes = count_field(o, "max_bytes", at);
+  // One PUT to S3 carries up to 5 GiB.
+  if (r.max_bytes == 0 || r.max_bytes > (5ull << 30)) throw std::runtime_error(at + ": max_bytes must be 1 to 5 GiB");
+  if (const auto* types = o.if_contains("content_types")) {
+    if (!types->is_array() || types->as_array().empty())
+      throw std::runtime_error(at + ": content_types must be a non-empty list of media types");
+    r.content_types.clear();
+    for (const auto& t : types->as_array()) {
+      if (!t.is_string() || t.as_string().find('/') == boost::json::string::npos)
+        throw std::runtime_error(at + ": content_types must be media types like application/pdf");
+      r.content_types.emplace_back(t.as_string());
+    }
+  }
+  return r;
+}
+
 }  // namespace
 
 catalog catalog::from_json(std::string_view text) {
@@ -102,6 +136,7 @@ catalog catalog::from_json(std::string_view text) {
     } else {
       throw std::runtime_error(where + ": \"students\" must be \"any\" or a list of ids");
     }
+    if (const auto* a = o.if_contains("attachments")) e.attachments = attachment_field(*a, where);
     if (!out.exams_.emplace(e.id, e).second) throw std::runtime_error(where + ": defined twice");
   }
   return out;
@@ -125,6 +160,7 @@ catalog catalog::demo(time_point now) {
   e.opens_at = now;
   e.deadline = now + std::chrono::hours(24);
   e.grace = std::chrono::seconds(60);
+  e.attachments.max_files = 3;
   catalog out;
   out.exams_.emplace(e.id, std::move(e));
   return out;

@@ -11,6 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "attachments.hpp"
+
 namespace exam {
 
 using time_point = std::chrono::system_clock::time_point;
@@ -25,6 +27,7 @@ struct exam_info {
   std::chrono::seconds grace{0};
   bool any_student = true;
   std::set<std::string> students;  // when not any_student
+  attachment_rules attachments{};  // none allowed unless the exam says
 
   bool allows(std::string_view student) const;
   bool open_at(time_point t) const { return t >= opens_at; }
@@ -37,10 +40,12 @@ struct exam_info {
 class catalog {
  public:
   // {"exams":[{"id","title","answer_key":{..},"choices":[..],"opens_at","deadline",
-  //   "grace_seconds","students":"any" | ["s1",...]}]}; throws std::runtime_error with the reason.
+  //   "grace_seconds","students":"any" | ["s1",...],"attachments"?:{"max_files","max_bytes",
+  //   "content_types"}}]}; throws std::runtime_error with the reason.
   static catalog from_json(std::string_view text);
   static catalog from_file(const std::string& path);
-  // The built-in exam "demo": q1..q10 with choices A-D, open to any student from `now` for 24 hours.
+  // The built-in exam "demo": q1..q10 with choices A-D, open to any student from `now` for 24 hours,
+  // up to 3 attachments of 10 MiB (PDF, PNG, JPEG, text, ZIP) where storage is configured.
   static catalog demo(time_point now);
 
   const exam_info* find(std::string_view id) const;

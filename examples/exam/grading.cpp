@@ -13,7 +13,8 @@
 namespace exam {
 
 ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalog& exams,
-                                      std::shared_ptr<grading_counters> counters) {
+                                      std::shared_ptr<grading_counters> counters,
+                                      std::shared_ptr<attachment_checker> checker) {
   create_schema(db);
   auto keys = std::make_shared<ingest::sqlite::idempotency_store>(db);
   auto writer = std::make_shared<store_writer>(db);
@@ -36,8 +37,9 @@ ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalo
                                   ingest::clock::now()));
         ++counters->graded;
       });
-  // The handler owns what it uses.
-  return [handler = std::move(handler), keys, writer](ingest::batch& b) { handler(b); };
+  // The handler owns what it uses; the files are checked outside the transaction.
+  return with_attachment_checks(std::move(checker),
+                                [handler = std::move(handler), keys, writer](ingest::batch& b) { handler(b); });
 }
 
 namespace {
@@ -69,7 +71,8 @@ void record_dead_letter(ingest::postgres::connection_pool& notes, const ingest::
 grading_consumer::grading_consumer(ingest::durable_queue& queue, const std::string& sink, const catalog& exams,
                                    consumer_settings settings, std::shared_ptr<ingest::pipeline_metrics> metrics,
                                    std::shared_ptr<ingest::logger> log)
-    : counters_(std::make_shared<grading_counters>()) {
+    : counters_(std::make_shared<grading_counters>()),
+      checker_(std::make_shared<attachment_checker>(settings.storage)) {
   const bool postgres = is_postgres_url(sink);
   if (!postgres && settings.workers != 1)
     throw std::invalid_argument("exam.db takes one grader per process (several need PostgreSQL)");
@@ -95,10 +98,10 @@ grading_consumer::grading_consumer(ingest::durable_queue& queue, const std::stri
     pool_ = std::make_unique<ingest::postgres::connection_pool>(
         sink,
         ingest::postgres::pool_options{.size = settings.workers, .connection = {.application_name = "exam_grader"}});
-    handler = grading_handler(*pool_, exams, counters_);
+    handler = grading_handler(*pool_, exams, counters_, checker_);
   } else {
     db_ = std::make_unique<ingest::sqlite::database>(sink);
-    handler = grading_handler(*db_, exams, counters_);
+    handler = grading_handler(*db_, exams, counters_, checker_);
   }
   consumer_ = std::make_unique<ingest::batching_consumer>(queue, std::move(handler), options);
 }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "attachment_check.hpp"
 #include "exams.hpp"
 #include "ingest/batching_consumer.hpp"
 #include "ingest/log.hpp"
@@ -26,12 +27,16 @@ struct grading_counters {
   std::atomic<std::uint64_t> graded{0};
   std::atomic<std::uint64_t> late{0};
 };
+// With `checker`, a submission's files are checked before it is graded
+// (attachment_check.hpp).
 ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalog& exams,
-                                      std::shared_ptr<grading_counters> counters);
+                                      std::shared_ptr<grading_counters> counters,
+                                      std::shared_ptr<attachment_checker> checker = {});
 // The same on PostgreSQL (grading_pg.cpp): the batch's keys in one statement, its rows
 // in one, exam_stats bumped once per exam per batch. Migrates the schema first.
 ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, const catalog& exams,
-                                      std::shared_ptr<grading_counters> counters);
+                                      std::shared_ptr<grading_counters> counters,
+                                      std::shared_ptr<attachment_checker> checker = {});
 
 // How long a note that a grader holds a submission ("processing") lasts unless the
 // grader finishes first; a grader that died leaves it "received" again after this.
@@ -43,6 +48,9 @@ struct consumer_settings {
   double rate = 0;  // rows/s into exam.db (0: as fast as it goes)
   std::uint32_t max_attempts = 5;
   std::size_t workers = 1;  // consumer threads; more than 1 only with PostgreSQL (a connection each)
+  // Where submissions' attachments are checked (null: a submission with files waits,
+  // retried, for a grader that has the storage).
+  std::shared_ptr<ingest::aws::s3_bucket> storage{};
 };
 
 // Graders writing `sink` (an exam.db path, or a postgresql:// URL) one transaction per
@@ -55,12 +63,14 @@ class grading_consumer {
   void start() { consumer_->start(); }
   void drain();
   const grading_counters& counters() const { return *counters_; }
+  const attachment_check_counters& attachment_counters() const { return checker_->counters(); }
 
  private:
   std::unique_ptr<ingest::sqlite::database> db_;
   std::unique_ptr<ingest::postgres::connection_pool> pool_;
   std::shared_ptr<ingest::postgres::connection_pool> notes_;  // dead letters noted for the servers
   std::shared_ptr<grading_counters> counters_;
+  std::shared_ptr<attachment_checker> checker_;
   std::unique_ptr<ingest::batching_consumer> consumer_;
 };
 

@@ -64,7 +64,8 @@ ingest::batch_handler with_in_hand_notes(ingest::postgres::connection_pool& pool
 }  // namespace
 
 ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, const catalog& exams,
-                                      std::shared_ptr<grading_counters> counters) {
+                                      std::shared_ptr<grading_counters> counters,
+                                      std::shared_ptr<attachment_checker> checker) {
   {
     auto db = pool.acquire();
     migrate_schema(*db);
@@ -94,7 +95,8 @@ ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, c
         counters->graded += rows.size();
       },
       {.repeats = keep_earliest});
-  return with_in_hand_notes(pool, std::move(write));
+  // "processing" while the files are checked too.
+  return with_in_hand_notes(pool, with_attachment_checks(std::move(checker), std::move(write)));
 }
 
 }  // namespace exam

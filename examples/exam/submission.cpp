@@ -18,6 +18,9 @@ std::string submission::to_json() const {
   o["student_id"] = student_id;
   o["idempotency_key"] = idempotency_key;
   o["answers"] = std::move(a);
+  // Only when there are some: a submission without files keeps the bytes (and the
+  // fingerprint) it always had.
+  if (!attachments.empty()) o["attachments"] = attachments_to_json(attachments);
   return boost::json::serialize(o);
 }
 
@@ -46,6 +49,7 @@ std::optional<submission> submission::from_json(std::string_view text) {
     if (!a.is_string()) return std::nullopt;
     s.answers.emplace(std::string(q), std::string(a.as_string()));
   }
+  if (!parse_attachments(o.if_contains("attachments"), s.attachments).empty()) return std::nullopt;
   return s;
 }
 
@@ -99,6 +103,10 @@ parsed_answers parse_answers(std::string_view body, std::size_t max_questions) {
       return out;
     }
     out.answers.emplace(std::string(q), std::string(a.as_string()));
+  }
+  if (auto error = parse_attachments(v.as_object().if_contains("attachments"), out.attachments); !error.empty()) {
+    out.error = std::move(error);
+    out.answers.clear();
   }
   return out;
 }

@@ -5,6 +5,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "attachments.hpp"
 
 namespace exam {
 
@@ -13,6 +16,7 @@ struct submission {
   std::string student_id;
   std::string idempotency_key;                 // the client's key
   std::map<std::string, std::string> answers;  // question id -> answer
+  std::vector<attachment> attachments{};      // files in storage, in the student's order
 
   // Canonical JSON (keys sorted): the same answers give the same bytes, so the
   // payload fingerprint tells a retry from a changed body.
@@ -35,10 +39,12 @@ struct receipt_owner {
 std::string receipt_claims(const std::string& exam_id, const std::string& student_id);
 std::optional<receipt_owner> parse_receipt_claims(std::string_view claims);
 
-// The body of POST /v1/exams/{id}/submissions: {"answers": {"q1": "B", ...}}.
+// The body of POST /v1/exams/{id}/submissions: {"answers": {"q1": "B", ...},
+// "attachments"?: [{"key", "sha256", "size", "filename"?}]}.
 // Returns the answers, or the reason the body is refused (400).
 struct parsed_answers {
   std::map<std::string, std::string> answers;
+  std::vector<attachment> attachments;  // shape checked only (check_attachments does the rest)
   std::string error;  // empty when valid
 };
 parsed_answers parse_answers(std::string_view body, std::size_t max_questions = 1000);

@@ -91,6 +91,9 @@ class submit_backend {
   virtual std::optional<ingest::queue_stats> queue_counts() const { return std::nullopt; }
   // Whether submissions wait in a queue (queue_counts then says how many).
   virtual bool has_queue() const { return false; }
+  // Whether submissions naming attachments are taken (their files are checked before
+  // grading); the direct-insert baseline grades at once and takes none.
+  virtual bool takes_attachments() const { return true; }
   virtual bool ready() const = 0;
   // Prometheus text appended to /metrics.
   virtual std::string metrics() const = 0;

@@ -33,16 +33,18 @@ bool names_etag(std::string_view header, std::string_view etag) {
 
 }  // namespace
 
-ingest::http::response answer(const ingest::http::request& req, const asset& a) {
+ingest::http::response answer(const ingest::http::request& req, const asset& a, std::string_view connect_also) {
   const bool fresh = names_etag(req[bhttp::field::if_none_match], a.etag);
   ingest::http::response r{fresh ? bhttp::status::not_modified : bhttp::status::ok, req.version()};
   r.keep_alive(req.keep_alive());
   r.set(bhttp::field::content_type, a.type);
   r.set(bhttp::field::etag, a.etag);
   r.set(bhttp::field::cache_control, "no-cache");
-  r.set("Content-Security-Policy",
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
-        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'");
+  // connect-src names the storage the page uploads files to, when there is one.
+  std::string connect = "'self'";
+  if (!connect_also.empty()) connect.append(" ").append(connect_also);
+  r.set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; connect-src " + connect +
+                                       "; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'");
   r.set("X-Content-Type-Options", "nosniff");
   r.set("Referrer-Policy", "no-referrer");
   r.set("X-Frame-Options", "DENY");

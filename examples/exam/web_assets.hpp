@@ -26,6 +26,7 @@ const asset* find(std::string_view path);
 // The asset (304 when If-None-Match names its ETag), with the headers every page gets:
 // a strict Content-Security-Policy (no inline script or style, nothing from elsewhere),
 // no referrer, no sniffing, no framing, revalidated on every load.
-ingest::http::response answer(const ingest::http::request& req, const asset& a);
+// `connect_also`: one more origin the page may connect to (the attachments' storage).
+ingest::http::response answer(const ingest::http::request& req, const asset& a, std::string_view connect_also = {});
 
 }  // namespace exam::web

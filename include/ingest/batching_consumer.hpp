@@ -48,6 +48,9 @@ class batch {
 
   /// Item `i` failed for a reason that may pass (it was not committed).
   void retry(std::size_t i, std::string error);
+  /// The same; should its retries run out, its dead letter's reason is `reason` (a
+  /// word a person acts on, e.g. `attachment_missing`) instead of `max_attempts`.
+  void retry(std::size_t i, std::string error, std::string reason);
   /// Item `i` can never succeed (it was not committed): dead-letter it, with the
   /// reason `permanent_failure`.
   void fail(std::size_t i, std::string error);
@@ -65,7 +68,7 @@ class batch {
   struct result {
     item_outcome kind = item_outcome::ok;
     std::string error;
-    std::string reason{};  // for fail: the dead letter's reason (empty: permanent_failure)
+    std::string reason{};  // the dead letter's reason (empty: permanent_failure, or max_attempts for retry)
   };
   std::vector<delivery> items_;
   std::vector<result> results_;

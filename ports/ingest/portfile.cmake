@@ -7,6 +7,7 @@ vcpkg_check_features(OUT_FEATURE_OPTIONS feature_options
     sqlite INGEST_WITH_SQLITE
     nats   INGEST_WITH_NATS
     http   INGEST_WITH_HTTP
+    aws    INGEST_WITH_AWS
     sqs    INGEST_WITH_SQS
     postgres INGEST_WITH_POSTGRES
     testing INGEST_WITH_TESTING

@@ -20,6 +20,10 @@ void batch::retry(std::size_t i, std::string error) {
   results_.at(i) = {item_outcome::retry, std::move(error)};
 }
 
+void batch::retry(std::size_t i, std::string error, std::string reason) {
+  results_.at(i) = {item_outcome::retry, std::move(error), std::move(reason)};
+}
+
 void batch::fail(std::size_t i, std::string error) {
   results_.at(i) = {item_outcome::fail, std::move(error)};
 }
@@ -246,8 +250,9 @@ struct batching_consumer::state {
             }
             bulk.push_back({d.token, settle_action::retry, delay, {}, r.error});
           } else {
-            letters.push_back(
-                {{d.token, settle_action::dead_letter, {}, std::string(dead_letter_reason::max_attempts), r.error}, i});
+            letters.push_back({{d.token, settle_action::dead_letter, {},
+                                r.reason.empty() ? std::string(dead_letter_reason::max_attempts) : r.reason, r.error},
+                               i});
           }
           break;
         case item_outcome::fail:

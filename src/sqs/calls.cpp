@@ -6,7 +6,7 @@
 #include <future>
 
 #include "engine.hpp"
-#include "ingest/sqs/sigv4.hpp"
+#include "ingest/aws/sigv4.hpp"
 
 namespace ingest::sqs {
 
@@ -25,26 +25,26 @@ void queue::engine::note_error(const std::string& text) {
 
 void queue::engine::call(const char* action, json::object request, milliseconds timeout, reply_fn done) {
   std::string body = json::serialize(request);
-  const std::string date = amz_date_now();
-  signing_input in;
+  const std::string date = aws::amz_date_now();
+  aws::signing_input in;
   in.headers = {{"host", ep.host_header()},
                 {"content-type", "application/x-amz-json-1.0"},
                 {"x-amz-date", date},
                 {"x-amz-target", std::string("AmazonSQS.") + action}};
   if (!o.creds.session_token.empty()) in.headers.emplace_back("x-amz-security-token", o.creds.session_token);
-  in.payload_sha256 = sha256_hex(body);
-  const auto sig = sign_v4(in, o.creds, o.region, "sqs", date);
-  detail::http_fields fields;
+  in.payload_sha256 = aws::sha256_hex(body);
+  const auto sig = aws::sign_v4(in, o.creds, o.region, "sqs", date);
+  aws::detail::http_fields fields;
   for (std::size_t i = 1; i < in.headers.size(); ++i) fields.push_back(in.headers[i]);
   fields.emplace_back("authorization", sig.authorization);
   http.post("/", std::move(fields), std::move(body), timeout,
             [self = this, action = std::string(action), done = std::move(done)](boost::system::error_code ec,
-                                                                                detail::http_result r) mutable {
+                                                                                aws::detail::http_result r) mutable {
               done(self->interpret(action, ec, std::move(r)));
             });
 }
 
-aws_reply queue::engine::interpret(const std::string& action, boost::system::error_code ec, detail::http_result r) {
+aws_reply queue::engine::interpret(const std::string& action, boost::system::error_code ec, aws::detail::http_result r) {
   aws_reply out;
   if (ec) {
     // Refused or unresolvable: nothing was sent. Anything else may have reached SQS.

@@ -25,7 +25,7 @@
 #include <utility>
 #include <vector>
 
-#include "http_client.hpp"
+#include "aws/http_client.hpp"
 #include "ingest/error.hpp"
 #include "ingest/sqs/queue.hpp"
 #include "wire.hpp"
@@ -58,8 +58,8 @@ struct queue::engine {
   const bool fifo;
   asio::io_context io{1};
   asio::executor_work_guard<asio::io_context::executor_type> work;
-  detail::http_client http;
-  detail::endpoint ep;
+  aws::detail::http_client http;
+  aws::detail::endpoint ep;
   std::thread thread;
   std::int64_t visibility_s = 30;
   std::string main_url, dlq_url;
@@ -80,7 +80,7 @@ struct queue::engine {
 
   void note_error(const std::string& text);
   void call(const char* action, json::object request, milliseconds timeout, reply_fn done);
-  aws_reply interpret(const std::string& action, boost::system::error_code ec, detail::http_result r);
+  aws_reply interpret(const std::string& action, boost::system::error_code ec, aws::detail::http_result r);
   aws_reply call_sync(const char* action, json::object request);
 
   // Runs `entries` through a batch action 10 at a time; `on_entry(id, ok, code)` per

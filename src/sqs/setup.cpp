@@ -6,7 +6,7 @@
 
 #include "engine.hpp"
 #include "core/url_params.hpp"
-#include "ingest/sqs/credentials.hpp"
+#include "ingest/aws/credentials.hpp"
 
 namespace ingest::sqs {
 
@@ -30,7 +30,7 @@ void queue_options::validate() const {
   if (request_timeout <= milliseconds::zero() || connect_timeout <= milliseconds::zero())
     bad("timeouts must be positive");
   if (fifo && message_group.empty() && !group_per_key) bad("a FIFO queue needs a message_group or group_per_key");
-  detail::endpoint::parse(endpoint);
+  aws::detail::endpoint::parse(endpoint);
 }
 
 queue_options queue_options::from_url(std::string_view url) {
@@ -88,23 +88,11 @@ queue::engine::engine(queue_options options)
     : o(std::move(options)),
       fifo(o.queue.ends_with(".fifo")),
       work(asio::make_work_guard(io)),
-      http(io, detail::endpoint::parse(o.endpoint),
-           detail::client_options{o.max_connections, o.connect_timeout, o.tls_verify, o.tls_ca_file}),
-      ep(detail::endpoint::parse(o.endpoint)) {
-  if (o.creds.access_key_id.empty()) o.creds = credentials::from_default_chain();
-  if (o.creds.access_key_id.empty() || o.creds.secret_access_key.empty()) {
-    if (ep.tls)
-      throw error(errc::invalid_config,
-                  "sqs: no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with "
-                  "~/.aws/credentials; instance roles, web identity and SSO are not read: export them)");
-    o.creds = credentials{"test", "test", {}};
-  }
-  if (o.region.empty()) {
-    for (const char* name : {"AWS_REGION", "AWS_DEFAULT_REGION"})
-      if (const char* v = std::getenv(name); v && *v && o.region.empty()) o.region = v;
-    if (o.region.empty()) o.region = region_from_shared_config();
-    if (o.region.empty()) o.region = "us-east-1";
-  }
+      http(io, aws::detail::endpoint::parse(o.endpoint),
+           aws::detail::client_options{o.max_connections, o.connect_timeout, o.tls_verify, o.tls_ca_file}),
+      ep(aws::detail::endpoint::parse(o.endpoint)) {
+  o.creds = aws::resolve_credentials(std::move(o.creds), ep.tls, "sqs");
+  if (o.region.empty()) o.region = aws::default_region();
   visibility_s = whole_seconds(o.visibility_timeout);
   thread = std::thread([this] { io.run(); });
 }

@@ -12,7 +12,7 @@
 #include "ingest/detail/wire_check.hpp"
 #include "ingest/error.hpp"
 #include "ingest/fingerprint.hpp"
-#include "ingest/sqs/sigv4.hpp"
+#include "ingest/aws/sigv4.hpp"
 
 namespace ingest::sqs::detail::wire {
 namespace {
@@ -225,11 +225,11 @@ envelope decode(const json::object& msg, std::string& malformed, std::chrono::mi
   m.receipt_id = str(msg, "MessageId");
   if (m.receipt_id.empty() || m.receipt_id.size() > 255 || !valid_header_value(m.receipt_id)) {
     note_malformed(malformed, "MessageId: empty or not text");
-    m.receipt_id = "sqs-" + sha256_hex(m.receipt_id).substr(0, 32);
+    m.receipt_id = "sqs-" + aws::sha256_hex(m.receipt_id).substr(0, 32);
   }
   const auto dedup = str(system, "MessageDeduplicationId");
   m.idempotency_key = valid_idempotency_key(dedup) ? dedup : m.receipt_id;
-  if (!valid_idempotency_key(m.idempotency_key)) m.idempotency_key = "sqs:" + sha256_hex(m.receipt_id);
+  if (!valid_idempotency_key(m.idempotency_key)) m.idempotency_key = "sqs:" + aws::sha256_hex(m.receipt_id);
   m.payload = body;
   m.accepted_at = from_ms_text(str(system, "SentTimestamp"));
   std::string meta_text;
@@ -264,7 +264,7 @@ std::string dedup_id(std::string_view key) {
   // Deduplication ids: up to 128 of a-z A-Z 0-9 and punctuation; anything else is hashed.
   bool ok = !key.empty() && key.size() <= 128;
   for (char c : key) ok = ok && c > 0x20 && c < 0x7F;
-  return ok ? std::string(key) : sha256_hex(key);
+  return ok ? std::string(key) : aws::sha256_hex(key);
 }
 
 std::string encode_dead(const dead_letter& l) {

@@ -12,7 +12,7 @@ if ! command -v node >/dev/null; then
   echo "skip: node is not installed" >&2
   exit 77
 fi
-if [[ $test == pages* || $test == teacher* ]]; then
+if [[ $test == pages* || $test == teacher* || $test == attachments* ]]; then
   if [[ ! -d $here/node_modules/playwright-core ]]; then
     echo "skip: tests/web/node_modules missing (scripts/setup.sh --deps installs it)" >&2
     exit 77
@@ -21,6 +21,10 @@ if [[ $test == pages* || $test == teacher* ]]; then
     echo "skip: no Chromium at ${CHROMIUM:-/usr/bin/chromium} (apt-get install chromium)" >&2
     exit 77
   fi
+fi
+if [[ $test == attachments* && ! -d $here/../sqs/node_modules/fauxqs ]]; then
+  echo "skip: tests/sqs/node_modules missing (scripts/setup.sh --deps installs the fauxqs emulator)" >&2
+  exit 77
 fi
 cd "$here"
 EXAM_SERVER=$server EXAM_WORKER=$worker exec node --test --test-reporter=spec "$here/$test"

@@ -1,6 +1,7 @@
 // The student page: the exam's questions, one submission that survives retries and
 // reloads (ingest-submit.js), its receipt and its status until graded.
 import { createSubmitter, followStatus, SubmitError } from "./ingest-submit.js";
+import { checkFiles, uploadFile } from "./attach-files.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -85,6 +86,7 @@ async function main() {
   const headers = () => ({ Authorization: `Bearer ${who.token}` });
   $("who").textContent = `Signed in as ${who.student}`;
   let follow = null;
+  let exam = null;
 
   const submitter = createSubmitter({
     url: `/v1/exams/${encodeURIComponent(who.exam)}/submissions`,
@@ -132,10 +134,42 @@ async function main() {
     }
   }
 
+  // The files go to the storage first (each once, even across retries), then the
+  // submission names them.
+  async function send(form) {
+    const answers = collectAnswers(form);
+    const files = [...$("file-input").files];
+    const why = checkFiles(files, exam.attachments);
+    if (why) throw new SubmitError(400, "invalid_attachments", why);
+    const attachments = [];
+    const bar = $("upload-progress");
+    for (const f of files) {
+      bar.hidden = false;
+      attachments.push(
+        await uploadFile(f, {
+          uploadsUrl: `/v1/exams/${encodeURIComponent(who.exam)}/uploads`,
+          headers,
+          onProgress: (sent, total) => {
+            bar.value = total ? sent / total : 0;
+            notice(`Uploading ${f.name}: ${Math.round((100 * sent) / Math.max(1, total))} %`);
+          },
+          onBusy: ({ waitMs }) =>
+            notice(
+              `The file storage is not answering. ${f.name} will be sent again automatically in ` +
+                `${Math.max(1, Math.round(waitMs / 1000))} s. You do not need to do anything.`,
+              "busy",
+            ),
+        }),
+      );
+    }
+    bar.hidden = true;
+    return submitter.submit(attachments.length ? { answers, attachments } : { answers });
+  }
+
   $("answers").addEventListener("submit", (ev) => {
     ev.preventDefault();
     if ($("submit").disabled) return;
-    run(submitter.submit({ answers: collectAnswers(ev.target) }), true);
+    run(send(ev.target), true);
   });
   $("again").addEventListener("click", () => {
     follow?.abort();
@@ -150,10 +184,17 @@ async function main() {
     notice(body.message || `This exam cannot be shown (HTTP ${res.status}).`);
     return;
   }
-  const exam = await res.json();
+  exam = await res.json();
   $("title").textContent = exam.title;
   document.title = exam.title;
   renderQuestions(exam);
+  if (exam.attachments) {
+    const a = exam.attachments;
+    $("files").hidden = false;
+    $("file-input").accept = a.content_types.join(",");
+    $("file-limits").textContent =
+      `Up to ${a.max_files} files of ${Math.floor(a.max_bytes / 1048576)} MiB each: ${a.content_types.join(", ")}.`;
+  }
   const stored = submitter.stored();
   if (stored?.receipt) return showReceipt(stored.receipt, false);
   $("answers").hidden = false;

@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "ingest/durable_queue.hpp"
-#include "ingest/sqs/sigv4.hpp"
+#include "ingest/aws/sigv4.hpp"
 
 namespace ingest::sqs {
 
@@ -20,12 +20,12 @@ struct queue_options {
   /// Where requests go: `http://host:port` or `https://sqs.<region>.amazonaws.com`.
   std::string endpoint = "http://127.0.0.1:4566";
   /// Empty: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else the profile's region in the
-  /// shared config file (`region_from_shared_config`), else `us-east-1`.
+  /// shared config file (`aws::region_from_shared_config`), else `us-east-1`.
   std::string region{};
-  /// Empty: `credentials::from_default_chain()` (the environment, then the shared
+  /// Empty: `aws::credentials::from_default_chain()` (the environment, then the shared
   /// credentials file). Emulators accept any non-empty pair; the library signs with
   /// `test`/`test` when none is found and the endpoint is plain http.
-  credentials creds{};
+  aws::credentials creds{};
   std::string account{};  ///< the queue owner's account id (GetQueueUrl); empty: the caller's
   std::string queue = "ingest";  ///< a name ending in `.fifo` is a FIFO queue
   /// The library-managed dead-letter queue (same type as `queue`: `.fifo` for FIFO).

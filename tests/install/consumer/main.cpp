@@ -11,6 +11,7 @@
 #include <ingest/nats/queue.hpp>
 #include <ingest/postgres/transactional_handler.hpp>
 #include <ingest/sqlite/transactional_handler.hpp>
+#include <ingest/aws/s3.hpp>
 #include <ingest/sqs/queue.hpp>
 
 static_assert(ingest::version.major == PACKAGE_VERSION_MAJOR && ingest::version.minor == PACKAGE_VERSION_MINOR,
@@ -22,7 +23,8 @@ int main() {
   if (ingest::nats::queue_options::from_url("nats://127.0.0.1:4222").servers.size() != 1) return 1;
   // The SQS component links: URLs parse and the signer signs.
   if (ingest::sqs::queue_options::from_url("sqs+http://127.0.0.1:4566/000000000000/q").queue != "q") return 1;
-  if (ingest::sqs::sha256_hex("").size() != 64) return 1;
+  if (ingest::aws::sha256_hex("").size() != 64) return 1;
+  if (ingest::aws::s3_options::from_url("s3+http://127.0.0.1:4566/b").bucket != "b") return 1;
   // The PostgreSQL component links: SQLSTATEs classify, and a server that is not
   // there is a lost connection (libpq tried it).
   if (ingest::postgres::classify(std::make_exception_ptr(ingest::error(

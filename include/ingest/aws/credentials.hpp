@@ -4,8 +4,9 @@
 /// give them: the environment, then the shared files of the AWS tools.
 
 #include <string>
+#include <string_view>
 
-namespace ingest::sqs {
+namespace ingest::aws {
 
 /// AWS credentials. Plain value type; never logged by the library.
 struct credentials {
@@ -37,4 +38,13 @@ struct credentials {
 /// sections with `region = ...`), or "" when there is none.
 std::string region_from_shared_config();
 
-}  // namespace ingest::sqs
+/// `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `region_from_shared_config()`, else
+/// `us-east-1`.
+std::string default_region();
+
+/// `given` when it has a key id; else `credentials::from_default_chain()`. When that
+/// finds none either: over TLS (a real service) throws `ingest::error(errc::invalid_config)`
+/// naming `who`; over plain HTTP (an emulator, which takes any pair) gives `test`/`test`.
+credentials resolve_credentials(credentials given, bool tls, std::string_view who);
+
+}  // namespace ingest::aws

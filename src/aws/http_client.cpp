@@ -14,12 +14,13 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <cctype>
 #include <deque>
 #include <optional>
 
 #include "ingest/error.hpp"
 
-namespace ingest::sqs::detail {
+namespace ingest::aws::detail {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -36,7 +37,7 @@ endpoint endpoint::parse(const std::string& url) {
     ep.tls = true;
     rest = url.substr(8);
   } else {
-    throw error(errc::invalid_config, "sqs: the endpoint must start with http:// or https://: " + url);
+    throw error(errc::invalid_config, "the endpoint must start with http:// or https://: " + url);
   }
   rest = rest.substr(0, rest.find('/'));
   const auto colon = rest.rfind(':');
@@ -47,7 +48,7 @@ endpoint endpoint::parse(const std::string& url) {
     ep.host = rest;
     ep.port = ep.tls ? "443" : "80";
   }
-  if (ep.host.empty() || ep.port.empty()) throw error(errc::invalid_config, "sqs: no host in endpoint " + url);
+  if (ep.host.empty() || ep.port.empty()) throw error(errc::invalid_config, "no host in endpoint " + url);
   return ep;
 }
 
@@ -215,6 +216,7 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
           if (ec) return self->failed(std::move(c), std::move(r), ec);
           auto parser = std::make_shared<bhttp::response_parser<bhttp::string_body>>();
           parser->body_limit(64u << 20);
+          if (r.message->method() == bhttp::verb::head) parser->skip(true);  // a length, no body
           bhttp::async_read(stream, c->buffer, *parser,
                             [self, c, r = std::move(r), parser](error_code rec, std::size_t) mutable {
                               if (rec) return self->failed(std::move(c), std::move(r), rec);
@@ -222,7 +224,12 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
                               ++c->uses;
                               auto response = parser->release();
                               const bool keep = response.keep_alive();
-                              http_result result{response.result_int(), std::move(response.body())};
+                              http_result result{response.result_int(), std::move(response.body()), {}};
+                              for (const auto& field : response) {
+                                std::string name(field.name_string());
+                                for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+                                result.headers.emplace_back(std::move(name), std::string(field.value()));
+                              }
                               r.done(error_code{}, std::move(result));
                               if (keep) self->release(std::move(c));
                               else self->drop(std::move(c));
@@ -275,14 +282,28 @@ http_client::http_client(asio::io_context& io, endpoint ep, client_options optio
 
 http_client::~http_client() { impl_->shutdown(); }
 
+std::string http_result::header(std::string_view name) const {
+  for (const auto& [n, v] : headers)
+    if (n == name) return v;
+  return {};
+}
+
 void http_client::post(std::string target, http_fields fields, std::string body, std::chrono::milliseconds timeout,
                        done_fn done) {
-  auto message = std::make_shared<bhttp::request<bhttp::string_body>>(bhttp::verb::post, target, 11);
+  send("POST", std::move(target), std::move(fields), std::move(body), timeout, std::move(done));
+}
+
+void http_client::send(std::string_view method, std::string target, http_fields fields, std::string body,
+                       std::chrono::milliseconds timeout, done_fn done) {
+  const auto verb = bhttp::string_to_verb(method);
+  if (verb == bhttp::verb::unknown) throw error(errc::invalid_config, "http: unknown method " + std::string(method));
+  auto message = std::make_shared<bhttp::request<bhttp::string_body>>(verb, target, 11);
   message->set(bhttp::field::host, impl_->ep.host_header());
   for (auto& [name, value] : fields) message->set(name, value);
   message->keep_alive(true);
   message->body() = std::move(body);
-  message->prepare_payload();
+  // Only a body that is there is announced (a GET or HEAD carries no length).
+  if (!message->body().empty() || verb == bhttp::verb::put || verb == bhttp::verb::post) message->prepare_payload();
   impl_->submit(request{std::move(message), timeout, std::move(done)});
 }
 
@@ -290,4 +311,4 @@ void http_client::shutdown() { impl_->shutdown(); }
 
 std::size_t http_client::open_connections() const { return impl_->open; }
 
-}  // namespace ingest::sqs::detail
+}  // namespace ingest::aws::detail

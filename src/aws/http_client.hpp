@@ -1,6 +1,6 @@
 #pragma once
-// A small HTTP/1.1 client on Beast for the SQS backend: a keep-alive connection pool
-// (plain TCP or TLS through OpenSSL), per-request timeouts, one retry on a fresh
+// A small HTTP/1.1 client on Beast for the AWS-compatible services (SQS, S3): a
+// keep-alive connection pool (plain TCP or TLS through OpenSSL), per-request timeouts, one retry on a fresh
 // connection when a reused keep-alive connection turns out to be closed.
 //
 // Single-threaded by design: every call and every completion runs on the one thread
@@ -12,12 +12,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "ingest/detail/callback.hpp"
 
-namespace ingest::sqs::detail {
+namespace ingest::aws::detail {
 
 struct endpoint {
   bool tls = false;
@@ -36,12 +37,15 @@ struct client_options {
   std::string tls_ca_file{};
 };
 
+using http_fields = std::vector<std::pair<std::string, std::string>>;
+
 struct http_result {
   unsigned status = 0;
   std::string body;
+  http_fields headers{};  ///< names in lower case
+  /// The value of header `name` (lower case), or "" when absent.
+  std::string header(std::string_view name) const;
 };
-
-using http_fields = std::vector<std::pair<std::string, std::string>>;
 
 class http_client {
  public:
@@ -55,6 +59,9 @@ class http_client {
   /// POSTs `body` to `target`; `done` runs on the io_context's thread.
   void post(std::string target, http_fields fields, std::string body, std::chrono::milliseconds timeout,
             done_fn done);
+  /// Sends `method` (`GET`, `HEAD`, `PUT`, ...) to `target`; a `HEAD` answer has no body.
+  void send(std::string_view method, std::string target, http_fields fields, std::string body,
+            std::chrono::milliseconds timeout, done_fn done);
   /// Closes every connection; requests in progress complete with an error.
   void shutdown();
 
@@ -65,4 +72,4 @@ class http_client {
   std::shared_ptr<impl> impl_;
 };
 
-}  // namespace ingest::sqs::detail
+}  // namespace ingest::aws::detail

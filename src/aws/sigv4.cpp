@@ -1,4 +1,4 @@
-#include "ingest/sqs/sigv4.hpp"
+#include "ingest/aws/sigv4.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -12,7 +12,7 @@
 
 #include "core/url_params.hpp"
 
-namespace ingest::sqs {
+namespace ingest::aws {
 
 namespace {
 
@@ -129,4 +129,4 @@ signature_v4 sign_v4(const signing_input& input, const credentials& creds, std::
   return s;
 }
 
-}  // namespace ingest::sqs
+}  // namespace ingest::aws

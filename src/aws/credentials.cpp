@@ -7,9 +7,9 @@
 #include <string>
 
 #include "ingest/error.hpp"
-#include "ingest/sqs/credentials.hpp"
+#include "ingest/aws/credentials.hpp"
 
-namespace ingest::sqs {
+namespace ingest::aws {
 namespace {
 
 std::string env(const char* name) {
@@ -90,4 +90,22 @@ std::string region_from_shared_config() {
   return s["region"];
 }
 
-}  // namespace ingest::sqs
+std::string default_region() {
+  for (const char* name : {"AWS_REGION", "AWS_DEFAULT_REGION"})
+    if (const char* v = std::getenv(name); v && *v) return v;
+  if (auto r = region_from_shared_config(); !r.empty()) return r;
+  return "us-east-1";
+}
+
+credentials resolve_credentials(credentials given, bool tls, std::string_view who) {
+  if (given.access_key_id.empty()) given = credentials::from_default_chain();
+  if (!given.access_key_id.empty() && !given.secret_access_key.empty()) return given;
+  if (tls)
+    throw error(errc::invalid_config,
+                std::string(who) +
+                    ": no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with "
+                    "~/.aws/credentials; instance roles, web identity and SSO are not read: export them)");
+  return credentials{"test", "test", {}};
+}
+
+}  // namespace ingest::aws

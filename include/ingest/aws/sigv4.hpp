@@ -8,9 +8,9 @@
 #include <utility>
 #include <vector>
 
-#include "ingest/sqs/credentials.hpp"
+#include "ingest/aws/credentials.hpp"
 
-namespace ingest::sqs {
+namespace ingest::aws {
 
 /// One HTTP request to sign.
 struct signing_input {
@@ -36,11 +36,11 @@ struct signature_v4 {
 /// Pure function; thread-safe.
 ///
 /// @code
-/// const auto date = ingest::sqs::amz_date_now();
+/// const auto date = ingest::aws::amz_date_now();
 /// ingest::sqs::signing_input in{.method = "POST", .path = "/", .query = {},
 ///     .headers = {{"host", "sqs.eu-west-1.amazonaws.com"}, {"x-amz-date", date}},
-///     .payload_sha256 = ingest::sqs::sha256_hex(body)};
-/// request.set("authorization", ingest::sqs::sign_v4(in, creds, "eu-west-1", "sqs", date).authorization);
+///     .payload_sha256 = ingest::aws::sha256_hex(body)};
+/// request.set("authorization", ingest::aws::sign_v4(in, creds, "eu-west-1", "sqs", date).authorization);
 /// @endcode
 signature_v4 sign_v4(const signing_input& input, const credentials& creds, std::string_view region,
                      std::string_view service, std::string_view amz_date);
@@ -51,4 +51,4 @@ std::string sha256_hex(std::string_view data);
 /// The current UTC time as `YYYYMMDDTHHMMSSZ`.
 std::string amz_date_now();
 
-}  // namespace ingest::sqs
+}  // namespace ingest::aws

@@ -1,0 +1,241 @@
+// The S3 bucket client: SigV4 header-signed calls over the shared Beast client, run on
+// a private I/O thread and waited for by the caller; presigned URLs built without I/O.
+
+#include "ingest/aws/s3.hpp"
+
+#include <openssl/evp.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+#include <thread>
+
+#include "aws/http_client.hpp"
+#include "core/url_params.hpp"
+#include "ingest/aws/sigv4.hpp"
+#include "ingest/error.hpp"
+
+namespace ingest::aws {
+
+namespace asio = boost::asio;
+using detail::http_result;
+
+s3_options s3_options::from_url(std::string_view url) {
+  s3_options o;
+  std::string_view rest;
+  std::string scheme;
+  if (url.starts_with("s3+http://")) {
+    scheme = "http://";
+    rest = url.substr(10);
+  } else if (url.starts_with("s3+https://")) {
+    scheme = "https://";
+    rest = url.substr(11);
+  } else {
+    throw error(errc::invalid_config, "s3: a storage URL starts with s3+http:// or s3+https://");
+  }
+  std::string_view query;
+  if (const auto q = rest.find('?'); q != std::string_view::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  const auto slash = rest.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 >= rest.size() ||
+      rest.find('/', slash + 1) != std::string_view::npos)
+    throw error(errc::invalid_config, "s3: the storage URL must be s3+http(s)://host[:port]/bucket");
+  o.endpoint = scheme + std::string(rest.substr(0, slash));
+  o.bucket = ingest::detail::percent_decode("s3 URL", rest.substr(slash + 1));
+  ingest::detail::url_query params("s3 URL", query);
+  params.set("region", o.region);
+  params.set("path_style", o.path_style);
+  params.set("timeout", o.timeout);
+  params.set("max_connections", o.max_connections);
+  params.set("tls_verify", o.tls_verify);
+  params.set("tls_ca", o.tls_ca_file);
+  params.set("create", o.create);
+  params.finish();
+  if (scheme == "http://" && (!o.tls_ca_file.empty() || params.has("tls_verify")))
+    throw error(errc::invalid_config, "s3 URL: tls_ca and tls_verify need s3+https://");
+  if (o.timeout <= std::chrono::milliseconds::zero()) throw error(errc::invalid_config, "s3 URL: timeout must be positive");
+  if (o.max_connections == 0) throw error(errc::invalid_config, "s3 URL: max_connections must be at least 1");
+  return o;
+}
+
+std::string sha256_hex_to_base64(std::string_view hex) {
+  if (hex.size() != 64) throw error(errc::invalid_config, "sha256: 64 hex digits expected");
+  unsigned char raw[32];
+  for (std::size_t i = 0; i < 32; ++i) {
+    auto nibble = [&](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      throw error(errc::invalid_config, "sha256: 64 hex digits expected");
+    };
+    raw[i] = static_cast<unsigned char>(nibble(hex[2 * i]) << 4 | nibble(hex[2 * i + 1]));
+  }
+  unsigned char out[64];
+  const int n = EVP_EncodeBlock(out, raw, 32);
+  return std::string(reinterpret_cast<const char*>(out), static_cast<std::size_t>(n));
+}
+
+namespace {
+
+// The store's own error code (`<Code>NoSuchKey</Code>`), for messages.
+std::string error_code_of(const std::string& body) {
+  const auto start = body.find("<Code>");
+  const auto end = body.find("</Code>");
+  if (start == std::string::npos || end == std::string::npos || end < start) return {};
+  return body.substr(start + 6, end - start - 6);
+}
+
+// Virtual-hosted: the bucket's own host name is where the connection goes.
+detail::endpoint endpoint_of(const s3_options& o) {
+  auto ep = detail::endpoint::parse(o.endpoint);
+  if (!o.path_style) ep.host = o.bucket + '.' + ep.host;
+  return ep;
+}
+
+// A name for `Content-Disposition`: no quotes, backslashes or control characters.
+std::string safe_filename(std::string_view name) {
+  std::string out;
+  for (unsigned char c : name)
+    if (c >= 0x20 && c != 0x7F && c != '"' && c != '\\') out.push_back(static_cast<char>(c));
+  return out.empty() ? "download" : out;
+}
+
+}  // namespace
+
+struct s3_bucket::impl {
+  explicit impl(s3_options o)
+      : options(std::move(o)),
+        ep(endpoint_of(options)),
+        work(asio::make_work_guard(io)),
+        http(io, ep, detail::client_options{options.max_connections, options.timeout, options.tls_verify,
+                                            options.tls_ca_file}) {
+    if (options.bucket.empty()) throw error(errc::invalid_config, "s3: no bucket");
+    options.creds = resolve_credentials(std::move(options.creds), ep.tls, "s3");
+    if (options.region.empty()) options.region = default_region();
+    host = ep.host_header();
+    origin = std::string(ep.tls ? "https://" : "http://") + host;
+    thread = std::thread([this] { io.run(); });
+  }
+  ~impl() {
+    asio::post(io, [this] { http.shutdown(); });
+    work.reset();
+    thread.join();
+  }
+
+  s3_options options;
+  detail::endpoint ep;
+  std::string host;    // the Host header (virtual-hosted: the bucket's own host)
+  std::string origin;  // scheme + host, for presigned URLs
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+  detail::http_client http;
+  std::thread thread;
+
+  std::string path_of(std::string_view key) const {
+    const std::string bucket_part = options.path_style ? '/' + uri_encode(options.bucket, true) : std::string();
+    return key.empty() ? bucket_part + '/' : bucket_part + '/' + uri_encode(key, false);
+  }
+
+  // One signed call, waited for. Throws as the class comment says; 404 is returned.
+  http_result call(std::string method, std::string_view key, std::string body, detail::http_fields extra) {
+    const std::string date = amz_date_now();
+    signing_input in;
+    in.method = method;
+    in.path = path_of(key);
+    in.payload_sha256 = sha256_hex(body);
+    in.headers = {{"host", host}, {"x-amz-content-sha256", in.payload_sha256}, {"x-amz-date", date}};
+    if (!options.creds.session_token.empty()) in.headers.emplace_back("x-amz-security-token", options.creds.session_token);
+    for (auto& h : extra) in.headers.push_back(h);
+    const auto sig = sign_v4(in, options.creds, options.region, "s3", date);
+    detail::http_fields fields(in.headers.begin() + 1, in.headers.end());  // Host is set by the client
+    fields.emplace_back("authorization", sig.authorization);
+
+    auto done = std::make_shared<std::promise<std::pair<boost::system::error_code, http_result>>>();
+    auto result = done->get_future();
+    asio::post(io, [this, method = std::move(method), target = in.path, fields = std::move(fields),
+                    body = std::move(body), done]() mutable {
+      http.send(method, std::move(target), std::move(fields), std::move(body), options.timeout,
+                [done](boost::system::error_code ec, http_result r) { done->set_value({ec, std::move(r)}); });
+    });
+    auto [ec, r] = result.get();
+    const std::string what = "s3 " + in.method + ' ' + options.bucket + '/' + std::string(key);
+    if (ec) throw error(errc::backend_unavailable, what + ": " + ec.message());
+    if (r.status == 404 || (r.status >= 200 && r.status < 300)) return std::move(r);
+    const std::string detail = what + ": HTTP " + std::to_string(r.status) +
+                               (error_code_of(r.body).empty() ? "" : " " + error_code_of(r.body));
+    if (r.status == 429 || r.status >= 500) throw error(errc::backend_unavailable, detail);
+    throw error(errc::storage_error, detail);
+  }
+};
+
+s3_bucket::s3_bucket(s3_options options) : impl_(std::make_unique<impl>(std::move(options))) {
+  if (impl_->options.create) create_bucket();
+}
+s3_bucket::~s3_bucket() = default;
+
+const s3_options& s3_bucket::options() const { return impl_->options; }
+
+std::string s3_bucket::origin() const { return impl_->origin; }
+
+std::optional<object_info> s3_bucket::head(std::string_view key) {
+  auto r = impl_->call("HEAD", key, {}, {{"x-amz-checksum-mode", "ENABLED"}});
+  if (r.status == 404) return std::nullopt;
+  object_info info;
+  try {
+    info.size = std::stoull(r.header("content-length"));
+  } catch (const std::exception&) {
+    throw error(errc::storage_error, "s3 HEAD " + std::string(key) + ": no Content-Length in the answer");
+  }
+  info.etag = r.header("etag");
+  info.content_type = r.header("content-type");
+  info.checksum_sha256 = r.header("x-amz-checksum-sha256");
+  return info;
+}
+
+std::optional<std::string> s3_bucket::get(std::string_view key, std::uint64_t max_bytes) {
+  auto r = impl_->call("GET", key, {}, {});
+  if (r.status == 404) return std::nullopt;
+  if (r.body.size() > max_bytes)
+    throw error(errc::storage_error, "s3 GET " + std::string(key) + ": " + std::to_string(r.body.size()) +
+                                         " bytes, more than the " + std::to_string(max_bytes) + " allowed");
+  return std::move(r.body);
+}
+
+void s3_bucket::put(std::string_view key, std::string body, std::string_view content_type) {
+  auto r = impl_->call("PUT", key, std::move(body), {{"content-type", std::string(content_type)}});
+  if (r.status == 404) throw error(errc::storage_error, "s3 PUT " + std::string(key) + ": no such bucket");
+}
+
+void s3_bucket::create_bucket() {
+  auto r = impl_->call("PUT", {}, {}, {});
+  if (r.status == 404) throw error(errc::storage_error, "s3: creating bucket " + impl_->options.bucket + ": HTTP 404");
+}
+
+presigned_request s3_bucket::presign_put(std::string_view key, std::string_view content_type, std::uint64_t size,
+                                         std::string_view sha256_hex, std::chrono::seconds expires) const {
+  presign_input in;
+  in.method = "PUT";
+  in.origin = impl_->origin;
+  in.path = impl_->path_of(key);
+  in.expires = expires;
+  in.headers = {{"content-length", std::to_string(size)}, {"content-type", std::string(content_type)}};
+  if (!sha256_hex.empty()) in.headers.emplace_back("x-amz-checksum-sha256", sha256_hex_to_base64(sha256_hex));
+  return presign_v4(in, impl_->options.creds, impl_->options.region, "s3", amz_date_now());
+}
+
+presigned_request s3_bucket::presign_get(std::string_view key, std::chrono::seconds expires,
+                                         std::string_view filename) const {
+  presign_input in;
+  in.method = "GET";
+  in.origin = impl_->origin;
+  in.path = impl_->path_of(key);
+  in.expires = expires;
+  if (!filename.empty())
+    in.query.emplace_back("response-content-disposition", "attachment; filename=\"" + safe_filename(filename) + '"');
+  return presign_v4(in, impl_->options.creds, impl_->options.region, "s3", amz_date_now());
+}
+
+}  // namespace ingest::aws
