@@ -13,6 +13,7 @@
 #   benchmarks/flood.sh --polls 5000 [--backend nats --sink postgres] [--open-rate N] [--runs 3]
 #                       [--read-nice N]
 #   benchmarks/flood.sh --streams 10000 [--open-rate N] [--open-seconds S] [--runs 3]
+#   benchmarks/flood.sh --attachments 2 [--open-rate N] [--open-seconds S] [--runs 3]
 #
 # --sink postgres starts one PostgreSQL 15 for the whole run (initdb in the work
 # directory, as the unprivileged `postgres` user when run as root) and gives every
@@ -49,7 +50,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 students=10000 window=1 runs=3 consumer_rate=5000 open_rate=25000 open_seconds=5
 build="$here/build" out="" quick=0 backend=sqlite abuse=0 legit_rate=1000 abuse_rate=20000 sink=sqlite small_db=0
-poll_rate=0 read_nice=() streams=0
+poll_rate=0 read_nice=() streams=0 attachments=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --students) students=$2; shift 2 ;;
@@ -69,6 +70,7 @@ while [[ $# -gt 0 ]]; do
     --small-db) small_db=1; shift ;;
     --polls) poll_rate=$2; shift 2 ;;
     --streams) streams=$2; shift 2 ;;
+    --attachments) attachments=$2; shift 2 ;;
     --read-nice) read_nice=(--read-nice "$2"); shift 2 ;;
     *) echo "flood.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -329,6 +331,32 @@ if [[ $streams != 0 ]]; then
 print('run %s: streams %d open (%d still open at the end), server RSS %.1f MiB before, %.1f MiB with them; polls %.0f/s sent, p99 %.1f ms' % (sys.argv[3], s['opened'], s['open_at_end'], s['server_rss_before_mb'], s['server_rss_with_mb'], p['sent_per_s'], p['p99_ms']))" \
       "$out/accept+streams-$n.json" "$out/accept+polls-$n.json" "$n"
   done
+  echo "results: $out"
+  [[ $failures -eq 0 ]] || { echo "flood.sh: $failures run(s) failed" >&2; exit 1; }
+  exit 0
+fi
+
+if [[ $attachments != 0 ]]; then
+  # The accept path with submissions that name files (references checked by their tag,
+  # no storage call) against without, alternately, each on a fresh stack. No graders:
+  # the files were never uploaded, and what is measured is the accept path alone.
+  for n in $(seq "$runs"); do
+    for files in 0 "$attachments"; do
+      if [[ $files == 0 ]]; then label=answers-only; else label=with-$files-files; fi
+      start_stack "$label" "$n" exam_server --workers 0
+      "$bin/spike" --url "$url" --rate "$open_rate" --duration "$open_seconds" --connections 1000 \
+        --attachments "$files" --server-pid "$spid" --label "$label" --json "$out/$label-$n.json" ||
+        failures=$((failures + 1))
+      stop_stack exam_server
+    done
+  done
+  echo
+  echo "## Attachment references: open loop at $open_rate/s for ${open_seconds}s ($backend), without and with $attachments per submission"
+  echo
+  files=()
+  for n in $(seq "$runs"); do files+=("$out/answers-only-$n.json"); done
+  for n in $(seq "$runs"); do files+=("$out/with-$attachments-files-$n.json"); done
+  "$bin/spike" report "${files[@]}"
   echo "results: $out"
   [[ $failures -eq 0 ]] || { echo "flood.sh: $failures run(s) failed" >&2; exit 1; }
   exit 0

@@ -57,6 +57,11 @@ void define_options(CLI::App& cli, settings& s) {
   cli.add_option("--connections", s.connections, "open-loop mode: connection pool size")->capture_default_str();
   cli.add_option("--threads", s.threads, "client threads")->capture_default_str();
   cli.add_option("--jwt-secret", s.secret, "the server's secret (default: $INGEST_JWT_SECRET)");
+  cli.add_option("--attachments", s.attachments,
+                 "files each submission names, as references issued with the server's secret (the accept path's "
+                 "cost of checking them; no file is uploaded: run the server without graders)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 20));
   exam::add_token_check_options(cli, s.jwt);
   cli.add_option("--db", s.db,
                  "exam.db or the postgresql:// URL of the submissions to watch and audit (empty: no audit)");

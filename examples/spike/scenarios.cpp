@@ -14,6 +14,8 @@
 #include <random>
 #include <thread>
 
+#include "attachments.hpp"
+#include "ingest/fingerprint.hpp"
 #include "jwt.hpp"
 
 namespace spike {
@@ -29,6 +31,17 @@ awaitable<void> wait_until(steady::time_point t) {
   co_await timer.async_wait(use_awaitable);
 }
 
+// `s.attachments` references to 1 MiB files of student `id`, as the upload route would
+// have issued them (the keys' tags are made with the server's secret).
+boost::json::array references(const exam::upload_keys& keys, const settings& s, const std::string& id, int i) {
+  std::vector<exam::attachment> files;
+  for (int f = 0; f < s.attachments; ++f) {
+    const std::string sha = ingest::fingerprint(id + '/' + std::to_string(i) + '/' + std::to_string(f));
+    files.push_back({keys.issue(s.exam, id, 1 << 20, sha), sha, 1 << 20, "answer-" + std::to_string(f + 1) + ".pdf"});
+  }
+  return exam::attachments_to_json(files);
+}
+
 }  // namespace
 
 std::vector<student> make_students(const settings& s, const run_plan& plan) {
@@ -38,6 +51,7 @@ std::vector<student> make_students(const settings& s, const run_plan& plan) {
   std::uniform_int_distribution<int> choice(0, 3);
   std::vector<student> students(static_cast<std::size_t>(n));
   const auto expires = std::chrono::system_clock::now() + std::chrono::hours(2);
+  const exam::upload_keys keys(s.secret);
   for (int i = 0; i < n; ++i) {
     auto& st = students[static_cast<std::size_t>(i)];
     if (s.one_student && i > 0) {
@@ -53,6 +67,7 @@ std::vector<student> make_students(const settings& s, const run_plan& plan) {
       answers["q" + std::to_string(q)] = std::string(1, static_cast<char>('A' + choice(rng)));
     boost::json::object body;
     body["answers"] = std::move(answers);
+    if (s.attachments > 0) body["attachments"] = references(keys, s, st.id, i);
     st.body = boost::json::serialize(body);
     st.wire = "POST /v1/exams/" + s.exam + "/submissions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
               st.token + "\r\nContent-Type: application/json\r\nIdempotency-Key: " + st.key +

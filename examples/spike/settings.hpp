@@ -29,6 +29,7 @@ struct settings {
   double drain_timeout_s = 300;
   std::string json_out, svg_out, label;
   int questions = 10;
+  int attachments = 0;  // files each submission names (references the server checks; no bytes are sent)
   bool one_student = false;  // every submission from the same student (an abusive client)
   std::string bind;          // local address to connect from (e.g. 127.0.0.2: another client IP)
   double poll_rate = 0;      // status reads per second during the flood (0: none)

@@ -71,6 +71,7 @@ test("a file goes straight to the storage with progress, the submission names it
   const text = "My essay. ".repeat(20000); // 200 kB: progress events on the way
   await page.setInputFiles("#file-input", essay(text));
   await page.check('input[name="q1"][value="B"]');
+  await page.screenshot({ path: join(ARTIFACTS, "student-attachment-form.png"), fullPage: true });
   const puts = [];
   page.on("request", (r) => {
     if (r.method() === "PUT") puts.push(r.url());
