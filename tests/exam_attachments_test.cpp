@@ -24,7 +24,13 @@ std::string catalog_json() {
   return R"({"exams":[
     {"id":"essay","answer_key":{"q1":"B"},"opens_at":")" + t(now - 1h) + R"(","deadline":")" + t(now + 1h) +
          R"(","attachments":{"max_files":2,"max_bytes":4096,"content_types":["application/pdf","text/plain"]}},
-    {"id":"plain","answer_key":{"q1":"B"},"opens_at":")" + t(now - 1h) + R"(","deadline":")" + t(now + 1h) + R"("}]})";
+    {"id":"plain","answer_key":{"q1":"B"},"opens_at":")" + t(now - 1h) + R"(","deadline":")" + t(now + 1h) + R"("},
+    {"id":"later","answer_key":{"q1":"B"},"opens_at":")" + t(now + 1h) + R"(","deadline":")" + t(now + 2h) +
+         R"(","attachments":{"max_files":1}},
+    {"id":"past","answer_key":{"q1":"B"},"opens_at":")" + t(now - 2h) + R"(","deadline":")" + t(now - 1h) +
+         R"(","attachments":{"max_files":1}},
+    {"id":"roster","answer_key":{"q1":"B"},"opens_at":")" + t(now - 1h) + R"(","deadline":")" + t(now + 1h) +
+         R"(","students":["s9"],"attachments":{"max_files":1}}]})";
 }
 
 // The queue-based server on the embedded queue, its graders checking files in the bucket.
@@ -173,6 +179,11 @@ TEST_CASE("attachments: every refusal of the upload route") {
   check_error(r.ask_upload(token("t1", exam::role::teacher), good), 403, "forbidden");
   check_error(r.ask_upload(tok, good, "nope"), 404, "exam_not_found");
   check_error(r.ask_upload(tok, good, "plain"), 403, "attachments_not_allowed");
+  check_error(r.ask_upload(tok, good, "later"), 403, "exam_not_open");
+  check_error(r.ask_upload(tok, good, "past"), 403, "deadline_passed");
+  check_error(r.ask_upload(tok, good, "roster"), 403, "forbidden");
+  CHECK(r.ask_upload(token("s9"), good, "roster").status == 201);
+  check_error(r.ask_upload(token(".."), good), 403, "forbidden");  // an id that cannot be a key segment
   check_error(c.call(verb::post, "/v1/exams/essay/uploads", bearer(tok), good), 415, "unsupported_media_type");
   for (const auto& bad : std::vector<std::string>{"{", R"({"filename":"a.pdf"})",
                                 R"({"filename":"a/b.pdf","content_type":"application/pdf","size":10,"sha256":")" + sha + "\"}",
@@ -205,6 +216,9 @@ TEST_CASE("attachments: a server without storage hands out no upload URL") {
                            R"({"filename":"a.pdf","content_type":"application/pdf","size":10,"sha256":")" +
                                ingest::aws::sha256_hex("x") + "\"}"),
               403, "attachments_not_allowed");
+  auto c = r.client();
+  check_error(c.call(verb::get, "/v1/exams/essay/attachments?key=exams/essay/s1/x", bearer(token("t1", exam::role::teacher))),
+              404, "not_found");
 }
 
 TEST_CASE("attachments: references not issued to this student for this file are refused at accept") {

@@ -73,6 +73,10 @@ TEST_CASE("s3: a missing object is nullopt, a too-large one an error, a missing 
 
   s3_bucket absent(options_for(emulator, "no-such-bucket"));
   CHECK_THROWS_AS(absent.put("k", "v", "text/plain"), ingest::error);
+  CHECK_FALSE(absent.bucket_exists());
+  CHECK(bucket.bucket_exists());
+  // A header value with a line break never reaches the wire.
+  CHECK_THROWS_AS(bucket.put("k", "v", "text/plain\r\nx-evil: 1"), ingest::error);
 }
 
 TEST_CASE("s3: the emulator gone is backend_unavailable; back, the same client works again") {

@@ -31,6 +31,9 @@ void app::post_upload(const std::string& exam_id, request req, responder& respon
   const exam_info* e = exams_.find(exam_id);
   if (!e) return fail(req, respond, status::not_found, "exam_not_found", "no such exam");
   if (who->role != role::student) return fail(req, respond, status::forbidden, "forbidden", "only students upload files");
+  // The id goes into the object key as it is.
+  if (!valid_id(who->sub) || who->sub == "." || who->sub == "..")
+    return fail(req, respond, status::forbidden, "forbidden", "uploads need a student id of 1-64 of [A-Za-z0-9._-]");
   if (!e->allows(who->sub))
     return fail(req, respond, status::forbidden, "forbidden", "this exam is not open to " + who->sub);
   const auto now = ingest::clock::now();

@@ -169,6 +169,20 @@ std::shared_ptr<const ingest::receipt_signer> make_receipt_signer(std::vector<st
   return std::make_shared<const ingest::receipt_signer>(std::move(secrets));
 }
 
+std::shared_ptr<ingest::aws::s3_bucket> open_storage(const std::string& url) {
+  auto bucket = std::make_shared<ingest::aws::s3_bucket>(ingest::aws::s3_options::from_url(url));
+  bool there = true;
+  try {
+    there = bucket->bucket_exists();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "warning: --storage cannot be reached now (%s); going on\n", e.what());
+  }
+  if (!there)
+    throw std::invalid_argument("--storage: there is no bucket " + bucket->options().bucket +
+                                " (create it, or add ?create=true for an emulator)");
+  return bucket;
+}
+
 app_options make_app_options(const server_cli& o, const std::string& secret) {
   return {.jwt_secret = secret,
           .jwt = o.jwt,
@@ -182,9 +196,7 @@ app_options make_app_options(const server_cli& o, const std::string& secret) {
           .read_nice = o.read_nice,
           .streams = {.interval = std::chrono::milliseconds(static_cast<long long>(o.events_interval * 1000)),
                       .max_streams = o.max_streams},
-          .storage = o.storage.empty()
-                         ? nullptr
-                         : std::make_shared<ingest::aws::s3_bucket>(ingest::aws::s3_options::from_url(o.storage))};
+          .storage = o.storage.empty() ? nullptr : open_storage(o.storage)};
 }
 
 ingest::http::server_options make_http_options(const server_cli& o, const server_setup& s, std::string name) {

@@ -51,6 +51,10 @@ struct token_cli {
 void add_server_options(CLI::App& app, server_cli& o, const std::string& default_listen, bool with_queue);
 // The submissions database of `o`: its --db, else DATA/exam.db.
 std::string submissions_db(const server_cli& o);
+// The attachments' storage of a --storage URL. Refuses a bucket that is not there (a
+// missing bucket would read as missing files); a storage that cannot be reached now is
+// reported and used anyway (the accept path does not need it; the graders retry).
+std::shared_ptr<ingest::aws::s3_bucket> open_storage(const std::string& url);
 // Adds the `token` subcommand.
 CLI::App* add_token_command(CLI::App& app, token_cli& t);
 // Prints the token; returns the exit code.

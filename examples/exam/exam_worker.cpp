@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
     auto metrics = std::make_shared<ingest::pipeline_metrics>();
     if (sink.empty()) sink = data + "/exam.db";
     if (!storage.empty())
-      grading.storage = std::make_shared<ingest::aws::s3_bucket>(ingest::aws::s3_options::from_url(storage));
+      grading.storage = exam::open_storage(storage);
     exam::grading_consumer grader(*queue, sink, exams, grading, metrics,
                                   ingest::json_lines_logger(stderr, ingest::parse_log_level(log_level)));
     grader.start();

@@ -76,7 +76,7 @@ credentials credentials::from_default_chain() {
   bool found = false;
   if (!path.empty()) ini_section(path, profile, found);
   if (!found && !env("AWS_PROFILE").empty())
-    throw error(errc::invalid_config, "sqs: AWS_PROFILE names profile '" + profile + "', which " +
+    throw error(errc::invalid_config, "aws: AWS_PROFILE names profile '" + profile + "', which " +
                                           (path.empty() ? std::string("no credentials file") : path) + " does not have");
   return found ? from_shared_file(path, profile) : credentials{};
 }

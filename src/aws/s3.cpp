@@ -8,6 +8,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <algorithm>
 #include <future>
 #include <thread>
 
@@ -95,12 +96,15 @@ detail::endpoint endpoint_of(const s3_options& o) {
   return ep;
 }
 
-// A name for `Content-Disposition`: no quotes, backslashes or control characters.
-std::string safe_filename(std::string_view name) {
-  std::string out;
+// `Content-Disposition: attachment` naming `name`: an ASCII `filename` (no quotes,
+// backslashes, control or non-ASCII bytes) and the exact name as RFC 5987 `filename*`.
+std::string disposition(std::string_view name) {
+  std::string ascii;
   for (unsigned char c : name)
-    if (c >= 0x20 && c != 0x7F && c != '"' && c != '\\') out.push_back(static_cast<char>(c));
-  return out.empty() ? "download" : out;
+    if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') ascii.push_back(static_cast<char>(c));
+    else if (c >= 0x80) ascii.push_back('_');
+  if (ascii.empty()) ascii = "download";
+  return "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" + uri_encode(name, true);
 }
 
 }  // namespace
@@ -141,6 +145,9 @@ struct s3_bucket::impl {
 
   // One signed call, waited for. Throws as the class comment says; 404 is returned.
   http_result call(std::string method, std::string_view key, std::string body, detail::http_fields extra) {
+    for (const auto& [name, value] : extra)
+      if (std::any_of(value.begin(), value.end(), [](unsigned char c) { return c < 0x20 || c == 0x7F; }))
+        throw error(errc::invalid_config, "s3: header " + name + " has a control character");
     const std::string date = amz_date_now();
     signing_input in;
     in.method = method;
@@ -157,8 +164,12 @@ struct s3_bucket::impl {
     auto result = done->get_future();
     asio::post(io, [this, method = std::move(method), target = in.path, fields = std::move(fields),
                     body = std::move(body), done]() mutable {
-      http.send(method, std::move(target), std::move(fields), std::move(body), options.timeout,
-                [done](boost::system::error_code ec, http_result r) { done->set_value({ec, std::move(r)}); });
+      try {
+        http.send(method, std::move(target), std::move(fields), std::move(body), options.timeout,
+                  [done](boost::system::error_code ec, http_result r) { done->set_value({ec, std::move(r)}); });
+      } catch (...) {
+        done->set_exception(std::current_exception());  // thrown to the caller, not out of io.run()
+      }
     });
     auto [ec, r] = result.get();
     const std::string what = "s3 " + in.method + ' ' + options.bucket + '/' + std::string(key);
@@ -210,8 +221,23 @@ void s3_bucket::put(std::string_view key, std::string body, std::string_view con
 }
 
 void s3_bucket::create_bucket() {
-  auto r = impl_->call("PUT", {}, {}, {});
-  if (r.status == 404) throw error(errc::storage_error, "s3: creating bucket " + impl_->options.bucket + ": HTTP 404");
+  // Outside us-east-1 S3 wants the region named in the body.
+  const auto& region = impl_->options.region;
+  std::string body = region == "us-east-1" ? std::string()
+                                           : "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                                             "<LocationConstraint>" + region + "</LocationConstraint></CreateBucketConfiguration>";
+  try {
+    auto r = impl_->call("PUT", {}, std::move(body), {});
+    if (r.status == 404) throw error(errc::storage_error, "s3: creating bucket " + impl_->options.bucket + ": HTTP 404");
+  } catch (const error& e) {
+    // Ours already (S3 outside us-east-1 says so with a 409).
+    if (std::string(e.what()).find("BucketAlreadyOwnedByYou") == std::string::npos) throw;
+  }
+}
+
+bool s3_bucket::bucket_exists() {
+  // HEAD of the bucket: 200 when it is there and ours to read, 404 when there is none.
+  return impl_->call("HEAD", {}, {}, {}).status != 404;
 }
 
 presigned_request s3_bucket::presign_put(std::string_view key, std::string_view content_type, std::uint64_t size,
@@ -234,7 +260,7 @@ presigned_request s3_bucket::presign_get(std::string_view key, std::chrono::seco
   in.path = impl_->path_of(key);
   in.expires = expires;
   if (!filename.empty())
-    in.query.emplace_back("response-content-disposition", "attachment; filename=\"" + safe_filename(filename) + '"');
+    in.query.emplace_back("response-content-disposition", disposition(filename));
   return presign_v4(in, impl_->options.creds, impl_->options.region, "s3", amz_date_now());
 }
 

@@ -27,15 +27,18 @@ function wait(ms, signal) {
   });
 }
 
-// PUT `file` to `url`; resolves with the HTTP status (0: no answer).
-function put(url, headers, file, onProgress) {
-  return new Promise((resolve) => {
+// PUT `file` to `url`; resolves with the HTTP status (0: no answer within timeoutMs).
+function put(url, headers, file, onProgress, signal, timeoutMs) {
+  return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("PUT", url);
+    xhr.timeout = timeoutMs;
     for (const [name, value] of Object.entries(headers || {})) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (e) => onProgress(e.loaded, e.total || file.size);
     xhr.onload = () => resolve(xhr.status);
     xhr.onerror = xhr.ontimeout = () => resolve(0);
+    xhr.onabort = () => reject(signal?.reason ?? new Error("aborted"));
+    signal?.addEventListener("abort", () => xhr.abort());
     xhr.send(file);
   });
 }
@@ -61,27 +64,31 @@ async function grant(uploadsUrl, headers, file, sha256, signal) {
 /**
  * Uploads `file`; resolves with the reference a submission names ({key, sha256, size,
  * filename}). Options: uploadsUrl, headers (function), onProgress(sent, total),
- * onBusy({waitMs}), storage (default sessionStorage), signal.
+ * onBusy({waitMs}), storage (default sessionStorage), signal, timeoutMs (of one PUT,
+ * default 10 minutes).
  */
 export async function uploadFile(file, options) {
   const { uploadsUrl, headers, onProgress = () => {}, onBusy = () => {}, storage = sessionStorage, signal } = options;
+  const timeoutMs = options.timeoutMs ?? 600000;
   const sha256 = await sha256Hex(file);
   const cacheKey = `upload:${uploadsUrl}:${file.name}:${file.size}:${sha256}`;
   const cached = storage.getItem(cacheKey);
   if (cached) return JSON.parse(cached);
   let current = null;
+  let refusedInARow = 0; // 403s: an expired URL once; more is the storage refusing
   for (let attempt = 1; ; attempt++) {
     if (!current) {
       const asked = await grant(uploadsUrl, headers, file, sha256, signal);
       current = asked.grant;
     }
     if (current) {
-      const status = await put(current.upload_url, current.headers, file, onProgress);
+      const status = await put(current.upload_url, current.headers, file, onProgress, signal, timeoutMs);
       if (status >= 200 && status < 300) {
         storage.setItem(cacheKey, JSON.stringify(current.attachment));
         return current.attachment;
       }
-      if (status === 403) current = null; // the URL expired: ask for a new one
+      if (status === 403 && ++refusedInARow < 2) current = null; // the URL expired: ask for a new one
+      else if (status === 403) throw new SubmitError(403, "upload_refused", "the storage refused the upload (HTTP 403)");
       else if (status !== 0 && !BUSY.has(status)) throw new SubmitError(status, "upload_refused", `the storage refused the file (HTTP ${status})`);
     }
     const waitMs = Math.round(backoffMs(attempt));

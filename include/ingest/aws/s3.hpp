@@ -76,8 +76,12 @@ class s3_bucket {
   std::optional<std::string> get(std::string_view key, std::uint64_t max_bytes);
   /// Stores `body` under `key`.
   void put(std::string_view key, std::string body, std::string_view content_type);
-  /// Creates the bucket; an existing bucket of the same owner is fine.
+  /// Creates the bucket (naming the region outside us-east-1); an existing bucket of
+  /// the same owner is fine.
   void create_bucket();
+  /// Whether the bucket is there (a `HEAD` of an object answers 404 for a missing
+  /// bucket too: check this once before reading a 404 as a missing object).
+  bool bucket_exists();
 
   /// A URL a browser can `PUT` exactly `size` bytes of `content_type` to, for `expires`.
   /// With `sha256_hex` (64 hex digits) the upload must also carry it as

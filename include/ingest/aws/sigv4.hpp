@@ -37,7 +37,7 @@ struct signature_v4 {
 ///
 /// @code
 /// const auto date = ingest::aws::amz_date_now();
-/// ingest::sqs::signing_input in{.method = "POST", .path = "/", .query = {},
+/// ingest::aws::signing_input in{.method = "POST", .path = "/", .query = {},
 ///     .headers = {{"host", "sqs.eu-west-1.amazonaws.com"}, {"x-amz-date", date}},
 ///     .payload_sha256 = ingest::aws::sha256_hex(body)};
 /// request.set("authorization", ingest::aws::sign_v4(in, creds, "eu-west-1", "sqs", date).authorization);
