@@ -67,7 +67,7 @@ TEST_CASE("s3: a missing object is nullopt, a too-large one an error, a missing 
     (void)bucket.get("big", 1999);
     FAIL("a body over the limit was returned");
   } catch (const ingest::error& e) {
-    CHECK(e.code() == ingest::errc::storage_error);
+    CHECK(e.code() == ingest::errc::payload_too_large);
   }
   CHECK(bucket.get("big", 2000)->size() == 2000);
 

@@ -37,7 +37,7 @@ finding check_one(ingest::aws::s3_bucket& storage, const attachment& a) {
       bytes = storage.get(a.key, a.size);
     } catch (const ingest::error& e) {
       // Grown since the HEAD (the URL allows exactly the size; a second upload did not).
-      if (e.code() == ingest::errc::storage_error && std::string(e.what()).find("allowed") != std::string::npos)
+      if (e.code() == ingest::errc::payload_too_large)
         return {verdict::mismatch, "attachment " + a.key + " is larger than the submission says"};
       throw;
     }

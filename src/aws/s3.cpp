@@ -210,7 +210,7 @@ std::optional<std::string> s3_bucket::get(std::string_view key, std::uint64_t ma
   auto r = impl_->call("GET", key, {}, {});
   if (r.status == 404) return std::nullopt;
   if (r.body.size() > max_bytes)
-    throw error(errc::storage_error, "s3 GET " + std::string(key) + ": " + std::to_string(r.body.size()) +
+    throw error(errc::payload_too_large, "s3 GET " + std::string(key) + ": " + std::to_string(r.body.size()) +
                                          " bytes, more than the " + std::to_string(max_bytes) + " allowed");
   return std::move(r.body);
 }

@@ -72,7 +72,7 @@ class s3_bucket {
   /// The object's size and tags, or nullopt when there is no such object (404).
   std::optional<object_info> head(std::string_view key);
   /// The object's bytes, or nullopt when there is no such object. Throws
-  /// `errc::storage_error` when it is larger than `max_bytes`.
+  /// `errc::payload_too_large` when it is larger than `max_bytes`.
   std::optional<std::string> get(std::string_view key, std::uint64_t max_bytes);
   /// Stores `body` under `key`.
   void put(std::string_view key, std::string body, std::string_view content_type);
