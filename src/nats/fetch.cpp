@@ -10,11 +10,17 @@ namespace ingest::nats {
 
 using namespace detail;
 
+// nats.c before 3.10 writes past the array a Fetch returns when the Fetch starts with
+// messages already waiting on the subscription (answers to a pull request that outlived
+// the Fetch which sent it, as after a reconnect to another cluster node) and more arrive
+// during it (nats.c pull request #749; Debian 12 ships 3.4.1). A Fetch of one message
+// cannot overrun, so what is waiting is taken one message per Fetch, each returning at
+// once, and a Fetch of the whole batch starts only on an empty subscription.
 std::vector<delivery> queue::engine::fetch(std::size_t max, std::chrono::milliseconds wait, error_code& ec) {
   std::lock_guard serial(fetch_mutex);
   const auto deadline = steady::now() + wait;
   std::vector<delivery> out;
-  while (true) {
+  while (out.size() < max) {
     {
       std::lock_guard lock(mutex);
       if (closed) {
@@ -22,24 +28,30 @@ std::vector<delivery> queue::engine::fetch(std::size_t max, std::chrono::millise
         return out;
       }
     }
+    int waiting = 0;
+    natsSubscription_GetPending(subscription.get(), &waiting, nullptr);
+    if (waiting == 0 && !out.empty()) return out;
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
     // Short slices, so that close() is noticed quickly.
     const auto slice = std::clamp<std::int64_t>(left.count(), 5, 250);
+    const int batch = waiting > 0 ? 1 : static_cast<int>(max - out.size());
     natsMsgList list{};
     jsErrCode code = static_cast<jsErrCode>(0);
-    const auto s = natsSubscription_Fetch(&list, subscription.get(), static_cast<int>(max), slice, &code);
+    const auto s = natsSubscription_Fetch(&list, subscription.get(), batch, slice, &code);
     if (s == NATS_OK) {
       take(list, out);
       natsMsgList_Destroy(&list);
-      return out;
+      if (waiting == 0) return out;
+      continue;
     }
     natsMsgList_Destroy(&list);
     if (s != NATS_TIMEOUT && s != NATS_NOT_FOUND) {
-      ec = unavailable_or(s, errc::backend_unavailable);
+      if (out.empty()) ec = unavailable_or(s, errc::backend_unavailable);
       return out;
     }
-    if (steady::now() >= deadline) return out;
+    if (!out.empty() || steady::now() >= deadline) return out;
   }
+  return out;
 }
 
 void queue::engine::take(natsMsgList& list, std::vector<delivery>& out) {

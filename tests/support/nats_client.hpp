@@ -55,6 +55,28 @@ class nats_client {
     return out;
   }
 
+  // Delivered by consumer `consumer` and not yet acked.
+  std::int64_t ack_pending(const std::string& stream, const std::string& consumer) {
+    jsConsumerInfo* info = nullptr;
+    REQUIRE(js_GetConsumerInfo(&info, js_, stream.c_str(), consumer.c_str(), nullptr, nullptr) == NATS_OK);
+    const auto n = info->NumAckPending;
+    jsConsumerInfo_Destroy(info);
+    return n;
+  }
+
+  // A pull request for `batch` messages, as any client sends it, with the answers going
+  // to `inbox`; `expires_ns` 0: the server's default.
+  void pull(const std::string& next_subject, const std::string& inbox, int batch, std::int64_t expires_ns) {
+    std::string body = "{\"batch\":" + std::to_string(batch);
+    if (expires_ns > 0) body += ",\"expires\":" + std::to_string(expires_ns);
+    body += "}";
+    REQUIRE(natsConnection_PublishRequest(nc_, next_subject.c_str(), inbox.c_str(), body.data(),
+                                          static_cast<int>(body.size())) == NATS_OK);
+    REQUIRE(natsConnection_Flush(nc_) == NATS_OK);
+  }
+
+  natsConnection* connection() const { return nc_; }
+
   // The server's store time of message `seq` and the postmark the library wrote on it
   // (Ingest-Accepted-At); false when there is no such message or no postmark.
   bool times(const std::string& stream, std::uint64_t seq, time_point& stored_at, time_point& postmark) {
