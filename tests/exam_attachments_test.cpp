@@ -158,7 +158,20 @@ TEST_CASE("attachments: uploaded through the presigned URL, submitted, checked, 
   const auto again = r.submit(tok, "k1", boost::json::array{up["attachment"]});
   CHECK(again.field("receipt_id") == receipt.field("receipt_id"));
 
+  // The graded row names its file: the receipt's status and the teacher's list say so.
   auto c = r.client();
+  const auto teacher = bearer(token("t1", exam::role::teacher));
+  const auto status = c.call(verb::get, "/v1/submissions/" + receipt.field("receipt_id"), teacher);
+  REQUIRE(status.status == 200);
+  auto named = status.json().as_object()["attachments"].as_array();
+  REQUIRE(named.size() == 1);
+  CHECK(named[0].as_object()["key"].as_string() == key);
+  CHECK(named[0].as_object()["sha256"].as_string() == ingest::aws::sha256_hex(pdf));
+  CHECK(named[0].as_object()["size"].as_int64() == static_cast<std::int64_t>(pdf.size()));
+  auto listed = c.call(verb::get, "/v1/exams/essay/submissions", teacher).json().as_object()["items"].as_array();
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].as_object()["attachments"].as_array() == named);
+
   const auto link = c.call(verb::get, "/v1/exams/essay/attachments?key=" + ingest::aws::uri_encode(key, true),
                            bearer(token("t1", exam::role::teacher)));
   REQUIRE(link.status == 200);

@@ -280,6 +280,7 @@ TEST_CASE("the exam schema migrates from version 1 keeping its rows, once when p
   postgres::connection db(url);
   // As a version-1 program left it: without the later tables, one row in.
   db.exec("DROP TABLE exam_in_hand, exam_dead_letters, exam_receipt_aliases");
+  db.exec("ALTER TABLE submissions DROP COLUMN attachments_json");
   db.exec("UPDATE exam_schema_version SET version = 1");
   db.exec(
       "INSERT INTO submissions VALUES ('r1', 'k', 'open', 's1', '2026-01-01T00:00:00.000Z', '{}', 'f', "
@@ -290,6 +291,7 @@ TEST_CASE("the exam schema migrates from version 1 keeping its rows, once when p
   CHECK(db.exec("SELECT count(*) FROM exam_in_hand").integer(0, 0) == 0);
   CHECK(db.exec("SELECT count(*) FROM exam_receipt_aliases").integer(0, 0) == 0);
   CHECK(exam::pg_reader(url, 1).by_receipt("r1").has_value());
+  CHECK(db.exec("SELECT count(*) FROM submissions WHERE attachments_json IS NULL").integer(0, 0) == 1);
   // A database from a newer program is refused, not written.
   db.exec("UPDATE exam_schema_version SET version = " + std::to_string(exam::schema_version + 1));
   CHECK_THROWS(exam::migrate_schema(db));
@@ -313,6 +315,7 @@ TEST_CASE("the records of many receipts in one query say what one query per rece
   };
   row("graded", "k1");
   row("quote\"back\\slash,{}", "k2");
+  db.exec("UPDATE submissions SET attachments_json = '[{\"key\":\"exams/open/s1/n-t\"}]' WHERE receipt_id = 'graded'");
   db.exec("INSERT INTO exam_receipt_aliases VALUES ('not-kept', 'graded')");
   dead("dead");
   dead("dead-and-held");
@@ -329,7 +332,9 @@ TEST_CASE("the records of many receipts in one query say what one query per rece
   REQUIRE(one_by_one.size() == ids.size());
   auto describe = [](const exam::receipt_record& r) {
     std::ostringstream out;
-    if (r.row) out << "row " << r.row->receipt_id << " " << r.row->status << " " << r.row->score.value_or(-1);
+    if (r.row)
+      out << "row " << r.row->receipt_id << " " << r.row->status << " " << r.row->score.value_or(-1) << " "
+          << r.row->attachments_json;
     if (r.note)
       out << "note " << r.note->state << " " << r.note->exam_id << " " << r.note->student_id << " " << r.note->reason
           << " " << r.note->attempts << " " << r.note->dead_lettered_at;
@@ -339,8 +344,8 @@ TEST_CASE("the records of many receipts in one query say what one query per rece
     CAPTURE(ids[i]);
     CHECK(describe(batched[i]) == describe(one_by_one[i]));
   }
-  CHECK(describe(batched[0]) == "row graded graded 0.5");
-  CHECK(describe(batched[1]) == "row graded graded 0.5");  // an alias reads the kept row
+  CHECK(describe(batched[0]) == R"(row graded graded 0.5 [{"key":"exams/open/s1/n-t"}])");
+  CHECK(describe(batched[1]) == R"(row graded graded 0.5 [{"key":"exams/open/s1/n-t"}])");  // an alias reads the kept row
   CHECK(describe(batched[2]) == "note dead_lettered open s2 poison 5 2026-01-01T00:01:00.000Z");
   CHECK(describe(batched[3]) == "note processing    0 ");
   CHECK(describe(batched[4]) == describe(batched[2]));  // a dead letter wins over a grader's hold
@@ -348,4 +353,36 @@ TEST_CASE("the records of many receipts in one query say what one query per rece
   CHECK(describe(batched[6]).empty());
   CHECK(describe(batched[7]) == describe(batched[0]));
   CHECK(batched[8].row.has_value());
+}
+
+TEST_CASE("a graded row keeps the files its submission names, written and read back on PostgreSQL") {
+  const auto url = shared_postgres::get().fresh_database();
+  postgres::connection db(url);
+  exam::migrate_schema(db);
+  exam::exam_info info;
+  info.id = "open";
+  info.answer_key = {{"q1", "B"}};
+  exam::submission with_files{"open", "s1", "k1", {{"q1", "B"}}};
+  with_files.attachments = {{"exams/open/s1/n1-t1", std::string(64, 'a'), 12, "essay \"1\".pdf"},
+                            {"exams/open/s1/n2-t2", std::string(64, 'b'), 3, ""}};
+  const exam::submission without{"open", "s2", "k2", {{"q1", "A"}}};
+  const auto now = ingest::clock::now();
+  db.exec("BEGIN");
+  exam::write_graded(db, {exam::graded_row(info, with_files, "r1", now, "f1", now),
+                          exam::graded_row(info, without, "r2", now, "f2", now)});
+  db.exec("COMMIT");
+  exam::pg_reader reader(url, 1);
+  const auto one = reader.by_receipt("r1");
+  REQUIRE(one.has_value());
+  CHECK(one->attachments_json == with_files.attachments_json());
+  const auto back = exam::submission::from_json(R"({"exam_id":"open","student_id":"s1","idempotency_key":"k1",)"
+                                                R"("answers":{"q1":"B"},"attachments":)" +
+                                                one->attachments_json + "}");
+  REQUIRE(back.has_value());
+  CHECK(back->attachments == with_files.attachments);
+  CHECK(reader.by_receipt("r2")->attachments_json.empty());
+  CHECK(db.exec("SELECT count(*) FROM submissions WHERE attachments_json IS NULL").integer(0, 0) == 1);
+  const auto listed = reader.list("open", "", 10);
+  REQUIRE(listed.size() == 2);
+  CHECK(listed[0].attachments_json == one->attachments_json);
 }

@@ -11,6 +11,7 @@
 #include "dlq.hpp"
 #include "exams.hpp"
 #include "queue_url.hpp"
+#include "store.hpp"
 #include "support/test_support.hpp"
 #include "ingest/envelope.hpp"
 #include "json_text.hpp"
@@ -385,4 +386,37 @@ TEST_CASE("attachments: exam limits, upload keys, and the payload with files") {
     CAPTURE(bad);
     CHECK_FALSE(exam::parse_answers(R"({"answers":{},"attachments":)" + bad + "}").error.empty());
   }
+}
+
+TEST_CASE("exam.db: a graded row keeps its files; a file made before the column gets it at start") {
+  ingest::test::temp_dir dir;
+  const auto path = dir.file("exam.db");
+  {
+    // As an exam.db from before attachments: the submissions table without the column.
+    ingest::sqlite::database old(path);
+    old.exec(
+        "CREATE TABLE submissions(receipt_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL, exam_id TEXT NOT NULL,"
+        " student_id TEXT NOT NULL, accepted_at TEXT NOT NULL, answers_json TEXT NOT NULL, fingerprint TEXT NOT NULL,"
+        " status TEXT NOT NULL, score REAL, graded_at TEXT, UNIQUE(exam_id, student_id, idempotency_key));"
+        "INSERT INTO submissions VALUES ('r0', 'k0', 'open', 's0', '2026-01-01T00:00:00.000Z', '{}', 'f', 'graded',"
+        " 1, '2026-01-01T00:00:01.000Z')");
+  }
+  exam::store_reader reader(path);
+  REQUIRE(reader.by_receipt("r0").has_value());
+  CHECK(reader.by_receipt("r0")->attachments_json.empty());
+  exam::exam_info info;
+  info.id = "open";
+  info.answer_key = {{"q1", "B"}};
+  exam::submission s{"open", "s1", "k1", {{"q1", "B"}}};
+  s.attachments = {{"exams/open/s1/n1-t1", std::string(64, 'c'), 5, "a.pdf"}};
+  const auto now = ingest::clock::now();
+  {
+    ingest::sqlite::database db(path);
+    exam::store_writer writer(db);
+    writer.insert(exam::graded_row(info, s, "r1", now, "f1", now));
+  }
+  const auto row = reader.by_receipt("r1");
+  REQUIRE(row.has_value());
+  CHECK(row->attachments_json == s.attachments_json());
+  CHECK(row->attachments_json.find("exams/open/s1/n1-t1") != std::string::npos);
 }

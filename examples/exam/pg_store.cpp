@@ -57,15 +57,19 @@ CREATE TABLE exam_receipt_aliases(
   kept_receipt_id text COLLATE "C" NOT NULL);
 CREATE INDEX exam_receipt_aliases_by_kept ON exam_receipt_aliases(kept_receipt_id);
 )sql",
+    // 4: the files a submission names (a JSON array), kept with its row.
+    R"sql(
+ALTER TABLE submissions ADD COLUMN attachments_json text;
+)sql",
 };
 static_assert(std::size(migrations) == schema_version);
 
 constexpr const char* columns =
     "receipt_id, idempotency_key, exam_id, student_id, accepted_at, answers_json, fingerprint, status, score, "
-    "graded_at";
+    "graded_at, attachments_json";
 constexpr const char* columns_of_s =
     "s.receipt_id, s.idempotency_key, s.exam_id, s.student_id, s.accepted_at, s.answers_json, s.fingerprint, "
-    "s.status, s.score, s.graded_at";
+    "s.status, s.score, s.graded_at, s.attachments_json";
 
 // The columns above, from column `at` on.
 stored_submission read_row(const pg::result& r, int row, int at = 0) {
@@ -80,6 +84,7 @@ stored_submission read_row(const pg::result& r, int row, int at = 0) {
   s.status = r.text(row, at + 7);
   if (!r.is_null(row, at + 8)) s.score = std::stod(std::string(r.text(row, at + 8)));
   if (!r.is_null(row, at + 9)) s.graded_at = r.text(row, at + 9);
+  if (!r.is_null(row, at + 10)) s.attachments_json = r.text(row, at + 10);
   return s;
 }
 
@@ -97,8 +102,8 @@ progress_note read_note(const pg::result& r, int row, std::string state, int at)
   return n;
 }
 
-// Per receipt asked for (and found): its row or the kept row (columns 1-10), else its
-// dead letter (11-17), else whether a grader holds it (18). A dead letter wins over a
+// Per receipt asked for (and found): its row or the kept row (columns 1-11), else its
+// dead letter (12-18), else whether a grader holds it (19). A dead letter wins over a
 // note that a grader holds it, as in exam_progress.
 const std::string records_statement = fmt::format(
     "SELECT i.id, s.*, d.exam_id, d.student_id, d.accepted_at, d.reason, d.last_error, d.attempts, "
@@ -220,8 +225,8 @@ std::vector<receipt_record> pg_reader::records(std::span<const std::string> rece
     receipt_record rec;
     if (!r.is_null(row, 1))
       rec.row = read_row(r, row, 1);
-    else if (!r.is_null(row, 11))
-      rec.note = read_note(r, row, "dead_lettered", 11);
+    else if (!r.is_null(row, 12))
+      rec.note = read_note(r, row, "dead_lettered", 12);
     else {
       rec.note.emplace();
       rec.note->state = "processing";
@@ -319,7 +324,7 @@ void keep_earliest(pg::connection& db, std::span<const ingest::postgres::repeate
 
 void write_graded(pg::connection& db, const std::vector<stored_submission>& rows) {
   if (rows.empty()) return;
-  pg::array_literal ids, keys, exams, students, accepted, answers, fps, statuses, scores, graded;
+  pg::array_literal ids, keys, exams, students, accepted, answers, fps, statuses, scores, graded, files;
   for (const auto& r : rows) {
     ids.push_back(r.receipt_id);
     keys.push_back(r.idempotency_key);
@@ -337,10 +342,14 @@ void write_graded(pg::connection& db, const std::vector<stored_submission>& rows
       graded.push_back(*r.graded_at);
     else
       graded.push_null();
+    if (r.attachments_json.empty())
+      files.push_null();
+    else
+      files.push_back(r.attachments_json);
   }
   db.prepare("exam_insert", fmt::format("INSERT INTO submissions({}) SELECT * FROM unnest($1::text[], $2::text[], "
                                         "$3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], "
-                                        "$9::float8[], $10::text[])",
+                                        "$9::float8[], $10::text[], $11::text[])",
                                         columns));
   // The hot row: one update per exam per batch (per request in the direct server).
   db.prepare("exam_bump",
@@ -349,7 +358,7 @@ void write_graded(pg::connection& db, const std::vector<stored_submission>& rows
              "ON CONFLICT (exam_id) DO UPDATE SET submissions = exam_stats.submissions + excluded.submissions, "
              "last_accepted_at = greatest(exam_stats.last_accepted_at, excluded.last_accepted_at)");
   db.exec_prepared("exam_insert", {ids.str(), keys.str(), exams.str(), students.str(), accepted.str(), answers.str(),
-                                   fps.str(), statuses.str(), scores.str(), graded.str()});
+                                   fps.str(), statuses.str(), scores.str(), graded.str(), files.str()});
   db.exec_prepared("exam_bump", {exams.str(), accepted.str()});
 }
 

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS submissions(
   status TEXT NOT NULL,
   score REAL,
   graded_at TEXT,
+  attachments_json TEXT,
   UNIQUE(exam_id, student_id, idempotency_key));
 CREATE INDEX IF NOT EXISTS submissions_by_exam ON submissions(exam_id, receipt_id);
 CREATE TABLE IF NOT EXISTS exam_stats(
@@ -24,12 +25,16 @@ CREATE TABLE IF NOT EXISTS exam_stats(
   submissions INTEGER NOT NULL DEFAULT 0,
   last_accepted_at TEXT);
 )sql");
+  // exam.db files made before submissions carried files lack the column.
+  ingest::sqlite::statement has(db, "SELECT count(*) FROM pragma_table_info('submissions') "
+                                    "WHERE name = 'attachments_json'");
+  if (has.step() && has.column_int(0) == 0) db.exec("ALTER TABLE submissions ADD COLUMN attachments_json TEXT");
 }
 
 namespace {
 constexpr const char* columns =
     "receipt_id, idempotency_key, exam_id, student_id, accepted_at, answers_json, fingerprint, status, score, "
-    "graded_at";
+    "graded_at, attachments_json";
 
 stored_submission read_row(ingest::sqlite::statement& s) {
   stored_submission r;
@@ -43,6 +48,7 @@ stored_submission read_row(ingest::sqlite::statement& s) {
   r.status = s.column_text(7);
   if (!s.column_is_null(8)) r.score = s.column_double(8);
   if (!s.column_is_null(9)) r.graded_at = s.column_text(9);
+  if (!s.column_is_null(10)) r.attachments_json = s.column_text(10);
   return r;
 }
 
@@ -132,7 +138,7 @@ std::uint64_t store_pool::written_total() {
 
 store_writer::store_writer(ingest::sqlite::database& db)
     : insert_(db,
-              std::string("INSERT INTO submissions(") + columns + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+              std::string("INSERT INTO submissions(") + columns + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
       bump_(db,
             "INSERT INTO exam_stats(exam_id, submissions, last_accepted_at) VALUES (?1, 1, ?2)"
             " ON CONFLICT(exam_id) DO UPDATE SET submissions = submissions + 1,"
@@ -155,6 +161,10 @@ void store_writer::insert(const stored_submission& s) {
     insert_.bind(10, *s.graded_at);
   else
     insert_.bind_null(10);
+  if (!s.attachments_json.empty())
+    insert_.bind(11, s.attachments_json);
+  else
+    insert_.bind_null(11);
   insert_.run();
   bump_.bind(1, s.exam_id).bind(2, s.accepted_at);
   bump_.run();
@@ -173,6 +183,7 @@ stored_submission graded_row(const exam_info& exam, const submission& s, std::st
   row.status = "graded";
   row.score = exam.grade(s.answers);
   row.graded_at = ingest::format_time(graded_at);
+  row.attachments_json = s.attachments_json();
   return row;
 }
 

@@ -26,6 +26,7 @@ struct stored_submission {
   std::string status;  // "received" | "processing" | "graded"
   std::optional<double> score;
   std::optional<std::string> graded_at;
+  std::string attachments_json{};  // the files it names (JSON array, as submitted); empty when none
 };
 
 // Where a submission without a row stands, as the graders noted it in PostgreSQL

@@ -30,6 +30,10 @@ std::string submission::answers_json() const {
   return boost::json::serialize(a);
 }
 
+std::string submission::attachments_json() const {
+  return attachments.empty() ? std::string() : boost::json::serialize(attachments_to_json(attachments));
+}
+
 std::optional<submission> submission::from_json(std::string_view text) {
   boost::system::error_code ec;
   const auto v = boost::json::parse(text, ec);

@@ -23,6 +23,8 @@ struct submission {
   std::string to_json() const;
   // The answers alone, as stored in exam.db.
   std::string answers_json() const;
+  // The attachments as stored with the graded row (a JSON array); empty when none.
+  std::string attachments_json() const;
   static std::optional<submission> from_json(std::string_view text);
   // The queue's idempotency key: unique per (exam, student, client key).
   std::string queue_key() const;

@@ -104,6 +104,24 @@ test("a file goes straight to the storage with progress, the submission names it
   assert.equal(rows[0].receipt_id, await page.textContent("#receipt-id"));
   assert.deepEqual(problems, []);
   await context.close();
+
+  // The graded row names the file; the teacher's list offers it, and its button goes to
+  // a short-lived download URL (fauxqs ignores response-content-disposition, so the
+  // text opens in the tab instead of being saved).
+  assert.deepEqual(rows[0].attachments.map((a) => a.key), stored);
+  const teacher = await freshPage(browser);
+  await teacher.page.goto(`${server.url}/teacher#exam=demo&token=${server.token("teacher-1", "teacher")}`);
+  const file = teacher.page.locator(`#list tr[data-receipt="${rows[0].receipt_id}"] button.file`);
+  await file.waitFor({ timeout: 20000 });
+  assert.equal(await file.textContent(), "essay.txt");
+  await teacher.page.screenshot({ path: join(ARTIFACTS, "teacher-attachment.png"), fullPage: true });
+  assert.deepEqual(teacher.problems, []); // (on the storage's origin the browser then asks for a favicon it lacks)
+  await file.click();
+  const at = `http://127.0.0.1:${storage.port}/exam-files/${stored[0]}?`;
+  await teacher.page.waitForURL((u) => u.href.startsWith(at), { timeout: 20000 });
+  assert.match(teacher.page.url(), /X-Amz-Signature=[0-9a-f]{64}/);
+  assert.equal(await teacher.page.textContent("body"), text);
+  await teacher.context.close();
 });
 
 test("a refused submission sent again reuses the uploaded file", async () => {

@@ -79,6 +79,35 @@ function cells(row, values) {
   }
 }
 
+// A cell with a button per file the submission names; each asks for a short-lived
+// download URL and goes to it (the storage answers it as a download).
+function filesCell(row, files = []) {
+  const td = row.insertCell();
+  for (const f of files) {
+    const name = f.filename || f.key.split("/").pop();
+    const button = Object.assign(document.createElement("button"), {
+      type: "button", className: "file secondary", textContent: name,
+    });
+    button.setAttribute("aria-label", `Download ${name}`);
+    button.addEventListener("click", () => download(f, button));
+    td.append(button);
+  }
+}
+
+async function download(file, button) {
+  button.disabled = true;
+  try {
+    const query = `key=${encodeURIComponent(file.key)}&filename=${encodeURIComponent(file.filename || "")}`;
+    const { url } = await api(`/v1/exams/${encodeURIComponent(session.exam)}/attachments?${query}`);
+    location.assign(url);
+  } catch (e) {
+    if (e.status === 401) return failed(e);
+    notice(`Not downloaded: ${e.message}`, "busy");
+  } finally {
+    button.disabled = false;
+  }
+}
+
 const replaying = new Set(); // their buttons stay disabled while the table is redrawn
 
 async function replay(id, button) {
@@ -129,6 +158,7 @@ async function refreshDeadLetters() {
     receiptCell(row, d.receipt_id);
     cells(row, [d.student_id, d.last_error ? `${d.reason}: ${d.last_error}` : d.reason,
       String(d.attempts), cellTime(d.accepted_at), cellTime(d.dead_lettered_at)]);
+    filesCell(row, d.attachments);
   }
   $("dead").hidden = page.items.length === 0;
   $("dead-none").hidden = page.items.length !== 0 || page.more;
@@ -148,6 +178,7 @@ async function refreshList() {
     const row = body.insertRow();
     receiptCell(row, s.receipt_id);
     cells(row, [s.student_id, cellTime(s.accepted_at), s.status, s.score === undefined ? "" : `${s.score}%`]);
+    filesCell(row, s.attachments);
   }
   $("page-no").textContent = page.items.length ? `Page ${pages.length}` : "No graded submissions yet";
   $("prev").disabled = pages.length === 1;
