@@ -6,7 +6,10 @@
 #include <openssl/hmac.h>
 
 #include <boost/json/parse.hpp>
+#include <atomic>
+#include <latch>
 #include <sstream>
+#include <thread>
 
 #include "dlq.hpp"
 #include "exams.hpp"
@@ -401,6 +404,22 @@ TEST_CASE("exam.db: a graded row keeps its files; a file made before the column 
         "INSERT INTO submissions VALUES ('r0', 'k0', 'open', 's0', '2026-01-01T00:00:00.000Z', '{}', 'f', 'graded',"
         " 1, '2026-01-01T00:00:01.000Z')");
   }
+  // Four processes' worth of connections open it at once: each finds the column.
+  std::vector<std::thread> openers;
+  std::atomic<int> opened{0};
+  std::latch start(4);
+  for (int i = 0; i < 4; ++i)
+    openers.emplace_back([&] {
+      start.arrive_and_wait();
+      try {
+        exam::store_reader r(path);
+        if (r.by_receipt("r0")) ++opened;
+      } catch (const std::exception& e) {
+        MESSAGE(e.what());
+      }
+    });
+  for (auto& t : openers) t.join();
+  CHECK(opened == 4);
   exam::store_reader reader(path);
   REQUIRE(reader.by_receipt("r0").has_value());
   CHECK(reader.by_receipt("r0")->attachments_json.empty());

@@ -25,10 +25,22 @@ CREATE TABLE IF NOT EXISTS exam_stats(
   submissions INTEGER NOT NULL DEFAULT 0,
   last_accepted_at TEXT);
 )sql");
-  // exam.db files made before submissions carried files lack the column.
-  ingest::sqlite::statement has(db, "SELECT count(*) FROM pragma_table_info('submissions') "
-                                    "WHERE name = 'attachments_json'");
-  if (has.step() && has.column_int(0) == 0) db.exec("ALTER TABLE submissions ADD COLUMN attachments_json TEXT");
+  // exam.db files made before submissions carried files lack the column. Added under
+  // the write lock, checked again there: processes opening the file at once add it once.
+  const auto missing = [&db] {
+    ingest::sqlite::statement has(db, "SELECT count(*) FROM pragma_table_info('submissions') "
+                                      "WHERE name = 'attachments_json'");
+    return has.step() && has.column_int(0) == 0;
+  };
+  if (!missing()) return;
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    if (missing()) db.exec("ALTER TABLE submissions ADD COLUMN attachments_json TEXT");
+    db.exec("COMMIT");
+  } catch (...) {
+    db.exec("ROLLBACK");
+    throw;
+  }
 }
 
 namespace {
