@@ -120,6 +120,7 @@ test("a file goes straight to the storage with progress, the submission names it
   const at = `http://127.0.0.1:${storage.port}/exam-files/${stored[0]}?`;
   await teacher.page.waitForURL((u) => u.href.startsWith(at), { timeout: 20000 });
   assert.match(teacher.page.url(), /X-Amz-Signature=[0-9a-f]{64}/);
+  assert.match(teacher.page.url(), /response-content-disposition=attachment%3B%20filename%3D%22essay\.txt%22/);
   assert.equal(await teacher.page.textContent("body"), text);
   await teacher.context.close();
 });

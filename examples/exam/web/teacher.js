@@ -89,15 +89,15 @@ function filesCell(row, files = []) {
       type: "button", className: "file secondary", textContent: name,
     });
     button.setAttribute("aria-label", `Download ${name}`);
-    button.addEventListener("click", () => download(f, button));
+    button.addEventListener("click", () => download(f, name, button));
     td.append(button);
   }
 }
 
-async function download(file, button) {
+async function download(file, name, button) {
   button.disabled = true;
   try {
-    const query = `key=${encodeURIComponent(file.key)}&filename=${encodeURIComponent(file.filename || "")}`;
+    const query = `key=${encodeURIComponent(file.key)}&filename=${encodeURIComponent(name)}`;
     const { url } = await api(`/v1/exams/${encodeURIComponent(session.exam)}/attachments?${query}`);
     location.assign(url);
   } catch (e) {
