@@ -21,17 +21,6 @@
 
 namespace ingest::test {
 
-namespace {
-
-std::int64_t count_rows(const std::string& path, const char* sql) {
-  sqlite::database db(path, {.create = false});
-  sqlite::statement s(db, sql);
-  s.step();
-  return s.column_int(0);
-}
-
-}  // namespace
-
 TEST_CASE("sqlite queue: a publishing process and a consuming process share one file") {
   temp_dir dir;
   const auto path = dir.file("queue.db");

@@ -47,17 +47,6 @@ struct sqlite_backend {
 
 INGEST_QUEUE_CONFORMANCE(std::tuple<sqlite_backend>);
 
-namespace {
-
-std::int64_t count_rows(const std::string& path, const char* sql) {
-  sqlite::database db(path, {.create = false});
-  sqlite::statement s(db, sql);
-  s.step();
-  return s.column_int(0);
-}
-
-}  // namespace
-
 TEST_CASE("sqlite queue: concurrent publishes all complete durably and share commits") {
   io_thread io;
   temp_dir dir;

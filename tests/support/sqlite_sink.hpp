@@ -11,6 +11,14 @@
 
 namespace ingest::test {
 
+/// The one number `sql` answers in the SQLite file at `path` (a count, a pragma).
+inline std::int64_t count_rows(const std::string& path, const char* sql) {
+  sqlite::database db(path, {.create = false});
+  sqlite::statement s(db, sql);
+  s.step();
+  return s.column_int(0);
+}
+
 class sqlite_sink {
  public:
   explicit sqlite_sink(const std::string& path) : db_(path), keys_(db_), insert_(prepare(db_)) {
