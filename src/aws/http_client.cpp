@@ -52,6 +52,31 @@ endpoint endpoint::parse(const std::string& url) {
   return ep;
 }
 
+service_url split_service_url(std::string_view url, std::string_view service) {
+  service_url u;
+  const std::string plain = std::string(service) + "+http://", secure = std::string(service) + "+https://";
+  std::string_view rest;
+  if (url.starts_with(plain)) {
+    rest = url.substr(plain.size());
+  } else if (url.starts_with(secure)) {
+    u.tls = true;
+    rest = url.substr(secure.size());
+  } else {
+    throw error(errc::invalid_config,
+                std::string(service) + ": a URL starts with " + plain + " or " + secure);
+  }
+  if (const auto q = rest.find('?'); q != std::string_view::npos) {
+    u.query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  const auto slash = rest.find('/');
+  if (slash == std::string_view::npos || slash == 0)
+    throw error(errc::invalid_config, std::string(service) + ": the URL needs a host and a path");
+  u.endpoint = (u.tls ? "https://" : "http://") + std::string(rest.substr(0, slash));
+  u.path = rest.substr(slash + 1);
+  return u;
+}
+
 std::string endpoint::host_header() const {
   if ((tls && port == "443") || (!tls && port == "80")) return host;
   return host + ":" + port;

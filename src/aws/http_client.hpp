@@ -30,6 +30,18 @@ struct endpoint {
   std::string host_header() const;
 };
 
+/// A service's URL, `<service>+http[s]://host[:port]/path[?query]`, split: the
+/// endpoint (`http[s]://host[:port]`), the path after the first '/' and the query.
+struct service_url {
+  std::string endpoint;
+  std::string_view path;
+  std::string_view query;
+  bool tls = false;
+};
+/// Throws ingest::error (invalid_config, naming `service`) on another scheme, or without
+/// a host or a '/' after it.
+service_url split_service_url(std::string_view url, std::string_view service);
+
 struct client_options {
   std::size_t max_connections = 64;
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(3)};

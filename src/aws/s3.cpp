@@ -24,29 +24,12 @@ using detail::http_result;
 
 s3_options s3_options::from_url(std::string_view url) {
   s3_options o;
-  std::string_view rest;
-  std::string scheme;
-  if (url.starts_with("s3+http://")) {
-    scheme = "http://";
-    rest = url.substr(10);
-  } else if (url.starts_with("s3+https://")) {
-    scheme = "https://";
-    rest = url.substr(11);
-  } else {
-    throw error(errc::invalid_config, "s3: a storage URL starts with s3+http:// or s3+https://");
-  }
-  std::string_view query;
-  if (const auto q = rest.find('?'); q != std::string_view::npos) {
-    query = rest.substr(q + 1);
-    rest = rest.substr(0, q);
-  }
-  const auto slash = rest.find('/');
-  if (slash == std::string_view::npos || slash == 0 || slash + 1 >= rest.size() ||
-      rest.find('/', slash + 1) != std::string_view::npos)
+  const auto u = detail::split_service_url(url, "s3");
+  if (u.path.empty() || u.path.find('/') != std::string_view::npos)
     throw error(errc::invalid_config, "s3: the storage URL must be s3+http(s)://host[:port]/bucket");
-  o.endpoint = scheme + std::string(rest.substr(0, slash));
-  o.bucket = ingest::detail::percent_decode("s3 URL", rest.substr(slash + 1));
-  ingest::detail::url_query params("s3 URL", query);
+  o.endpoint = u.endpoint;
+  o.bucket = ingest::detail::percent_decode("s3 URL", u.path);
+  ingest::detail::url_query params("s3 URL", u.query);
   params.set("region", o.region);
   params.set("path_style", o.path_style);
   params.set("timeout", o.timeout);
@@ -55,7 +38,7 @@ s3_options s3_options::from_url(std::string_view url) {
   params.set("tls_ca", o.tls_ca_file);
   params.set("create", o.create);
   params.finish();
-  if (scheme == "http://" && (!o.tls_ca_file.empty() || params.has("tls_verify")))
+  if (!u.tls && (!o.tls_ca_file.empty() || params.has("tls_verify")))
     throw error(errc::invalid_config, "s3 URL: tls_ca and tls_verify need s3+https://");
   if (o.timeout <= std::chrono::milliseconds::zero()) throw error(errc::invalid_config, "s3 URL: timeout must be positive");
   if (o.max_connections == 0) throw error(errc::invalid_config, "s3 URL: max_connections must be at least 1");

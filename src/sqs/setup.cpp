@@ -35,26 +35,9 @@ void queue_options::validate() const {
 
 queue_options queue_options::from_url(std::string_view url) {
   queue_options o;
-  std::string_view rest;
-  std::string scheme;
-  if (url.starts_with("sqs+http://")) {
-    scheme = "http://";
-    rest = url.substr(11);
-  } else if (url.starts_with("sqs+https://")) {
-    scheme = "https://";
-    rest = url.substr(12);
-  } else {
-    throw error(errc::invalid_config, "sqs: a queue URL starts with sqs+http:// or sqs+https://");
-  }
-  std::string_view query;
-  if (const auto q = rest.find('?'); q != std::string_view::npos) {
-    query = rest.substr(q + 1);
-    rest = rest.substr(0, q);
-  }
-  const auto slash = rest.find('/');
-  if (slash == std::string_view::npos) throw error(errc::invalid_config, "sqs: the URL needs /account/queue");
-  o.endpoint = scheme + std::string(rest.substr(0, slash));
-  auto path = rest.substr(slash + 1);
+  const auto u = aws::detail::split_service_url(url, "sqs");
+  o.endpoint = u.endpoint;
+  const auto path = u.path;
   const auto second = path.find('/');
   if (second == std::string_view::npos || second == 0 || second + 1 >= path.size())
     throw error(errc::invalid_config, "sqs: the URL path must be /account/queue");
@@ -63,7 +46,7 @@ queue_options queue_options::from_url(std::string_view url) {
   o.queue = ingest::detail::percent_decode("sqs URL", path.substr(second + 1));
   o.dead_letter_queue =
       o.queue.ends_with(".fifo") ? o.queue.substr(0, o.queue.size() - 5) + "-dlq.fifo" : o.queue + "-dlq";
-  ingest::detail::url_query params("sqs URL", query);
+  ingest::detail::url_query params("sqs URL", u.query);
   params.set("dlq", o.dead_letter_queue);
   params.set("region", o.region);
   params.set("create", o.create_queues);
@@ -77,7 +60,7 @@ queue_options queue_options::from_url(std::string_view url) {
   params.set("tls_verify", o.tls_verify);
   params.set("tls_ca", o.tls_ca_file);
   params.finish();
-  if (scheme == "http://" && (!o.tls_ca_file.empty() || params.has("tls_verify")))
+  if (!u.tls && (!o.tls_ca_file.empty() || params.has("tls_verify")))
     throw error(errc::invalid_config, "sqs URL: tls_ca and tls_verify need sqs+https://");
   return o;
 }
