@@ -15,5 +15,8 @@
 #include "ingest/metrics.hpp"
 #include "ingest/producer.hpp"
 #include "ingest/receipt_signer.hpp"
+#include "ingest/reconciler.hpp"
 #include "ingest/retry_policy.hpp"
+#include "ingest/rollout.hpp"
+#include "ingest/shadow_producer.hpp"
 #include "ingest/version.hpp"
