@@ -279,7 +279,7 @@ TEST_CASE("the exam schema migrates from version 1 keeping its rows, once when p
   }
   postgres::connection db(url);
   // As a version-1 program left it: without the later tables, one row in.
-  db.exec("DROP TABLE exam_in_hand, exam_dead_letters, exam_receipt_aliases");
+  db.exec("DROP TABLE exam_in_hand, exam_dead_letters, exam_receipt_aliases, queue_copies");
   db.exec("ALTER TABLE submissions DROP COLUMN attachments_json");
   db.exec("UPDATE exam_schema_version SET version = 1");
   db.exec(
@@ -290,6 +290,7 @@ TEST_CASE("the exam schema migrates from version 1 keeping its rows, once when p
   CHECK(db.exec("SELECT count(*) FROM submissions").integer(0, 0) == 1);
   CHECK(db.exec("SELECT count(*) FROM exam_in_hand").integer(0, 0) == 0);
   CHECK(db.exec("SELECT count(*) FROM exam_receipt_aliases").integer(0, 0) == 0);
+  CHECK(db.exec("SELECT count(*) FROM queue_copies").integer(0, 0) == 0);
   CHECK(exam::pg_reader(url, 1).by_receipt("r1").has_value());
   CHECK(db.exec("SELECT count(*) FROM submissions WHERE attachments_json IS NULL").integer(0, 0) == 1);
   // A database from a newer program is refused, not written.

@@ -15,8 +15,36 @@
 #include "grading.hpp"
 #include "pg_store.hpp"
 #include "progress.hpp"
+#include "reconcile_cmd.hpp"
 #include "queue_url.hpp"
 #include "run.hpp"
+
+namespace {
+
+// exam_worker reconcile: the queue is opened only to re-send.
+int run_reconcile_command(const std::string& data, std::string queue_url, const std::string& sink,
+                          const exam::reconcile_request& rec) {
+  boost::asio::io_context io;
+  auto work = boost::asio::make_work_guard(io);
+  std::thread runner([&] { io.run(); });
+  int code = 2;
+  try {
+    std::unique_ptr<ingest::durable_queue> queue;
+    if (rec.resend) {
+      if (queue_url.empty()) queue_url = "sqlite://" + data + "/queue.db";
+      queue = exam::open_queue(queue_url, io.get_executor());
+    }
+    code = exam::run_reconcile(sink, queue.get(), rec, std::cout, std::cerr);
+    if (queue) queue->close();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "exam_worker reconcile: %s\n", e.what());
+  }
+  work.reset();
+  runner.join();
+  return code;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   exam::prepare_process();
@@ -49,7 +77,21 @@ int main(int argc, char** argv) {
   dlq_cmd->add_flag("--all", dlq.all, "replay or purge every dead letter");
   dlq_cmd->add_option("--after", dlq.after, "list: start after this receipt id");
   dlq_cmd->add_option("--limit", dlq.limit, "list: at most this many")->capture_default_str();
+  exam::reconcile_request rec;
+  auto* rec_cmd = cli.add_subcommand(
+      "reconcile", "compare the submissions rows with what the queued path produced (direct_server --shadow-queue)");
+  rec_cmd->fallthrough();  // --sink, --queue and --data may follow
+  rec_cmd->add_option("--since", rec.since, "start of the window: RFC 3339, or a span back from now (90s, 30m, 2h, 1d)")
+      ->required();
+  rec_cmd->add_option("--until", rec.until, "end of the window, the same (default: now)");
+  rec_cmd->add_option("--page", rec.page, "rows per page read")->capture_default_str()->check(CLI::Range(1, 100000));
+  rec_cmd->add_option("--rate", rec.rate, "rows read per second at most (0: no limit)")->capture_default_str();
+  rec_cmd->add_option("--show", rec.show, "keys listed per kind of discrepancy")->capture_default_str();
+  rec_cmd->add_option("--state", rec.state, "progress file: saved after every page, resumed from when present");
+  rec_cmd->add_flag("--resend", rec.resend, "publish the missing copies again from their rows (to --queue)");
   CLI11_PARSE(cli, argc, argv);
+  if (sink.empty()) sink = data + "/exam.db";
+  if (*rec_cmd) return run_reconcile_command(data, queue_url, sink, rec);
   if (*dlq_cmd) {
     boost::asio::io_context io;
     auto work = boost::asio::make_work_guard(io);
@@ -81,7 +123,6 @@ int main(int argc, char** argv) {
     boost::asio::io_context io;
     auto queue = exam::open_queue(queue_url, io.get_executor());
     auto metrics = std::make_shared<ingest::pipeline_metrics>();
-    if (sink.empty()) sink = data + "/exam.db";
     if (!storage.empty())
       grading.storage = exam::open_storage(storage);
     exam::grading_consumer grader(*queue, sink, exams, grading, metrics,

@@ -7,6 +7,7 @@
 #include "ingest/retry_policy.hpp"
 #include "ingest/sqlite/idempotency_store.hpp"
 #include "ingest/sqlite/transactional_handler.hpp"
+#include "ledger.hpp"
 #include "pg_store.hpp"
 #include "store.hpp"
 
@@ -16,14 +17,24 @@ ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalo
                                       std::shared_ptr<grading_counters> counters,
                                       std::shared_ptr<attachment_checker> checker) {
   create_schema(db);
+  create_copies_table(db);
   auto keys = std::make_shared<ingest::sqlite::idempotency_store>(db);
   auto writer = std::make_shared<store_writer>(db);
+  auto copies = std::make_shared<copy_writer>(db);
   auto handler = ingest::sqlite::transactional_handler(
-      db, *keys, [&exams, writer, counters](ingest::sqlite::database&, const ingest::delivery& d) {
+      db, *keys, [&exams, writer, copies, counters](ingest::sqlite::database&, const ingest::delivery& d) {
         const auto s = submission::from_json(d.message.payload);
         if (!s) throw ingest::permanent_error("payload is not a submission");
         const auto* e = exams.find(s->exam_id);
         if (!e) throw ingest::permanent_error("unknown exam '" + s->exam_id + "'");
+        const auto path = path_of(d.message);
+        // A copy of a direct write: the direct row is authoritative (and its accept
+        // time counts); only what the queued path made of it is kept.
+        if (path == copy_path::shadow) {
+          copies->insert(copy_row(d.message, *s, e, path));
+          ++counters->copied;
+          return;
+        }
         if (e->late(d.message.accepted_at)) {
           // Stored before the broker could tell the key was new (NATS, SQS), postmarked
           // after the deadline: the student was answered 403 and has no receipt. A
@@ -36,10 +47,14 @@ ingest::batch_handler grading_handler(ingest::sqlite::database& db, const catalo
         writer->insert(graded_row(*e, *s, d.message.receipt_id, d.message.accepted_at, d.message.fingerprint,
                                   ingest::clock::now()));
         ++counters->graded;
+        if (path == copy_path::queue) {
+          copies->insert(copy_row(d.message, *s, e, path));
+          ++counters->copied;
+        }
       });
   // The handler owns what it uses; the files are checked outside the transaction.
   return with_attachment_checks(std::move(checker),
-                                [handler = std::move(handler), keys, writer](ingest::batch& b) { handler(b); });
+                                [handler = std::move(handler), keys, writer, copies](ingest::batch& b) { handler(b); });
 }
 
 namespace {

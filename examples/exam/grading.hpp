@@ -26,6 +26,7 @@ namespace exam {
 struct grading_counters {
   std::atomic<std::uint64_t> graded{0};
   std::atomic<std::uint64_t> late{0};
+  std::atomic<std::uint64_t> copied{0};  // queue_copies rows written (ledger.hpp)
 };
 // With `checker`, a submission's files are checked before it is graded
 // (attachment_check.hpp).

@@ -4,6 +4,7 @@
 
 #include "grading.hpp"
 #include "ingest/postgres/transactional_handler.hpp"
+#include "ledger.hpp"
 #include "pg_store.hpp"
 
 namespace exam {
@@ -74,6 +75,7 @@ ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, c
       pool,
       [&exams, counters](ingest::postgres::connection& db, std::span<const ingest::delivery* const> items) {
         std::vector<stored_submission> rows;
+        std::vector<queue_copy> copies;
         rows.reserve(items.size());
         const auto now = ingest::clock::now();
         for (const auto* d : items) {
@@ -83,6 +85,12 @@ ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, c
           if (!s) throw ingest::permanent_error("payload is not a submission");
           const auto* e = exams.find(s->exam_id);
           if (!e) throw ingest::permanent_error("unknown exam '" + s->exam_id + "'");
+          const auto path = path_of(d->message);
+          // A copy of a direct write: its row is authoritative (ledger.hpp).
+          if (path == copy_path::shadow) {
+            copies.push_back(copy_row(d->message, *s, e, path));
+            continue;
+          }
           if (e->late(d->message.accepted_at))
             throw ingest::permanent_error("accepted at " + ingest::format_time(d->message.accepted_at) +
                                               ", after the deadline plus grace (" +
@@ -90,9 +98,12 @@ ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, c
                                           "deadline_passed");
           rows.push_back(
               graded_row(*e, *s, d->message.receipt_id, d->message.accepted_at, d->message.fingerprint, now));
+          if (path == copy_path::queue) copies.push_back(copy_row(d->message, *s, e, path));
         }
         write_graded(db, rows);
+        write_copies(db, copies);
         counters->graded += rows.size();
+        counters->copied += copies.size();
       },
       {.repeats = keep_earliest});
   // "processing" while the files are checked too.

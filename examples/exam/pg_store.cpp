@@ -61,6 +61,22 @@ CREATE INDEX exam_receipt_aliases_by_kept ON exam_receipt_aliases(kept_receipt_i
     R"sql(
 ALTER TABLE submissions ADD COLUMN attachments_json text;
 )sql",
+    // 5: what the queued path produced beside a direct-write path (ledger.hpp).
+    R"sql(
+CREATE TABLE queue_copies(
+  exam_id text COLLATE "C" NOT NULL,
+  student_id text COLLATE "C" NOT NULL,
+  idempotency_key text COLLATE "C" NOT NULL,
+  path text NOT NULL,
+  receipt_id text NOT NULL,
+  direct_receipt_id text,
+  accepted_at text NOT NULL,
+  queued_at text NOT NULL,
+  fingerprint text NOT NULL,
+  score double precision,
+  written_at text NOT NULL,
+  PRIMARY KEY(exam_id, student_id, idempotency_key));
+)sql",
 };
 static_assert(std::size(migrations) == schema_version);
 

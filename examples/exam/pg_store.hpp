@@ -23,7 +23,7 @@ bool is_postgres_url(const std::string& sink);
 // Returns the version found before.
 int migrate_schema(ingest::postgres::connection& db);
 // The version this program writes.
-constexpr int schema_version = 4;
+constexpr int schema_version = 5;
 
 // Reads submissions on a small pool of connections.
 class pg_reader final : public submission_reader {

@@ -76,6 +76,7 @@ struct reconcile_cursor {
   std::string to_string() const;
   /// Reads what `to_string` wrote; nullopt for anything else.
   static std::optional<reconcile_cursor> parse(std::string_view text);
+  /// Same pass, same key.
   bool operator==(const reconcile_cursor&) const = default;
 };
 
