@@ -13,7 +13,6 @@
 #include "direct_pg.hpp"
 #include "grading.hpp"
 #include "ingest/memory_queue.hpp"
-#include "ingest/postgres/connection.hpp"
 #include "ingest/shadow_producer.hpp"
 #include "ledger.hpp"
 #include "queue_url.hpp"
@@ -21,6 +20,7 @@
 #include "reconcile_sources.hpp"
 #include "shadow_backend.hpp"
 #include "support/exam_fixture.hpp"
+#include "support/exam_sink.hpp"
 #include "support/nats_server.hpp"
 #include "support/postgres_server.hpp"
 
@@ -34,22 +34,6 @@ std::unique_ptr<exam::submit_backend> direct_on(const std::string& sink) {
   if (exam::is_postgres_url(sink))
     return std::make_unique<exam::pg_direct_backend>(sink, exam::direct_settings{.pool_size = 4});
   return std::make_unique<exam::direct_backend>(sink, exam::direct_settings{.pool_size = 2});
-}
-
-// The count of `sql` on the sink, asked as a separate reader would.
-std::int64_t count(const std::string& sink, const std::string& sql) {
-  if (exam::is_postgres_url(sink)) return postgres::connection(sink).exec(sql).integer(0, 0);
-  sqlite::database db(sink);
-  sqlite::statement s(db, sql);
-  REQUIRE(s.step());
-  return s.column_int(0);
-}
-
-void execute(const std::string& sink, const std::string& sql) {
-  if (exam::is_postgres_url(sink))
-    postgres::connection(sink).exec(sql);
-  else
-    sqlite::database(sink).exec(sql);
 }
 
 // The direct server with a shadow queue, as direct_server --shadow-queue builds it.
@@ -115,38 +99,12 @@ reconcile_report reconcile_sink(const std::string& sink) {
                     .same = exam::same_submission});
 }
 
-// Waits until the graders took everything in the queue.
-void drained(durable_queue& q) {
-  CHECK(eventually(
-      [&] {
-        capture<queue_stats> c;
-        q.async_stats(c.handler());
-        const auto [ec, st] = c.get();
-        return !ec && st.pending == 0;
-      },
-      30s));
-}
-
-// Graders on `q` until it is empty, as exam_worker runs them.
-void grade_all(durable_queue& q, const std::string& sink, const exam::catalog& exams) {
-  exam::grading_consumer graders(q, sink, exams, {.max_batch = 64, .linger = 2ms}, std::make_shared<pipeline_metrics>());
-  graders.start();
-  drained(q);
-  graders.drain();
-}
-
-std::vector<std::string> sinks(const temp_dir& dir) {
-  std::vector<std::string> out{(dir.path() / "exam.db").string()};
-  if (postgres_server::available()) out.push_back(shared_postgres::get().fresh_database());
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("dual write: a shadow queue down part of the time fails no request; reconcile finds the gaps, "
           "re-sends them, and ends clean") {
   temp_dir dir;
-  for (const auto& sink : sinks(dir)) {
+  for (const auto& sink : exam_sinks(dir)) {
     CAPTURE(sink);
     io_thread io(2);
     nats_server nats(dir.path() / ("nats-" + std::to_string(sink.size())));
@@ -183,10 +141,10 @@ TEST_CASE("dual write: a shadow queue down part of the time fails no request; re
 
     {
       auto q = exam::open_queue(url, io.executor());
-      grade_all(*q, sink, exams);
+      CHECK(grade_all(*q, sink, exams));
       q->close();
     }
-    const auto rows = count(sink, "SELECT count(*) FROM submissions");
+    const auto rows = sink_count(sink, "SELECT count(*) FROM submissions");
     auto report = reconcile_sink(sink);
     CHECK(report.complete);
     CHECK(report.checked == static_cast<std::uint64_t>(rows));
@@ -208,22 +166,22 @@ TEST_CASE("dual write: a shadow queue down part of the time fails no request; re
       exam::reconcile_request request{.since = "1h", .page = 50, .show = 5, .resend = true};
       CHECK(exam::run_reconcile(sink, q.get(), request, out, err) == 1);
       CHECK(out.str().find("re-sent " + std::to_string(missing.size()) + " ") != std::string::npos);
-      grade_all(*q, sink, exams);
+      CHECK(grade_all(*q, sink, exams));
       q->close();
     }
     INFO(out.str(), err.str());
     std::ostringstream again;
     CHECK(exam::run_reconcile(sink, nullptr, {.since = "1h"}, again, err) == 0);
     CHECK(again.str().find("clean") != std::string::npos);
-    CHECK(count(sink, "SELECT count(*) FROM queue_copies") == rows);
-    CHECK(count(sink, "SELECT count(*) FROM queue_copies WHERE path = 'shadow'") == rows);
-    CHECK(rows == 300 + count(sink, "SELECT count(*) FROM submissions WHERE student_id LIKE 'probe-%'"));
+    CHECK(sink_count(sink, "SELECT count(*) FROM queue_copies") == rows);
+    CHECK(sink_count(sink, "SELECT count(*) FROM queue_copies WHERE path = 'shadow'") == rows);
+    CHECK(rows == 300 + sink_count(sink, "SELECT count(*) FROM submissions WHERE student_id LIKE 'probe-%'"));
   }
 }
 
 TEST_CASE("reconcile finds each row removed, changed or added in queue_copies, and nothing else") {
   temp_dir dir;
-  for (const auto& sink : sinks(dir)) {
+  for (const auto& sink : exam_sinks(dir)) {
     CAPTURE(sink);
     io_thread io(2);
     memory_queue q(io.executor(), {.quiet = true});
@@ -233,14 +191,14 @@ TEST_CASE("reconcile finds each row removed, changed or added in queue_copies, a
       REQUIRE(dw.submit(*exams.find("open"), "s", 120) == 120);
       REQUIRE(eventually([&] { return dw.shadow.stats().sent == 120; }));
     }
-    grade_all(q, sink, exams);
+    CHECK(grade_all(q, sink, exams));
     REQUIRE(reconcile_sink(sink).clean());
-    CHECK(count(sink, "SELECT count(*) FROM submissions") == 120);
+    CHECK(sink_count(sink, "SELECT count(*) FROM submissions") == 120);
 
-    execute(sink, "DELETE FROM queue_copies WHERE student_id IN ('s7', 's70')");
-    execute(sink, "UPDATE queue_copies SET score = score + 1 WHERE student_id = 's8'");
-    execute(sink, "UPDATE queue_copies SET fingerprint = 'f' || fingerprint WHERE student_id = 's9'");
-    execute(sink,
+    sink_exec(sink, "DELETE FROM queue_copies WHERE student_id IN ('s7', 's70')");
+    sink_exec(sink, "UPDATE queue_copies SET score = score + 1 WHERE student_id = 's8'");
+    sink_exec(sink, "UPDATE queue_copies SET fingerprint = 'f' || fingerprint WHERE student_id = 's9'");
+    sink_exec(sink,
             "INSERT INTO queue_copies SELECT exam_id, 'ghost', idempotency_key, path, receipt_id, direct_receipt_id, "
             "accepted_at, queued_at, fingerprint, score, written_at FROM queue_copies WHERE student_id = 's10'");
     const auto r = reconcile_sink(sink);

@@ -2,18 +2,16 @@
 // PostgreSQL inside its own transaction on a connection from a bounded pool, bumps the
 // exam's exam_stats row, grades, commits, and only then answers 201.
 
-#include <boost/asio/use_future.hpp>
 #include <cstdio>
 
 #include "app.hpp"
 #include "cli.hpp"
 #include "direct.hpp"
 #include "direct_pg.hpp"
-#include "ingest/shadow_producer.hpp"
+#include "migration.hpp"
 #include "pg_store.hpp"
 #include "queue_url.hpp"
 #include "run.hpp"
-#include "shadow_backend.hpp"
 
 int main(int argc, char** argv) {
   exam::prepare_process();
@@ -26,10 +24,17 @@ int main(int argc, char** argv) {
   cli.add_option("--pool,--pool-size", pool,
                  "database connections and threads (default: 8 for exam.db, 100 for PostgreSQL)")
       ->check(CLI::Range(1, 1000));
-  std::string shadow_url;
-  cli.add_option("--shadow-queue", shadow_url,
+  exam::migration_settings migrating;
+  cli.add_option("--shadow-queue", migrating.shadow_url,
                  "dual write: also publish a copy of every stored submission to this queue URL (sqlite://, "
                  "nats://, sqs+http://), for exam_worker to keep in queue_copies and reconcile");
+  cli.add_option("--queue-percent", migrating.queue_percent,
+                 "rollout: the share of students (0-100) whose submissions take the queue path (needs --shadow-queue)")
+      ->check(CLI::Range(0.0, 100.0));
+  cli.add_option("--admin-token", migrating.admin_token,
+                 "bearer token of GET/PUT /v1/admin/rollout, which moves --queue-percent at run time "
+                 "(default: $INGEST_ADMIN_TOKEN; none: no such route)")
+      ->envname("INGEST_ADMIN_TOKEN");
   auto* token_cmd = exam::add_token_command(cli, t);
   CLI11_PARSE(cli, argc, argv);
   if (*token_cmd) return exam::run_token(t);
@@ -47,29 +52,20 @@ int main(int argc, char** argv) {
       backend = std::make_unique<exam::pg_direct_backend>(db_path, db);
     else
       backend = std::make_unique<exam::direct_backend>(db_path, db);
-    // Dual write: the copies go through their own producer, in the background.
-    std::unique_ptr<ingest::durable_queue> shadow_queue;
-    std::unique_ptr<ingest::producer> shadow_producer;
-    std::unique_ptr<ingest::shadow_producer> shadow;
-    std::unique_ptr<exam::shadow_backend> dual;
-    if (!shadow_url.empty()) {
-      auto log = ingest::json_lines_logger(stderr, ingest::parse_log_level(o.log_level));
-      shadow_queue = exam::open_queue(shadow_url, io.get_executor());
-      shadow_producer = std::make_unique<ingest::producer>(*shadow_queue, ingest::producer_options{.log = log});
-      shadow = std::make_unique<ingest::shadow_producer>(*shadow_producer, ingest::shadow_options{.log = log});
-      dual = std::make_unique<exam::shadow_backend>(*backend, *shadow);
-    }
-    exam::submit_backend& front = dual ? static_cast<exam::submit_backend&>(*dual) : *backend;
-    exam::app api(setup.exams, *store, front, exam::make_app_options(o, setup.secret));
+    auto app_options = exam::make_app_options(o, setup.secret);
+    migrating.log_level = o.log_level;
+    exam::migration paths(io, migrating, *backend, *store, app_options);
+    exam::app api(setup.exams, *store, paths.front(), std::move(app_options));
     ingest::http::server server(io, exam::make_http_options(o, setup, "direct_server"),
-                                [&api](auto req, const auto& info, auto respond) {
+                                [&api, &paths](auto req, const auto& info, auto respond) {
+                                  if (paths.handle_admin(req, respond)) return;
                                   api.handle(std::move(req), info, std::move(respond));
                                 });
     server.start();
     exam::print_banner("direct_server", exam::server_url(o, setup, server.port()), setup.secret,
                        setup.generated_secret, setup.exams, o.jwt);
     std::printf("database: %s, pool: %zu connections\n", exam::redact_url(db_path).c_str(), db.pool_size);
-    if (shadow) std::printf("shadow queue: %s\n", exam::redact_url(shadow_url).c_str());
+    std::fputs(paths.banner().c_str(), stdout);
     std::fflush(stdout);
     return exam::run_until_signal(io, o.threads, [&] {
       std::fprintf(stderr, "direct_server: draining\n");
@@ -81,17 +77,7 @@ int main(int argc, char** argv) {
       else
         static_cast<exam::direct_backend&>(*backend).stop();
       exam::wait_closed(server);
-      if (shadow) {
-        // The copies in flight get their outcome (a gap is logged), for at most 10 s.
-        auto copies = shadow->async_drain(boost::asio::use_future);
-        if (copies.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
-          std::fprintf(stderr, "direct_server: copies still pending after 10 s; reconcile finds them\n");
-        const auto st = shadow->stats();
-        std::fprintf(stderr, "direct_server: copies sent %llu, repeats %llu, gaps %llu\n",
-                     static_cast<unsigned long long>(st.sent), static_cast<unsigned long long>(st.repeats),
-                     static_cast<unsigned long long>(st.failed + st.conflicts + st.skipped));
-        shadow_queue->close();
-      }
+      paths.drain();  // the queue path's publishes and the copies finish
       std::fprintf(stderr, "direct_server: drained (peak RSS %ld KiB)\n", exam::peak_rss_kib());
       return 0;
     });

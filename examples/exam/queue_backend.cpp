@@ -4,6 +4,7 @@
 #include <boost/asio/post.hpp>
 
 #include "ingest/fingerprint.hpp"
+#include "ledger.hpp"
 
 namespace exam {
 
@@ -68,6 +69,7 @@ void queue_backend::submit(const exam_info& exam, submission s, boost::asio::any
   // and this read is skipped.
   const auto window = queue_.features().dedup_window;
   const bool queue_remembers =
+      !options_.beside_direct &&
       std::chrono::duration_cast<std::chrono::milliseconds>(ingest::clock::now() - exam.opens_at) < window;
   if (auto row = queue_remembers ? std::nullopt : store_.by_key(s.exam_id, s.student_id, s.idempotency_key)) {
     if (row->fingerprint != ingest::fingerprint(payload)) return done(submit_outcome{.what = kind::key_reused});
@@ -81,6 +83,7 @@ void queue_backend::submit(const exam_info& exam, submission s, boost::asio::any
                           .headers = {},
                           .not_after = exam.deadline + exam.grace,
                           .receipt_claims = receipt_claims(s.exam_id, s.student_id)};
+  if (options_.beside_direct) item.headers.emplace_back(path_header, "queue");
   // Only what the answer needs travels with the completion.
   auto job = std::make_shared<publish_job>(publish_job{std::move(item),
                                                        std::chrono::steady_clock::now() + options_.in_flight_wait,

@@ -19,6 +19,11 @@ struct queue_backend_options {
   // A request whose key is being published by another request waits this long for
   // that one's receipt before it is refused in_flight (a double click gets the receipt).
   std::chrono::milliseconds in_flight_wait{1000};
+  // Beside a direct-write path (rollout_backend.hpp): every message is tagged
+  // `exam-path: queue` (ledger.hpp), and a key is looked up in the database before it
+  // is published, as the direct path may have stored it (its copy in the queue then
+  // carries the queue's receipt, not the one the student was given).
+  bool beside_direct = false;
 };
 
 // A retry of a processed submission is answered from exam.db; anything else is
