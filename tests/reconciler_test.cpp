@@ -117,6 +117,16 @@ TEST_CASE("reconcile: finds every injected discrepancy and nothing else, whateve
   }
 }
 
+TEST_CASE("reconcile: without the extra pass, only missing and different keys are looked for") {
+  sides s;
+  const auto r = reconcile(s.truth, s.copy, {.window = s.window, .page_size = 64, .find_extra = false});
+  CHECK(r.complete);
+  CHECK(r.copies_checked == 0);
+  CHECK(r.extra == 0);
+  CHECK(keys_of(r, discrepancy_kind::missing) == s.missing);
+  CHECK(keys_of(r, discrepancy_kind::different) == s.different);
+}
+
 TEST_CASE("reconcile: two identical sides are clean") {
   sides s;
   s.copy = s.truth;

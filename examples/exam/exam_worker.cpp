@@ -15,6 +15,7 @@
 #include "grading.hpp"
 #include "pg_store.hpp"
 #include "progress.hpp"
+#include "audit_cmd.hpp"
 #include "reconcile_cmd.hpp"
 #include "queue_url.hpp"
 #include "run.hpp"
@@ -78,20 +79,15 @@ int main(int argc, char** argv) {
   dlq_cmd->add_option("--after", dlq.after, "list: start after this receipt id");
   dlq_cmd->add_option("--limit", dlq.limit, "list: at most this many")->capture_default_str();
   exam::reconcile_request rec;
-  auto* rec_cmd = cli.add_subcommand(
-      "reconcile", "compare the submissions rows with what the queued path produced (direct_server --shadow-queue)");
-  rec_cmd->fallthrough();  // --sink, --queue and --data may follow
-  rec_cmd->add_option("--since", rec.since, "start of the window: RFC 3339, or a span back from now (90s, 30m, 2h, 1d)")
-      ->required();
-  rec_cmd->add_option("--until", rec.until, "end of the window, the same (default: now)");
-  rec_cmd->add_option("--page", rec.page, "rows per page read")->capture_default_str()->check(CLI::Range(1, 100000));
-  rec_cmd->add_option("--rate", rec.rate, "rows read per second at most (0: no limit)")->capture_default_str();
-  rec_cmd->add_option("--show", rec.show, "keys listed per kind of discrepancy")->capture_default_str();
-  rec_cmd->add_option("--state", rec.state, "progress file: saved after every page, resumed from when present");
-  rec_cmd->add_flag("--resend", rec.resend, "publish the missing copies again from their rows (to --queue)");
+  auto* rec_cmd = exam::add_reconcile_command(cli, rec);
+  exam::audit_request audit;
+  auto* audit_cmd = exam::add_audit_command(cli, audit);
   CLI11_PARSE(cli, argc, argv);
   if (sink.empty()) sink = data + "/exam.db";
   if (*rec_cmd) return run_reconcile_command(data, queue_url, sink, rec);
+  if (*audit_cmd)
+    return exam::run_audit(queue_url.empty() ? "sqlite://" + data + "/queue.db" : queue_url, sink, audit, std::cout,
+                           std::cerr);
   if (*dlq_cmd) {
     boost::asio::io_context io;
     auto work = boost::asio::make_work_guard(io);

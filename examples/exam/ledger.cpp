@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS queue_copies(
   score REAL,
   written_at TEXT NOT NULL,
   PRIMARY KEY(exam_id, student_id, idempotency_key));
+CREATE INDEX IF NOT EXISTS queue_copies_by_receipt ON queue_copies(receipt_id);
 )sql");
 }
 

@@ -76,6 +76,7 @@ CREATE TABLE queue_copies(
   score double precision,
   written_at text NOT NULL,
   PRIMARY KEY(exam_id, student_id, idempotency_key));
+CREATE INDEX queue_copies_by_receipt ON queue_copies(receipt_id);
 )sql",
 };
 static_assert(std::size(migrations) == schema_version);

@@ -112,6 +112,21 @@ void print(std::ostream& out, const ingest::reconcile_report& r, const ingest::r
 
 }  // namespace
 
+CLI::App* add_reconcile_command(CLI::App& cli, reconcile_request& rec) {
+  auto* cmd = cli.add_subcommand(
+      "reconcile", "compare the submissions rows with what the queued path produced (direct_server --shadow-queue)");
+  cmd->fallthrough();  // --sink, --queue and --data may follow
+  cmd->add_option("--since", rec.since, "start of the window: RFC 3339, or a span back from now (90s, 30m, 2h, 1d)")
+      ->required();
+  cmd->add_option("--until", rec.until, "end of the window, the same (default: now)");
+  cmd->add_option("--page", rec.page, "rows per page read")->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd->add_option("--rate", rec.rate, "rows read per second at most (0: no limit)")->capture_default_str();
+  cmd->add_option("--show", rec.show, "keys listed per kind of discrepancy")->capture_default_str();
+  cmd->add_option("--state", rec.state, "progress file: saved after every page, resumed from when present");
+  cmd->add_flag("--resend", rec.resend, "publish the missing copies again from their rows (to --queue)");
+  return cmd;
+}
+
 int run_reconcile(const std::string& sink, ingest::durable_queue* queue, const reconcile_request& request,
                   std::ostream& out, std::ostream& err) {
   try {

@@ -7,6 +7,8 @@
 #include <iosfwd>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
 #include "ingest/durable_queue.hpp"
 
 namespace exam {
@@ -20,6 +22,9 @@ struct reconcile_request {
   std::string state{};    // a file saving the progress; a run finding it resumes from it
   bool resend = false;    // re-send the missing copies from the submissions rows
 };
+
+// Adds `reconcile` and its options to `cli`, filling `request`.
+CLI::App* add_reconcile_command(CLI::App& cli, reconcile_request& request);
 
 // Reconciles `sink`'s submissions with its queue_copies over the window and writes
 // the report to `out`; with `request.resend`, publishes each missing copy again to

@@ -3,6 +3,7 @@
 /// Umbrella header of `ingest::core`. Backend headers are included separately
 /// (e.g. `ingest/sqlite/idempotency_store.hpp`).
 
+#include "ingest/auditor.hpp"
 #include "ingest/batching_consumer.hpp"
 #include "ingest/dead_letter_policy.hpp"
 #include "ingest/durable_queue.hpp"

@@ -105,6 +105,10 @@ struct reconcile_options {
   double max_records_per_second = 0;
   /// Discrepancies kept in `reconcile_report::found`; the counts are always exact.
   std::size_t max_reported = 1000;
+  /// Whether to walk the copy for records the source of truth lacks (pass 1). Off for
+  /// a copy that may rightly hold more (e.g. a sink also written by another path):
+  /// only missing and different keys are then looked for.
+  bool find_extra = true;
   /// Whether two records of one key agree (default: equal fingerprints).
   std::function<bool(const reconcile_record& truth, const reconcile_record& copy)> same{};
   /// Called for every discrepancy as it is found (e.g. an alert hook).

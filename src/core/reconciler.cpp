@@ -137,6 +137,7 @@ reconcile_report reconcile(record_source& truth, record_source& copy, const reco
   while (r.next.pass < 2) {
     if (options.stop.stop_requested()) return r;
     walk.step();
+    if (r.next.pass == 1 && !options.find_extra) r.next = {2, {}};
     if (options.on_page) options.on_page(r);
   }
   r.complete = true;
