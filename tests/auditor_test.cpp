@@ -93,6 +93,14 @@ TEST_CASE("auditor: a run covers the window ending `settle` ago and alerts with 
   CHECK(audit.run_once(now).clean());
   CHECK(alerted.empty());
   CHECK(audit.stats().runs == 2);
+
+  // A hook that throws is not the run's failure.
+  auditor loud(over(accepted), over(kept),
+               {.settle = std::chrono::seconds(60), .alert = [](const reconcile_report&) { throw 42; }});
+  put(accepted, "r-lost", now - std::chrono::minutes(10));
+  CHECK_NOTHROW(loud.run_once(now));
+  CHECK(loud.stats().failed_runs == 0);
+  CHECK(loud.stats().alerts == 1);
 }
 
 TEST_CASE("auditor: runs on its schedule, survives a failing run, stops at once") {

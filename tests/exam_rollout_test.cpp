@@ -37,8 +37,9 @@ struct rollout_paths {
                    ? std::unique_ptr<exam::submit_backend>(
                          std::make_unique<exam::pg_direct_backend>(sink, exam::direct_settings{.pool_size = 4}))
                    : std::make_unique<exam::direct_backend>(sink, exam::direct_settings{.pool_size = 2})),
+        copier(*queue, producer_options{.max_in_flight = 4096, .default_subject = "exam"}),
         producer(*queue, producer_options{.max_in_flight = 4096, .default_subject = "exam"}),
-        shadow(producer),
+        shadow(copier),
         dual(*direct, shadow),
         rollout(options),
         queued(*queue, producer, *store, rollout.metrics(write_path::queue), {.beside_direct = true}),
@@ -47,6 +48,7 @@ struct rollout_paths {
   }
   ~rollout_paths() {
     shadow.async_drain(boost::asio::use_future).wait();
+    copier.async_drain(boost::asio::use_future).wait();
     producer.async_drain(boost::asio::use_future).wait();
     queued.stop();
     queue->close();
@@ -55,7 +57,8 @@ struct rollout_paths {
   std::unique_ptr<durable_queue> queue;
   std::unique_ptr<exam::submission_reader> store;
   std::unique_ptr<exam::submit_backend> direct;
-  ingest::producer producer;
+  ingest::producer copier;    // the copies'
+  ingest::producer producer;  // the queue path's
   shadow_producer shadow;
   exam::shadow_backend dual;
   ingest::rollout rollout;

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <set>
+#include <thread>
 
 #include "ingest/error.hpp"
 #include "ingest/fingerprint.hpp"
@@ -193,6 +194,28 @@ TEST_CASE("reconcile: reads are paced to max_records_per_second") {
   const auto took = std::chrono::steady_clock::now() - start;
   CHECK(r.clean());
   CHECK(took >= 500ms);
+}
+
+TEST_CASE("reconcile: a stop request ends a run waiting for its turn at once; resumed, it finds the rest") {
+  sides s;
+  std::stop_source stop;
+  reconcile_report first;
+  std::thread run([&] {
+    // 1 record a second: the first page goes at once, its lookup would wait 100 s.
+    first = reconcile(s.truth, s.copy,
+                      {.window = s.window, .page_size = 100, .max_records_per_second = 1, .stop = stop.get_token()});
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto asked = std::chrono::steady_clock::now();
+  stop.request_stop();
+  run.join();
+  CHECK(std::chrono::steady_clock::now() - asked < std::chrono::seconds(2));
+  CHECK_FALSE(first.complete);
+  CHECK(first.checked == 0);  // the page whose lookup never ran counts for nothing
+  const auto rest = reconcile(s.truth, s.copy, {.window = s.window, .page_size = 100}, first);
+  CHECK(rest.complete);
+  CHECK(keys_of(rest, discrepancy_kind::missing) == s.missing);
+  CHECK(rest.checked == s.truth_in_window);
 }
 
 TEST_CASE("reconcile: bad options, a page that does not advance, and cursor text are checked") {

@@ -154,6 +154,10 @@ int run_audit(const std::string& queue_url, const std::string& sink, const audit
     audit.stop();
     const auto st = audit.stats();
     out << fmt::format("audit stopped: {} runs, {} with alerts, {} failed\n", st.runs, st.alerts, st.failed_runs);
+    if (st.failed_runs > 0 && st.runs == 0) {
+      err << "audit: no run completed: " << st.last_error << '\n';
+      return 2;
+    }
     return st.alerts ? 1 : 0;
   } catch (const std::exception& e) {
     err << "audit: " << e.what() << '\n';

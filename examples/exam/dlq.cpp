@@ -31,6 +31,19 @@ void print_whole(std::ostream& out, const ingest::dead_letter& d) {
 
 }  // namespace
 
+CLI::App* add_dlq_command(CLI::App& cli, dlq_request& dlq) {
+  auto* cmd = cli.add_subcommand("dlq", "inspect the dead letters: list, show, replay, purge");
+  cmd->fallthrough();  // --queue and --data may follow the action
+  cmd->add_option("action", dlq.action, "list | show | replay | purge")
+      ->required()
+      ->check(CLI::IsMember({"list", "show", "replay", "purge"}));
+  cmd->add_option("receipts", dlq.receipts, "receipt ids (show, replay, purge)");
+  cmd->add_flag("--all", dlq.all, "replay or purge every dead letter");
+  cmd->add_option("--after", dlq.after, "list: start after this receipt id");
+  cmd->add_option("--limit", dlq.limit, "list: at most this many")->capture_default_str();
+  return cmd;
+}
+
 int run_dlq(ingest::durable_queue& queue, const dlq_request& r, std::ostream& out, std::ostream& err,
             submission_reader* notes) {
   using boost::asio::use_future;

@@ -5,6 +5,7 @@
 //   exam_worker dlq replay RECEIPT... | --all
 //   exam_worker dlq purge  RECEIPT... | --all
 
+#include <CLI/CLI.hpp>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -21,6 +22,9 @@ struct dlq_request {
   std::string after{};
   std::size_t limit = 100;
 };
+
+// Adds `dlq` and its arguments to `cli`, filling `request`.
+CLI::App* add_dlq_command(CLI::App& cli, dlq_request& request);
 
 // Runs one action against `queue` (its executor must be running), writing a
 // human-readable answer to `out`. Returns the exit code: 0 done, 1 nothing matched

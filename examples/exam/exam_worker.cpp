@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <cstdio>
+#include <functional>
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -22,27 +23,40 @@
 
 namespace {
 
-// exam_worker reconcile: the queue is opened only to re-send.
-int run_reconcile_command(const std::string& data, std::string queue_url, const std::string& sink,
-                          const exam::reconcile_request& rec) {
+// Runs a subcommand with an io_context running on a thread of its own (where the
+// queue's completions run); returns its exit code, 2 when it throws.
+int with_io(const char* name, const std::function<int(boost::asio::io_context&)>& command) {
   boost::asio::io_context io;
   auto work = boost::asio::make_work_guard(io);
   std::thread runner([&] { io.run(); });
   int code = 2;
   try {
-    std::unique_ptr<ingest::durable_queue> queue;
-    if (rec.resend) {
-      if (queue_url.empty()) queue_url = "sqlite://" + data + "/queue.db";
-      queue = exam::open_queue(queue_url, io.get_executor());
-    }
-    code = exam::run_reconcile(sink, queue.get(), rec, std::cout, std::cerr);
-    if (queue) queue->close();
+    code = command(io);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "exam_worker reconcile: %s\n", e.what());
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
   }
   work.reset();
   runner.join();
   return code;
+}
+
+// The progress line's figures: what this process wrote, and the queue's counts.
+exam::progress_sample sample(const exam::grading_consumer& grader, ingest::durable_queue& queue) {
+  exam::progress_sample p;
+  p.written = grader.counters().graded.load();
+  auto stats = queue.async_stats(boost::asio::use_future);
+  try {
+    if (stats.wait_for(std::chrono::seconds(1)) == std::future_status::ready) {
+      const auto st = stats.get();
+      if (st.exact.accepted) p.accepted = st.accepted;
+      p.backlog = st.pending;
+      p.errors = st.dead_lettered;
+    }
+  } catch (const std::exception&) {
+    // The broker cannot be asked right now (restarting, or the queue closed while
+    // draining): the line shows what this process counted itself.
+  }
+  return p;
 }
 
 }  // namespace
@@ -69,49 +83,42 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "warn", "error"}));
   exam::dlq_request dlq;
-  auto* dlq_cmd = cli.add_subcommand("dlq", "inspect the dead letters: list, show, replay, purge");
-  dlq_cmd->fallthrough();  // --queue and --data may follow the action
-  dlq_cmd->add_option("action", dlq.action, "list | show | replay | purge")
-      ->required()
-      ->check(CLI::IsMember({"list", "show", "replay", "purge"}));
-  dlq_cmd->add_option("receipts", dlq.receipts, "receipt ids (show, replay, purge)");
-  dlq_cmd->add_flag("--all", dlq.all, "replay or purge every dead letter");
-  dlq_cmd->add_option("--after", dlq.after, "list: start after this receipt id");
-  dlq_cmd->add_option("--limit", dlq.limit, "list: at most this many")->capture_default_str();
+  auto* dlq_cmd = exam::add_dlq_command(cli, dlq);
   exam::reconcile_request rec;
   auto* rec_cmd = exam::add_reconcile_command(cli, rec);
   exam::audit_request audit;
   auto* audit_cmd = exam::add_audit_command(cli, audit);
   CLI11_PARSE(cli, argc, argv);
   if (sink.empty()) sink = data + "/exam.db";
-  if (*rec_cmd) return run_reconcile_command(data, queue_url, sink, rec);
+  const auto default_queue = [&] {
+    if (queue_url.empty()) {
+      std::filesystem::create_directories(data);
+      queue_url = "sqlite://" + data + "/queue.db";
+    }
+    return queue_url;
+  };
+  if (*rec_cmd)
+    return with_io("exam_worker reconcile", [&](boost::asio::io_context& io) {
+      // The queue is opened only to re-send.
+      auto queue = rec.resend ? exam::open_queue(default_queue(), io.get_executor()) : nullptr;
+      const int code = exam::run_reconcile(sink, queue.get(), rec, std::cout, std::cerr);
+      if (queue) queue->close();
+      return code;
+    });
   if (*audit_cmd)
     return exam::run_audit(queue_url.empty() ? "sqlite://" + data + "/queue.db" : queue_url, sink, audit, std::cout,
                            std::cerr);
-  if (*dlq_cmd) {
-    boost::asio::io_context io;
-    auto work = boost::asio::make_work_guard(io);
-    std::thread runner([&] { io.run(); });
-    int code = 2;
-    try {
-      if (queue_url.empty()) {
-        std::filesystem::create_directories(data);
-        queue_url = "sqlite://" + data + "/queue.db";
-      }
-      auto queue = exam::open_queue(queue_url, io.get_executor());
+  if (*dlq_cmd)
+    return with_io("exam_worker dlq", [&](boost::asio::io_context& io) {
+      auto queue = exam::open_queue(default_queue(), io.get_executor());
       // With PostgreSQL as the sink, the graders' notes follow a replay or a purge.
       std::unique_ptr<exam::submission_reader> notes;
       if (exam::is_postgres_url(sink) && (dlq.action == "replay" || dlq.action == "purge"))
         notes = exam::open_reader(sink);
-      code = exam::run_dlq(*queue, dlq, std::cout, std::cerr, notes.get());
+      const int code = exam::run_dlq(*queue, dlq, std::cout, std::cerr, notes.get());
       queue->close();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "exam_worker dlq: %s\n", e.what());
-    }
-    work.reset();
-    runner.join();
-    return code;
-  }
+      return code;
+    });
   try {
     std::filesystem::create_directories(data);
     if (queue_url.empty()) queue_url = "sqlite://" + data + "/queue.db";
@@ -127,23 +134,7 @@ int main(int argc, char** argv) {
     std::printf("exam_worker: draining %s into %s\n", exam::redact_url(queue_url).c_str(),
                 exam::redact_url(sink).c_str());
     std::fflush(stdout);
-    exam::progress_meter progress("exam_worker", [&] {
-      exam::progress_sample p;
-      p.written = grader.counters().graded.load();
-      auto stats = queue->async_stats(boost::asio::use_future);
-      try {
-        if (stats.wait_for(std::chrono::seconds(1)) == std::future_status::ready) {
-          const auto st = stats.get();
-          if (st.exact.accepted) p.accepted = st.accepted;
-          p.backlog = st.pending;
-          p.errors = st.dead_lettered;
-        }
-      } catch (const std::exception&) {
-        // The broker cannot be asked right now (restarting, or the queue closed while
-        // draining): the line shows what this process counted itself.
-      }
-      return p;
-    });
+    exam::progress_meter progress("exam_worker", [&] { return sample(grader, *queue); });
     return exam::run_until_signal(io, 1, [&] {
       grader.drain();  // the batch in hand commits and is acked; nothing else is taken
       queue->close();

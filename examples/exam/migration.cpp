@@ -18,12 +18,16 @@ migration::migration(boost::asio::io_context& io, const migration_settings& sett
   }
   auto log = ingest::json_lines_logger(stderr, ingest::parse_log_level(settings.log_level));
   queue_ = open_queue(settings.shadow_url, io.get_executor());
-  producer_ = std::make_unique<ingest::producer>(
+  // The copies have a producer of their own: a slow queue filling it with copies never
+  // takes the queue path's publishes' slots.
+  copier_ = std::make_unique<ingest::producer>(
       *queue_, ingest::producer_options{.max_in_flight = 4096, .default_subject = "exam", .log = log});
-  shadow_ = std::make_unique<ingest::shadow_producer>(*producer_, ingest::shadow_options{.log = log});
+  shadow_ = std::make_unique<ingest::shadow_producer>(*copier_, ingest::shadow_options{.log = log});
   dual_ = std::make_unique<shadow_backend>(direct, *shadow_);
   if (!settings.queue_percent) return;
   rollout_ = std::make_unique<ingest::rollout>(ingest::rollout_options{.queue_percent = *settings.queue_percent});
+  producer_ = std::make_unique<ingest::producer>(
+      *queue_, ingest::producer_options{.max_in_flight = 4096, .default_subject = "exam", .log = log});
   // The queue path answers for its receipts on any server, as exam_server does.
   queue_->sign_receipts(app.receipts);
   app.graded_cache = 0;  // a row may still be replaced by an earlier-accepted copy on a broker
@@ -59,7 +63,8 @@ void migration::drain() {
   auto copies = shadow_->async_drain(boost::asio::use_future);
   if (copies.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
     std::fprintf(stderr, "direct_server: copies still pending after 10 s; exam_worker reconcile finds them\n");
-  producer_->async_drain(boost::asio::use_future).wait();  // the queue path's publishes
+  copier_->async_drain(boost::asio::use_future).wait();
+  if (producer_) producer_->async_drain(boost::asio::use_future).wait();  // the queue path's publishes
   const auto st = shadow_->stats();
   std::fprintf(stderr, "direct_server: copies sent %llu, repeats %llu, gaps %llu\n",
                static_cast<unsigned long long>(st.sent), static_cast<unsigned long long>(st.repeats),

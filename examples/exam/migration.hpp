@@ -39,16 +39,18 @@ class migration {
   bool handle_admin(const ingest::http::request& req, ingest::http::responder& respond);
   // The lines the server prints at start.
   std::string banner() const;
-  // At shutdown, after the direct path's requests were answered: the queue path's
-  // publishes and the copies in flight finish (copies wait 10 s at most); the queue closes.
+  // At shutdown, after the direct path's requests were answered: the copies in flight
+  // get their outcome (10 s at most before the rest is left to reconcile, then each
+  // producer's publishes end within their 5 s publish timeout); the queue closes.
   void drain();
 
  private:
   migration_settings settings_;
   submit_backend& direct_;
   std::unique_ptr<ingest::durable_queue> queue_;
-  std::unique_ptr<ingest::producer> producer_;
+  std::unique_ptr<ingest::producer> copier_;    // the copies'
   std::unique_ptr<ingest::shadow_producer> shadow_;
+  std::unique_ptr<ingest::producer> producer_;  // the queue path's (rollout only)
   std::unique_ptr<shadow_backend> dual_;
   std::unique_ptr<ingest::rollout> rollout_;
   std::unique_ptr<queue_backend> queued_;

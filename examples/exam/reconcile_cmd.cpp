@@ -146,6 +146,12 @@ int run_reconcile(const std::string& sink, ingest::durable_queue* queue, const r
     ingest::reconcile_report start;
     if (!request.state.empty())
       if (auto saved = load_state(request.state)) {
+        // The keys found before the crash were not saved: re-sending only the rest
+        // would look complete and is not.
+        if (request.resend)
+          throw ingest::error(ingest::errc::invalid_config,
+                              "--resend cannot resume " + request.state +
+                                  ": finish the run without --resend, then run again with it (without --state)");
         // A run resumes its own window only.
         o.window = {ingest::parse_time(saved->from), ingest::parse_time(saved->until)};
         start = saved->report;

@@ -4,9 +4,8 @@
 
 #include "ingest/postgres/connection.hpp"
 #include "ingest/sqlite/database.hpp"
-#include "ledger.hpp"
+#include "ingest/error.hpp"
 #include "pg_store.hpp"
-#include "store.hpp"
 
 namespace exam {
 
@@ -62,10 +61,14 @@ class sqlite_rows final : public ingest::record_source {
   }
 
  private:
+  // Reads only: a file without queue_copies (no grader of this version has run on it)
+  // is refused, not changed.
   static ingest::sqlite::database prepare(const std::string& path) {
-    ingest::sqlite::database db(path);
-    create_schema(db);
-    create_copies_table(db);
+    ingest::sqlite::database db(path, {.create = false, .read_only = true});
+    ingest::sqlite::statement has(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('submissions', 'queue_copies')");
+    if (!has.step() || has.column_int(0) != 2)
+      throw ingest::error(ingest::errc::invalid_config,
+                          path + " has no submissions or queue_copies table (no grader of this version has run on it)");
     return db;
   }
 
@@ -89,14 +92,26 @@ class sqlite_rows final : public ingest::record_source {
 
 class pg_rows final : public ingest::record_source {
  public:
-  pg_rows(const std::string& url, rows_table t) : db_(url), table_(table_name(t)) { migrate_schema(db_); }
+  // Reads only: a database whose schema predates queue_copies is refused, not migrated.
+  pg_rows(const std::string& url, rows_table t) : db_(url), table_(table_name(t)) {
+    int version = 0;
+    if (db_.exec("SELECT to_regclass('exam_schema_version') IS NOT NULL").text(0, 0) == "t")
+      version = static_cast<int>(db_.exec("SELECT coalesce(max(version), 0) FROM exam_schema_version").integer(0, 0));
+    if (version < 5)
+      throw ingest::error(ingest::errc::invalid_config,
+                          fmt::format("the exam schema is at version {}: queue_copies comes with version 5 "
+                                      "(start exam_worker of this version once)",
+                                      version));
+  }
 
   std::vector<ingest::reconcile_record> page(const ingest::reconcile_window& w, std::string_view after,
                                              std::size_t limit) override {
     const auto [from, until] = bounds(w);
     const auto k = split_key(after);
     const auto n = std::to_string(limit);
-    return read(db_.exec(fmt::format("SELECT {} FROM {} WHERE accepted_at >= $1 AND accepted_at < $2 AND "
+    // The times compare as text byte by byte, whatever the database's collation.
+    return read(db_.exec(fmt::format("SELECT {} FROM {} WHERE accepted_at >= $1 COLLATE \"C\" AND "
+                                     "accepted_at < $2 COLLATE \"C\" AND "
                                      "(exam_id, student_id, idempotency_key) > ($3, $4, $5) "
                                      "ORDER BY exam_id, student_id, idempotency_key LIMIT $6",
                                      fields, table_),

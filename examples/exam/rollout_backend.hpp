@@ -32,8 +32,8 @@ class rollout_backend final : public submit_backend {
   }
   std::optional<ingest::queue_stats> queue_counts() const override { return queue_.queue_counts(); }
   bool has_queue() const override { return true; }
-  // Files go to the queue path only: a submission naming files is refused on the
-  // direct path, as the direct server always did.
+  // A submission naming files is refused on both paths, as the direct server always
+  // refused them (the route decides a path only after the body is taken).
   bool takes_attachments() const override { return false; }
   bool ready() const override { return direct_.ready(); }
   // Both paths' metrics, and the rollout's (ingest_rollout_*).

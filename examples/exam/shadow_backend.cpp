@@ -15,16 +15,16 @@ void shadow_backend::submit(const exam_info& exam, submission s, boost::asio::an
   direct_.submit(exam, std::move(s), std::move(answer_on),
                  [this, copy, done = std::move(done)](submit_outcome outcome) mutable {
                    using kind = submit_outcome::kind;
-                   const bool stored = outcome.what == kind::stored || outcome.what == kind::repeat;
-                   std::string receipt = stored ? outcome.receipt_id : std::string();
-                   std::string at = stored ? outcome.accepted_at : std::string();
-                   done(std::move(outcome));  // the student's answer never waits for the copy
-                   if (!stored) return;
-                   try {
-                     shadow_.publish(shadow_message(*copy, receipt, at));
-                   } catch (const std::exception&) {
-                     // Out of memory building the copy: reconcile finds it missing.
+                   // Handed over before the answer (the publish does not wait for the
+                   // queue), so that an answered request always has its copy on the way.
+                   if (outcome.what == kind::stored || outcome.what == kind::repeat) {
+                     try {
+                       shadow_.publish(shadow_message(*copy, outcome.receipt_id, outcome.accepted_at));
+                     } catch (const std::exception&) {
+                       // Out of memory building the copy: reconcile finds it missing.
+                     }
                    }
+                   done(std::move(outcome));
                  });
 }
 

@@ -118,7 +118,8 @@ struct reconcile_options {
   std::function<void(const reconcile_report&)> on_page{};
   /// Where to count (optional).
   std::shared_ptr<reconcile_metrics> metrics{};
-  /// A stop request ends the run after the page in hand (`report.complete` false).
+  /// A stop request ends the run after the page in hand, or at once while it waits for
+  /// its turn under `max_records_per_second` (`report.complete` false).
   std::stop_token stop{};
 
   /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.

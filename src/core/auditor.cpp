@@ -37,25 +37,35 @@ struct auditor::state {
         counters.last = report;
       }
     }
-    if (report.complete && !report.clean() && options.alert) options.alert(report);
-    if (report.complete && options.on_run) options.on_run(report);
+    // The callbacks must not throw; one that does is not the run's failure.
+    try {
+      if (report.complete && !report.clean() && options.alert) options.alert(report);
+      if (report.complete && options.on_run) options.on_run(report);
+    } catch (...) {
+    }
     return report;
   }
 
   void loop(std::stop_token stop) {
-    auto next = std::chrono::steady_clock::now();
     while (!stop.stop_requested()) {
+      // A run that overran `every` is followed by one at once, not by the ones missed.
+      const auto next = std::chrono::steady_clock::now() + options.every;
       try {
         run(clock::now(), stop);
       } catch (const std::exception& e) {
-        std::lock_guard lock(mutex);
-        ++counters.failed_runs;
-        counters.last_error = e.what();
+        failed(e.what());
+      } catch (...) {
+        failed("unknown error");
       }
-      next += options.every;
       std::unique_lock lock(mutex);
       wake.wait_until(lock, stop, next, [] { return false; });
     }
+  }
+
+  void failed(std::string why) {
+    std::lock_guard lock(mutex);
+    ++counters.failed_runs;
+    counters.last_error = std::move(why);
   }
 
   source_factory truth, copy;

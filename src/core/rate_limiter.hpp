@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
+#include <stop_token>
 
 namespace ingest::detail {
 
@@ -19,9 +20,14 @@ class rate_limiter {
 
   /// Blocks until `n` items may start.
   void acquire(std::size_t n);
+  /// The same, unless `stop` is requested first: then returns false at once.
+  bool acquire(std::size_t n, std::stop_token stop);
 
  private:
   double per_second_;
+  // The start of the next `n` items' slot (mutex held for the reservation).
+  clock::time_point reserve(std::size_t n);
+
   std::mutex mutex_;
   clock::time_point next_{};
 };

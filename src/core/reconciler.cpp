@@ -58,12 +58,12 @@ class run {
   run(record_source& truth, record_source& copy, const reconcile_options& o, reconcile_report& r)
       : truth_(truth), copy_(copy), o_(o), r_(r), pace_(o.max_records_per_second) {}
 
-  // One page of the current pass; false once the pass is over.
+  // One page of the current pass; false when stopped while waiting for its turn.
   bool step() {
     const bool first = r_.next.pass == 0;
     auto& walked = first ? truth_ : copy_;
     auto& other = first ? copy_ : truth_;
-    pace_.acquire(o_.page_size);
+    if (!pace_.acquire(o_.page_size, o_.stop)) return false;
     auto page = walked.page(o_.window, r_.next.after, o_.page_size);
     if (o_.metrics) o_.metrics->pages.inc();
     if (!page.empty() && page.back().key == r_.next.after)
@@ -73,14 +73,15 @@ class run {
     for (const auto& rec : page) keys.push_back(rec.key);
     std::unordered_map<std::string, reconcile_record> there;
     if (!keys.empty()) {
-      pace_.acquire(keys.size());
+      // Stopped here, the page counts for nothing: a resumed run reads it again.
+      if (!pace_.acquire(keys.size(), o_.stop)) return false;
       for (auto& rec : other.find(keys)) there.emplace(rec.key, std::move(rec));
       if (o_.metrics) o_.metrics->pages.inc();
     }
     const bool more = page.size() == o_.page_size;
     r_.next = more ? reconcile_cursor{r_.next.pass, page.back().key} : reconcile_cursor{r_.next.pass + 1, {}};
     for (auto& rec : page) first ? compare(std::move(rec), there) : look_up(std::move(rec), there);
-    return more;
+    return true;
   }
 
  private:
@@ -135,8 +136,7 @@ reconcile_report reconcile(record_source& truth, record_source& copy, const reco
   reconcile_report r = std::move(start);
   run walk(truth, copy, options, r);
   while (r.next.pass < 2) {
-    if (options.stop.stop_requested()) return r;
-    walk.step();
+    if (options.stop.stop_requested() || !walk.step()) return r;
     if (r.next.pass == 1 && !options.find_extra) r.next = {2, {}};
     if (options.on_page) options.on_page(r);
   }

@@ -47,8 +47,10 @@ struct shadow_producer::state {
     return outcome::failed;
   }
 
-  // One copy's outcome; `started`: it held a pending slot.
+  // One copy's outcome; `started`: it held a pending slot. A gap is reported before it
+  // is counted, so that whoever sees the count (or the drain end) sees the report too.
   void settle(const submission& item, outcome o, error_code ec, bool started) {
+    if (o != outcome::sent && o != outcome::repeat) gap(item, ec);
     std::vector<detail::callback<void(error_code)>> drained;
     {
       std::lock_guard lock(mutex);
@@ -62,7 +64,6 @@ struct shadow_producer::state {
       }
       if (draining && counters.pending == 0) drained.swap(drain_waiters);
     }
-    if (o != outcome::sent && o != outcome::repeat) gap(item, ec);
     for (auto& d : drained) d(error_code{});
   }
 };

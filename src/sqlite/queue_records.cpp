@@ -1,6 +1,7 @@
 #include "ingest/sqlite/queue_records.hpp"
 
 #include <chrono>
+#include <limits>
 
 #include "ingest/error.hpp"
 #include "ingest/sqlite/database.hpp"
