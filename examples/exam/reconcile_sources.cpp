@@ -118,20 +118,27 @@ class pg_rows final : public ingest::record_source {
                          {from, until, k.exam_id, k.student_id, k.idempotency_key, n}));
   }
 
+  // In slices of 500 keys: with a few thousand, PostgreSQL 15 hashes the whole table
+  // for each lookup instead of probing its index (measured: 4x slower at 5,000 a page).
   std::vector<ingest::reconcile_record> find(std::span<const std::string> keys) override {
-    ingest::postgres::array_literal exams, students, ids;
-    for (const auto& key : keys) {
-      auto k = split_key(key);
-      exams.push_back(k.exam_id);
-      students.push_back(k.student_id);
-      ids.push_back(k.idempotency_key);
+    std::vector<ingest::reconcile_record> out;
+    for (std::size_t from = 0; from < keys.size(); from += 500) {
+      ingest::postgres::array_literal exams, students, ids;
+      for (const auto& key : keys.subspan(from, std::min<std::size_t>(500, keys.size() - from))) {
+        auto k = split_key(key);
+        exams.push_back(k.exam_id);
+        students.push_back(k.student_id);
+        ids.push_back(k.idempotency_key);
+      }
+      for (auto& r : read(db_.exec(fmt::format("SELECT t.exam_id, t.student_id, t.idempotency_key, t.fingerprint, "
+                                               "t.accepted_at, t.score FROM unnest($1::text[], $2::text[], "
+                                               "$3::text[]) AS k(e, s, i) JOIN {} t ON t.exam_id = k.e AND "
+                                               "t.student_id = k.s AND t.idempotency_key = k.i",
+                                               table_),
+                                   {exams.str(), students.str(), ids.str()})))
+        out.push_back(std::move(r));
     }
-    return read(db_.exec(fmt::format("SELECT t.exam_id, t.student_id, t.idempotency_key, t.fingerprint, "
-                                     "t.accepted_at, t.score FROM unnest($1::text[], $2::text[], $3::text[]) "
-                                     "AS k(e, s, i) JOIN {} t ON t.exam_id = k.e AND t.student_id = k.s AND "
-                                     "t.idempotency_key = k.i",
-                                     table_),
-                         {exams.str(), students.str(), ids.str()}));
+    return out;
   }
 
  private:
