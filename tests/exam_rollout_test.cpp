@@ -94,6 +94,19 @@ std::map<std::string, std::string> receipts_in(const std::string& sink) {
   return out;
 }
 
+// The graders run on the queue at `url` until it is empty; true when nothing was
+// dead-lettered.
+bool graded_without_dead_letters(io_thread& io, const std::string& url, const std::string& sink,
+                                 const exam::catalog& exams) {
+  auto q = exam::open_queue(url, io.executor());
+  const bool emptied = grade_all(*q, sink, exams);
+  capture<queue_stats> c;
+  q->async_stats(c.handler());
+  const bool none = c.get().second.dead_lettered == 0;
+  q->close();
+  return emptied && none;
+}
+
 }  // namespace
 
 TEST_CASE("rollout: 0 to 100 % and back during a flood; each submission kept once, each retry answered alike") {
@@ -143,12 +156,7 @@ TEST_CASE("rollout: 0 to 100 % and back during a flood; each submission kept onc
     }
 
     // The graders take the queue path's submissions and the copies.
-    auto q = exam::open_queue(url, io.executor());
-    CHECK(grade_all(*q, sink, exams));
-    capture<queue_stats> c;
-    q->async_stats(c.handler());
-    CHECK(c.get().second.dead_lettered == 0);
-    q->close();
+    CHECK(graded_without_dead_letters(io, url, sink, exams));
 
     // 0 lost, 0 duplicated, and every row carries the receipt its student was given.
     CHECK(sink_count(sink, "SELECT count(*) FROM submissions") == 600);
@@ -167,6 +175,48 @@ TEST_CASE("rollout: 0 to 100 % and back during a flood; each submission kept onc
     CHECK(report.clean());
     CHECK(report.checked == 600);
   }
+}
+
+TEST_CASE("rollout on two servers: a retry on the other side of the share keeps one row, both receipts read it") {
+  if (!postgres_server::available()) return;
+  temp_dir dir;
+  const auto sink = shared_postgres::get().fresh_database();
+  io_thread io(2);
+  nats_server nats(dir.path() / "nats");
+  const auto url = nats.url() + "?ack_wait=2s";
+  const auto exams = exam::catalog::from_json(exams_json(1h));
+  const auto& open = *exams.find("open");
+  std::string on_a, on_b;
+  {
+    // Server A already sends everyone to the queue, server B still to the direct path:
+    // the first attempt is queued on A (no grader yet), its retry reaches B.
+    rollout_paths a(io, sink, url, {.queue_percent = 100});
+    rollout_paths b(io, sink, url, {.queue_percent = 0});
+    auto first = send(a.routed, open, "crossing").answer.get();
+    REQUIRE(first.what == exam::submit_outcome::kind::queued);
+    auto retry = send(b.routed, open, "crossing").answer.get();
+    REQUIRE(retry.what == exam::submit_outcome::kind::stored);
+    on_a = first.receipt_id;
+    on_b = retry.receipt_id;
+    CHECK(on_a != on_b);  // what the pins cannot prevent across servers
+  }
+  CHECK(graded_without_dead_letters(io, url, sink, exams));
+  CHECK(sink_count(sink, "SELECT count(*) FROM submissions") == 1);
+  CHECK(sink_count(sink, "SELECT count(*) FROM queue_copies") == 1);
+  // The direct row is kept; the queue's receipt reads it.
+  auto reader = exam::open_reader(sink);
+  const std::vector<std::string> ids{on_a, on_b};
+  const auto records = reader->records(ids);
+  REQUIRE(records.size() == 2);
+  for (const auto& r : records) {
+    REQUIRE(r.row);
+    CHECK(r.row->receipt_id == on_b);
+    CHECK(r.row->status == "graded");
+  }
+  auto truth = exam::open_rows(sink, exam::rows_table::submissions);
+  auto copies = exam::open_rows(sink, exam::rows_table::copies);
+  CHECK(reconcile(*truth, *copies, {.window = {clock::now() - 1h, clock::now() + 1h}, .same = exam::same_submission})
+            .clean());
 }
 
 }  // namespace ingest::test

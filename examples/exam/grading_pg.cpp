@@ -74,7 +74,7 @@ ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, c
   auto write = ingest::postgres::transactional_handler(
       pool,
       [&exams, counters](ingest::postgres::connection& db, std::span<const ingest::delivery* const> items) {
-        std::vector<stored_submission> rows;
+        std::vector<stored_submission> rows, queue_rows;
         std::vector<queue_copy> copies;
         rows.reserve(items.size());
         const auto now = ingest::clock::now();
@@ -96,10 +96,13 @@ ingest::batch_handler grading_handler(ingest::postgres::connection_pool& pool, c
                                               ", after the deadline plus grace (" +
                                               ingest::format_time(e->deadline + e->grace) + ")",
                                           "deadline_passed");
-          rows.push_back(
-              graded_row(*e, *s, d->message.receipt_id, d->message.accepted_at, d->message.fingerprint, now));
+          (path == copy_path::queue ? queue_rows : rows)
+              .push_back(graded_row(*e, *s, d->message.receipt_id, d->message.accepted_at, d->message.fingerprint,
+                                    now));
           if (path == copy_path::queue) copies.push_back(copy_row(d->message, *s, e, path));
         }
+        keep_direct_rows(db, queue_rows);
+        rows.insert(rows.end(), queue_rows.begin(), queue_rows.end());
         write_graded(db, rows);
         write_copies(db, copies);
         counters->graded += rows.size();

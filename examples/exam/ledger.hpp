@@ -69,6 +69,12 @@ class copy_writer {
   ingest::sqlite::statement insert_;
 };
 
+// PostgreSQL: of queue-path rows about to be written, takes out those whose key the
+// direct path stored meanwhile (a retry that reached another server after the share
+// moved past its student): the direct row stays, and the queue receipt reads it (an
+// alias in exam_receipt_aliases). Locks the rows it finds, in the caller's transaction.
+void keep_direct_rows(ingest::postgres::connection& db, std::vector<stored_submission>& queue_rows);
+
 // PostgreSQL: writes queue_copies rows in one statement, inside the caller's
 // transaction (the table is schema version 5, pg_store.hpp).
 void write_copies(ingest::postgres::connection& db, const std::vector<queue_copy>& rows);
