@@ -122,7 +122,7 @@ CLI::App* add_audit_command(CLI::App& cli, audit_request& a) {
   cmd->add_option("--lookback", a.lookback, "how far back each run looks (90s, 30m, 2h, 1d)")->capture_default_str();
   cmd->add_option("--settle", a.settle, "the newest receipts left to the next run (0 for none)")->capture_default_str();
   cmd->add_option("--every", a.every, "between runs")->capture_default_str();
-  cmd->add_flag("--once", a.once, "one run, then exit 0 (all accounted for) or 1");
+  cmd->add_flag("--once", a.once, "one run, then exit 0 (all accounted for), 1 (alerts) or 2 (the run failed)");
   return cmd;
 }
 

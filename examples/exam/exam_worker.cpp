@@ -59,6 +59,43 @@ exam::progress_sample sample(const exam::grading_consumer& grader, ingest::durab
   return p;
 }
 
+// The graders' settings from the command line.
+struct worker_paths {
+  std::string data, queue_url, sink, exams_path, storage, log_level;
+};
+
+// exam_worker itself: drains the queue into the sink until SIGINT/SIGTERM.
+int run_graders(worker_paths w, exam::consumer_settings grading) {
+  try {
+    std::filesystem::create_directories(w.data);
+    if (w.queue_url.empty()) w.queue_url = "sqlite://" + w.data + "/queue.db";
+    const auto exams = exam::load_exams(w.exams_path);
+    boost::asio::io_context io;
+    auto queue = exam::open_queue(w.queue_url, io.get_executor());
+    auto metrics = std::make_shared<ingest::pipeline_metrics>();
+    if (!w.storage.empty())
+      grading.storage = exam::open_storage(w.storage);
+    exam::grading_consumer grader(*queue, w.sink, exams, grading, metrics,
+                                  ingest::json_lines_logger(stderr, ingest::parse_log_level(w.log_level)));
+    grader.start();
+    std::printf("exam_worker: draining %s into %s\n", exam::redact_url(w.queue_url).c_str(),
+                exam::redact_url(w.sink).c_str());
+    std::fflush(stdout);
+    exam::progress_meter progress("exam_worker", [&] { return sample(grader, *queue); });
+    return exam::run_until_signal(io, 1, [&] {
+      grader.drain();  // the batch in hand commits and is acked; nothing else is taken
+      queue->close();
+      std::fprintf(stderr, "exam_worker: drained (graded %llu, late %llu)\n",
+                   static_cast<unsigned long long>(grader.counters().graded.load()),
+                   static_cast<unsigned long long>(grader.counters().late.load()));
+      return 0;
+    });
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "exam_worker: %s\n", e.what());
+    return 1;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -119,32 +156,5 @@ int main(int argc, char** argv) {
       queue->close();
       return code;
     });
-  try {
-    std::filesystem::create_directories(data);
-    if (queue_url.empty()) queue_url = "sqlite://" + data + "/queue.db";
-    const auto exams = exam::load_exams(exams_path);
-    boost::asio::io_context io;
-    auto queue = exam::open_queue(queue_url, io.get_executor());
-    auto metrics = std::make_shared<ingest::pipeline_metrics>();
-    if (!storage.empty())
-      grading.storage = exam::open_storage(storage);
-    exam::grading_consumer grader(*queue, sink, exams, grading, metrics,
-                                  ingest::json_lines_logger(stderr, ingest::parse_log_level(log_level)));
-    grader.start();
-    std::printf("exam_worker: draining %s into %s\n", exam::redact_url(queue_url).c_str(),
-                exam::redact_url(sink).c_str());
-    std::fflush(stdout);
-    exam::progress_meter progress("exam_worker", [&] { return sample(grader, *queue); });
-    return exam::run_until_signal(io, 1, [&] {
-      grader.drain();  // the batch in hand commits and is acked; nothing else is taken
-      queue->close();
-      std::fprintf(stderr, "exam_worker: drained (graded %llu, late %llu)\n",
-                   static_cast<unsigned long long>(grader.counters().graded.load()),
-                   static_cast<unsigned long long>(grader.counters().late.load()));
-      return 0;
-    });
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "exam_worker: %s\n", e.what());
-    return 1;
-  }
+  return run_graders({data, queue_url, sink, exams_path, storage, log_level}, grading);
 }

@@ -73,6 +73,7 @@ class copy_writer {
 // direct path stored meanwhile (a retry that reached another server after the share
 // moved past its student): the direct row stays, and the queue receipt reads it (an
 // alias in exam_receipt_aliases). Locks the rows it finds, in the caller's transaction.
+// Throws ingest::permanent_error (reason `conflict`) when the stored body differs.
 void keep_direct_rows(ingest::postgres::connection& db, std::vector<stored_submission>& queue_rows);
 
 // PostgreSQL: writes queue_copies rows in one statement, inside the caller's

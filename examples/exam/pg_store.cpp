@@ -319,6 +319,9 @@ void keep_earliest(pg::connection& db, std::span<const ingest::postgres::repeate
   db.prepare("exam_realias", "UPDATE exam_receipt_aliases SET kept_receipt_id = $2 WHERE kept_receipt_id = $1");
   for (const auto& r : repeats) {
     const auto& m = r.item->message;
+    // A redelivery of the copy that recorded the key: whatever it led to is written
+    // (its row, or its alias to a row it did not replace).
+    if (r.original_result == m.receipt_id) continue;
     const auto s = submission::from_json(m.payload);
     if (!s) continue;
     const auto kept = db.exec_prepared("exam_kept_row", {s->exam_id, s->student_id, s->idempotency_key});

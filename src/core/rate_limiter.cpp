@@ -24,7 +24,8 @@ bool rate_limiter::acquire(std::size_t n, std::stop_token stop) {
   std::mutex m;
   std::condition_variable_any wake;
   std::unique_lock lock(m);
-  return !wake.wait_until(lock, stop, start, [] { return false; }) && !stop.stop_requested();
+  wake.wait_until(lock, stop, start, [] { return false; });  // wakes at `start` or on a stop request
+  return !stop.stop_requested();
 }
 
 }  // namespace ingest::detail

@@ -121,7 +121,14 @@ test("a flood drained at the graders' rate: the counts move, the chart shows acc
     const perSecond = (n) => (n * 1000) / o.series.period_ms;
     const accepted = o.series.accepted.filter((v) => v !== null).map(perSecond);
     const written = o.series.written.filter((v) => v !== null).map(perSecond);
-    assert.equal(accepted.reduce((a, b) => a + b, 0), total);
+    // A period with no queue reading (the probe's first read not in yet, or a read that
+    // failed on a loaded machine) is null, and so is the one after it: what was accepted
+    // then is not charted. The queue's own count has the total.
+    const gaps = o.series.accepted.slice(1).filter((v) => v === null).length;
+    const charted = accepted.reduce((a, b) => a + b, 0);
+    if (gaps === 0) assert.equal(charted, total, JSON.stringify(o.series));
+    else assert.ok(charted <= total, JSON.stringify(o.series));
+    assert.equal(o.queue.accepted, total);
     // The flood came in faster than it was written; the writing held near the rate.
     assert.ok(Math.max(...accepted) > 2 * Math.max(...written), JSON.stringify(o.series));
     assert.ok(Math.max(...written) <= 2 * rate, JSON.stringify(o.series));
