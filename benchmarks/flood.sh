@@ -108,7 +108,7 @@ trap cleanup EXIT
 
 # wait_for_log FILE TEXT: waits up to 10 s for TEXT in a log (a broker saying it is up).
 wait_for_log() {
-  for _ in $(seq 100); do grep -q "$2" "$1" && return 0; sleep 0.1; done
+  for _ in $(seq 100); do grep -qs "$2" "$1" && return 0; sleep 0.1; done
   echo "flood.sh: no '$2' in $1 after 10 s" >&2
 }
 
@@ -116,6 +116,7 @@ wait_for_log() {
 start() {
   local name=$1 log=$2
   shift 2
+  : >"$log"  # there before the first read below (the background redirection may come later)
   "$@" >"$log" 2>&1 &
   pid=$!
   pids+=("$pid")
