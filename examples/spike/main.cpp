@@ -49,6 +49,11 @@ void define_options(CLI::App& cli, settings& s) {
       ->check(CLI::Range(1, 1000000));
   cli.add_option("--window", s.window_s, "seconds within which every student submits")->capture_default_str();
   cli.add_option("--double-click", s.double_click, "share of students who click twice")->capture_default_str();
+  cli.add_option("--click-again", s.click_again_s,
+                 "seconds between a student's first and second click (a later second click is a retry after "
+                 "whatever changed meanwhile; its receipt must be the first's)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 600.0));
   cli.add_option("--timeout", s.timeout_s, "client timeout, seconds")->capture_default_str();
   cli.add_option("--retries", s.retries, "retries after a timeout, 5xx, 409/429 or connection error")
       ->capture_default_str();

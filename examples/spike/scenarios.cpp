@@ -160,10 +160,11 @@ void flood::schedule_wall(const std::vector<student>& students) {
       auto& c2 = *extra_[e++];
       sweeper.start();
       ++submitting_;
+      const auto again = at + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(s_.click_again_s));
       asio::co_spawn(
           c2.executor(),
-          [&, at]() -> awaitable<void> {
-            co_await wait_until(at + 30ms);  // the impatient second click
+          [&, again]() -> awaitable<void> {
+            co_await wait_until(again);  // the impatient second click
             co_await submit(c2, st, s_, r_, steady::time_point{});
             --submitting_;
             sweeper.finish();

@@ -16,6 +16,7 @@ struct settings {
   int students = 10000;
   double window_s = 1.0;
   double double_click = 0.05;
+  double click_again_s = 0.03;  // from a student's first click to the second
   double timeout_s = 10;
   int retries = 3;
   double rate = 0;  // > 0: open-loop mode
