@@ -239,6 +239,10 @@ TEST_CASE("reconcile finds each row removed, changed or added in queue_copies, a
     std::ostringstream refused;
     CHECK(exam::run_reconcile(direct_only, nullptr, {.since = "1h"}, none, refused) == 2);
     CHECK(refused.str().find("no submissions or queue_copies table") != std::string::npos);
+    sqlite::database after(direct_only);
+    sqlite::statement tables(after, "SELECT group_concat(name) FROM sqlite_master");
+    REQUIRE(tables.step());
+    CHECK(tables.column_text(0) == "submissions");  // nothing was created
   }
 }
 
