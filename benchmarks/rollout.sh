@@ -21,18 +21,19 @@
 #
 #   benchmarks/rollout.sh [cost|outage|ramp ...] [--backend sqlite|nats] [--sink sqlite|postgres]
 #                         [--runs 3] [--open-rate 2000] [--open-seconds 5] [--students 3000]
-#                         [--window 3] [--build build] [--out DIR]
+#                         [--window 3] [--queue-options QUERY] [--build build] [--out DIR]
 #   benchmarks/rollout.sh --quick [--backend nats] [--sink postgres]   # all three, small, once (CI)
 #
 # Without a part named, all three run. --backend is the shadow queue of `cost` and
 # `ramp` (sqlite: the embedded queue in a file of the run's directory); `outage` always
-# uses nats-server. --sink postgres starts one PostgreSQL 15 (see flood.sh) and gives
+# uses nats-server. --queue-options adds a query to the shadow queue's URL (e.g.
+# commit_linger=5ms for the embedded queue). --sink postgres starts one PostgreSQL 15 (see flood.sh) and gives
 # every run a fresh database on it.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 runs=3 open_rate=2000 open_seconds=5 students=3000 window=3 build="$here/build" out="" backend=sqlite sink=sqlite
-small_db=0 parts=()
+small_db=0 parts=() queue_options=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     cost | outage | ramp) parts+=("$1"); shift ;;
@@ -43,6 +44,7 @@ while [[ $# -gt 0 ]]; do
     --open-seconds) open_seconds=$2; shift 2 ;;
     --students) students=$2; shift 2 ;;
     --window) window=$2; shift 2 ;;
+    --queue-options) queue_options="?$2"; shift 2 ;;
     --build) build=$(cd "$2" && pwd); shift 2 ;;
     --out) out=$2; shift 2 ;;
     --quick) runs=1 open_rate=500 open_seconds=2 students=1000 window=3; shift ;;
@@ -99,10 +101,10 @@ start_stack() {
     sink_args=(--db "$db")
   fi
   local shadow=()
-  if [[ $queue == sqlite ]]; then queue_url="sqlite://$dir/shadow-queue.db"; fi
+  if [[ $queue == sqlite ]]; then queue_url="sqlite://$dir/shadow-queue.db$queue_options"; fi
   if [[ $queue == nats ]]; then
     start_nats "$dir"
-    queue_url="nats://127.0.0.1:$nats_port"
+    queue_url="nats://127.0.0.1:$nats_port$queue_options"
   fi
   [[ -z $queue_url ]] || shadow=(--shadow-queue "$queue_url")
   start direct_server "$dir/server.log" "$bin/direct_server" --listen 127.0.0.1:0 --data "$dir" --student-rate 0 \

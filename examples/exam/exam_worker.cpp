@@ -20,6 +20,7 @@
 #include "reconcile_cmd.hpp"
 #include "queue_url.hpp"
 #include "run.hpp"
+#include "worker_metrics.hpp"
 
 namespace {
 
@@ -62,6 +63,7 @@ exam::progress_sample sample(const exam::grading_consumer& grader, ingest::durab
 // The graders' settings from the command line.
 struct worker_paths {
   std::string data, queue_url, sink, exams_path, storage, log_level;
+  std::string metrics_listen;  // HOST:PORT of GET /metrics (empty: none)
 };
 
 // exam_worker itself: drains the queue into the sink until SIGINT/SIGTERM.
@@ -80,9 +82,16 @@ int run_graders(worker_paths w, exam::consumer_settings grading) {
     grader.start();
     std::printf("exam_worker: draining %s into %s\n", exam::redact_url(w.queue_url).c_str(),
                 exam::redact_url(w.sink).c_str());
+    std::unique_ptr<ingest::http::server> metrics_server;
+    if (!w.metrics_listen.empty()) {
+      metrics_server = exam::serve_worker_metrics(io, w.metrics_listen, metrics, grader.counters());
+      std::printf("exam_worker: metrics on http://%s:%u/metrics\n", exam::parse_listen(w.metrics_listen).first.c_str(),
+                  metrics_server->port());
+    }
     std::fflush(stdout);
     exam::progress_meter progress("exam_worker", [&] { return sample(grader, *queue); });
     return exam::run_until_signal(io, 1, [&] {
+      if (metrics_server) metrics_server->stop();
       grader.drain();  // the batch in hand commits and is acked; nothing else is taken
       queue->close();
       std::fprintf(stderr, "exam_worker: drained (graded %llu, late %llu)\n",
@@ -116,6 +125,9 @@ int main(int argc, char** argv) {
   std::string storage;
   cli.add_option("--storage", storage,
                  "S3-compatible storage of the attachments, checked before grading: s3+http[s]://HOST:PORT/BUCKET");
+  std::string metrics_listen;
+  cli.add_option("--metrics", metrics_listen,
+                 "HOST:PORT to serve GET /metrics on (the graders' counters, dead letters by path); none by default");
   cli.add_option("--log-level", log_level, "JSON-lines events on standard error: debug, info, warning, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warning", "warn", "error"}));
@@ -156,5 +168,5 @@ int main(int argc, char** argv) {
       queue->close();
       return code;
     });
-  return run_graders({data, queue_url, sink, exams_path, storage, log_level}, grading);
+  return run_graders({data, queue_url, sink, exams_path, storage, log_level, metrics_listen}, grading);
 }

@@ -27,6 +27,11 @@ struct grading_counters {
   std::atomic<std::uint64_t> graded{0};
   std::atomic<std::uint64_t> late{0};
   std::atomic<std::uint64_t> copied{0};  // queue_copies rows written (ledger.hpp)
+  // Dead letters by the path the submission took (ledger.hpp): the exam server's own
+  // (no exam-path header), a direct server's queue path, a direct write's copy.
+  std::atomic<std::uint64_t> dead_plain{0};
+  std::atomic<std::uint64_t> dead_queue_path{0};
+  std::atomic<std::uint64_t> dead_copies{0};
 };
 // With `checker`, a submission's files are checked before it is graded
 // (attachment_check.hpp).
