@@ -46,7 +46,7 @@ start() {
 # stop PID NAME LOG: SIGTERM, and the drain must end with exit code 0 (guarantee 8).
 stop() {
   local p=$1 name=$2 log=$3 rc=0
-  kill -TERM "$p"
+  kill -TERM "$p" 2>/dev/null || true  # gone already: its exit code says how
   wait "$p" || rc=$?
   if [[ $rc -ne 0 ]]; then
     echo "${0##*/}: $name exited with $rc after SIGTERM:" >&2

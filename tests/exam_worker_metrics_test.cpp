@@ -4,6 +4,10 @@
 
 #include <doctest/doctest.h>
 
+#include <thread>
+#include <tuple>
+#include <vector>
+
 #include "grading.hpp"
 #include "ingest/memory_queue.hpp"
 #include "ledger.hpp"
@@ -77,10 +81,10 @@ TEST_CASE("exam_worker --metrics: dead letters by path, graded and copied rows, 
   runner.join();
   CHECK(got.status == 200);
   CHECK(elsewhere.status == 404);
-  for (const char* line : {"exam_worker_dead_letters_total{path=\"exam_server\"} 2\n",
-                           "exam_worker_dead_letters_total{path=\"queue\"} 1\n",
-                           "exam_worker_dead_letters_total{path=\"shadow\"} 3\n", "exam_worker_graded_total 2\n",
-                           "exam_worker_copied_total 2\n", "exam_worker_dead_lettered_total 6\n"}) {
+  for (const char* line :
+       {"exam_worker_dead_letters_total{path=\"exam_server\"} 2\n",
+        "exam_worker_dead_letters_total{path=\"queue\"} 1\n", "exam_worker_dead_letters_total{path=\"shadow\"} 3\n",
+        "exam_worker_graded_total 2\n", "exam_worker_copied_total 2\n", "exam_worker_dead_lettered_total 6\n"}) {
     CAPTURE(line);
     CHECK(got.body.find(line) != std::string::npos);
   }

@@ -79,15 +79,17 @@ int run_graders(worker_paths w, exam::consumer_settings grading) {
       grading.storage = exam::open_storage(w.storage);
     exam::grading_consumer grader(*queue, w.sink, exams, grading, metrics,
                                   ingest::json_lines_logger(stderr, ingest::parse_log_level(w.log_level)));
+    // Bound before the graders start: an address that cannot be had ends the process
+    // before any grader waits on the I/O loop.
+    std::unique_ptr<ingest::http::server> metrics_server;
+    if (!w.metrics_listen.empty())
+      metrics_server = exam::serve_worker_metrics(io, w.metrics_listen, metrics, grader.counters());
     grader.start();
     std::printf("exam_worker: draining %s into %s\n", exam::redact_url(w.queue_url).c_str(),
                 exam::redact_url(w.sink).c_str());
-    std::unique_ptr<ingest::http::server> metrics_server;
-    if (!w.metrics_listen.empty()) {
-      metrics_server = exam::serve_worker_metrics(io, w.metrics_listen, metrics, grader.counters());
+    if (metrics_server)
       std::printf("exam_worker: metrics on http://%s:%u/metrics\n", exam::parse_listen(w.metrics_listen).first.c_str(),
                   metrics_server->port());
-    }
     std::fflush(stdout);
     exam::progress_meter progress("exam_worker", [&] { return sample(grader, *queue); });
     return exam::run_until_signal(io, 1, [&] {

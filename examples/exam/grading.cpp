@@ -104,9 +104,15 @@ grading_consumer::grading_consumer(ingest::durable_queue& queue, const std::stri
   options.dead_letter.alert = [counters = counters_, notes = notes_](const ingest::dead_letter& d) {
     if (d.reason == "deadline_passed") ++counters->late;
     switch (path_of(d.message)) {
-      case copy_path::none: ++counters->dead_plain; break;
-      case copy_path::queue: ++counters->dead_queue_path; break;
-      case copy_path::shadow: ++counters->dead_copies; break;
+      case copy_path::none:
+        ++counters->dead_plain;
+        break;
+      case copy_path::queue:
+        ++counters->dead_queue_path;
+        break;
+      case copy_path::shadow:
+        ++counters->dead_copies;
+        break;
     }
     std::fprintf(stderr, "ALERT dead letter receipt=%s key=%s reason=%s attempts=%u error=%s\n",
                  d.message.receipt_id.c_str(), d.message.idempotency_key.c_str(), d.reason.c_str(), d.attempts,

@@ -9,18 +9,19 @@ namespace exam {
 
 std::string worker_metrics_text(const ingest::pipeline_metrics& m, const grading_counters& c) {
   return ingest::to_prometheus(m, "exam_worker_") +
-         fmt::format("# HELP exam_worker_graded_total Submissions graded into the sink by this process.\n"
-                     "# TYPE exam_worker_graded_total counter\nexam_worker_graded_total {}\n"
-                     "# HELP exam_worker_copied_total queue_copies rows written by this process.\n"
-                     "# TYPE exam_worker_copied_total counter\nexam_worker_copied_total {}\n"
-                     "# HELP exam_worker_dead_letters_total Dead letters by the path the submission took: the exam "
-                     "server's queue, a direct server's queue path, or a direct write's copy.\n"
-                     "# TYPE exam_worker_dead_letters_total counter\n"
-                     "exam_worker_dead_letters_total{{path=\"exam_server\"}} {}\n"
-                     "exam_worker_dead_letters_total{{path=\"queue\"}} {}\n"
-                     "exam_worker_dead_letters_total{{path=\"shadow\"}} {}\n",
-                     c.graded.load(), c.copied.load(), c.dead_plain.load(), c.dead_queue_path.load(),
-                     c.dead_copies.load());
+         fmt::format(
+             "# HELP exam_worker_graded_total Submissions this process graded (counted in the batch's transaction: a "
+             "batch retried after a failed commit counts again).\n"
+             "# TYPE exam_worker_graded_total counter\nexam_worker_graded_total {}\n"
+             "# HELP exam_worker_copied_total queue_copies rows written by this process.\n"
+             "# TYPE exam_worker_copied_total counter\nexam_worker_copied_total {}\n"
+             "# HELP exam_worker_dead_letters_total Dead letters by the path the submission took: the exam "
+             "server's queue, a direct server's queue path, or a direct write's copy.\n"
+             "# TYPE exam_worker_dead_letters_total counter\n"
+             "exam_worker_dead_letters_total{{path=\"exam_server\"}} {}\n"
+             "exam_worker_dead_letters_total{{path=\"queue\"}} {}\n"
+             "exam_worker_dead_letters_total{{path=\"shadow\"}} {}\n",
+             c.graded.load(), c.copied.load(), c.dead_plain.load(), c.dead_queue_path.load(), c.dead_copies.load());
 }
 
 std::unique_ptr<ingest::http::server> serve_worker_metrics(boost::asio::io_context& io, const std::string& listen,

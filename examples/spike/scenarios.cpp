@@ -160,7 +160,8 @@ void flood::schedule_wall(const std::vector<student>& students) {
       auto& c2 = *extra_[e++];
       sweeper.start();
       ++submitting_;
-      const auto again = at + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(s_.click_again_s));
+      const auto again =
+          at + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(s_.click_again_s));
       asio::co_spawn(
           c2.executor(),
           [&, again]() -> awaitable<void> {
