@@ -23,7 +23,8 @@
 #                         [--runs 3] [--open-rate 2000] [--open-seconds 5] [--students 3000]
 #                         [--window 3] [--queue-options QUERY] [--build build] [--out DIR]
 #   benchmarks/rollout.sh --quick [--backend nats] [--sink postgres]   # all three, small, once (CI)
-#       (1,000 students in 3 s and 500/s; on PostgreSQL 600 in 4 s and 150/s)
+#       (1,000 students in 3 s and 500/s; on PostgreSQL 600 in 4 s and 150/s; --quick
+#       fixes these whatever else is given)
 #
 # Without a part named, all three run. --backend is the shadow queue of `cost` and
 # `ramp` (sqlite: the embedded queue in a file of the run's directory); `outage` always
@@ -76,6 +77,8 @@ done
 # shellcheck source=benchmarks/lib.sh
 source "$here/benchmarks/lib.sh"
 scratch rollout
+# The broker the outage starts again is not this shell's child: killed by its pid file.
+trap 'for f in "$work"/run-*/nats.pid; do [[ ! -s $f ]] || kill -KILL "$(cat "$f")" 2>/dev/null || true; done; cleanup' EXIT
 export INGEST_JWT_SECRET="rollout-$RANDOM-$RANDOM-$RANDOM"
 export INGEST_ADMIN_TOKEN="admin-$RANDOM-$RANDOM-$RANDOM"
 [[ $sink == postgres ]] && start_postgres
@@ -121,7 +124,8 @@ start_stack() {
   if [[ -n $queue_url ]]; then
     # With worker_gate (spike's output file), the graders start worker_delay seconds
     # after spike's wall began: held back, as in a deadline backlog.
-    bash -c 'for _ in $(seq 600); do [[ -z $0 ]] || grep -qs "connections open" "$0" && break; sleep 0.05; done
+    bash -c 'trap "exit 0" TERM  # stopped before it started: nothing to drain
+             for _ in $(seq 600); do [[ -z $0 ]] || grep -qs "connections open" "$0" && break; sleep 0.05; done
              sleep "$1"; shift; exec "$@"' "${worker_gate:-}" "${worker_delay:-0}" \
       "$bin/exam_worker" --data "$dir" --queue "$queue_url" --metrics 127.0.0.1:0 "${sink_args[@]}" \
       >"$dir/worker.log" 2>&1 &
