@@ -63,7 +63,31 @@ struct nats_backend {
   std::string stream_;
 };
 
-INGEST_QUEUE_CONFORMANCE(std::tuple<nats_backend>);
+struct nats_partitioned_backend {
+  static constexpr const char* name = "nats, 2 partitions";
+  explicit nats_partitioned_backend(boost::asio::any_io_executor ex) : ex_(ex), stream_(unique_name("PART")) {}
+  std::unique_ptr<durable_queue> open(std::chrono::milliseconds visibility) {
+    auto o = queue_options_for(shared_server().url(), stream_, visibility);
+    o.partitions = 2;
+    return nats::open_queue(ex_, o);
+  }
+  // As one stream, but in order only within a partition.
+  queue_features expected_features() const {
+    return {.durable = true,
+            .native_dedup = true,
+            .fifo = false,
+            .delayed_retry = true,
+            .lease_extension = true,
+            .exact_stats = false,
+            .lookup = false,
+            .deadline_before_store = false,
+            .dedup_window = std::chrono::minutes(2)};
+  }
+  boost::asio::any_io_executor ex_;
+  std::string stream_;
+};
+
+INGEST_QUEUE_CONFORMANCE(std::tuple<nats_backend, nats_partitioned_backend>);
 
 TEST_CASE("nats: an existing stream with another configuration is an error, not a silent change") {
   io_thread io;

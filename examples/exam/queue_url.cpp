@@ -24,7 +24,7 @@ std::unique_ptr<ingest::durable_queue> make_queue(const std::string& url, ingest
   }
   if (url.starts_with("nats://") || url.starts_with("tls://")) {
 #ifdef EXAM_HAVE_NATS
-    return std::make_unique<ingest::nats::queue>(ex, ingest::nats::queue_options::from_url(url));
+    return ingest::nats::open_queue(ex, ingest::nats::queue_options::from_url(url));
 #else
     throw ingest::error(ingest::errc::invalid_config, "this build has no NATS backend (INGEST_WITH_NATS=OFF)");
 #endif

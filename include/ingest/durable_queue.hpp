@@ -315,6 +315,8 @@ class durable_queue {
   // The producer checks with prepare() before it takes an in-flight slot, calls
   // do_publish directly and handles the answer on the backend's thread.
   friend class producer;
+  // A queue over several partitions hands each call on to the partition's hooks.
+  friend class partitioned_queue;
 
   /// The type-erased completion a backend receives; call it exactly once, from any thread.
   template <class... Args>

@@ -14,6 +14,7 @@
 #include "ingest/log.hpp"
 #include "ingest/memory_queue.hpp"
 #include "ingest/metrics.hpp"
+#include "ingest/partitioned_queue.hpp"
 #include "ingest/producer.hpp"
 #include "ingest/receipt_signer.hpp"
 #include "ingest/reconciler.hpp"

@@ -140,6 +140,8 @@ struct queue::engine : std::enable_shared_from_this<engine> {
 
   void open();
   void connect();
+  std::optional<std::string> stream_description(const std::string& name);
+  void check_layout();
   void ensure_stream(const std::string& name, const std::string& subj, bool main);
   void ensure_consumer();
   void subscribe();

@@ -15,6 +15,8 @@ void queue_options::validate() const {
     bad("the dead-letter stream and subject must differ from the main ones");
   if (consumer.empty()) bad("consumer must be set");
   if (replicas < 1 || replicas > 5) bad("replicas must be 1 to 5");
+  if (partitions < 1 || partitions > 64) bad("partitions must be 1 to 64");
+  if (partition < -1 || partition >= partitions) bad("partition must be -1 or below partitions");
   if (duplicate_window <= std::chrono::milliseconds::zero()) bad("duplicate_window must be positive");
   if (max_messages < 0 || max_bytes < 0) bad("max_messages and max_bytes must not be negative");
   if (ack_wait < std::chrono::milliseconds(100)) bad("ack_wait must be at least 100ms");
@@ -44,6 +46,7 @@ void read_params(ingest::detail::url_query& params, queue_options& o) {
   params.set("dead_letter_subject", o.dead_letter_subject);
   params.set("consumer", o.consumer);
   params.set("replicas", o.replicas);
+  params.set("partitions", o.partitions);
   if (auto v = params.take("storage")) {
     if (*v != "file" && *v != "memory") throw error(errc::invalid_config, "nats URL: storage must be file or memory");
     o.file_storage = *v == "file";
@@ -62,6 +65,18 @@ void read_params(ingest::detail::url_query& params, queue_options& o) {
 }
 
 }  // namespace
+
+queue_options queue_options::for_partition(int i) const {
+  queue_options o = *this;
+  if (i < 0 || i >= partitions) throw error(errc::invalid_config, "nats queue: no partition " + std::to_string(i));
+  const auto n = std::to_string(i);
+  o.stream += "-" + n;
+  o.subject += "." + n;
+  o.dead_letter_stream += "-" + n;
+  o.dead_letter_subject += "." + n;
+  o.partition = i;
+  return o;
+}
 
 queue_options queue_options::from_url(std::string_view url) {
   constexpr std::string_view what = "nats URL";

@@ -7,6 +7,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "codec.hpp"
+#include "ingest/partitioned_queue.hpp"
 #include "engine.hpp"
 
 namespace ingest::nats {
@@ -15,6 +16,8 @@ using namespace detail;
 
 queue::queue(executor_type ex, queue_options options) : executor_(ex) {
   options.validate();
+  if (options.partitions > 1 && options.partition < 0)
+    throw error(errc::invalid_config, "nats queue: a queue over several partitions is opened with nats::open_queue");
   engine_ = std::make_shared<engine>(std::move(options));
   engine_->open();
 }
@@ -110,6 +113,14 @@ void queue::do_purge(std::vector<std::string> receipt_ids, callback<error_code, 
     auto ec = e->move_dead_letters(std::move(ids), false, moved);
     done(ec, moved);
   });
+}
+
+std::unique_ptr<durable_queue> open_queue(durable_queue::executor_type ex, const queue_options& options) {
+  options.validate();
+  if (options.partitions == 1) return std::make_unique<queue>(ex, options);
+  std::vector<std::unique_ptr<durable_queue>> parts;
+  for (int i = 0; i < options.partitions; ++i) parts.push_back(std::make_unique<queue>(ex, options.for_partition(i)));
+  return std::make_unique<partitioned_queue>(ex, std::move(parts));
 }
 
 }  // namespace ingest::nats

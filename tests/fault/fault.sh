@@ -12,6 +12,8 @@
 #   worker_kill_nats    the same on NATS JetStream
 #   nats_restart        nats-server SIGKILLed mid-flood, restarted on its store
 #   nats_node_kill      one node of a three-node cluster (R3 stream) SIGKILLed mid-flood
+#   nats_partition_leader_kill  the queue over two R3 streams (partitions=2); the node
+#                       leading the second stream SIGKILLed mid-flood
 #   sqs_stop            the SQS emulator stopped (SIGSTOP) mid-flood, continued 3 s later
 #   db_lock             exam.db locked by another process (BEGIN EXCLUSIVE) for 3 s
 #   disk_full           the queue's file system full mid-flood (a 2 MiB tmpfs), then grown
@@ -308,13 +310,14 @@ case $scenario in
     queue_url="nats://127.0.0.1:${nats_ports[0]}?ack_wait=3s"
     workers_args=(--workers 0)
     worker_needed=1 ;;
-  nats_node_kill)
+  nats_node_kill | nats_partition_leader_kill)
     nats_ports=("$(free_port)" "$(free_port)" "$(free_port)")
     nats_cluster_ports=("$(free_port)" "$(free_port)" "$(free_port)")
     nats_monitor_ports=("$(free_port)" "$(free_port)" "$(free_port)")
     for i in 0 1 2; do start_nats "$i" cluster; done
     cluster_ready
     queue_url="nats://127.0.0.1:${nats_ports[0]},127.0.0.1:${nats_ports[1]},127.0.0.1:${nats_ports[2]}?replicas=3&ack_wait=3s"
+    [[ $scenario == nats_partition_leader_kill ]] && queue_url+="&partitions=2"
     workers_args=(--workers 0)
     worker_needed=1 ;;
   worker_kill_postgres | postgres_restart)
@@ -355,6 +358,14 @@ fi
 start_server
 ((worker_needed)) && start_worker
 log "$scenario: exam_server ready at $url${queue_url:+ (queue $queue_url)}"
+if [[ $scenario == nats_partition_leader_kill ]]; then  # which node leads partition 1's stream
+  leader=$(curl -s "http://127.0.0.1:${nats_monitor_ports[0]}/jsz?accounts=true&streams=true" | python3 -c '
+import json, sys
+for a in json.load(sys.stdin).get("account_details", []):
+    for st in a.get("stream_detail", []):
+        if st["name"] == "INGEST-1": print(st["cluster"]["leader"])')
+  [[ $leader =~ ^n[012]$ ]] || { echo "fault.sh: no leader found for stream INGEST-1 ('$leader')" >&2; exit 1; }
+fi
 
 # ---- the flood --------------------------------------------------------------------------
 result="${out:-$work/result.json}"
@@ -402,6 +413,10 @@ case $scenario in
   nats_node_kill)
     kill_proc nats0 KILL
     log "nats node 0 (the first in the server list) SIGKILLed; the cluster goes on with two"
+    recovered ;;
+  nats_partition_leader_kill)
+    kill_proc "nats${leader#n}" KILL
+    log "nats node $leader, the leader of partition 1 (stream INGEST-1), SIGKILLed; the cluster goes on with two"
     recovered ;;
   sqs_stop)
     kill_proc fauxqs STOP

@@ -65,7 +65,7 @@ int consume(const std::string& queue_path, const std::string& sink_path, std::si
 #ifdef INGEST_HAVE_NATS
   if (queue_path.rfind("nats://", 0) == 0)
     queue_ptr =
-        std::make_unique<ingest::nats::queue>(io.get_executor(), ingest::nats::queue_options::from_url(queue_path));
+        ingest::nats::open_queue(io.get_executor(), ingest::nats::queue_options::from_url(queue_path));
 #endif
   if (!queue_ptr)
     queue_ptr = std::make_unique<ingest::sqlite::queue>(

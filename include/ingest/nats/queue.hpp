@@ -44,6 +44,17 @@ struct queue_options {
   std::int64_t max_messages = 0;
   std::int64_t max_bytes = 0;  ///< stream size limit in bytes (0 = none)
 
+  /// Streams one logical queue is spread over, by a hash of the key (`partition_of`).
+  /// 1: the streams and subjects above. N > 1: partition i is stream `<stream>-<i>` on
+  /// subject `<subject>.<i>`, with dead letters in `<dead_letter_stream>-<i>` on
+  /// `<dead_letter_subject>.<i>`, each with its own leader in a cluster; open them with
+  /// `open_queue`. The layout is checked at start: a queue is never opened over streams
+  /// laid out for another N (a retry could reach a partition that never saw its key).
+  int partitions = 1;
+  /// Which partition this queue is, 0 to `partitions - 1` (`for_partition` sets it); -1
+  /// for an unpartitioned queue.
+  int partition = -1;
+
   std::string consumer = "ingest-workers";                       ///< durable pull consumer
   std::chrono::milliseconds ack_wait{std::chrono::seconds(30)};  ///< the lease
   /// -1: unlimited. The batching consumer dead-letters after its own `max_attempts`
@@ -68,9 +79,13 @@ struct queue_options {
   /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.
   void validate() const;
 
+  /// The options of partition `i` of `partitions`: the names above with `-<i>` and
+  /// `.<i>` appended, and `partition = i`.
+  queue_options for_partition(int i) const;
+
   /// `nats://[user:password@|token@]host:port[,host:port...][?name=value&...]` with
   /// parameters `stream`, `subject`, `dead_letter_stream`, `dead_letter_subject`,
-  /// `consumer`, `replicas`, `storage` (`file`|`memory`), `duplicate_window`,
+  /// `consumer`, `partitions`, `replicas`, `storage` (`file`|`memory`), `duplicate_window`,
   /// `ack_wait`, `max_deliver`, `max_ack_pending`, `max_messages`, `max_bytes`,
   /// `publish_timeout`, `creds`, `tls` (`true` or `false`), `tls_ca`, `tls_cert`,
   /// `tls_key` (durations as `250ms`, `30s`, `2m`, `24h`). `tls://` implies `tls=true`.
@@ -163,5 +178,15 @@ class queue final : public durable_queue {
   std::shared_ptr<engine> engine_;
   executor_type executor_;
 };
+
+/// Opens the queue `options` describe: one `queue` when `partitions` is 1, else a
+/// `partitioned_queue` over `partitions` of them (partition 0 first; its start checks
+/// the whole layout). Throws as `queue`'s constructor does.
+///
+/// @code
+/// auto q = ingest::nats::open_queue(io.get_executor(),
+///     ingest::nats::queue_options::from_url("nats://127.0.0.1:4222?stream=EXAMS&partitions=4"));
+/// @endcode
+std::unique_ptr<durable_queue> open_queue(durable_queue::executor_type ex, const queue_options& options);
 
 }  // namespace ingest::nats
