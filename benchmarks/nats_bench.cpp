@@ -71,8 +71,11 @@ void raw_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr*, void* closure) {
   natsMsg_Destroy(msg);
 }
 
+// Second argument 1: each message also carries the five Ingest-* headers the library
+// writes, with values of their real sizes (what the headers alone cost nats.c).
 void BM_nats_publish_raw(benchmark::State& state) {
   const auto n = state.range(0);
+  const bool headers = state.range(1) == 1;
   std::mt19937_64 rng(2);
   for (auto _ : state) {
     state.PauseTiming();
@@ -93,13 +96,22 @@ void BM_nats_publish_raw(benchmark::State& state) {
     const auto subject = "bench." + stream;
     std::vector<std::string> keys;
     for (std::int64_t i = 0; i < n; ++i) keys.push_back(ingest::bench::uuid_v4(rng));
+    const std::string fingerprint(64, 'a');
     state.ResumeTiming();
     for (std::int64_t i = 0; i < n; ++i) {
       natsMsg* m = nullptr;
       natsMsg_Create(&m, subject.c_str(), nullptr, payload.data(), static_cast<int>(payload.size()));
+      const auto& key = keys[static_cast<std::size_t>(i)];
+      if (headers) {
+        natsMsgHeader_Set(m, "Ingest-Receipt-Id", key.c_str());
+        natsMsgHeader_Set(m, "Ingest-Key", key.c_str());
+        natsMsgHeader_Set(m, "Ingest-Fingerprint", fingerprint.c_str());
+        natsMsgHeader_Set(m, "Ingest-Accepted-At", std::to_string(1764806400000000 + i).c_str());
+        natsMsgHeader_Set(m, "Ingest-Subject", "exam.demo");
+      }
       jsPubOptions po;
       jsPubOptions_Init(&po);
-      po.MsgId = keys[static_cast<std::size_t>(i)].c_str();
+      po.MsgId = key.c_str();
       if (js_PublishMsgAsync(js, &m, &po) != NATS_OK) natsMsg_Destroy(m);
     }
     jsPubOptions wait;
@@ -114,8 +126,37 @@ void BM_nats_publish_raw(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * n);
 }
-BENCHMARK(BM_nats_publish_raw)->Arg(50000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_nats_publish_raw)
+    ->ArgNames({"", "headers"})
+    ->Args({50000, 0})
+    ->Args({50000, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
+// The library over N streams (nats::open_queue with partitions=N): one connection per
+// partition, keys spread by their hash.
+void BM_nats_publish_partitioned(benchmark::State& state) {
+  const auto n = state.range(0);
+  io_runner runner;
+  std::mt19937_64 rng(4);
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto o = options(fresh_stream());
+    o.partitions = static_cast<int>(state.range(1));
+    auto q = ingest::nats::open_queue(runner.io.get_executor(), o);
+    state.ResumeTiming();
+    if (publish_flood(*q, n, 1024, rng) != 0) state.SkipWithError("a publish failed");
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_nats_publish_partitioned)
+    ->ArgNames({"", "partitions"})
+    ->Args({50000, 2})
+    ->Args({50000, 4})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// Third argument: partitions (1: one stream, the plain queue).
 void BM_nats_drain(benchmark::State& state) {
   const auto batch = static_cast<std::size_t>(state.range(0));
   const auto n = state.range(1);
@@ -123,17 +164,20 @@ void BM_nats_drain(benchmark::State& state) {
   std::mt19937_64 rng(3);
   for (auto _ : state) {
     state.PauseTiming();
-    ingest::nats::queue q(runner.io.get_executor(), options(fresh_stream()));
-    publish_flood(q, n, 1024, rng);
-    ingest::bench::timed_drain(state, q, n, batch);
+    auto o = options(fresh_stream());
+    o.partitions = static_cast<int>(state.range(2));
+    auto q = ingest::nats::open_queue(runner.io.get_executor(), o);
+    publish_flood(*q, n, 1024, rng);
+    ingest::bench::timed_drain(state, *q, n, batch);
     state.ResumeTiming();
   }
   state.SetItemsProcessed(state.iterations() * n);
 }
 BENCHMARK(BM_nats_drain)
-    ->ArgNames({"batch", "messages"})
-    ->Args({100, 50000})
-    ->Args({1000, 50000})
+    ->ArgNames({"batch", "messages", "partitions"})
+    ->Args({100, 50000, 1})
+    ->Args({1000, 50000, 1})
+    ->Args({1000, 50000, 2})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -20,8 +20,19 @@ bool library_header(std::string_view name) {
   return name.rfind("Ingest-", 0) == 0 || name.rfind("Nats-", 0) == 0;
 }
 
-void set(natsMsg* m, const char* name, std::string_view value) {
-  natsMsgHeader_Set(m, name, escape_value(value).c_str());
+// Whether escape_value would change `text` (most values: no, and they go as they are).
+bool needs_escape(std::string_view text) {
+  if (text.empty()) return true;
+  const auto edge = [](char c) { return c == ' ' || c == '\t'; };
+  if (edge(text.front()) || edge(text.back())) return true;
+  return std::any_of(text.begin(), text.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c < 0x20 || c == 0x7F || c == '%';
+  });
+}
+
+void set(natsMsg* m, const char* name, const std::string& value) {
+  natsMsgHeader_Set(m, name, needs_escape(value) ? escape_value(value).c_str() : value.c_str());
 }
 
 int hex_digit(char c) {

@@ -98,8 +98,8 @@ namespace ingest::nats {
 struct queue::engine : std::enable_shared_from_this<engine> {
   struct pending_publish {
     callback<error_code, receipt> done;
+    std::string receipt_id;
     std::string key;
-    std::string fingerprint;
     time_point accepted_at;
     detail::steady::time_point deadline;
   };
@@ -125,7 +125,9 @@ struct queue::engine : std::enable_shared_from_this<engine> {
 
   std::mutex mutex;
   bool closed = false;
-  std::unordered_map<std::string, pending_publish> pending;  // by receipt id
+  // By the message nats.c hands back with its PubAck (the one published, also when it
+  // is resent): no header is read to find a publish.
+  std::unordered_map<const natsMsg*, pending_publish> pending;
   std::unordered_map<std::string, held_message> held;        // by delivery token
   // When this process first delivered each stream sequence (JetStream keeps no such
   // time); forgotten when settled here, and wholesale if it grows past a bound.
@@ -152,7 +154,7 @@ struct queue::engine : std::enable_shared_from_this<engine> {
 
   static void on_pub_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) noexcept;
   void pub_ack(detail::message_handle& msg, jsPubAck* pa, jsPubAckErr* pae);
-  void answer_duplicate(pending_publish p, std::uint64_t seq);
+  void answer_duplicate(pending_publish p, std::uint64_t seq, const std::string& fingerprint);
   void publish(envelope m, callback<error_code, receipt> done);
 
   // A message reaches the server while its publish is live: within publish_timeout of

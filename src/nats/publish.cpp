@@ -23,7 +23,7 @@ void queue::engine::on_pub_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* 
 }
 
 void queue::engine::pub_ack(message_handle& msg, jsPubAck* pa, jsPubAckErr* pae) {
-  const auto id = header(msg.get(), h_receipt);
+  const natsMsg* id = msg.get();
   std::unique_lock lock(mutex);
   auto found = pending.find(id);
   if (found == pending.end()) return;
@@ -31,7 +31,7 @@ void queue::engine::pub_ack(message_handle& msg, jsPubAck* pa, jsPubAckErr* pae)
     auto p = std::move(found->second);
     pending.erase(found);
     lock.unlock();
-    p.done(error_code{}, receipt{id, p.key, p.accepted_at, false});
+    p.done(error_code{}, receipt{std::move(p.receipt_id), std::move(p.key), p.accepted_at, false});
     return;
   }
   if (pa && pa->Duplicate) {
@@ -39,8 +39,9 @@ void queue::engine::pub_ack(message_handle& msg, jsPubAck* pa, jsPubAckErr* pae)
     pending.erase(found);
     lock.unlock();
     // Reading the original is a request: not on nats.c's callback thread.
-    boost::asio::post(*blocking, [self = shared_from_this(), p = std::move(p), seq = pa->Sequence]() mutable {
-      self->answer_duplicate(std::move(p), seq);
+    boost::asio::post(*blocking, [self = shared_from_this(), p = std::move(p), seq = pa->Sequence,
+                                  fingerprint = header(msg.get(), h_fingerprint)]() mutable {
+      self->answer_duplicate(std::move(p), seq, fingerprint);
     });
     return;
   }
@@ -76,7 +77,7 @@ void queue::engine::pub_ack(message_handle& msg, jsPubAck* pa, jsPubAckErr* pae)
   p.done(ec, receipt{});
 }
 
-void queue::engine::answer_duplicate(pending_publish p, std::uint64_t seq) {
+void queue::engine::answer_duplicate(pending_publish p, std::uint64_t seq, const std::string& fingerprint) {
   natsMsg* raw = nullptr;
   jsErrCode code = static_cast<jsErrCode>(0);
   const auto s = js_GetMsg(&raw, js.get(), options.stream.c_str(), seq, nullptr, &code);
@@ -88,8 +89,8 @@ void queue::engine::answer_duplicate(pending_publish p, std::uint64_t seq) {
   const auto first =
       read_delivered(original.get(),
                      {options.stream, seq, time_from_ns(natsMsg_GetTime(original.get())), postmark_bound()}, malformed);
-  if (first.fingerprint != p.fingerprint) return p.done(errc::conflict, receipt{});
-  p.done(error_code{}, receipt{first.receipt_id, p.key, first.accepted_at, true});
+  if (first.fingerprint != fingerprint) return p.done(errc::conflict, receipt{});
+  p.done(error_code{}, receipt{first.receipt_id, std::move(p.key), first.accepted_at, true});
 }
 
 void queue::engine::publish(envelope m, callback<error_code, receipt> done) {
@@ -108,19 +109,20 @@ void queue::engine::publish(envelope m, callback<error_code, receipt> done) {
     std::lock_guard lock(mutex);
     if (closed) return done(errc::shutting_down, receipt{});
     if (pending.size() >= options.max_pending_publishes) return done(errc::backpressure, receipt{});
-    pending.emplace(m.receipt_id, pending_publish{std::move(done), m.idempotency_key, m.fingerprint, m.accepted_at,
-                                                  steady::now() + options.publish_timeout});
+    pending.emplace(msg.get(), pending_publish{std::move(done), std::move(m.receipt_id), m.idempotency_key,
+                                               m.accepted_at, steady::now() + options.publish_timeout});
   }
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MsgId = m.idempotency_key.c_str();
   po.MaxWait = options.publish_timeout.count();
+  const natsMsg* id = msg.get();
   natsMsg* sending = msg.release();
   const auto s = js_PublishMsgAsync(js.get(), &sending, &po);
   if (s == NATS_OK) return;
   msg.reset(sending);  // still ours when the call failed
   std::unique_lock lock(mutex);
-  auto found = pending.find(m.receipt_id);
+  auto found = pending.find(id);
   if (found == pending.end()) return;
   auto p = std::move(found->second);
   pending.erase(found);

@@ -251,7 +251,6 @@ void queue::engine::subscribe() {
 }
 
 void queue::engine::shut() {
-  std::unordered_map<std::string, pending_publish> abandoned;
   {
     std::lock_guard lock(mutex);
     if (closed) return;
@@ -271,13 +270,13 @@ void queue::engine::stop() {
   po.MaxWait = options.publish_timeout.count();
   js_PublishAsyncComplete(js.get(), &po);
   registry<engine>::get().remove(id);
-  std::unordered_map<std::string, pending_publish> left;
+  std::unordered_map<const natsMsg*, pending_publish> left;
   {
     std::lock_guard lock(mutex);
     left.swap(pending);
     held.clear();
   }
-  for (auto& [receipt_id, p] : left) p.done(errc::shutting_down, receipt{});
+  for (auto& [msg, p] : left) p.done(errc::shutting_down, receipt{});
   natsConnection_Close(connection.get());
 }
 
