@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The deadline flood, one command: the same flood against direct_server (insert in the
 # request) and exam_server (embedded queue) in the same run on this machine, then the
-# open-loop rate against exam_server and against bare_http (the HTTP layer alone).
+# open-loop rate against exam_server (on --backend, with the broker's CPU when it has
+# one) and against bare_http (the HTTP layer alone).
 # Every run is audited (every receipt in exam.db exactly once); medians and ratios are
 # printed as Markdown tables and kept with the raw JSON and SVG charts in --out.
 #
@@ -332,16 +333,19 @@ if [[ $quick -eq 0 && $sink == sqlite ]]; then
   "$bin/spike" --url "$url" --rate "$open_rate" --duration "$open_seconds" --connections 1000 \
     --server-pid "$bpid" --label bare-202 --json "$out/open-bare.json"
   kill -TERM "$bpid"; wait "$bpid" || true
-  start exam_server "$dir/server.log" "$bin/exam_server" --listen 127.0.0.1:0 --data "$dir" --student-rate 0 \
-    --rate "$consumer_rate"
-  qpid=$pid
-  "$bin/spike" --url "$url" --rate "$open_rate" --duration "$open_seconds" --connections 1000 --db "$dir/exam.db" \
-    --server-pid "$qpid" --label "queue-open" --json "$out/open-queue.json" --drain-timeout 600 || failures=$((failures + 1))
-  stop "$qpid" exam_server "$dir/server.log"
+  start_stack open 1 exam_server --rate "$consumer_rate"
+  broker_cpu=""
+  [[ -n $nats_pid ]] && broker_cpu=$(cpu_of "$nats_pid")
+  "$bin/spike" --url "$url" --rate "$open_rate" --duration "$open_seconds" --connections 1000 --db "$db" \
+    --server-pid "$spid" --label "queue-open" --json "$out/open-queue.json" --drain-timeout 600 || failures=$((failures + 1))
+  # The broker's CPU from the flood's start until the drain (the graders' fetches included).
+  [[ -n $broker_cpu ]] && broker_cpu=$(awk -v a="$broker_cpu" -v b="$(cpu_of "$nats_pid")" 'BEGIN { printf "%.2f", b - a }')
+  stop_stack exam_server
   echo
-  echo "## Open loop: $open_rate submissions/s for ${open_seconds}s on 1,000 connections"
+  echo "## Open loop: $open_rate submissions/s for ${open_seconds}s on 1,000 connections ($backend)"
   echo
   "$bin/spike" report "$out/open-bare.json" "$out/open-queue.json"
+  [[ -n $broker_cpu ]] && echo && echo "broker ($backend) CPU, flood and drain: $broker_cpu s"
 fi
 
 echo

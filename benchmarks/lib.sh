@@ -65,6 +65,10 @@ free_port() {
   exit 1
 }
 
+# cpu_of PID: user + system seconds of a process so far (0 when it is gone).
+cpu_of() {
+  awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
 
 # PostgreSQL for --sink postgres: one server for the whole run, a database per wall.
 pg_port=""
