@@ -45,9 +45,10 @@ struct queue_options {
   std::int64_t max_bytes = 0;  ///< stream size limit in bytes (0 = none)
 
   /// Streams one logical queue is spread over, by a hash of the key (`partition_of`).
-  /// 1: the streams and subjects above. N > 1: partition i is stream `<stream>-<i>` on
-  /// subject `<subject>.<i>`, with dead letters in `<dead_letter_stream>-<i>` on
-  /// `<dead_letter_subject>.<i>`, each with its own leader in a cluster; open them with
+  /// 1: the streams and subjects above. N > 1: partition i is the stream `stream-i` on
+  /// the subject `subject.i`, with its dead letters in `dead_letter_stream-i` on
+  /// `dead_letter_subject.i` (`INGEST-0`, `ingest.messages.0`, `INGEST_DLQ-0`,
+  /// `ingest.dead.0`, ...), each with its own leader in a cluster; open them with
   /// `open_queue`. The layout is checked at start: a queue is never opened over streams
   /// laid out for another N (a retry could reach a partition that never saw its key).
   int partitions = 1;
@@ -79,8 +80,9 @@ struct queue_options {
   /// Throws `ingest::error(errc::invalid_config)` when a value is out of range.
   void validate() const;
 
-  /// The options of partition `i` of `partitions`: the names above with `-<i>` and
-  /// `.<i>` appended, and `partition = i`.
+  /// The options of partition `i` of `partitions`: the stream names above with `-i`
+  /// appended and the subjects with `.i` (`INGEST-2`, `ingest.messages.2`), and
+  /// `partition = i`.
   queue_options for_partition(int i) const;
 
   /// `nats://[user:password@|token@]host:port[,host:port...][?name=value&...]` with
