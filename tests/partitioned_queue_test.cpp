@@ -194,6 +194,38 @@ TEST_CASE("partitioned_queue: what arrives after its fetch was answered goes to 
   }
 }
 
+TEST_CASE("partitioned_queue: a fetch ends at its own deadline while others wait on every partition") {
+  io_thread io;
+  partitioned_queue q(io.executor(), memory_partitions(io.executor(), 2));
+  capture<std::vector<delivery>> long_wait;
+  q.async_fetch(5, 10s, long_wait.handler());  // its wake-ups hold both partitions
+  std::this_thread::sleep_for(100ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto [ec, got] = fetch(q, 5, 200ms);
+  CHECK_FALSE(ec);
+  CHECK(got.empty());
+  CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+  CHECK(fetch(q, 0, 10s).second.empty());  // max 0: answered at once
+  REQUIRE_FALSE(publish(q, message("late")).first);
+  CHECK(long_wait.get().second.size() == 1);
+}
+
+TEST_CASE("partitioned_queue: a failing partition does not fail the fetch while another can answer") {
+  io_thread io;
+  partitioned_queue q(io.executor(), memory_partitions(io.executor(), 2));
+  REQUIRE_FALSE(publish(q, message(key_in(0, 2))).first);
+  q.partition(1).close();  // its fetches fail at once from now on
+  for (int i = 0; i < 3; ++i) {
+    auto [ec, got] = fetch(q, 5, 1s);
+    CHECK_FALSE(ec);
+    if (i == 0) CHECK(got.size() == 1);
+    if (i > 0) CHECK(got.empty());  // waited on the healthy one, not failed at once
+  }
+  q.partition(0).close();
+  auto [ec, got] = fetch(q, 5, 10s);
+  CHECK(ec);  // every partition failing: the error, at once
+}
+
 TEST_CASE("partitioned_queue: settle and extend route by token; a foreign token is an expired lease") {
   io_thread io;
   partitioned_queue q(io.executor(), memory_partitions(io.executor(), 3));

@@ -26,13 +26,17 @@ std::size_t partition_of(std::string_view key, std::size_t count) noexcept;
 /// the partitions must use the same function; a key sent to another partition is a new
 /// message there.
 ///
-/// **Fetch.** Completes as soon as one partition has work. The partitions are swept in
-/// turn (starting one further each time, so that none is starved), each asked at once
-/// for what is left of `max`. Only when all are empty does the fetch wait on all of
-/// them together, asking each for one message; one that arrives after another
-/// partition answered is kept and handed to the next fetch, with its lease already
-/// running. Deliveries are not in publish order across partitions (`features().fifo`
-/// is false), only within one.
+/// **Fetch.** Deliveries kept from an earlier fetch come first. Otherwise every idle
+/// partition is asked at once, `max` shared among them (each asked for at least one,
+/// so that none is passed over when `max` is smaller than N; what does not fit is
+/// kept for the next fetch, its lease already running), the order of the partitions
+/// turning by one each time; a partition that gave all it was asked is asked again
+/// while the batch has room. Only when all are empty does the fetch wait, on every
+/// partition at once, each asked for one message; it ends at its own deadline even
+/// while another fetch's wait holds the partitions. A partition whose fetch fails is
+/// left out for 250 ms; the fetch fails only when every partition does, with the last
+/// error. Deliveries are not in publish order across partitions (`features().fifo` is
+/// false), only within one.
 ///
 /// **Settle, extend.** A token names its partition (`P/token`); a decision goes to the
 /// partition that delivered it.

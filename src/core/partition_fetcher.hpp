@@ -3,6 +3,7 @@
 // without waiting; when all were empty, a wait on all of them together, each asked for
 // one message, the first answer completing the fetch.
 
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -40,35 +41,48 @@ class partitioned_queue::fetcher : public std::enable_shared_from_this<fetcher> 
   void forget();
 
  private:
-  // One fetch's pass over the partitions, none waited for.
+  // One fetch's look at every idle partition at once, none waited for, each asked for
+  // its share of the batch.
   struct sweep {
     std::size_t max = 0;
     steady::time_point deadline{};
     fetch_done done;
     std::vector<delivery> got;
-    std::size_t start = 0;    // the partition it began with
-    std::size_t visited = 0;  // partitions looked at so far (asked or busy)
+    std::size_t outstanding = 0;  // partitions not yet answered in this round
+    std::size_t asked = 0;
+    std::size_t failed = 0;
     error_code error{};
+    std::vector<std::size_t> full;  // partitions that gave their whole share: they may have more
   };
-  // A fetch waiting on every partition at once.
+  // A fetch waiting on every partition at once, until a delivery or its deadline.
   struct waiter {
     std::uint64_t id = 0;
     std::size_t max = 0;
     steady::time_point deadline{};
     fetch_done done;
-    std::size_t outstanding = 0;  // its wake-up fetches not yet answered
-    error_code error{};
+    std::shared_ptr<boost::asio::steady_timer> timer;
   };
   using actions = std::vector<std::function<void()>>;
 
-  void step(std::shared_ptr<sweep> s);
-  void swept(const std::shared_ptr<sweep>& s, std::size_t partition, error_code ec, std::vector<delivery> batch);
-  void woken(std::size_t partition, std::uint64_t waiter_id, error_code ec, std::vector<delivery> batch);
-  // Under the lock: hands what is ready to the waiters, ends the ones that are done and
-  // starts wake-up fetches on the idle partitions.
+  // Under the lock: asks each of `partitions` for its share of what the sweep still lacks.
+  void ask(const std::shared_ptr<sweep>& s, const std::vector<std::size_t>& partitions);
+  void swept(const std::shared_ptr<sweep>& s, std::size_t partition, std::size_t share, error_code ec,
+             std::vector<delivery> batch);
+  void finish(const std::shared_ptr<sweep>& s, actions& later);
+  void woken(std::size_t partition, error_code ec, std::vector<delivery> batch);
+  void expire(std::uint64_t waiter_id);
+  // Under the lock: a fetch that found nothing waits on every partition.
+  void add_waiter(std::size_t max, steady::time_point deadline, fetch_done done, actions& later);
+  // Under the lock: hands what is ready to the waiters, ends them when every partition
+  // is failing, and starts wake-up fetches on the idle partitions.
   void pump(actions& later);
+  void answer(waiter& w, error_code ec, std::vector<delivery> batch, actions& later);
   void launch(std::size_t partition, std::size_t max, duration wait,
               std::function<void(error_code, std::vector<delivery>)> then);
+  // Under the lock: notes a partition's answer (a failure keeps it out for a while).
+  void note(std::size_t partition, error_code ec, bool empty);
+  bool usable(std::size_t partition, steady::time_point now) const;
+  bool all_failing(steady::time_point now) const;
   // Under the lock: releases deliveries nobody will take (a retry with no delay).
   void release(std::vector<delivery> held);
   std::vector<delivery> take_ready(std::size_t max);
@@ -79,7 +93,9 @@ class partitioned_queue::fetcher : public std::enable_shared_from_this<fetcher> 
   std::mutex mutex_;
   bool closed_ = false;
   bool forgotten_ = false;
-  std::vector<char> busy_;      // a fetch of ours is out on the partition
+  std::vector<char> busy_;                         // a fetch of ours is out on the partition
+  std::vector<steady::time_point> failing_until_;  // a failed partition is left alone until then
+  error_code last_error_{};
   std::deque<delivery> ready_;  // arrived after their fetch was answered
   std::list<waiter> waiters_;
   std::uint64_t next_waiter_ = 1;
