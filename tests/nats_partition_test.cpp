@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <fstream>
 #include <map>
 
 #include "ingest/error.hpp"
@@ -36,11 +37,31 @@ bool stream_exists(const std::string& name) {
   return s == NATS_OK;
 }
 
-void check_refused(const nats::queue_options& o, const char* why) {
+// A stream made by another program, named as a partition of `base` might be.
+void add_foreign_stream(const std::string& url, const std::string& name) {
+  natsConnection* conn = nullptr;
+  jsCtx* js = nullptr;
+  REQUIRE(natsConnection_ConnectTo(&conn, url.c_str()) == NATS_OK);
+  REQUIRE(natsConnection_JetStream(&js, conn, nullptr) == NATS_OK);
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  cfg.Name = name.c_str();
+  const auto subject = "foreign." + name;
+  const char* subjects[] = {subject.c_str()};
+  cfg.Subjects = subjects;
+  cfg.SubjectsLen = 1;
+  jsStreamInfo* info = nullptr;
+  CHECK(js_AddStream(&info, js, &cfg, nullptr, nullptr) == NATS_OK);
+  if (info) jsStreamInfo_Destroy(info);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(conn);
+}
+
+void check_refused(const nats::queue_options& o, const std::string& why) {
   io_thread io;
   try {
     auto q = nats::open_queue(io.executor(), o);
-    FAIL("opened over another layout: " << std::string(why));
+    FAIL("opened over another layout: " << why);
   } catch (const ingest::error& e) {
     CHECK(e.code() == errc::invalid_config);
     CHECK_MESSAGE(std::string(e.what()).find(why) != std::string::npos, e.what());
@@ -91,6 +112,53 @@ TEST_CASE("nats partitions: a layout for another number of partitions is refused
   }
   check_refused(partitioned(plain, 2), "was opened without partitions");
   CHECK_FALSE(stream_exists(plain + "-0"));
+}
+
+TEST_CASE("nats partitions: every stream named as a partition is seen, and only those") {
+  const auto name = unique_name("WIDE");
+  add_foreign_stream(shared_server().url(), name + "-5");  // beyond the partitions asked for
+  check_refused(partitioned(name, 2), "stream " + std::string(name) + "-5 exists");
+  check_refused(partitioned(name, 1), "was opened with partitions");
+  CHECK_FALSE(stream_exists(name + "-0"));
+
+  const auto other = unique_name("YEAR");
+  add_foreign_stream(shared_server().url(), other + "-2024");  // not a partition's name
+  add_foreign_stream(shared_server().url(), other + "-07");
+  io_thread io;
+  CHECK_NOTHROW(nats::open_queue(io.executor(), partitioned(other, 2)));
+  const auto plain = unique_name("YEARPLAIN");
+  add_foreign_stream(shared_server().url(), plain + "-64");
+  CHECK_NOTHROW(nats::open_queue(io.executor(), partitioned(plain, 1)));
+}
+
+TEST_CASE("nats partitions: an account that may not list streams is checked stream by stream") {
+  REQUIRE(nats_server::available());
+  temp_dir dir;
+  const auto conf = dir.path() / "auth.conf";
+  {
+    std::ofstream out(conf);
+    out << "authorization { users = [ {user: limited, password: secret, permissions: { publish: { allow: \">\", "
+           "deny: [\"$JS.API.STREAM.NAMES\", \"$JS.API.STREAM.LIST\"] } } } ] }\n";
+  }
+  nats_server server(dir.path() / "n", "limited", {"-c", conf.string()});
+  const auto name = unique_name("LIMITED");
+  auto options = [&](int n) {
+    auto o = queue_options_for(server.url(), name, 30s);
+    o.user = "limited";
+    o.password = "secret";
+    o.request_timeout = 1s;  // a denied request is answered by its timeout
+    o.partitions = n;
+    return o;
+  };
+  {
+    io_thread io;
+    auto q = nats::open_queue(io.executor(), options(2));
+    REQUIRE_FALSE(publish(*q, message("k")).first);
+  }
+  check_refused(options(3), "where 3 partitions are asked for");
+  check_refused(options(1), "was opened with partitions");
+  io_thread io;
+  CHECK_NOTHROW(nats::open_queue(io.executor(), options(2)));
 }
 
 TEST_CASE("nats partitions: a partition is opened through open_queue only") {

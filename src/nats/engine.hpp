@@ -1,7 +1,7 @@
 #pragma once
 // The engine behind ingest::nats::queue: the connection, the JetStream context and
 // subscription, and the state shared by the queue's threads. Its member functions are
-// defined by what they do: setup.cpp, publish.cpp, fetch.cpp, settle.cpp, stats.cpp,
+// defined by what they do: setup.cpp, layout.cpp, publish.cpp, fetch.cpp, settle.cpp, stats.cpp,
 // admin.cpp and compaction.cpp.
 
 #include <nats/nats.h>
@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -42,6 +43,9 @@ using stream_info_handle = handle<jsStreamInfo, jsStreamInfo_Destroy>;
 using consumer_info_handle = handle<jsConsumerInfo, jsConsumerInfo_Destroy>;
 using metadata_handle = handle<jsMsgMetaData, jsMsgMetaData_Destroy>;
 using pub_ack_handle = handle<jsPubAck, jsPubAck_Destroy>;
+
+// The description a partition's stream carries: "ingest queue partition i of n".
+std::string partition_description(int i, int n);
 
 inline error_code unavailable_or(natsStatus s, errc otherwise) {
   switch (s) {
@@ -142,7 +146,16 @@ struct queue::engine : std::enable_shared_from_this<engine> {
 
   void open();
   void connect();
+
+  // ---- the layout of the streams (layout.cpp) ----
+
+  struct layout {
+    bool unpartitioned = false;  // the stream without an index exists
+    std::set<int> partitions;    // the indexes of the streams `<base>-<index>` that exist
+  };
   std::optional<std::string> stream_description(const std::string& name);
+  std::optional<std::vector<std::string>> stream_names();
+  layout read_layout(const std::string& base, int probe_to);
   void check_layout();
   void ensure_stream(const std::string& name, const std::string& subj, bool main);
   void ensure_consumer();
@@ -155,6 +168,7 @@ struct queue::engine : std::enable_shared_from_this<engine> {
   static void on_pub_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) noexcept;
   void pub_ack(detail::message_handle& msg, jsPubAck* pa, jsPubAckErr* pae);
   void answer_duplicate(pending_publish p, std::uint64_t seq, const std::string& fingerprint);
+  void fail_pending(const natsMsg* id, error_code ec) noexcept;  // a publish answered `ec`, if still pending
   void publish(envelope m, callback<error_code, receipt> done);
 
   // A message reaches the server while its publish is live: within publish_timeout of

@@ -15,7 +15,7 @@ void queue_options::validate() const {
     bad("the dead-letter stream and subject must differ from the main ones");
   if (consumer.empty()) bad("consumer must be set");
   if (replicas < 1 || replicas > 5) bad("replicas must be 1 to 5");
-  if (partitions < 1 || partitions > 64) bad("partitions must be 1 to 64");
+  if (partitions < 1 || partitions > max_partitions) bad("partitions must be 1 to " + std::to_string(max_partitions));
   if (partition < -1 || partition >= partitions) bad("partition must be -1 or below partitions");
   if (duplicate_window <= std::chrono::milliseconds::zero()) bad("duplicate_window must be positive");
   if (max_messages < 0 || max_bytes < 0) bad("max_messages and max_bytes must not be negative");

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <optional>
 
 #include "codec.hpp"
 #include "engine.hpp"
@@ -18,7 +19,24 @@ void queue::engine::on_pub_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* 
   try {
     self->pub_ack(owned, pa, pae);
   } catch (...) {
-    // Nothing may unwind into nats.c; the publish then fails by its deadline.
+    // Nothing may unwind into nats.c. No PubAck comes again for this message: its
+    // publish is answered here, or it would wait until close.
+    self->fail_pending(msg, errc::backend_unavailable);
+  }
+}
+
+void queue::engine::fail_pending(const natsMsg* id, error_code ec) noexcept {
+  try {
+    std::optional<pending_publish> p;
+    {
+      std::lock_guard lock(mutex);
+      auto found = pending.find(id);
+      if (found == pending.end()) return;
+      p.emplace(std::move(found->second));
+      pending.erase(found);
+    }
+    p->done(ec, receipt{});
+  } catch (...) {
   }
 }
 
@@ -105,13 +123,23 @@ void queue::engine::publish(envelope m, callback<error_code, receipt> done) {
   // call still reads the message.
   if (natsConnection_Status(connection.get()) != NATS_CONN_STATUS_CONNECTED)
     return done(errc::backend_unavailable, receipt{});
+  std::optional<pending_publish> stale;
   {
     std::lock_guard lock(mutex);
     if (closed) return done(errc::shutting_down, receipt{});
     if (pending.size() >= options.max_pending_publishes) return done(errc::backpressure, receipt{});
-    pending.emplace(msg.get(), pending_publish{std::move(done), std::move(m.receipt_id), m.idempotency_key,
-                                               m.accepted_at, steady::now() + options.publish_timeout});
+    pending_publish entry{std::move(done), std::move(m.receipt_id), m.idempotency_key, m.accepted_at,
+                          steady::now() + options.publish_timeout};
+    auto [at, added] = pending.try_emplace(msg.get(), std::move(entry));  // `entry` kept when not added
+    if (!added) {
+      // The key is the message's address: an entry already there belongs to a message
+      // nats.c has freed without a PubAck, so none will come for it. Its outcome is
+      // unknown (a retry with its key answers it); the new publish takes the place.
+      stale.emplace(std::move(at->second));
+      at->second = std::move(entry);
+    }
   }
+  if (stale) stale->done(errc::publish_timeout, receipt{});
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MsgId = m.idempotency_key.c_str();
@@ -121,13 +149,7 @@ void queue::engine::publish(envelope m, callback<error_code, receipt> done) {
   const auto s = js_PublishMsgAsync(js.get(), &sending, &po);
   if (s == NATS_OK) return;
   msg.reset(sending);  // still ours when the call failed
-  std::unique_lock lock(mutex);
-  auto found = pending.find(id);
-  if (found == pending.end()) return;
-  auto p = std::move(found->second);
-  pending.erase(found);
-  lock.unlock();
-  p.done(unavailable_or(s, errc::backend_unavailable), receipt{});
+  fail_pending(id, unavailable_or(s, errc::backend_unavailable));
 }
 
 }  // namespace ingest::nats

@@ -29,47 +29,7 @@ void check(natsStatus s, int code, std::string_view what) {
     throw error(unavailable_or(s, errc::invalid_config), describe(s, static_cast<jsErrCode>(code), what));
 }
 
-std::string partition_description(int i, int n) {
-  return "ingest queue partition " + std::to_string(i) + " of " + std::to_string(n);
-}
-
 }  // namespace
-
-// The description of stream `name`, or nothing when there is no such stream.
-std::optional<std::string> queue::engine::stream_description(const std::string& name) {
-  jsStreamInfo* raw = nullptr;
-  jsErrCode code = static_cast<jsErrCode>(0);
-  const auto s = js_GetStreamInfo(&raw, js.get(), name.c_str(), nullptr, &code);
-  stream_info_handle info(raw);
-  if (s == NATS_NOT_FOUND) return std::nullopt;
-  check(s, code, "stream info " + name);
-  return std::string(info->Config->Description ? info->Config->Description : "");
-}
-
-// A key's partition depends on the number of partitions: streams laid out for another
-// number would send retries where their originals are not, so they are refused. The
-// first partition checks the whole layout before anything is created.
-void queue::engine::check_layout() {
-  const auto refuse = [](const std::string& what) {
-    throw error(errc::invalid_config, what + "; the layout is not changed automatically (docs/sizing.md)");
-  };
-  if (options.partition < 0) {
-    if (auto d = stream_description(options.stream + "-0"))
-      refuse("stream " + options.stream + "-0 exists (" + *d + "): this queue was opened with partitions");
-    return;
-  }
-  if (options.partition > 0) return;
-  const auto base = options.stream.substr(0, options.stream.rfind('-'));
-  if (stream_description(base))
-    refuse("stream " + base + " exists: this queue was opened without partitions");
-  for (int j = 0; j <= options.partitions; ++j) {
-    const auto d = stream_description(base + "-" + std::to_string(j));
-    if (!d) continue;
-    if (j == options.partitions || *d != partition_description(j, options.partitions))
-      refuse("stream " + base + "-" + std::to_string(j) + " exists (" + (d->empty() ? "no description" : *d) +
-             ") where " + std::to_string(options.partitions) + " partitions are asked for");
-  }
-}
 
 void queue::engine::open() {
   id = registry<engine>::get().add(weak_from_this());
@@ -78,6 +38,7 @@ void queue::engine::open() {
     connect();
     check_layout();
     ensure_stream(options.stream, options.subject, true);
+    check_layout();  // again: another process may have started with another layout
     ensure_stream(options.dead_letter_stream, options.dead_letter_subject, false);
     ensure_consumer();
     subscribe();

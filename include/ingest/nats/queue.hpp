@@ -52,6 +52,8 @@ struct queue_options {
   /// `open_queue`. The layout is checked at start: a queue is never opened over streams
   /// laid out for another N (a retry could reach a partition that never saw its key).
   int partitions = 1;
+  /// The largest number of partitions a queue may have.
+  static constexpr int max_partitions = 64;
   /// Which partition this queue is, 0 to `partitions - 1` (`for_partition` sets it); -1
   /// for an unpartitioned queue.
   int partition = -1;
