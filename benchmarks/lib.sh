@@ -14,7 +14,7 @@ scratch() {
 }
 cleanup() {
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  rm -rf "$work/run-"*
+  rm -rf "$work/run-"* "$work/pg"
   rmdir "$work" 2>/dev/null || true  # empty unless the results are in it
 }
 

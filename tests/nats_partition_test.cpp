@@ -38,7 +38,7 @@ bool stream_exists(const std::string& name) {
 }
 
 // A stream made by another program, named as a partition of `base` might be.
-void add_foreign_stream(const std::string& url, const std::string& name) {
+void add_foreign_stream(const std::string& url, const std::string& name, const std::string& description = "") {
   natsConnection* conn = nullptr;
   jsCtx* js = nullptr;
   REQUIRE(natsConnection_ConnectTo(&conn, url.c_str()) == NATS_OK);
@@ -50,6 +50,7 @@ void add_foreign_stream(const std::string& url, const std::string& name) {
   const char* subjects[] = {subject.c_str()};
   cfg.Subjects = subjects;
   cfg.SubjectsLen = 1;
+  if (!description.empty()) cfg.Description = description.c_str();
   jsStreamInfo* info = nullptr;
   CHECK(js_AddStream(&info, js, &cfg, nullptr, nullptr) == NATS_OK);
   if (info) jsStreamInfo_Destroy(info);
@@ -116,18 +117,22 @@ TEST_CASE("nats partitions: a layout for another number of partitions is refused
 
 TEST_CASE("nats partitions: every stream named as a partition is seen, and only those") {
   const auto name = unique_name("WIDE");
-  add_foreign_stream(shared_server().url(), name + "-5");  // beyond the partitions asked for
+  // Beyond the partitions asked for, left by a layout of 8.
+  add_foreign_stream(shared_server().url(), name + "-5", "ingest queue partition 5 of 8");
   check_refused(partitioned(name, 2), "stream " + std::string(name) + "-5 exists");
   check_refused(partitioned(name, 1), "was opened with partitions");
   CHECK_FALSE(stream_exists(name + "-0"));
 
+  // Not a partition's name, though described as one: another program's streams.
   const auto other = unique_name("YEAR");
-  add_foreign_stream(shared_server().url(), other + "-2024");  // not a partition's name
-  add_foreign_stream(shared_server().url(), other + "-07");
+  add_foreign_stream(shared_server().url(), other + "-2024", "ingest queue partition 2024 of 3000");
+  add_foreign_stream(shared_server().url(), other + "-07", "ingest queue partition 7 of 8");
+  add_foreign_stream(shared_server().url(), other + "-3");  // named as one, not made as one
   io_thread io;
   CHECK_NOTHROW(nats::open_queue(io.executor(), partitioned(other, 2)));
   const auto plain = unique_name("YEARPLAIN");
-  add_foreign_stream(shared_server().url(), plain + "-64");
+  add_foreign_stream(shared_server().url(), plain + "-64", "ingest queue partition 64 of 65");
+  add_foreign_stream(shared_server().url(), plain + "-0");
   CHECK_NOTHROW(nats::open_queue(io.executor(), partitioned(plain, 1)));
 }
 

@@ -9,6 +9,7 @@
 
 #include "ingest/error.hpp"
 #include "ingest/memory_queue.hpp"
+#include "support/forwarding_queue.hpp"
 #include "support/test_support.hpp"
 
 namespace ingest::test {
@@ -27,42 +28,20 @@ std::pair<error_code, receipt> submit(producer& p, submission s) {
 
 // A backend that stores first and learns only afterwards whether a key was new, as
 // NATS and SQS do: the memory queue with the deadline taken off every publish.
-class stores_then_tells final : public durable_queue {
+class stores_then_tells final : public forwarding_queue {
  public:
-  explicit stores_then_tells(memory_queue& inner) : inner_(inner) {}
-  executor_type get_executor() const override { return inner_.get_executor(); }
+  explicit stores_then_tells(memory_queue& inner) : forwarding_queue(inner) {}
   queue_features features() const override {
     auto f = inner_.features();
     f.deadline_before_store = false;
     return f;
   }
-  void close() override { inner_.close(); }
 
  private:
   void do_publish(envelope m, callback<error_code, receipt> done) override {
     m.not_after = time_point::max();
     inner_.async_publish(std::move(m), std::move(done));
   }
-  void do_fetch(std::size_t max, duration wait, callback<error_code, std::vector<delivery>> done) override {
-    inner_.async_fetch(max, wait, std::move(done));
-  }
-  void do_settle(std::vector<settlement> d, callback<error_code> done) override {
-    inner_.async_settle(std::move(d), std::move(done));
-  }
-  void do_extend(std::vector<std::string> t, duration by, callback<error_code> done) override {
-    inner_.async_extend(std::move(t), by, std::move(done));
-  }
-  void do_stats(callback<error_code, queue_stats> done) override { inner_.async_stats(std::move(done)); }
-  void do_dead_letters(std::string after, std::size_t n, callback<error_code, std::vector<dead_letter>> done) override {
-    inner_.async_dead_letters(std::move(after), n, std::move(done));
-  }
-  void do_replay(std::vector<std::string> ids, callback<error_code, std::size_t> done) override {
-    inner_.async_replay(std::move(ids), std::move(done));
-  }
-  void do_purge(std::vector<std::string> ids, callback<error_code, std::size_t> done) override {
-    inner_.async_purge(std::move(ids), std::move(done));
-  }
-  memory_queue& inner_;
 };
 
 }  // namespace

@@ -232,9 +232,25 @@ void partitioned_queue::fetcher::note(std::size_t partition, error_code ec, bool
   if (ec && empty && ec != std::errc::operation_canceled) {
     failing_until_[partition] = steady::now() + failure_pause;
     last_error_ = ec;
+    pump_at(failing_until_[partition]);
   } else {
     failing_until_[partition] = {};
   }
+}
+
+// A waiter whose wake-ups hold the other partitions would not see a failed partition
+// usable again until one of them answers: a pump when its pause is over.
+void partitioned_queue::fetcher::pump_at(steady::time_point when) {
+  auto timer = std::make_shared<boost::asio::steady_timer>(ex_, when);
+  timer->async_wait([self = shared_from_this(), timer](const boost::system::error_code& ec) {
+    if (ec) return;
+    actions later;
+    {
+      std::lock_guard lock(self->mutex_);
+      self->pump(later);
+    }
+    for (auto& a : later) a();
+  });
 }
 
 bool partitioned_queue::fetcher::usable(std::size_t partition, steady::time_point now) const {

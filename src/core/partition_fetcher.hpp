@@ -81,6 +81,7 @@ class partitioned_queue::fetcher : public std::enable_shared_from_this<fetcher> 
               std::function<void(error_code, std::vector<delivery>)> then);
   // Under the lock: notes a partition's answer (a failure keeps it out for a while).
   void note(std::size_t partition, error_code ec, bool empty);
+  void pump_at(steady::time_point when);  // a pump at `when` (a failed partition's pause over)
   bool usable(std::size_t partition, steady::time_point now) const;
   bool all_failing(steady::time_point now) const;
   // Under the lock: releases deliveries nobody will take (a retry with no delay).

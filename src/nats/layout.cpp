@@ -40,6 +40,13 @@ std::string shown(const std::optional<std::string>& d) {
   return !d ? "description not readable" : d->empty() ? "no description" : *d;
 }
 
+// Whether a stream named as a partition was made as one: every partition's stream
+// carries the description; a stream whose description cannot be read is taken to be
+// one (refusing is the safe side).
+bool made_as_partition(const std::optional<std::string>& d) {
+  return !d || d->rfind("ingest queue partition ", 0) == 0;
+}
+
 }  // namespace
 
 std::string detail::partition_description(int i, int n) {
@@ -94,11 +101,11 @@ queue::engine::layout queue::engine::read_layout(const std::string& base, int pr
 // layout for the others.
 void queue::engine::check_layout() {
   if (options.partition < 0) {
-    const auto found = read_layout(options.stream, 0);
-    if (!found.partitions.empty()) {
-      const auto name = options.stream + "-" + std::to_string(*found.partitions.begin());
+    for (int j : read_layout(options.stream, 0).partitions) {
+      const auto name = options.stream + "-" + std::to_string(j);
       const auto d = stream_description(name);
-      refuse("stream " + name + " exists (" + shown(d) + "): this queue was opened with partitions");
+      if (made_as_partition(d))
+        refuse("stream " + name + " exists (" + shown(d) + "): this queue was opened with partitions");
     }
     return;
   }
@@ -110,7 +117,9 @@ void queue::engine::check_layout() {
   for (int j : found.partitions) {
     const auto name = base + "-" + std::to_string(j);
     const auto d = stream_description(name);
-    if (j >= n || (d && *d != partition_description(j, n)))
+    // A stream this layout will use must be its partition; one past it must not be
+    // another layout's.
+    if (j < n ? d && *d != partition_description(j, n) : made_as_partition(d))
       refuse("stream " + name + " exists (" + shown(d) + ") where " + std::to_string(n) + " partitions are asked for");
   }
 }

@@ -160,25 +160,6 @@ start_worker() {
     --sink "$db"
 }
 
-# PostgreSQL (scenarios *postgres*): initdb in the work directory, run as the `postgres`
-# user when this runs as root (initdb and postgres refuse root).
-pg_port=""
-as_pg_user() {
-  if [[ $(id -u) -eq 0 ]]; then setpriv --reuid=postgres --regid=postgres --clear-groups -- "$@"; else "$@"; fi
-}
-start_postgres() {
-  if [[ ! -d $work/pg/data ]]; then
-    mkdir -p "$work/pg"
-    chmod 755 "$work"
-    [[ $(id -u) -eq 0 ]] && chown postgres:postgres "$work/pg"
-    as_pg_user "$pg_bin/initdb" -D "$work/pg/data" -U ingest --auth=trust -E UTF8 --locale=C >"$work/pg/initdb.log" 2>&1
-  fi
-  as_pg_user "$pg_bin/pg_ctl" -D "$work/pg/data" -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1" \
-    -l "$work/pg/server.log" -w start >/dev/null
-}
-stop_postgres() {  # stop_postgres MODE
-  as_pg_user "$pg_bin/pg_ctl" -D "$work/pg/data" -m "$1" -w stop >/dev/null 2>&1 || true
-}
 rows_written() {
   if [[ $db == postgresql://* ]]; then
     psql -At "$db" -c "SELECT count(*) FROM submissions" 2>/dev/null || echo 0
@@ -187,37 +168,8 @@ rows_written() {
   fi
 }
 
-nats_ports=() nats_cluster_ports=() nats_monitor_ports=()
-start_nats() {  # start_nats INDEX [cluster]
-  local i=$1
-  local args=(-js -a 127.0.0.1 -p "${nats_ports[$i]}" -sd "$work/nats$i" -n "n$i")
-  if [[ ${2:-} == cluster ]]; then
-    local routes=()
-    for j in 0 1 2; do [[ $j != "$i" ]] && routes+=("nats://127.0.0.1:${nats_cluster_ports[$j]}"); done
-    args+=(--cluster_name faults --cluster "nats://127.0.0.1:${nats_cluster_ports[$i]}" \
-      --routes "$(IFS=,; echo "${routes[*]}")" -m "${nats_monitor_ports[$i]}")
-  fi
-  spawn "nats$i" "$work/nats$i.log" nats-server "${args[@]}"
-  wait_for "$work/nats$i.log" "Server is ready"
-}
-
-# cluster_ready: every node is in contact with a JetStream meta leader that knows all
-# three (before that, creating an R3 stream fails with "no suitable peers for placement").
-cluster_ready() {
-  local i ok
-  for _ in $(seq 300); do
-    ok=0
-    for i in 0 1 2; do
-      [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${nats_monitor_ports[$i]}/healthz") == 200 ]] &&
-        ok=$((ok + 1))
-    done
-    ((ok == 3)) && return 0
-    sleep 0.1
-  done
-  echo "fault.sh: the nats cluster did not become healthy within 30 s" >&2
-  tail -5 "$work"/nats*.log >&2
-  exit 1
-}
+# shellcheck source=tests/fault/brokers.sh
+source "$here/tests/fault/brokers.sh"
 
 fauxqs_port=""
 start_fauxqs() {
@@ -254,11 +206,32 @@ probe_down() {
 }
 
 # recovered: seconds from the repair until a fresh submission gets its receipt.
+# key_in_partition PREFIX P N: an Idempotency-Key whose queue key, demo/probe-student/KEY,
+# is in partition P of N (ingest::partition_of: 64-bit FNV-1a modulo N).
+key_in_partition() {
+  python3 -c '
+import random, sys
+prefix, p, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def fnv(text):
+    h = 14695981039346656037
+    for b in text.encode():
+        h = ((h ^ b) * 1099511628211) % 2**64
+    return h
+while True:
+    key = prefix + str(random.getrandbits(40))
+    if fnv("demo/probe-student/" + key) % n == p:
+        print(key)
+        break' "$@"
+}
+
+probe_partition=""
 recovered() {
   local t0 token key code
   t0=$EPOCHREALTIME
   token=$("$bin/exam_server" token --sub probe-student --role student --ttl 1h)
   key="recover-$RANDOM$RANDOM"
+  # Over partitions: a key of the partition that was broken (the others never were).
+  [[ -n $probe_partition ]] && key=$(key_in_partition recover- "$probe_partition" 2)
   for _ in $(seq 600); do
     code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$url/v1/exams/demo/submissions" --max-time 5 \
       -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -H "Idempotency-Key: $key" \
@@ -358,13 +331,10 @@ fi
 start_server
 ((worker_needed)) && start_worker
 log "$scenario: exam_server ready at $url${queue_url:+ (queue $queue_url)}"
-if [[ $scenario == nats_partition_leader_kill ]]; then  # which node leads partition 1's stream
-  leader=$(curl -s "http://127.0.0.1:${nats_monitor_ports[0]}/jsz?accounts=true&streams=true" | python3 -c '
-import json, sys
-for a in json.load(sys.stdin).get("account_details", []):
-    for st in a.get("stream_detail", []):
-        if st["name"] == "INGEST-1": print(st["cluster"]["leader"])')
-  [[ $leader =~ ^n[012]$ ]] || { echo "fault.sh: no leader found for stream INGEST-1 ('$leader')" >&2; exit 1; }
+if [[ $scenario == nats_partition_leader_kill ]]; then
+  leader=$(stream_leader INGEST-1)
+  probe_partition=1
+  log "stream leaders: INGEST-0 on $(stream_leader INGEST-0), INGEST-1 on $leader"
 fi
 
 # ---- the flood --------------------------------------------------------------------------
