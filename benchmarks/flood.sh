@@ -7,7 +7,10 @@
 # printed as Markdown tables and kept with the raw JSON and SVG charts in --out.
 #
 #   benchmarks/flood.sh [--students 10000] [--window 1] [--runs 3] [--consumer-rate 5000]
-#                       [--open-rate 25000] [--open-seconds 5] [--build build] [--out DIR]
+#                       [--open-rate 25000] [--open-seconds 5] [--burst RATE:SECONDS]
+#                       [--build build] [--out DIR]
+#     --burst: the open loop against the queue starts with RATE/s for SECONDS, then goes on
+#     at --open-rate; spike prints p50/p99 by the second (does the tail recover?).
 #   benchmarks/flood.sh --quick [--backend sqlite|nats|sqs|memory]   # 500 students, one run, for CI
 #   benchmarks/flood.sh --abuse [--legit-rate 1000] [--abuse-rate 20000] [--open-seconds 10]
 #   benchmarks/flood.sh --sink postgres [--small-db] [...]
@@ -49,7 +52,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-students=10000 window=1 runs=3 consumer_rate=5000 open_rate=25000 open_seconds=5
+students=10000 window=1 runs=3 consumer_rate=5000 open_rate=25000 open_seconds=5 burst_args=()
 build="$here/build" out="" quick=0 backend=sqlite abuse=0 legit_rate=1000 abuse_rate=20000 sink=sqlite small_db=0
 poll_rate=0 read_nice=() streams=0 attachments=0
 while [[ $# -gt 0 ]]; do
@@ -72,6 +75,7 @@ while [[ $# -gt 0 ]]; do
     --polls) poll_rate=$2; shift 2 ;;
     --streams) streams=$2; shift 2 ;;
     --attachments) attachments=$2; shift 2 ;;
+    --burst) burst_args=(--burst-rate "${2%%:*}" --burst-seconds "${2#*:}"); shift 2 ;;
     --read-nice) read_nice=(--read-nice "$2"); shift 2 ;;
     *) echo "flood.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -337,7 +341,8 @@ if [[ $quick -eq 0 && $sink == sqlite ]]; then
   broker_cpu=""
   [[ -n $nats_pid ]] && broker_cpu=$(cpu_of "$nats_pid")
   "$bin/spike" --url "$url" --rate "$open_rate" --duration "$open_seconds" --connections 1000 --db "$db" \
-    --server-pid "$spid" --label "queue-open" --json "$out/open-queue.json" --drain-timeout 600 || failures=$((failures + 1))
+    --server-pid "$spid" --label "queue-open" --json "$out/open-queue.json" --drain-timeout 600 "${burst_args[@]}" ||
+    failures=$((failures + 1))
   # The broker's CPU from the flood's start until the drain (the graders' fetches included).
   [[ -n $broker_cpu ]] && broker_cpu=$(awk -v a="$broker_cpu" -v b="$(cpu_of "$nats_pid")" 'BEGIN { printf "%.2f", b - a }')
   stop_stack exam_server

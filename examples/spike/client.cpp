@@ -96,8 +96,11 @@ awaitable<std::pair<int, std::string>> client::post(const student& st, steady::t
   }
   const double seconds = std::chrono::duration<double>(done - t).count();
   r_.all_latency.observe(seconds);
-  if (scheduled != steady::time_point{})
-    r_.scheduled_latency.observe(std::chrono::duration<double>(done - scheduled).count());
+  if (scheduled != steady::time_point{}) {
+    const double late = std::chrono::duration<double>(done - scheduled).count();
+    r_.scheduled_latency.observe(late);
+    r_.scheduled_answer(scheduled, late);
+  }
   const int code = static_cast<int>(res.result_int());
   if (code >= 200 && code < 300) {
     r_.accept_latency.observe(seconds);

@@ -59,6 +59,12 @@ void define_options(CLI::App& cli, settings& s) {
       ->capture_default_str();
   cli.add_option("--rate", s.rate, "open-loop mode: submissions per second (0: wall mode)");
   cli.add_option("--duration", s.duration_s, "open-loop mode: seconds")->capture_default_str();
+  cli.add_option("--burst-rate", s.burst_rate,
+                 "open-loop mode: submissions per second for the first --burst-seconds, then --rate (a burst, and "
+                 "whether the tail recovers after it)")
+      ->check(CLI::PositiveNumber);
+  cli.add_option("--burst-seconds", s.burst_s, "open-loop mode: how long the burst lasts (less than --duration)")
+      ->check(CLI::PositiveNumber);
   cli.add_option("--connections", s.connections, "open-loop mode: connection pool size")->capture_default_str();
   cli.add_option("--threads", s.threads, "client threads")->capture_default_str();
   cli.add_option("--jwt-secret", s.secret, "the server's secret (default: $INGEST_JWT_SECRET)");
@@ -97,6 +103,10 @@ run_plan plan_run(const settings& s) {
   run_plan plan;
   plan.open_loop = s.rate > 0;
   plan.n = plan.open_loop ? static_cast<int>(std::lround(s.rate * s.duration_s)) : s.students;
+  if (plan.open_loop && s.burst_rate > 0) {
+    plan.burst_n = static_cast<int>(std::lround(s.burst_rate * s.burst_s));
+    plan.n = plan.burst_n + static_cast<int>(std::lround(s.rate * (s.duration_s - s.burst_s)));
+  }
   // Keys of this run share a prefix, so that the audit sees this run only.
   plan.run = ingest::make_receipt_id().substr(0, 13);
   plan.prefix = "spike-" + plan.run + "-";
@@ -189,6 +199,13 @@ int main(int argc, char** argv) {
   s.secret = exam::resolve_secret(s.secret, generated);
   if (generated) {
     std::fputs("spike: give --jwt-secret or set INGEST_JWT_SECRET (the server's secret)\n", stderr);
+    return 2;
+  }
+  if ((s.burst_rate > 0) != (s.burst_s > 0) || (s.burst_rate > 0 && (s.rate <= 0 || s.burst_s >= s.duration_s))) {
+    std::fputs(
+        "spike: --burst-rate and --burst-seconds go together, with --rate, and the burst must be shorter "
+        "than --duration\n",
+        stderr);
     return 2;
   }
   exam::raise_fd_limit();

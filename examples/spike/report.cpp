@@ -2,6 +2,7 @@
 
 #include "followers.hpp"
 
+#include <algorithm>
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <chrono>
@@ -100,6 +101,43 @@ void print_audit(const run_outcome& o) {
       static_cast<long long>(a.receipts));
 }
 
+// Each second's answers, by the second they were scheduled in: p50 and p99 from the
+// scheduled time (the second of a burst, and the ones after it).
+struct second_figures {
+  std::size_t answers = 0;
+  double p50_ms = 0, p99_ms = 0;
+};
+std::vector<second_figures> seconds_of(results& r) {
+  std::vector<second_figures> out;
+  std::lock_guard lock(r.mutex);
+  for (auto latencies : r.latency_by_second) {
+    second_figures f;
+    f.answers = latencies.size();
+    if (!latencies.empty()) {
+      std::sort(latencies.begin(), latencies.end());
+      const auto at = [&](double q) {
+        return 1000.0 * latencies[std::min(latencies.size() - 1, static_cast<std::size_t>(q * latencies.size()))];
+      };
+      f.p50_ms = at(0.5);
+      f.p99_ms = at(0.99);
+    }
+    out.push_back(f);
+  }
+  return out;
+}
+
+void print_seconds(const settings& s, results& r) {
+  std::printf("  by the second a submission was scheduled in (burst %.0f/s for %.1f s, then %.0f/s):\n", s.burst_rate,
+              s.burst_s, s.rate);
+  std::printf("  %6s %9s %9s %10s %10s\n", "second", "offered", "answers", "p50 ms", "p99 ms");
+  const auto seconds = seconds_of(r);
+  for (std::size_t i = 0; i < seconds.size(); ++i) {
+    const bool burst = static_cast<double>(i) < s.burst_s;
+    std::printf("  %6zu %9.0f %9zu %10.1f %10.1f\n", i, burst ? s.burst_rate : s.rate, seconds[i].answers,
+                seconds[i].p50_ms, seconds[i].p99_ms);
+  }
+}
+
 void print_summary(const settings& s, const run_plan& plan, results& r, const run_outcome& o, const figures& f) {
   const bool open_loop = plan.open_loop;
   const auto& lat = f.latency;
@@ -134,6 +172,7 @@ void print_summary(const settings& s, const run_plan& plan, results& r, const ru
     std::printf("  database written at %.0f rows/s (%.0f rows/s while a backlog of 2,000+ waited)\n", f.write_rate,
                 f.backlog_rate);
   if (o.audited) print_audit(o);
+  if (open_loop && s.burst_rate > 0) print_seconds(s, r);
 }
 
 // The status reads: how many, at what rate, what they answered, how fast.
@@ -164,8 +203,9 @@ boost::json::object polls_json(const settings& s, results& p, double flood_secon
 
 // The status streams: how many were open through the flood, and the server's memory.
 void print_streams(const followers_report& f) {
-  std::printf("  status streams %d asked, %d open (in %.1f s), %d refused, %d still open after the flood, %llu events\n",
-              f.asked, f.opened, f.open_seconds, f.refused, f.open_at_end, static_cast<unsigned long long>(f.events));
+  std::printf(
+      "  status streams %d asked, %d open (in %.1f s), %d refused, %d still open after the flood, %llu events\n",
+      f.asked, f.opened, f.open_seconds, f.refused, f.open_at_end, static_cast<unsigned long long>(f.events));
   if (f.rss_before_kib >= 0)
     std::printf("  server memory %.1f MiB before the streams, %.1f MiB with them open (%.1f KiB a stream)\n",
                 static_cast<double>(f.rss_before_kib) / 1024.0, static_cast<double>(f.rss_with_kib) / 1024.0,
@@ -243,6 +283,14 @@ void write_json(const settings& s, const run_plan& plan, results& r, const run_o
   for (auto v : r.accepted_per_tick) acc.push_back(v);
   for (auto v : o.written) wr.push_back(v);
   j["accepted_per_100ms"] = std::move(acc);
+  if (plan.open_loop) {
+    j["burst_rate"] = s.burst_rate;
+    j["burst_s"] = s.burst_s;
+    boost::json::array by_second;
+    for (const auto& sf : seconds_of(r))
+      by_second.push_back({{"answers", sf.answers}, {"p50_ms", sf.p50_ms}, {"p99_ms", sf.p99_ms}});
+    j["scheduled_latency_by_second"] = std::move(by_second);
+  }
   j["written_cumulative_per_100ms"] = std::move(wr);
   std::ofstream(s.json_out) << exam::to_plain_json(j) << "\n";
 }

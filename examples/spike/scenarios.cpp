@@ -175,6 +175,13 @@ void flood::schedule_wall(const std::vector<student>& students) {
   }
 }
 
+// Seconds from the start at which submission i is sent: burst_n at the burst's rate,
+// then the rest at --rate.
+double flood::scheduled_offset(int i) const {
+  if (i < plan_.burst_n) return i / s_.burst_rate;
+  return s_.burst_s * (plan_.burst_n > 0 ? 1 : 0) + (i - plan_.burst_n) / s_.rate;
+}
+
 void flood::schedule_open_loop(const std::vector<student>& students) {
   for (int ci = 0; ci < pool_; ++ci) {
     sweeper_->start();
@@ -183,8 +190,8 @@ void flood::schedule_open_loop(const std::vector<student>& students) {
         clients_[static_cast<std::size_t>(ci)]->executor(),
         [this, &students, ci]() -> awaitable<void> {
           for (int i = next_++; i < plan_.n; i = next_++) {
-            const auto at =
-                r_.t0 + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(i / s_.rate));
+            const auto at = r_.t0 + std::chrono::duration_cast<steady::duration>(
+                                        std::chrono::duration<double>(scheduled_offset(i)));
             // Timers end on whole milliseconds (rounded up): the requests of one
             // millisecond share one timer expiry instead of re-arming the kernel's timer
             // for each. Latency still counts from `at`, so the pacing delay is charged

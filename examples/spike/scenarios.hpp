@@ -41,6 +41,7 @@ class flood {
   asio::any_io_executor client_executor();
   void schedule_wall(const std::vector<student>& students);
   void schedule_open_loop(const std::vector<student>& students);
+  double scheduled_offset(int i) const;
   void run_threads();
   // poller.cpp: students polling the status of receipts already given, at
   // `settings::poll_rate` in all, while any submission is still being sent.

@@ -21,6 +21,8 @@ struct settings {
   int retries = 3;
   double rate = 0;  // > 0: open-loop mode
   double duration_s = 10;
+  double burst_rate = 0;  // open loop: this rate for the first burst_s seconds, then `rate`
+  double burst_s = 0;
   int connections = 1000;  // open-loop pool
   int threads = 1;
   std::string secret;
@@ -30,7 +32,7 @@ struct settings {
   double drain_timeout_s = 300;
   std::string json_out, svg_out, label;
   int questions = 10;
-  int attachments = 0;  // files each submission names (references the server checks; no bytes are sent)
+  int attachments = 0;       // files each submission names (references the server checks; no bytes are sent)
   bool one_student = false;  // every submission from the same student (an abusive client)
   std::string bind;          // local address to connect from (e.g. 127.0.0.2: another client IP)
   double poll_rate = 0;      // status reads per second during the flood (0: none)
@@ -42,6 +44,7 @@ struct settings {
 struct run_plan {
   bool open_loop = false;  // --rate given
   int n = 0;               // submissions (open loop) or students (wall)
+  int burst_n = 0;         // open loop: the first burst_n at settings::burst_rate
   std::string run;         // this run's id
   std::string prefix;      // of every key of this run
 };
