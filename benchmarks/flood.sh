@@ -9,8 +9,9 @@
 #   benchmarks/flood.sh [--students 10000] [--window 1] [--runs 3] [--consumer-rate 5000]
 #                       [--open-rate 25000] [--open-seconds 5] [--burst RATE:SECONDS]
 #                       [--build build] [--out DIR]
-#     --burst: the open loop against the queue starts with RATE/s for SECONDS, then goes on
-#     at --open-rate; spike prints p50/p99 by the second (does the tail recover?).
+#     --burst: the open loop against the queue (this mode only) starts with RATE/s for
+#     SECONDS, then goes on at --open-rate; spike prints p50/p99 by the second (does the
+#     tail recover?).
 #   benchmarks/flood.sh --quick [--backend sqlite|nats|sqs|memory]   # 500 students, one run, for CI
 #   benchmarks/flood.sh --abuse [--legit-rate 1000] [--abuse-rate 20000] [--open-seconds 10]
 #   benchmarks/flood.sh --sink postgres [--small-db] [...]
@@ -347,9 +348,16 @@ if [[ $quick -eq 0 && $sink == sqlite ]]; then
   [[ -n $broker_cpu ]] && broker_cpu=$(awk -v a="$broker_cpu" -v b="$(cpu_of "$nats_pid")" 'BEGIN { printf "%.2f", b - a }')
   stop_stack exam_server
   echo
-  echo "## Open loop: $open_rate submissions/s for ${open_seconds}s on 1,000 connections ($backend)"
-  echo
-  "$bin/spike" report "$out/open-bare.json" "$out/open-queue.json"
+  if ((${#burst_args[@]})); then
+    # Unequal loads: no ratio table; spike printed the queue's seconds above.
+    echo "## Open loop: ${burst_args[1]}/s for ${burst_args[3]}s, then $open_rate/s until ${open_seconds}s, on 1,000 connections ($backend)"
+    echo
+    "$bin/spike" report "$out/open-queue.json"
+  else
+    echo "## Open loop: $open_rate submissions/s for ${open_seconds}s on 1,000 connections ($backend)"
+    echo
+    "$bin/spike" report "$out/open-bare.json" "$out/open-queue.json"
+  fi
   [[ -n $broker_cpu ]] && echo && echo "broker ($backend) CPU, flood and drain: $broker_cpu s"
 fi
 

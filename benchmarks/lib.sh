@@ -14,7 +14,7 @@ scratch() {
 }
 cleanup() {
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  rm -rf "$work/run-"* "$work/pg"
+  rm -rf "$work/run-"* "$work/pg" 2>/dev/null || true  # a killed server's backends may still write
   rmdir "$work" 2>/dev/null || true  # empty unless the results are in it
 }
 

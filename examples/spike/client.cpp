@@ -96,13 +96,15 @@ awaitable<std::pair<int, std::string>> client::post(const student& st, steady::t
   }
   const double seconds = std::chrono::duration<double>(done - t).count();
   r_.all_latency.observe(seconds);
+  const int code = static_cast<int>(res.result_int());
+  const bool accepted = code >= 200 && code < 300;
   if (scheduled != steady::time_point{}) {
     const double late = std::chrono::duration<double>(done - scheduled).count();
     r_.scheduled_latency.observe(late);
-    r_.scheduled_answer(scheduled, late);
+    // By the second it was scheduled in: receipts only (a quick refusal is no recovery).
+    if (accepted) r_.scheduled_answer(scheduled, late);
   }
-  const int code = static_cast<int>(res.result_int());
-  if (code >= 200 && code < 300) {
+  if (accepted) {
     r_.accept_latency.observe(seconds);
     if (servers_.size() > 1) r_.answered_2xx(server().name);
   }

@@ -15,6 +15,14 @@
 
 namespace spike {
 
+void results::scheduled_answer(steady::time_point scheduled, double seconds) {
+  using namespace std::chrono_literals;
+  std::lock_guard lock(mutex);
+  const auto second = static_cast<std::size_t>(std::max<std::int64_t>(0, (scheduled - t0) / 1s));
+  if (latency_by_second.size() <= second) latency_by_second.resize(second + 1);
+  latency_by_second[second].push_back(static_cast<float>(seconds));
+}
+
 namespace {
 
 double ms(double seconds) {
@@ -127,12 +135,16 @@ std::vector<second_figures> seconds_of(results& r) {
 }
 
 void print_seconds(const settings& s, results& r) {
-  std::printf("  by the second a submission was scheduled in (burst %.0f/s for %.1f s, then %.0f/s):\n", s.burst_rate,
-              s.burst_s, s.rate);
-  std::printf("  %6s %9s %9s %10s %10s\n", "second", "offered", "answers", "p50 ms", "p99 ms");
+  std::printf("  receipts by the second their submission was scheduled in (burst %.0f/s for %.1f s, then %.0f/s):\n",
+              s.burst_rate, s.burst_s, s.rate);
+  std::printf("  %6s %9s %9s %10s %10s\n", "second", "rate/s", "receipts", "p50 ms", "p99 ms");
   const auto seconds = seconds_of(r);
   for (std::size_t i = 0; i < seconds.size(); ++i) {
     const bool burst = static_cast<double>(i) < s.burst_s;
+    if (seconds[i].answers == 0) {
+      std::printf("  %6zu %9.0f %9s %10s %10s\n", i, burst ? s.burst_rate : s.rate, "0", "-", "-");
+      continue;
+    }
     std::printf("  %6zu %9.0f %9zu %10.1f %10.1f\n", i, burst ? s.burst_rate : s.rate, seconds[i].answers,
                 seconds[i].p50_ms, seconds[i].p99_ms);
   }
@@ -288,7 +300,7 @@ void write_json(const settings& s, const run_plan& plan, results& r, const run_o
     j["burst_s"] = s.burst_s;
     boost::json::array by_second;
     for (const auto& sf : seconds_of(r))
-      by_second.push_back({{"answers", sf.answers}, {"p50_ms", sf.p50_ms}, {"p99_ms", sf.p99_ms}});
+      by_second.push_back({{"receipts", sf.answers}, {"p50_ms", sf.p50_ms}, {"p99_ms", sf.p99_ms}});
     j["scheduled_latency_by_second"] = std::move(by_second);
   }
   j["written_cumulative_per_100ms"] = std::move(wr);

@@ -30,7 +30,7 @@ struct results {
   std::map<std::string, std::string> receipts;           // idempotency key -> receipt id
   std::map<std::string, std::uint64_t> answered_2xx_by;  // server (host:port) -> 2xx answers
   std::vector<std::uint32_t> accepted_per_tick;          // 100 ms ticks since t0
-  // Open loop: every answer's latency from its scheduled time, by the second it was
+  // Open loop: every 2xx answer's latency from its scheduled time, by the second it was
   // scheduled in (does the tail recover after a burst?).
   std::vector<std::vector<float>> latency_by_second;
   steady::time_point t0{};
@@ -44,13 +44,7 @@ struct results {
     std::lock_guard lock(mutex);
     ++errors[kind];
   }
-  void scheduled_answer(steady::time_point scheduled, double seconds) {
-    using namespace std::chrono_literals;
-    std::lock_guard lock(mutex);
-    const auto second = static_cast<std::size_t>(std::max<std::int64_t>(0, (scheduled - t0) / 1s));
-    if (latency_by_second.size() <= second) latency_by_second.resize(second + 1);
-    latency_by_second[second].push_back(static_cast<float>(seconds));
-  }
+  void scheduled_answer(steady::time_point scheduled, double seconds);  // report.cpp
   void receipt(const std::string& key, const std::string& id, steady::time_point at) {
     using namespace std::chrono_literals;
     std::lock_guard lock(mutex);

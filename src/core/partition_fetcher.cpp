@@ -232,7 +232,7 @@ void partitioned_queue::fetcher::note(std::size_t partition, error_code ec, bool
   if (ec && empty && ec != std::errc::operation_canceled) {
     failing_until_[partition] = steady::now() + failure_pause;
     last_error_ = ec;
-    pump_at(failing_until_[partition]);
+    if (!closed_) pump_at(failing_until_[partition]);
   } else {
     failing_until_[partition] = {};
   }

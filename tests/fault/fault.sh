@@ -34,6 +34,7 @@ scenario=${1:?usage: fault.sh SCENARIO [--build DIR] [--students N] [--out FILE]
 shift
 here=$(cd "$(dirname "$0")/../.." && pwd)
 build="$here/build" students=4000 out=""
+queue_partitions=2  # nats_partition_leader_kill
 while [[ $# -gt 0 ]]; do
   case $1 in
     --build) build=$(cd "$2" && pwd); shift 2 ;;
@@ -205,7 +206,6 @@ probe_down() {
   exit 1
 }
 
-# recovered: seconds from the repair until a fresh submission gets its receipt.
 # key_in_partition PREFIX P N: an Idempotency-Key whose queue key, demo/probe-student/KEY,
 # is in partition P of N (ingest::partition_of: 64-bit FNV-1a modulo N).
 key_in_partition() {
@@ -224,14 +224,14 @@ while True:
         break' "$@"
 }
 
-probe_partition=""
+# recovered: seconds from the repair until a fresh submission gets its receipt (over
+# partitions, `probe_key` is one of the partition that was broken: the others never were).
+probe_key=""
 recovered() {
   local t0 token key code
   t0=$EPOCHREALTIME
   token=$("$bin/exam_server" token --sub probe-student --role student --ttl 1h)
-  key="recover-$RANDOM$RANDOM"
-  # Over partitions: a key of the partition that was broken (the others never were).
-  [[ -n $probe_partition ]] && key=$(key_in_partition recover- "$probe_partition" 2)
+  key=${probe_key:-recover-$RANDOM$RANDOM}
   for _ in $(seq 600); do
     code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$url/v1/exams/demo/submissions" --max-time 5 \
       -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -H "Idempotency-Key: $key" \
@@ -290,7 +290,7 @@ case $scenario in
     for i in 0 1 2; do start_nats "$i" cluster; done
     cluster_ready
     queue_url="nats://127.0.0.1:${nats_ports[0]},127.0.0.1:${nats_ports[1]},127.0.0.1:${nats_ports[2]}?replicas=3&ack_wait=3s"
-    [[ $scenario == nats_partition_leader_kill ]] && queue_url+="&partitions=2"
+    [[ $scenario == nats_partition_leader_kill ]] && queue_url+="&partitions=$queue_partitions"
     workers_args=(--workers 0)
     worker_needed=1 ;;
   worker_kill_postgres | postgres_restart)
@@ -333,8 +333,8 @@ start_server
 log "$scenario: exam_server ready at $url${queue_url:+ (queue $queue_url)}"
 if [[ $scenario == nats_partition_leader_kill ]]; then
   leader=$(stream_leader INGEST-1)
-  probe_partition=1
-  log "stream leaders: INGEST-0 on $(stream_leader INGEST-0), INGEST-1 on $leader"
+  probe_key=$(key_in_partition recover- 1 "$queue_partitions")
+  log "stream leaders: INGEST-0 on $(stream_leader INGEST-0 || echo unknown), INGEST-1 on $leader"
 fi
 
 # ---- the flood --------------------------------------------------------------------------
