@@ -48,7 +48,7 @@ struct nats_backend {
   }
   // JetStream keeps no count of acknowledged messages (exact_stats), and the library
   // has no lookup by receipt id on it.
-  queue_features expected_features() const {
+  static queue_features expected_features() {
     return {.durable = true,
             .native_dedup = true,
             .fifo = true,
@@ -72,16 +72,10 @@ struct nats_partitioned_backend {
     return nats::open_queue(ex_, o);
   }
   // As one stream, but in order only within a partition.
-  queue_features expected_features() const {
-    return {.durable = true,
-            .native_dedup = true,
-            .fifo = false,
-            .delayed_retry = true,
-            .lease_extension = true,
-            .exact_stats = false,
-            .lookup = false,
-            .deadline_before_store = false,
-            .dedup_window = std::chrono::minutes(2)};
+  static queue_features expected_features() {
+    auto f = nats_backend::expected_features();
+    f.fifo = false;
+    return f;
   }
   boost::asio::any_io_executor ex_;
   std::string stream_;
