@@ -13,6 +13,7 @@
 #include <semaphore>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "ingest/batching_consumer.hpp"
 #include "ingest/durable_queue.hpp"
@@ -58,17 +59,25 @@ inline const std::string& sample_payload() {
   return payload;
 }
 
-/// Publishes `n` messages with random UUIDv4 keys, `window` of them awaiting their
+/// `n` random keys (UUIDv4 text), made before a timed part that publishes them.
+inline std::vector<std::string> random_keys(std::int64_t n, std::mt19937_64& rng) {
+  std::vector<std::string> keys;
+  keys.reserve(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) keys.push_back(uuid_v4(rng));
+  return keys;
+}
+
+/// Publishes the sample payload once under each key, `window` of them awaiting their
 /// durable ack at any time (the publishing thread blocks, not spins, while the window
-/// is full). Returns how many failed.
-inline std::int64_t publish_flood(durable_queue& queue, std::int64_t n, std::int64_t window, std::mt19937_64& rng) {
-  std::latch done(n);
+/// is full), and waits for every answer. Returns how many failed.
+inline std::int64_t publish_keys(durable_queue& queue, std::vector<std::string> keys, std::int64_t window) {
+  std::latch done(static_cast<std::ptrdiff_t>(keys.size()));
   std::counting_semaphore<> slots(window);
   std::atomic<std::int64_t> failed{0};
-  for (std::int64_t i = 0; i < n; ++i) {
+  for (auto& key : keys) {
     slots.acquire();
     envelope e;
-    e.idempotency_key = uuid_v4(rng);
+    e.idempotency_key = std::move(key);
     e.subject = "exam.demo";
     e.payload = sample_payload();
     queue.async_publish(std::move(e), [&](error_code ec, receipt) {
@@ -79,6 +88,11 @@ inline std::int64_t publish_flood(durable_queue& queue, std::int64_t n, std::int
   }
   done.wait();
   return failed;
+}
+
+/// `publish_keys` with `n` random keys made on the way.
+inline std::int64_t publish_flood(durable_queue& queue, std::int64_t n, std::int64_t window, std::mt19937_64& rng) {
+  return publish_keys(queue, random_keys(n, rng), window);
 }
 
 /// Drains a queue holding at least `n` messages through a batching consumer (2

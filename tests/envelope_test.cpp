@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 
 #include "support/test_support.hpp"
@@ -125,6 +126,27 @@ TEST_CASE("fingerprint is the hex SHA-256 of the payload") {
   CHECK(fingerprint("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   CHECK(fingerprint("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   CHECK(fingerprint("abc") != fingerprint("abd"));
+  // FIPS 180-2's two-block example, then the one-block one again: nothing of one call
+  // is left in the next.
+  CHECK(fingerprint("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq") ==
+        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  CHECK(fingerprint("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  // The same answers on other threads at the same time.
+  std::vector<std::string> payloads, expected;
+  for (int i = 0; i < 200; ++i) {
+    payloads.push_back(std::string(static_cast<std::size_t>(i) * 7, static_cast<char>('a' + i % 26)));
+    expected.push_back(fingerprint(payloads.back()));
+  }
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int round = 0; round < 20; ++round)
+        for (std::size_t i = 0; i < payloads.size(); ++i)
+          if (fingerprint(payloads[i]) != expected[i]) ++wrong;
+    });
+  for (auto& t : threads) t.join();
+  CHECK(wrong == 0);
 }
 
 TEST_CASE("idempotency keys: 1-255 printable ASCII") {

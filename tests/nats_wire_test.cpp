@@ -149,6 +149,68 @@ TEST_CASE("nats: messages another program published are processed or dead-letter
   CHECK(by_key.at("bad-fp").message.payload == "changed");
 }
 
+TEST_CASE("nats: a publish carries what docs/wire-format.md says, and a consumer reads back every field") {
+  temp_dir dir;
+  nats_server server(dir.path() / "written");
+  io_thread io;
+  const auto o = queue_options_for(server.url(), "WRITTEN");
+  nats::queue q(io.executor(), o);
+  producer p(q);
+  // A key as it is, one with a '%' and one with a space at its start: the last two
+  // need escaping, so Ingest-Key carries them; the first is Nats-Msg-Id alone.
+  const std::vector<std::string> keys{"plain/s1/1", "100%", " edge"};
+  std::map<std::string, receipt> given;
+  for (const auto& key : keys) {
+    const submission s{.idempotency_key = key, .subject = "exam.written", .payload = "body of " + key, .headers = {}};
+    given.emplace(key, p.async_submit(s, boost::asio::use_future).get());
+  }
+  nats_client reader(server.url());
+  for (std::uint64_t seq = 1; seq <= keys.size(); ++seq) {
+    const auto& key = keys[seq - 1];
+    CAPTURE(key);
+    const auto h = reader.stored_headers(o.stream, seq);
+    CHECK(h.count("Nats-Msg-Id") == 1);
+    CHECK(h.count("Ingest-Fingerprint") == 0);  // computed from the payload on delivery
+    CHECK(h.count("Ingest-Receipt-Id") == 1);
+    CHECK(h.count("Ingest-Accepted-At") == 1);
+    CHECK(h.count("Ingest-Subject") == 1);
+    if (key == "plain/s1/1")
+      CHECK(h.count("Ingest-Key") == 0);
+    else
+      CHECK(h.count("Ingest-Key") == 1);
+  }
+  CHECK(reader.stored_headers(o.stream, 2)["Ingest-Key"] == "100%25");
+  CHECK(reader.stored_headers(o.stream, 3)["Ingest-Key"] == "%20edge");
+
+  // A repeat is told from a changed body by the stored payload's fingerprint.
+  const auto repeat =
+      p.async_submit({.idempotency_key = "100%", .subject = "exam.written", .payload = "body of 100%", .headers = {}},
+                     boost::asio::use_future)
+          .get();
+  CHECK(repeat.duplicate);
+  CHECK(repeat.id == given.at("100%").id);
+  CHECK_THROWS(
+      p.async_submit({.idempotency_key = "100%", .subject = "exam.written", .payload = "another body", .headers = {}},
+                     boost::asio::use_future)
+          .get());
+
+  auto [ec, got] = fetch(q, 10, 2s);
+  REQUIRE_FALSE(ec);
+  REQUIRE(got.size() == keys.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const auto& e = got[i].message;
+    CAPTURE(keys[i]);
+    CHECK(got[i].malformed.empty());
+    CHECK(e.idempotency_key == keys[i]);
+    CHECK(e.payload == "body of " + keys[i]);
+    CHECK(e.fingerprint == sha256_hex(e.payload));
+    CHECK(e.subject == "exam.written");
+    CHECK(e.receipt_id == given.at(keys[i]).id);
+    CHECK(e.accepted_at == given.at(keys[i]).accepted_at);
+  }
+  CHECK_FALSE(ack(q, got));
+}
+
 TEST_CASE("nats: what a stalled server stores after the publish timed out carries the store time, not the postmark") {
   temp_dir dir;
   nats_server server(dir.path() / "stall");

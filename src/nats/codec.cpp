@@ -91,13 +91,25 @@ std::int64_t header_int(natsMsg* m, const char* name) {
   return ec == std::errc{} && end == text.data() + text.size() ? v : 0;
 }
 
-void write_envelope(natsMsg* msg, const envelope& m) {
+namespace {
+
+void write_fields(natsMsg* msg, const envelope& m, bool with_key, bool with_fingerprint) {
   set(msg, h_receipt, m.receipt_id);
-  set(msg, h_key, m.idempotency_key);
-  set(msg, h_fingerprint, m.fingerprint);
+  if (with_key) set(msg, h_key, m.idempotency_key);
+  if (with_fingerprint) set(msg, h_fingerprint, m.fingerprint);
   set(msg, h_accepted, std::to_string(to_us(m.accepted_at)));
   set(msg, h_subject, m.subject);
   if (!m.headers.empty()) natsMsgHeader_Set(msg, h_headers, encode_headers(m.headers).c_str());
+}
+
+}  // namespace
+
+void write_envelope(natsMsg* msg, const envelope& m) {
+  write_fields(msg, m, true, true);
+}
+
+void write_published(natsMsg* msg, const envelope& m) {
+  write_fields(msg, m, needs_escape(m.idempotency_key), false);
 }
 
 envelope read_envelope(natsMsg* msg) {

@@ -43,6 +43,11 @@ std::int64_t header_int(natsMsg* m, const char* name);
 /// and its application headers (in order, in `Ingest-Headers`) onto `msg`, whose data
 /// is the payload. The envelope must have passed `validate_envelope`.
 void write_envelope(natsMsg* msg, const envelope& m);
+/// What a publish into the queue's stream carries, with `Nats-Msg-Id` set to the key:
+/// `write_envelope` without the two headers a delivery gets from the message itself
+/// (`read_delivered`): the key, when it needs no escaping (then `Nats-Msg-Id` says the
+/// same), and the fingerprint (computed from the payload on every delivery anyway).
+void write_published(natsMsg* msg, const envelope& m);
 /// Reads what `write_envelope` wrote, and the payload; `attempts` is left 0. A message
 /// without `Ingest-Headers` (published by another client) gives its own headers,
 /// other than the library's, as the application headers.

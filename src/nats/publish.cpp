@@ -7,6 +7,7 @@
 
 #include "codec.hpp"
 #include "engine.hpp"
+#include "ingest/fingerprint.hpp"
 
 namespace ingest::nats {
 
@@ -57,8 +58,10 @@ void queue::engine::pub_ack(message_handle& msg, jsPubAck* pa, jsPubAckErr* pae)
     pending.erase(found);
     lock.unlock();
     // Reading the original is a request: not on nats.c's callback thread.
+    const std::string_view payload(natsMsg_GetData(msg.get()),
+                                   static_cast<std::size_t>(natsMsg_GetDataLength(msg.get())));
     boost::asio::post(*blocking, [self = shared_from_this(), p = std::move(p), seq = pa->Sequence,
-                                  fingerprint = header(msg.get(), h_fingerprint)]() mutable {
+                                  fingerprint = ingest::fingerprint(payload)]() mutable {
       self->answer_duplicate(std::move(p), seq, fingerprint);
     });
     return;
@@ -117,7 +120,7 @@ void queue::engine::publish(envelope m, callback<error_code, receipt> done) {
       NATS_OK)
     return done(errc::backend_unavailable, receipt{});
   message_handle msg(raw);
-  write_envelope(msg.get(), m);
+  write_published(msg.get(), m);
   // Fail fast while disconnected (guarantee 6) instead of parking the message in
   // nats.c's reconnect buffer: its PubAck timeout could then fire while the publish
   // call still reads the message.

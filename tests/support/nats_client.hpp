@@ -6,6 +6,7 @@
 #include <nats/nats.h>
 
 #include <cstdlib>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -88,6 +89,23 @@ class nats_client {
     if (found) postmark = time_from_us(std::strtoll(text, nullptr, 10));
     natsMsg_Destroy(m);
     return found;
+  }
+
+  // The headers of message `seq` as stored (values as they are on the wire); empty when
+  // there is no such message.
+  std::map<std::string, std::string> stored_headers(const std::string& stream, std::uint64_t seq) {
+    std::map<std::string, std::string> out;
+    natsMsg* m = nullptr;
+    if (js_GetMsg(&m, js_, stream.c_str(), seq, nullptr, nullptr) != NATS_OK) return out;
+    const char** keys = nullptr;
+    int count = 0;
+    if (natsMsgHeader_Keys(m, &keys, &count) == NATS_OK) {
+      for (int i = 0; i < count; ++i)
+        if (const char* v = nullptr; natsMsgHeader_Get(m, keys[i], &v) == NATS_OK && v) out.emplace(keys[i], v);
+      free(keys);
+    }
+    natsMsg_Destroy(m);
+    return out;
   }
 
  private:
