@@ -33,6 +33,20 @@ std::string key_in(std::size_t p, std::size_t n, const std::string& prefix = "k"
   }
 }
 
+// One fetch waits on both partitions of `q`; a message lands in each, straight into
+// the partitions: one answers the fetch (returned), the other is held for the next.
+std::vector<delivery> answer_one_hold_one(partitioned_queue& q) {
+  capture<std::vector<delivery>> waiting;
+  q.async_fetch(5, 10s, waiting.handler());
+  std::this_thread::sleep_for(100ms);
+  REQUIRE_FALSE(publish(q.partition(0), message("p0")).first);
+  REQUIRE_FALSE(publish(q.partition(1), message("p1")).first);
+  auto [ec, first] = waiting.get();
+  REQUIRE(first.size() == 1);
+  REQUIRE(eventually([&] { return stats(q).leased == 2; }));
+  return first;
+}
+
 // A queue that claims no dedup: what partitions of one kind never mix with.
 class no_dedup_queue final : public durable_queue {
  public:
@@ -167,22 +181,14 @@ TEST_CASE("partitioned_queue: the sweep starts one partition further each time, 
 TEST_CASE("partitioned_queue: what arrives after its fetch was answered goes to the next, or back at close") {
   io_thread io;
   partitioned_queue q(io.executor(), memory_partitions(io.executor(), 2));
-  // One fetch waits on both partitions; a message lands in each, straight into the
-  // partitions: one answers the fetch, the other is held for the next one.
-  capture<std::vector<delivery>> waiting;
-  q.async_fetch(5, 10s, waiting.handler());
-  std::this_thread::sleep_for(100ms);
-  REQUIRE_FALSE(publish(q.partition(0), message("p0")).first);
-  REQUIRE_FALSE(publish(q.partition(1), message("p1")).first);
-  auto [ec, first] = waiting.get();
-  REQUIRE(first.size() == 1);
-  REQUIRE(eventually([&] { return stats(q).leased == 2; }));
+  const auto first = answer_one_hold_one(q);
 
   SUBCASE("the next fetch takes it at once") {
     const auto t0 = std::chrono::steady_clock::now();
     auto [ec2, second] = fetch(q, 5, 10s);
     REQUIRE(second.size() == 1);
     CHECK(second[0].message.idempotency_key != first[0].message.idempotency_key);
+    CHECK(second[0].message.attempts == 1);  // the delivery that was held
     CHECK(std::chrono::steady_clock::now() - t0 < 5s);
     CHECK_FALSE(ack(q, first));
     CHECK_FALSE(ack(q, second));
@@ -198,6 +204,24 @@ TEST_CASE("partitioned_queue: what arrives after its fetch was answered goes to 
     CHECK_FALSE(ack(q, first));  // settling still works after close
     CHECK(stats(q).processed == 1);
   }
+}
+
+TEST_CASE("partitioned_queue: a delivery held past the hold limit is released and comes again with a fresh lease") {
+  io_thread io;
+  partitioned_queue q(io.executor(), memory_partitions(io.executor(), 2, 2s), 300ms);
+  const auto first = answer_one_hold_one(q);
+  // Held longer than 300 ms (its lease of 2 s still running): not handed out as it is.
+  std::this_thread::sleep_for(600ms);
+  auto [ec2, second] = fetch(q, 5, 5s);
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].message.idempotency_key != first[0].message.idempotency_key);
+  CHECK(second[0].message.attempts == 2);  // released, then delivered again
+  CHECK(stats(q).leased == 2);             // the first and the new delivery, nothing else
+  CHECK_FALSE(ack(q, first));
+  CHECK_FALSE(ack(q, second));
+  CHECK(stats(q).processed == 2);
+  CHECK(stats(q).pending == 0);
+  CHECK_THROWS_AS(partitioned_queue(io.executor(), memory_partitions(io.executor(), 2), 0ms), ingest::error);
 }
 
 TEST_CASE("partitioned_queue: a fetch ends at its own deadline while others wait on every partition") {

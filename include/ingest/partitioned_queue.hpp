@@ -45,8 +45,13 @@ std::size_t partition_of(std::string_view key, std::size_t count) noexcept;
 /// **Dead letters** are listed across the partitions in receipt-id order; replay and
 /// purge reach every partition, and a replayed letter goes back into its own.
 ///
-/// **Close** closes every partition. A delivery held for the next fetch when the queue
-/// closes is released at once (a retry with no delay) instead of waiting out its lease.
+/// **Held deliveries** wait for the next fetch at most `hold_limit` (default 5 s, to be
+/// kept well below the partitions' lease): one held longer is released (a retry with no
+/// delay, so it comes again with a fresh lease) instead of being handed out with its
+/// lease nearly or already run out. A delivery held for the next fetch when the queue
+/// closes is released at once.
+///
+/// **Close** closes every partition.
 ///
 /// **Threading.** Thread-safe. The partitions' completions are taken on this queue's
 /// executor, which must be running for fetches to complete.
@@ -56,9 +61,14 @@ std::size_t partition_of(std::string_view key, std::size_t count) noexcept;
 /// (docs/sizing.md says how to change it).
 class partitioned_queue final : public durable_queue {
  public:
+  /// How long a delivery that came after its fetch was answered is kept for the next one.
+  static constexpr duration default_hold_limit = std::chrono::seconds(5);
+
   /// Takes the partitions (at least one, all with the same features); completions run
-  /// on `ex`. Throws `ingest::error(errc::invalid_config)` otherwise.
-  partitioned_queue(executor_type ex, std::vector<std::unique_ptr<durable_queue>> partitions);
+  /// on `ex`; `hold_limit` as above (more than zero). Throws
+  /// `ingest::error(errc::invalid_config)` otherwise.
+  partitioned_queue(executor_type ex, std::vector<std::unique_ptr<durable_queue>> partitions,
+                    duration hold_limit = default_hold_limit);
   ~partitioned_queue() override;
   partitioned_queue(const partitioned_queue&) = delete;
   partitioned_queue& operator=(const partitioned_queue&) = delete;

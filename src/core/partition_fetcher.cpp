@@ -31,8 +31,12 @@ namespace {
 constexpr auto failure_pause = std::chrono::milliseconds(250);
 }  // namespace
 
-partitioned_queue::fetcher::fetcher(executor_type ex, std::vector<durable_queue*> partitions)
-    : ex_(std::move(ex)), parts_(std::move(partitions)), busy_(parts_.size(), 0), failing_until_(parts_.size()) {}
+partitioned_queue::fetcher::fetcher(executor_type ex, std::vector<durable_queue*> partitions, duration hold_limit)
+    : ex_(std::move(ex)),
+      parts_(std::move(partitions)),
+      busy_(parts_.size(), 0),
+      failing_until_(parts_.size()),
+      hold_limit_(hold_limit) {}
 
 void partitioned_queue::fetcher::fetch(std::size_t max, duration wait, fetch_done done) {
   actions later;
@@ -42,8 +46,8 @@ void partitioned_queue::fetcher::fetch(std::size_t max, duration wait, fetch_don
       later.push_back([done = std::make_shared<fetch_done>(std::move(done)), closed = closed_]() mutable {
         (*done)(closed ? error_code(make_error_code(errc::shutting_down)) : error_code{}, {});
       });
-    } else if (!ready_.empty()) {
-      later.push_back([done = std::make_shared<fetch_done>(std::move(done)), b = take_ready(max)]() mutable {
+    } else if (auto kept = take_ready(max); !kept.empty()) {
+      later.push_back([done = std::make_shared<fetch_done>(std::move(done)), b = std::move(kept)]() mutable {
         (*done)(error_code{}, std::move(b));
       });
     } else {
@@ -130,7 +134,7 @@ void partitioned_queue::fetcher::finish(const std::shared_ptr<sweep>& s, actions
       if (closed_)
         release(std::move(extra));
       else
-        std::move(extra.begin(), extra.end(), std::back_inserter(ready_));
+        hold(std::move(extra));
     }
     const error_code result =
         !first.empty() ? error_code{} : error_code(std::make_error_code(std::errc::operation_canceled));
@@ -155,7 +159,7 @@ void partitioned_queue::fetcher::woken(std::size_t partition, error_code ec, std
     if (closed_) {
       release(std::move(batch));
     } else {
-      std::move(batch.begin(), batch.end(), std::back_inserter(ready_));
+      hold(std::move(batch));
       pump(later);
     }
   }
@@ -193,8 +197,10 @@ void partitioned_queue::fetcher::answer(waiter& w, error_code ec, std::vector<de
 }
 
 void partitioned_queue::fetcher::pump(actions& later) {
-  while (!ready_.empty() && !waiters_.empty()) {
-    answer(waiters_.front(), error_code{}, take_ready(waiters_.front().max), later);
+  while (!waiters_.empty()) {
+    auto batch = take_ready(waiters_.front().max);
+    if (batch.empty()) break;
+    answer(waiters_.front(), error_code{}, std::move(batch), later);
     waiters_.pop_front();
   }
   const auto now = steady::now();
@@ -274,12 +280,35 @@ void partitioned_queue::fetcher::release(std::vector<delivery> held) {
     if (!by_partition[p].empty()) parts_[p]->do_settle(std::move(by_partition[p]), [](error_code) {});
 }
 
-std::vector<delivery> partitioned_queue::fetcher::take_ready(std::size_t max) {
-  std::vector<delivery> out;
-  while (!ready_.empty() && out.size() < max) {
-    out.push_back(std::move(ready_.front()));
+void partitioned_queue::fetcher::hold(std::vector<delivery> batch) {
+  const auto now = steady::now();
+  for (auto& d : batch) ready_.push_back({std::move(d), now});
+}
+
+void partitioned_queue::fetcher::release_stale() {
+  const auto oldest = steady::now() - hold_limit_;
+  std::vector<delivery> stale;
+  while (!ready_.empty() && ready_.front().since < oldest) {
+    stale.push_back(std::move(ready_.front().d));
     ready_.pop_front();
   }
+  release(std::move(stale));
+}
+
+std::vector<delivery> partitioned_queue::fetcher::take_ready(std::size_t max) {
+  release_stale();
+  std::vector<delivery> out;
+  while (!ready_.empty() && out.size() < max) {
+    out.push_back(std::move(ready_.front().d));
+    ready_.pop_front();
+  }
+  return out;
+}
+
+std::vector<delivery> partitioned_queue::fetcher::take_all() {
+  std::vector<delivery> out;
+  for (auto& h : ready_) out.push_back(std::move(h.d));
+  ready_.clear();
   return out;
 }
 
@@ -294,9 +323,7 @@ void partitioned_queue::fetcher::close() {
     closed_ = true;
     for (auto& w : waiters_) answer(w, std::make_error_code(std::errc::operation_canceled), {}, later);
     waiters_.clear();
-    std::vector<delivery> held(std::make_move_iterator(ready_.begin()), std::make_move_iterator(ready_.end()));
-    ready_.clear();
-    release(std::move(held));
+    release(take_all());
   }
   for (auto& a : later) a();
 }

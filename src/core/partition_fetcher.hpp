@@ -31,7 +31,7 @@ class partitioned_queue::fetcher : public std::enable_shared_from_this<fetcher> 
   using fetch_done = detail::callback<void(error_code, std::vector<delivery>)>;
   using steady = std::chrono::steady_clock;
 
-  fetcher(executor_type ex, std::vector<durable_queue*> partitions);
+  fetcher(executor_type ex, std::vector<durable_queue*> partitions, duration hold_limit);
 
   void fetch(std::size_t max, duration wait, fetch_done done);
   // Completes the waiting fetches (operation_canceled) and releases what is held.
@@ -86,7 +86,13 @@ class partitioned_queue::fetcher : public std::enable_shared_from_this<fetcher> 
   bool all_failing(steady::time_point now) const;
   // Under the lock: releases deliveries nobody will take (a retry with no delay).
   void release(std::vector<delivery> held);
+  // Under the lock: moves batch into `ready_`, held from now.
+  void hold(std::vector<delivery> batch);
+  // Under the lock: releases what has been held longer than the limit.
+  void release_stale();
+  // Under the lock: up to `max` held deliveries, oldest first (after release_stale).
   std::vector<delivery> take_ready(std::size_t max);
+  std::vector<delivery> take_all();
   void tag(std::size_t partition, std::vector<delivery>& batch) const;
 
   executor_type ex_;
@@ -97,7 +103,12 @@ class partitioned_queue::fetcher : public std::enable_shared_from_this<fetcher> 
   std::vector<char> busy_;                         // a fetch of ours is out on the partition
   std::vector<steady::time_point> failing_until_;  // a failed partition is left alone until then
   error_code last_error_{};
-  std::deque<delivery> ready_;  // arrived after their fetch was answered
+  struct held_delivery {
+    delivery d;
+    steady::time_point since;
+  };
+  duration hold_limit_;
+  std::deque<held_delivery> ready_;  // arrived after their fetch was answered, oldest first
   std::list<waiter> waiters_;
   std::uint64_t next_waiter_ = 1;
   std::size_t turn_ = 0;  // where the next sweep begins

@@ -79,9 +79,12 @@ void add_counts(queue_stats& to, const queue_stats& s) {
 
 }  // namespace
 
-partitioned_queue::partitioned_queue(executor_type ex, std::vector<std::unique_ptr<durable_queue>> partitions)
+partitioned_queue::partitioned_queue(executor_type ex, std::vector<std::unique_ptr<durable_queue>> partitions,
+                                     duration hold_limit)
     : executor_(std::move(ex)), partitions_(std::move(partitions)) {
   if (partitions_.empty()) throw error(errc::invalid_config, "partitioned_queue: at least one partition is needed");
+  if (hold_limit <= duration::zero())
+    throw error(errc::invalid_config, "partitioned_queue: hold_limit must be positive");
   for (const auto& p : partitions_)
     if (!p) throw error(errc::invalid_config, "partitioned_queue: a partition is missing");
   features_ = partitions_.front()->features();
@@ -91,7 +94,7 @@ partitioned_queue::partitioned_queue(executor_type ex, std::vector<std::unique_p
   if (partitions_.size() > 1) features_.fifo = false;  // in order within a partition only
   std::vector<durable_queue*> raw;
   for (const auto& p : partitions_) raw.push_back(p.get());
-  fetcher_ = std::make_shared<fetcher>(executor_, std::move(raw));
+  fetcher_ = std::make_shared<fetcher>(executor_, std::move(raw), hold_limit);
 }
 
 partitioned_queue::~partitioned_queue() {

@@ -3,6 +3,7 @@
 
 #include "ingest/nats/queue.hpp"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
@@ -120,7 +121,10 @@ std::unique_ptr<durable_queue> open_queue(durable_queue::executor_type ex, const
   if (options.partitions == 1) return std::make_unique<queue>(ex, options);
   std::vector<std::unique_ptr<durable_queue>> parts;
   for (int i = 0; i < options.partitions; ++i) parts.push_back(std::make_unique<queue>(ex, options.for_partition(i)));
-  return std::make_unique<partitioned_queue>(ex, std::move(parts));
+  // A delivery kept for the next fetch is released well before its lease runs out.
+  const auto hold = std::min<durable_queue::duration>(partitioned_queue::default_hold_limit, options.ack_wait / 2);
+  return std::make_unique<partitioned_queue>(ex, std::move(parts),
+                                             std::max<durable_queue::duration>(hold, std::chrono::milliseconds(1)));
 }
 
 }  // namespace ingest::nats
