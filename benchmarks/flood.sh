@@ -13,6 +13,7 @@
 #     SECONDS, then goes on at --open-rate; spike prints p50/p99 by the second (does the
 #     tail recover?).
 #   benchmarks/flood.sh --quick [--backend sqlite|nats|sqs|memory]   # 500 students, one run, for CI
+#     (with --burst, also the burst's open loop, checked for every receipt of its first second)
 #   benchmarks/flood.sh --abuse [--legit-rate 1000] [--abuse-rate 20000] [--open-seconds 10]
 #   benchmarks/flood.sh --sink postgres [--small-db] [...]
 #   benchmarks/flood.sh --polls 5000 [--backend nats --sink postgres] [--open-rate N] [--runs 3]
@@ -329,7 +330,7 @@ done
 for n in $(seq "$runs"); do labels+=("$out/queue-$backend-$n.json"); done
 "$bin/spike" report "${labels[@]}"
 
-if [[ $quick -eq 0 && $sink == sqlite ]]; then
+if [[ ($quick -eq 0 || ${#burst_args[@]} -gt 0) && $sink == sqlite ]]; then
   # Open loop: a constant rate on 1,000 connections, latency from the scheduled time.
   dir="$work/run-open"
   mkdir -p "$dir"
@@ -349,6 +350,12 @@ if [[ $quick -eq 0 && $sink == sqlite ]]; then
   stop_stack exam_server
   echo
   if ((${#burst_args[@]})); then
+    # Every submission scheduled in the burst's first second has its receipt, counted
+    # in that second (a receipt lost, or counted in the wrong second, shows here).
+    if ! grep -q "\"scheduled_latency_by_second\":\[{\"receipts\":${burst_args[1]}," "$out/open-queue.json"; then
+      echo "flood.sh: the burst's first second does not show ${burst_args[1]} receipts in $out/open-queue.json" >&2
+      failures=$((failures + 1))
+    fi
     # Unequal loads: no ratio table; spike printed the queue's seconds above.
     echo "## Open loop: ${burst_args[1]}/s for ${burst_args[3]}s, then $open_rate/s until ${open_seconds}s, on 1,000 connections ($backend)"
     echo
