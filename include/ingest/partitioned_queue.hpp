@@ -45,11 +45,12 @@ std::size_t partition_of(std::string_view key, std::size_t count) noexcept;
 /// **Dead letters** are listed across the partitions in receipt-id order; replay and
 /// purge reach every partition, and a replayed letter goes back into its own.
 ///
-/// **Held deliveries** wait for the next fetch at most `hold_limit` (default 5 s, to be
-/// kept well below the partitions' lease): one held longer is released (a retry with no
-/// delay, so it comes again with a fresh lease) instead of being handed out with its
-/// lease nearly or already run out. A delivery held for the next fetch when the queue
-/// closes is released at once.
+/// **Held deliveries** are handed out by a later fetch only while held less than
+/// `hold_limit` (default 5 s; give about half the partitions' lease): the fetch that
+/// finds one held longer releases it (a retry with no delay: it comes again with a
+/// fresh lease, and the partition counts one more delivery attempt) instead of handing
+/// it out with its lease nearly or already run out. A delivery held for the next fetch
+/// when the queue closes is released at once.
 ///
 /// **Close** closes every partition.
 ///

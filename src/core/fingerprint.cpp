@@ -1,6 +1,7 @@
 #include "ingest/fingerprint.hpp"
 
 #include <openssl/evp.h>
+#include <openssl/opensslv.h>
 #include <openssl/sha.h>
 
 #include <memory>
@@ -8,24 +9,28 @@
 namespace ingest {
 namespace {
 
-struct free_md {
-  void operator()(EVP_MD* md) const noexcept { EVP_MD_free(md); }
-};
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
 struct free_ctx {
   void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
 };
 
 // SHA256() looks the algorithm up by name on every call (OpenSSL 3), about half of
-// its time for a payload of a few hundred bytes: fetched once, with a context per thread.
+// its time for a payload of a few hundred bytes: fetched once (and kept to the end,
+// for threads still hashing while the process exits), with a context per thread.
 void sha256(std::string_view data, unsigned char* digest) {
-  static const std::unique_ptr<EVP_MD, free_md> md(EVP_MD_fetch(nullptr, "SHA256", nullptr));
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   thread_local const std::unique_ptr<EVP_MD_CTX, free_ctx> ctx(EVP_MD_CTX_new());
   unsigned int len = 0;
-  if (md && ctx && EVP_DigestInit_ex(ctx.get(), md.get(), nullptr) &&
-      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) && EVP_DigestFinal_ex(ctx.get(), digest, &len))
+  if (md && ctx && EVP_DigestInit_ex(ctx.get(), md, nullptr) && EVP_DigestUpdate(ctx.get(), data.data(), data.size()) &&
+      EVP_DigestFinal_ex(ctx.get(), digest, &len))
     return;
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
 }
+#else
+void sha256(std::string_view data, unsigned char* digest) {
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+}
+#endif
 
 }  // namespace
 

@@ -57,13 +57,14 @@ void queue::engine::pub_ack(message_handle& msg, jsPubAck* pa, jsPubAckErr* pae)
     auto p = std::move(found->second);
     pending.erase(found);
     lock.unlock();
-    // Reading the original is a request: not on nats.c's callback thread.
-    const std::string_view payload(natsMsg_GetData(msg.get()),
-                                   static_cast<std::size_t>(natsMsg_GetDataLength(msg.get())));
-    boost::asio::post(*blocking, [self = shared_from_this(), p = std::move(p), seq = pa->Sequence,
-                                  fingerprint = ingest::fingerprint(payload)]() mutable {
-      self->answer_duplicate(std::move(p), seq, fingerprint);
-    });
+    // Reading the original is a request, and hashing the payload takes time: neither
+    // on nats.c's callback thread.
+    boost::asio::post(
+        *blocking, [self = shared_from_this(), p = std::move(p), seq = pa->Sequence, sent = std::move(msg)]() mutable {
+          const std::string_view payload(natsMsg_GetData(sent.get()),
+                                         static_cast<std::size_t>(natsMsg_GetDataLength(sent.get())));
+          self->answer_duplicate(std::move(p), seq, ingest::fingerprint(payload));
+        });
     return;
   }
   // A failed publish: resend the same message (same Nats-Msg-Id) while time allows,

@@ -121,10 +121,13 @@ std::unique_ptr<durable_queue> open_queue(durable_queue::executor_type ex, const
   if (options.partitions == 1) return std::make_unique<queue>(ex, options);
   std::vector<std::unique_ptr<durable_queue>> parts;
   for (int i = 0; i < options.partitions; ++i) parts.push_back(std::make_unique<queue>(ex, options.for_partition(i)));
-  // A delivery kept for the next fetch is released well before its lease runs out.
-  const auto hold = std::min<durable_queue::duration>(partitioned_queue::default_hold_limit, options.ack_wait / 2);
-  return std::make_unique<partitioned_queue>(ex, std::move(parts),
-                                             std::max<durable_queue::duration>(hold, std::chrono::milliseconds(1)));
+  // A delivery kept for the next fetch is released (which the server counts as an
+  // attempt) only once half of its shortest lease is gone: held longer, it would reach
+  // the handler with its lease nearly out.
+  auto lease = options.ack_wait;
+  for (auto step : options.redelivery_backoff) lease = std::min(lease, step);
+  const auto hold = std::max<durable_queue::duration>(lease / 2, std::chrono::milliseconds(1));
+  return std::make_unique<partitioned_queue>(ex, std::move(parts), hold);
 }
 
 }  // namespace ingest::nats
