@@ -334,11 +334,15 @@ if [[ ($quick -eq 0 || ${#burst_args[@]} -gt 0) && $sink == sqlite ]]; then
   # Open loop: a constant rate on 1,000 connections, latency from the scheduled time.
   dir="$work/run-open"
   mkdir -p "$dir"
-  start bare_http "$dir/bare.log" "$build/benchmarks/bare_http" --listen 127.0.0.1:0
-  bpid=$pid
-  "$bin/spike" --url "$url" --rate "$open_rate" --duration "$open_seconds" --connections 1000 \
-    --server-pid "$bpid" --label bare-202 --json "$out/open-bare.json"
-  kill -TERM "$bpid"; wait "$bpid" || true
+  if ((${#burst_args[@]} == 0)); then
+    # The bare HTTP layer at the same rate, for the ratio table (a burst has none; a
+    # build without benchmarks has no bare_http).
+    start bare_http "$dir/bare.log" "$build/benchmarks/bare_http" --listen 127.0.0.1:0
+    bpid=$pid
+    "$bin/spike" --url "$url" --rate "$open_rate" --duration "$open_seconds" --connections 1000 \
+      --server-pid "$bpid" --label bare-202 --json "$out/open-bare.json"
+    kill -TERM "$bpid"; wait "$bpid" || true
+  fi
   start_stack open 1 exam_server --rate "$consumer_rate"
   broker_cpu=""
   [[ -n $nats_pid ]] && broker_cpu=$(cpu_of "$nats_pid")
