@@ -159,7 +159,9 @@ TEST_CASE("dual write: a shadow queue down part of the time fails no request; re
     CHECK(missing.size() == report.missing);  // all of them listed (max_reported is larger)
     for (const auto& k : missing) CHECK((dw.gaps.contains(k) || dw.timed_out.contains(k)));
     for (const auto& k : dw.gaps) CHECK(missing.contains(k) != healed.contains(k));
-    for (const auto& k : healed) CHECK(dw.gaps.contains(k));
+    // A retried student's copy was reported when it happened: a gap, or a timeout when
+    // the publish went out just as the server died (its ack never came).
+    for (const auto& k : healed) CHECK((dw.gaps.contains(k) || dw.timed_out.contains(k)));
 
     // Re-sent from the rows; the graders take them; nothing is missing any more.
     std::ostringstream out, err;
